@@ -1,0 +1,52 @@
+// The resolved, read-only hast.conf model used by hastd and hastctl (HAST-SPEC §1.3–1.4).
+
+export const REPLICATION_MODES = ['fullsync', 'memsync', 'async'] as const;
+export type ReplicationMode = (typeof REPLICATION_MODES)[number];
+export const CHECKSUM_ALGS = ['none', 'crc32', 'sha256'] as const;
+export type ChecksumAlg = (typeof CHECKSUM_ALGS)[number];
+export const COMPRESSION_ALGS = ['none', 'hole', 'lzf'] as const;
+export type CompressionAlg = (typeof COMPRESSION_ALGS)[number];
+/** Our extension: how /dev/hast/<provname> is made on the primary. */
+export const DEVICE_MODES = ['auto', 'nbd', 'fuse', 'none'] as const;
+export type DeviceMode = (typeof DEVICE_MODES)[number];
+
+export interface ResourceConfig {
+  /** Resource name (`resource <name>`). */
+  readonly name: string;
+  /** Provider name (`name`), defaults to the resource name: /dev/hast/<provName>. */
+  readonly provName: string;
+  /** Path of the local component (`local`). */
+  readonly localPath: string;
+  /** `remote` exactly as configured, or 'none'. */
+  readonly remoteAddr: string;
+  /** `source` as configured, or null. */
+  readonly sourceAddr: string | null;
+  readonly replication: ReplicationMode;
+  readonly checksum: ChecksumAlg;
+  readonly compression: CompressionAlg;
+  /** Seconds, > 0. */
+  readonly timeout: number;
+  /** Hook program path, '' for none. */
+  readonly exec: string;
+  readonly metaFlush: boolean;
+  /** Our extension `export`: where the primary serves NBD, `uds:///path` or `tcp://host:port`. */
+  readonly exportAddr: string;
+  /** Our extension `device`. */
+  readonly device: DeviceMode;
+}
+
+export interface HastConfig {
+  /** Absolute path of the file this was loaded from. */
+  readonly file: string;
+  /** Names this node answers to (hostname, short hostname, machine id, hostid<N>, or --node). */
+  readonly nodeNames: readonly string[];
+  /** Control socket path (uds:// prefix removed). */
+  readonly controlPath: string;
+  /** Control address as configured (or the default). */
+  readonly controlAddr: string;
+  readonly pidFile: string;
+  /** Listen addresses as configured (or the defaults). */
+  readonly listen: readonly string[];
+  /** Resources in configuration order. */
+  readonly resources: readonly ResourceConfig[];
+}
