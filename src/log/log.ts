@@ -1,8 +1,7 @@
 // Logging facade in upstream pjdlog's shape: "[LEVEL] [resource] (role) message: errno text."
-// Foreground (-F) writes to stderr; otherwise lines go to syslog via logger(1)/journald (stderr is
-// captured by the service manager when no syslog socket exists).
-import { createConnection, type Socket } from 'node:net';
-import { existsSync } from 'node:fs';
+// Foreground (-F) writes to stderr; a daemon sends the same lines to syslog through logger(1)
+// (which reaches journald or syslogd), falling back to stderr when logger is missing.
+import { spawn, type ChildProcess } from 'node:child_process';
 
 export type LogLevel = 'ERROR' | 'WARNING' | 'NOTICE' | 'INFO' | 'DEBUG';
 
@@ -14,30 +13,31 @@ interface LogState {
   foreground: boolean;
   prefix: string;
   ident: string;
-  syslog: Socket | null;
+  logger: ChildProcess | null;
 }
 
-const state: LogState = { debugLevel: 0, foreground: true, prefix: '', ident: 'hastd', syslog: null };
+const state: LogState = { debugLevel: 0, foreground: true, prefix: '', ident: 'hastd', logger: null };
 
 /** Configure the sink once at start-up (parent) or in a worker (inherits the parent's choice). */
 export function logInit(opts: { foreground: boolean; debugLevel: number; ident?: string }): void {
   state.foreground = opts.foreground;
   state.debugLevel = opts.debugLevel;
   if (opts.ident !== undefined) state.ident = opts.ident;
-  if (!state.foreground && state.syslog === null && existsSync('/dev/log')) {
-    try {
-      const sock = createConnection({ path: '/dev/log' });
-      sock.on('error', () => {
-        state.syslog = null;
-      });
-      sock.unref();
-      state.syslog = sock;
-    } catch {
-      state.syslog = null;
-    }
+  if (!state.foreground && state.logger === null) {
+    const child = spawn('logger', ['--prio-prefix', '-t', state.ident, `--id=${process.pid}`], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    child.on('error', () => {
+      state.logger = null;
+    });
+    child.stdin?.on('error', () => {
+      state.logger = null;
+    });
+    child.unref();
+    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    state.logger = child;
   }
 }
-
 /** Set the per-context prefix, e.g. logPrefix('mirror', 'primary') → "[mirror] (primary) ". */
 export function logPrefix(resource: string | null, role?: string): void {
   state.prefix = resource === null ? '' : `[${resource}] (${role ?? 'init'}) `;
@@ -50,18 +50,12 @@ export function debugLevel(): number {
 function emit(level: LogLevel, message: string, debugN?: number): void {
   const tag = level === 'DEBUG' ? `[DEBUG][${debugN ?? 1}]` : `[${level}]`;
   const text = `${state.prefix}${message}`;
-  if (state.foreground || state.syslog === null) {
+  const logger = state.logger;
+  if (state.foreground || logger === null || logger.stdin === null) {
     process.stderr.write(`${tag} ${text}\n`);
     return;
   }
-  // RFC 3164 over a datagram-less stream socket is not accepted by every syslogd; journald's
-  // /dev/log is a datagram socket, so fall back to stderr on any write error.
-  const line = `<${FACILITY_DAEMON | SYSLOG_PRIO[level]}>${state.ident}[${process.pid}]: ${text}`;
-  try {
-    state.syslog.write(line);
-  } catch {
-    process.stderr.write(`${tag} ${text}\n`);
-  }
+  logger.stdin.write(`<${FACILITY_DAEMON | SYSLOG_PRIO[level]}>${text}\n`);
 }
 
 function withErr(message: string, err?: unknown): string {

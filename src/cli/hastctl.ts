@@ -1,0 +1,228 @@
+#!/usr/bin/env node
+// hastctl: create/dump work on the local component; role/status/list talk to hastd (HAST-SPEC §2).
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/index.js';
+import { ConfigError } from '../config/errors.js';
+import type { HastConfig, ResourceConfig } from '../config/types.js';
+import { ControlConnectError, controlRequest } from '../control/client.js';
+import { ROLES, type ControlReply, type Role } from '../control/messages.js';
+import { openComponent } from '../component/open.js';
+import { createResource } from '../metadata/create.js';
+import { formatDump } from '../metadata/dump.js';
+import { readMetadata } from '../metadata/metadata.js';
+import { parseSize } from '../metadata/size.js';
+import { EX } from '../util/sysexits.js';
+import { formatResource, formatTable } from './status-text.js';
+import { HASTCTL_USAGE } from './usage.js';
+
+const DEFAULT_CONFIG = '/etc/hast.conf';
+
+class UsageError extends Error {}
+
+function usage(message?: string): never {
+  throw new UsageError(message ?? '');
+}
+
+function warn(msg: string): void {
+  process.stderr.write(`hastctl: ${msg}\n`);
+}
+
+function load(configPath: string, node: string | undefined): HastConfig {
+  return loadConfig(configPath, node === undefined ? {} : { nodeName: node });
+}
+
+function pick(cfg: HastConfig, names: readonly string[], allowAll: boolean): (ResourceConfig | string)[] {
+  const list = allowAll && (names.length === 0 || names[0] === 'all') ? cfg.resources.map((r) => r.name) : names;
+  return list.map((n) => cfg.resources.find((r) => r.name === n) ?? n);
+}
+
+async function cmdCreate(cfg: HastConfig, names: readonly string[], v: Record<string, unknown>): Promise<number> {
+  if (names.length === 0) usage();
+  const sizeOpt = (key: string, label: string): number | undefined => {
+    const raw = v[key];
+    if (typeof raw !== 'string') return undefined;
+    try {
+      return parseSize(raw);
+    } catch {
+      warn(`Invalid ${label}.`);
+      throw new UsageError('');
+    }
+  };
+  const extentSize = sizeOpt('extentsize', 'extentsize');
+  const keepDirty = sizeOpt('keepdirty', 'keepdirty');
+  const mediaSize = sizeOpt('mediasize', 'mediasize');
+  let first = 0;
+  for (const r of pick(cfg, names, false)) {
+    if (typeof r === 'string') {
+      warn(`Unknown resource ${r}.`);
+      first ||= EX.DATAERR;
+      continue;
+    }
+    let comp;
+    try {
+      comp = await openComponent(r.localPath, { lock: false });
+    } catch (err) {
+      warn(`Unable to open ${r.localPath}: ${(err as Error).message}`);
+      first ||= EX.NOINPUT;
+      continue;
+    }
+    try {
+      await createResource({
+        component: comp,
+        resource: r.name,
+        ...(extentSize !== undefined ? { extentSize } : {}),
+        ...(keepDirty !== undefined ? { keepDirty } : {}),
+        ...(mediaSize !== undefined ? { mediaSize } : {}),
+      });
+    } catch (err) {
+      warn(`[${r.name}] ${(err as Error).message}`);
+      const code = (err as { exitCode?: number }).exitCode;
+      first ||= typeof code === 'number' ? code : EX.IOERR;
+    } finally {
+      await comp.close();
+    }
+  }
+  return first;
+}
+
+async function cmdDump(cfg: HastConfig, names: readonly string[]): Promise<number> {
+  let first = 0;
+  for (const r of pick(cfg, names, true)) {
+    if (typeof r === 'string') {
+      warn(`Unknown resource ${r}.`);
+      first ||= EX.DATAERR;
+      continue;
+    }
+    let comp;
+    try {
+      comp = await openComponent(r.localPath, { lock: false, readOnly: true });
+    } catch (err) {
+      warn(`Unable to open ${r.localPath}: ${(err as Error).message}`);
+      first ||= EX.NOINPUT;
+      continue;
+    }
+    try {
+      const md = await readMetadata(comp, r.name);
+      process.stdout.write(formatDump(md));
+    } catch (err) {
+      warn(`[${r.name}] Unable to read metadata: ${(err as Error).message}`);
+      first ||= 255;
+    } finally {
+      await comp.close();
+    }
+  }
+  return first;
+}
+
+async function talk(cfg: HastConfig, req: Parameters<typeof controlRequest>[1]): Promise<ControlReply | number> {
+  try {
+    return await controlRequest(cfg.controlPath, req);
+  } catch (err) {
+    warn((err as Error).message);
+    return err instanceof ControlConnectError ? EX.OSERR : EX.UNAVAILABLE;
+  }
+}
+
+function firstError(reply: ControlReply): number {
+  if (reply.error !== undefined) {
+    warn(`Error ${reply.error} received from hastd.`);
+    return EX.SOFTWARE;
+  }
+  for (const r of reply.resources) if (r.error !== undefined) return r.error;
+  return 0;
+}
+
+async function cmdRole(cfg: HastConfig, args: readonly string[], debug: number): Promise<number> {
+  const [role, ...names] = args;
+  if (role === undefined || names.length === 0 || !(ROLES as readonly string[]).includes(role)) usage();
+  const reply = await talk(cfg, { cmd: 'role', role: role as Role, resources: names });
+  if (typeof reply === 'number') return reply;
+  for (const r of reply.resources) {
+    if (r.error !== undefined) warn(`[${r.name}] Received error ${r.error} from hastd.`);
+    else if (debug > 0) {
+      process.stderr.write(
+        r.previousRole === role ? `[${r.name}] Role unchanged (${role}).\n` : `[${r.name}] Role changed from ${r.previousRole} to ${role}.\n`,
+      );
+    }
+  }
+  return firstError(reply);
+}
+
+async function cmdStatus(cfg: HastConfig, names: readonly string[], json: boolean, table: boolean): Promise<number> {
+  const reply = await talk(cfg, { cmd: 'status', resources: names.length === 0 ? ['all'] : names });
+  if (typeof reply === 'number') return reply;
+  if (reply.error !== undefined) return firstError(reply);
+  if (json) process.stdout.write(`${JSON.stringify(reply.resources, null, 2)}\n`);
+  else if (table) process.stdout.write(formatTable(reply.resources));
+  else for (const r of reply.resources) process.stdout.write(formatResource(r));
+  return firstError(reply);
+}
+
+/** Run hastctl with argv (without node and script); returns the exit code. */
+export async function hastctl(argv: readonly string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  try {
+    if (sub === undefined || sub === '-h' || sub === '--help') usage();
+    const known = ['create', 'role', 'list', 'status', 'dump'];
+    if (!known.includes(sub)) usage(`unknown command: ${sub}`);
+    const { values, positionals } = parseArgs({
+      args: [...rest],
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        debug: { type: 'boolean', short: 'd', multiple: true },
+        help: { type: 'boolean', short: 'h' },
+        node: { type: 'string' },
+        json: { type: 'boolean' },
+        terse: { type: 'boolean', short: 't' },
+        extentsize: { type: 'string', short: 'e' },
+        keepdirty: { type: 'string', short: 'k' },
+        mediasize: { type: 'string', short: 'm' },
+      },
+    });
+    if (values.help === true) usage();
+    if (sub !== 'create' && (values.extentsize !== undefined || values.keepdirty !== undefined || values.mediasize !== undefined)) {
+      usage('-e, -k and -m are options of create');
+    }
+    if ((values.json === true || values.terse === true) && sub !== 'status' && sub !== 'list') usage('--json and -t are options of status and list');
+    const debug = values.debug?.length ?? 0;
+    const cfg = load(values.config ?? DEFAULT_CONFIG, values.node);
+    switch (sub) {
+      case 'create':
+        return await cmdCreate(cfg, positionals, values);
+      case 'dump':
+        return await cmdDump(cfg, positionals);
+      case 'role':
+        return await cmdRole(cfg, positionals, debug);
+      default:
+        return await cmdStatus(cfg, positionals, values.json === true, values.terse === true);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      if (err.message !== '') warn(err.message);
+      process.stderr.write(HASTCTL_USAGE);
+      return EX.USAGE;
+    }
+    if (err instanceof ConfigError) {
+      warn(err.message);
+      return err.exitCode;
+    }
+    if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
+      warn(err.message);
+      process.stderr.write(HASTCTL_USAGE);
+      return EX.USAGE;
+    }
+    throw err;
+  }
+}
+
+hastctl(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    warn(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    process.exitCode = EX.SOFTWARE;
+  },
+);

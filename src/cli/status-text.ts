@@ -1,0 +1,76 @@
+// Text renderers for `hastctl status` / `hastctl list` (HAST-SPEC §2.5 layout, FreeBSD 10+ `list`).
+import type { ResourceStatus } from '../control/messages.js';
+import { humanizeNumber } from '../metadata/dump.js';
+
+function sized(n: number): string {
+  return `${n} (${humanizeNumber(n)}B)`;
+}
+
+function duration(seconds: number): string {
+  if (seconds < 0 || !Number.isFinite(seconds)) return 'unknown';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  return `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}`;
+}
+
+/** The verbose per-resource block. */
+export function formatResource(r: ResourceStatus): string {
+  const lines = [`${r.name}:`];
+  if (r.error !== undefined) {
+    lines.push(`  error: ${r.error}`);
+    return `${lines.join('\n')}\n`;
+  }
+  const w = r.worker ?? null;
+  lines.push(`  role: ${r.role ?? 'init'}`);
+  lines.push(`  provname: ${r.provname ?? ''}`);
+  lines.push(`  localpath: ${r.localpath ?? ''}`);
+  lines.push(`  extentsize: ${sized(w?.extentSize ?? 0)}`);
+  lines.push(`  keepdirty: ${w?.keepDirty ?? 0}`);
+  lines.push(`  remoteaddr: ${r.remoteaddr ?? 'none'}`);
+  if (r.sourceaddr !== undefined && r.sourceaddr !== null) lines.push(`  sourceaddr: ${r.sourceaddr}`);
+  lines.push(`  replication: ${r.replication ?? ''}`);
+  if (w !== null) {
+    lines.push(`  status: ${w.status}`);
+    lines.push(`  workerpid: ${r.workerpid ?? 0}`);
+  }
+  lines.push(`  dirty: ${sized(w?.dirty ?? 0)}`);
+  if (w?.sync) {
+    const s = w.sync;
+    const pct = s.totalBytes > 0 ? Math.floor((s.doneBytes * 100) / s.totalBytes) : 100;
+    lines.push(
+      `  synchronization: ${humanizeNumber(s.leftBytes)}B left of ${humanizeNumber(s.totalBytes)}B, ${pct}% done, ` +
+        `${humanizeNumber(Math.round(s.rate))}B/s, ETA ${duration(s.eta)} (from ${s.direction})`,
+    );
+  }
+  if (w?.device) lines.push(`  device: ${w.device}`);
+  const st = w?.stats;
+  lines.push('  statistics:');
+  lines.push(`    reads: ${st?.reads ?? 0}`);
+  lines.push(`    writes: ${st?.writes ?? 0}`);
+  lines.push(`    deletes: ${st?.deletes ?? 0}`);
+  lines.push(`    flushes: ${st?.flushes ?? 0}`);
+  lines.push(`    activemap updates: ${st?.activemapUpdates ?? 0}`);
+  lines.push(
+    `    local errors: read: ${st?.readErrors ?? 0}, write: ${st?.writeErrors ?? 0}, delete: ${st?.deleteErrors ?? 0}, flush: ${st?.flushErrors ?? 0}`,
+  );
+  lines.push(
+    `    queues: local: ${st?.localQueue ?? 0}, send: ${st?.sendQueue ?? 0}, recv: ${st?.recvQueue ?? 0}, done: ${st?.doneQueue ?? 0}, idle: ${st?.idleQueue ?? 0}`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+/** The terse FreeBSD 10+ `status` table (offered as `hastctl status -t`). */
+export function formatTable(rs: readonly ResourceStatus[]): string {
+  let out = 'Name\tStatus\t Role\t\tComponents\n';
+  for (const r of rs) {
+    if (r.error !== undefined) {
+      out += `${r.name}\tERR${r.error}\n`;
+      continue;
+    }
+    const status = r.worker?.status ?? '-';
+    out += `${r.name}\t${status.padEnd(9)}${(r.role ?? 'init').padEnd(15)}${r.localpath ?? ''}\t${r.remoteaddr ?? ''}\n`;
+  }
+  return out;
+}

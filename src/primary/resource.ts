@@ -1,0 +1,271 @@
+// The primary's data path (HAST-SPEC §4.2, §6.6, §8): range lock → write-ahead activemap → local
+// component and remote peer → acknowledgement per replication mode. The NBD server calls it as its
+// backend; it knows nothing of NBD framing.
+import { Activemap } from '../activemap/activemap.js';
+import type { Component } from '../component/component.js';
+import type { ResourceConfig } from '../config/types.js';
+import { emptyStats, type SyncProgress, type WorkerStats } from '../control/messages.js';
+import { log } from '../log/log.js';
+import { type Metadata, readBitmap, writeBitmap, writeMetadata } from '../metadata/metadata.js';
+import { ErrnoError } from '../util/errno.js';
+import { BitmapWriter } from './bitmap-writer.js';
+import { type LockHandle, RangeLock } from './range-lock.js';
+
+/** Largest single request (MAXPHYS), pinned as a protocol parameter (HAST-SPEC §11.6). */
+export const MAXPHYS = 1 << 20;
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * The remote leg of the data path, provided by the replication layer while connected. Each method
+ * resolves with the outcome of the peer's part; `false` means the peer did not positively apply it.
+ */
+export interface RemoteLeg {
+  /** Resolves `received` when the ack rule of the mode is met, `done` when the peer finished. */
+  write(offset: number, data: Buffer): { received: Promise<boolean>; done: Promise<boolean> };
+  writeZeroes(offset: number, length: number, discard: boolean): Promise<boolean>;
+  flush(): Promise<boolean>;
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+export class PrimaryResource {
+  readonly cfg: ResourceConfig;
+  readonly comp: Component;
+  readonly md: Mutable<Metadata>;
+  readonly amap: Activemap;
+  readonly lock = new RangeLock();
+  readonly stats: Mutable<WorkerStats> = emptyStats();
+  readonly bitmapWriter: BitmapWriter;
+  /** Set by the replication layer while both connections are up. */
+  remote: RemoteLeg | null = null;
+  /** The secondary's remotecnt from the last handshake (HAST-SPEC §7.1); 0 if never connected. */
+  peerRemoteCnt = 0n;
+  /** While syncing from the secondary, reads of extents not yet synced go to the peer. */
+  staleLocal = false;
+  sync: SyncProgress | null = null;
+  #inFlight = 0;
+  #idleWaiters: (() => void)[] = [];
+  #closed = false;
+
+  private constructor(cfg: ResourceConfig, comp: Component, md: Metadata, amap: Activemap) {
+    this.cfg = cfg;
+    this.comp = comp;
+    this.md = { ...md };
+    this.amap = amap;
+    this.bitmapWriter = new BitmapWriter({
+      image: () => this.amap.bitmap(),
+      write: (image) => writeBitmap(this.comp, this.md, image),
+      flush: cfg.metaFlush ? () => this.comp.flush() : null,
+      onError: (kind) => {
+        if (kind === 'write') this.stats.writeErrors++;
+        else this.stats.flushErrors++;
+      },
+    });
+  }
+
+  /** Load metadata state into a ready data path; marks the role in metadata (prevrole). */
+  static async open(cfg: ResourceConfig, comp: Component, md: Metadata): Promise<PrimaryResource> {
+    const amap = new Activemap({
+      dataSize: md.dataSize,
+      extentSize: md.extentSize,
+      keepDirty: md.keepDirty,
+      sectorSize: comp.sectorSize,
+    });
+    const onDisk = await readBitmap(comp, md);
+    amap.loadFromDisk(onDisk);
+    const res = new PrimaryResource(cfg, comp, md, amap);
+    res.md.prevRole = 'primary';
+    await writeMetadata(comp, res.md);
+    return res;
+  }
+
+  get size(): number {
+    return this.md.dataSize;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  #enter(): void {
+    if (this.#closed) throw new ErrnoError('ESHUTDOWN', 'the resource is shutting down');
+    this.#inFlight++;
+  }
+
+  #leave(): void {
+    this.#inFlight--;
+    if (this.#inFlight === 0) for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  /** Refuse new requests and wait for those in flight. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#inFlight > 0) await new Promise<void>((r) => this.#idleWaiters.push(r));
+    await this.bitmapWriter.persist();
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.#enter();
+    try {
+      this.stats.reads++;
+      const remote = this.remote;
+      if (this.staleLocal && remote !== null) return await remote.read(offset, length);
+      const buf = Buffer.allocUnsafe(length);
+      try {
+        await this.comp.read(buf, this.md.localOff + offset);
+        return buf;
+      } catch (err) {
+        this.stats.readErrors++;
+        if (remote === null) throw err;
+        log.warning(`Local request failed (${(err as Error).message}), trying remote node.`);
+        return await remote.read(offset, length);
+      }
+    } finally {
+      this.#leave();
+    }
+  }
+
+  write(offset: number, data: Buffer, fua: boolean): Promise<void> {
+    this.stats.writes++;
+    return this.#modify(offset, data.length, fua, 'write', data);
+  }
+
+  trim(offset: number, length: number, fua: boolean): Promise<void> {
+    this.stats.deletes++;
+    return this.#modify(offset, length, fua, 'trim', null);
+  }
+
+  writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
+    this.stats.writes++;
+    return this.#modify(offset, length, fua, 'zero', null);
+  }
+
+  /**
+   * Every modification (write, zero, trim) is tracked in the activemap: deletes too, unlike upstream,
+   * so that a discard missed by the peer is repaired by resync instead of leaving the copies different.
+   */
+  async #modify(offset: number, length: number, fua: boolean, kind: 'write' | 'zero' | 'trim', data: Buffer | null): Promise<void> {
+    this.#enter();
+    let handle: LockHandle;
+    try {
+      handle = await this.lock.lock('regular', offset, length);
+    } catch (err) {
+      this.#leave();
+      throw err;
+    }
+    // Bookkeeping finishes here unless the remote leg outlives the acknowledgement.
+    let completeNow = true;
+    let remoteStarted = false;
+    try {
+      // Write-ahead bitmap: the extent's bit is on disk before any data of this write can be.
+      if (this.amap.writeStart(offset, length)) {
+        this.stats.activemapUpdates++;
+        await this.bitmapWriter.persist();
+      }
+      const remote = this.remote;
+      let remoteDone: Promise<boolean> = Promise.resolve(false);
+      let remoteAck: Promise<boolean> = remoteDone;
+      if (remote !== null) {
+        remoteStarted = true;
+        if (data !== null) {
+          const r = remote.write(offset, data);
+          remoteAck = r.received;
+          remoteDone = r.done;
+        } else {
+          remoteDone = remote.writeZeroes(offset, length, kind === 'trim');
+          remoteAck = remoteDone;
+        }
+      }
+      let localErr: unknown = null;
+      try {
+        const pos = this.md.localOff + offset;
+        if (data !== null) await this.comp.write([data], pos);
+        else if (kind === 'trim') await this.comp.discard(pos, length);
+        else await this.comp.writeZeroes(pos, length);
+        if (fua) await this.comp.flush();
+      } catch (err) {
+        localErr = err;
+        if (kind === 'trim') this.stats.deleteErrors++;
+        else this.stats.writeErrors++;
+        log.error(`Local ${kind} request failed`, err);
+      }
+      if (remote === null) {
+        if (localErr !== null) throw localErr;
+        await this.#degradedWrite(offset, length);
+        return;
+      }
+      // fullsync waits for the peer's final reply, memsync for its "received" reply, async for
+      // nothing — unless the local write failed: then the remote result decides (HAST-SPEC §6.6).
+      const mode = this.cfg.replication;
+      let remoteOk: boolean;
+      if (mode === 'fullsync' || localErr !== null) remoteOk = await remoteDone;
+      else if (mode === 'memsync') remoteOk = await remoteAck;
+      else remoteOk = true;
+      if (localErr !== null && !remoteOk) throw localErr;
+      if (fua && mode !== 'async') await remote.flush();
+      // The extent stays dirty until the peer positively finished (fix of upstream bug 12).
+      completeNow = false;
+      remoteDone.then(
+        (ok) => this.#finishRemote(offset, length, ok, handle),
+        () => this.#finishRemote(offset, length, false, handle),
+      );
+    } catch (err) {
+      if (remoteStarted) this.#markForSync(offset, length);
+      throw err;
+    } finally {
+      if (completeNow) this.#complete(offset, length, handle);
+    }
+  }
+
+  #finishRemote(offset: number, length: number, ok: boolean, handle: LockHandle): void {
+    if (!ok) this.#markForSync(offset, length);
+    this.#complete(offset, length, handle);
+  }
+
+  async #degradedWrite(offset: number, length: number): Promise<void> {
+    // Not connected: the extent must be resynchronised later.
+    this.#markForSync(offset, length);
+    // HAST-SPEC §7.1: at most one localcnt bump per outage.
+    if (this.md.resuid === 0n) {
+      if (this.md.localCnt === 0n) this.md.localCnt = 1n;
+    } else if (this.md.localCnt === this.peerRemoteCnt) {
+      this.md.localCnt++;
+      await writeMetadata(this.comp, this.md);
+    }
+  }
+
+  #markForSync(offset: number, length: number): void {
+    if (this.amap.markForSync(offset, length)) void this.bitmapWriter.persist();
+  }
+
+  #complete(offset: number, length: number, handle: LockHandle): void {
+    if (this.amap.writeComplete(offset, length)) void this.bitmapWriter.persist();
+    this.lock.release(handle);
+    this.#leave();
+  }
+
+  async flush(): Promise<void> {
+    this.#enter();
+    try {
+      this.stats.flushes++;
+      const remote = this.remote;
+      const remoteP = remote !== null ? remote.flush() : Promise.resolve(false);
+      let localErr: unknown = null;
+      try {
+        await this.comp.flush();
+      } catch (err) {
+        this.stats.flushErrors++;
+        localErr = err;
+      }
+      const remoteOk = await remoteP;
+      if (localErr !== null && !remoteOk) throw localErr;
+    } finally {
+      this.#leave();
+    }
+  }
+
+  /** Persist metadata after a counter change made by the replication layer. */
+  saveMetadata(): Promise<void> {
+    return writeMetadata(this.comp, this.md);
+  }
+}

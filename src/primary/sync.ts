@@ -1,0 +1,159 @@
+// Resynchronisation (HAST-SPEC §4.4): walks the sync map extent by extent in chunks of at most
+// MAXPHYS that never cross an extent, copies from the sync source to the target with several chunks
+// in flight (upstream copies one at a time), range-locked against regular writes, and clears each
+// extent only when every one of its chunks was copied. Resumable: the map is on disk.
+import { log } from '../log/log.js';
+import { humanizeNumber } from '../metadata/dump.js';
+import { MAXPHYS, type PrimaryResource } from './resource.js';
+
+/** Chunks in flight during a sync (the pipeline depth). */
+const SYNC_WINDOW = 8;
+
+export interface SyncPeer {
+  /** False once the connection is gone: the sync stops as interrupted. */
+  readonly connected: boolean;
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Resolves true when the peer positively wrote the chunk. */
+  write(offset: number, data: Buffer): Promise<boolean>;
+}
+
+export interface SyncResult {
+  readonly outcome: 'in-sync' | 'complete' | 'interrupted';
+  readonly bytes: number;
+  readonly seconds: number;
+}
+
+function formatSeconds(s: number): string {
+  const total = Math.floor(s);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const sec = total % 60;
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m${String(sec).padStart(2, '0')}s` : m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}
+
+/**
+ * Run one resync pass. `from` = 'primary' copies local → peer; 'secondary' copies peer → local.
+ * `onEvent` receives 'syncstart' | 'syncdone' | 'syncintr'.
+ */
+export async function runSync(
+  res: PrimaryResource,
+  peer: SyncPeer,
+  from: 'primary' | 'secondary',
+  onEvent: (event: 'syncstart' | 'syncdone' | 'syncintr') => void,
+): Promise<SyncResult> {
+  const amap = res.amap;
+  const total = amap.syncPendingBytes;
+  if (amap.nextSyncExtent(0) < 0) {
+    log.info('Nodes are in sync.');
+    return { outcome: 'in-sync', bytes: 0, seconds: 0 };
+  }
+  const started = Date.now();
+  log.info(`Synchronization started. ${humanizeNumber(total)}B to go.`);
+  onEvent('syncstart');
+  let done = 0;
+  const progress = (): void => {
+    const secs = Math.max((Date.now() - started) / 1000, 0.001);
+    const rate = done / secs;
+    const left = Math.max(total - done, 0);
+    res.sync = { direction: from, totalBytes: total, doneBytes: done, leftBytes: left, rate, eta: rate > 0 ? left / rate : -1 };
+  };
+  progress();
+
+  let failed = false;
+  let extent = amap.nextSyncExtent(0);
+  // Chunks are produced lazily from the map so that extents marked during the sync are picked up.
+  let chunkQueue: { extent: number; offset: number; length: number; state: { left: number; ok: boolean } }[] = [];
+  const nextChunk = (): (typeof chunkQueue)[number] | null => {
+    while (chunkQueue.length === 0) {
+      if (extent < 0) return null;
+      const range = amap.syncExtentRange(extent);
+      const n = Math.max(1, Math.ceil(range.length / MAXPHYS));
+      const state = { left: n, ok: true };
+      chunkQueue = [];
+      for (let i = 0; i < n; i++) {
+        const off = range.offset + i * MAXPHYS;
+        chunkQueue.push({ extent, offset: off, length: Math.min(MAXPHYS, range.offset + range.length - off), state });
+      }
+      extent = amap.nextSyncExtent(extent + 1);
+    }
+    return chunkQueue.shift() ?? null;
+  };
+
+  const copyChunk = async (c: { extent: number; offset: number; length: number; state: { left: number; ok: boolean } }): Promise<void> => {
+    const handle = await res.lock.lock('sync', c.offset, c.length);
+    let ok = false;
+    try {
+      if (!peer.connected) return;
+      if (from === 'primary') {
+        const buf = Buffer.allocUnsafe(c.length);
+        try {
+          await res.comp.read(buf, res.md.localOff + c.offset);
+        } catch (err) {
+          log.error('Unable to read synchronization data', err);
+          res.stats.readErrors++;
+          return;
+        }
+        ok = await peer.write(c.offset, buf);
+        if (!ok && peer.connected) log.error('Unable to write synchronization data');
+      } else {
+        let buf: Buffer;
+        try {
+          buf = await peer.read(c.offset, c.length);
+        } catch (err) {
+          if (peer.connected) log.error('Unable to read synchronization data', err);
+          return;
+        }
+        try {
+          await res.comp.write([buf], res.md.localOff + c.offset);
+          ok = true;
+        } catch (err) {
+          log.error('Unable to write synchronization data', err);
+          res.stats.writeErrors++;
+        }
+      }
+    } finally {
+      res.lock.release(handle);
+      if (ok) done += c.length;
+      else c.state.ok = false;
+      c.state.left--;
+      if (c.state.left === 0) {
+        // Upstream clears an extent even when a chunk failed; we keep it for the next pass.
+        if (c.state.ok) {
+          if (amap.syncExtentDone(c.extent)) void res.bitmapWriter.persist();
+        } else {
+          failed = true;
+        }
+      }
+      progress();
+    }
+  };
+
+  const lanes: Promise<void>[] = [];
+  for (let i = 0; i < SYNC_WINDOW; i++) {
+    lanes.push(
+      (async () => {
+        for (;;) {
+          if (!peer.connected) return;
+          const c = nextChunk();
+          if (c === null) return;
+          await copyChunk(c);
+        }
+      })(),
+    );
+  }
+  await Promise.all(lanes);
+  const seconds = (Date.now() - started) / 1000;
+  res.sync = null;
+  if (!peer.connected || failed) {
+    log.info(`Synchronization interrupted after ${formatSeconds(seconds)}. ${humanizeNumber(done)}B synchronized so far.`);
+    onEvent('syncintr');
+    return { outcome: 'interrupted', bytes: done, seconds };
+  }
+  await res.bitmapWriter.persist();
+  const rate = seconds > 0 ? Math.round(done / seconds) : done;
+  log.info(
+    `Synchronization complete. ${humanizeNumber(done)}B synchronized in ${formatSeconds(seconds)} (${humanizeNumber(rate)}B/sec).`,
+  );
+  onEvent('syncdone');
+  return { outcome: 'complete', bytes: done, seconds };
+}

@@ -1,0 +1,167 @@
+// Integration harness: real hastd processes on loopback with file-backed components. Everything
+// started here is registered for cleanup the moment it exists, and processes are ended by pid.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const DIST = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
+export const HASTD = join(DIST, 'src', 'cli', 'hastd.js');
+export const HASTCTL = join(DIST, 'src', 'cli', 'hastctl.js');
+
+export interface RunResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Run a command to completion (bounded by a timeout) and collect its output. */
+export function run(cmd: string, args: readonly string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return new Promise((done) => {
+    execFile(
+      cmd,
+      [...args],
+      { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20, env: opts.env ?? process.env },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
+        done({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
+  });
+}
+
+export function hastctl(conf: string, node: string, args: readonly string[]): Promise<RunResult> {
+  const [sub, ...rest] = args;
+  return run(process.execPath, [HASTCTL, sub ?? '', '-c', conf, '--node', node, ...rest]);
+}
+
+export interface NodeSpec {
+  readonly name: string;
+  /** Listen/remote address, e.g. 127.0.0.1:34567. */
+  readonly addr: string;
+  readonly dir: string;
+}
+
+export interface ResourceSpec {
+  readonly name: string;
+  readonly replication?: string;
+  readonly extra?: string;
+  /** Per-node component paths (default <dir>/<name>.img). */
+}
+
+/** A hast.conf for two (or one) nodes sharing one file, each with its own control socket. */
+export function writeConfig(path: string, nodes: readonly NodeSpec[], resources: readonly ResourceSpec[], global = ''): string {
+  let text = `${global}\n`;
+  for (const n of nodes) {
+    text += `on ${n.name} {\n  control uds://${n.dir}/control.sock\n  pidfile ${n.dir}/hastd.pid\n  listen tcp4://${n.addr}\n}\n`;
+  }
+  for (const r of resources) {
+    text += `resource ${r.name} {\n`;
+    if (r.replication !== undefined) text += `  replication ${r.replication}\n`;
+    if (r.extra !== undefined) text += `  ${r.extra}\n`;
+    for (const n of nodes) {
+      const other = nodes.find((o) => o !== n);
+      text += `  on ${n.name} {\n    local ${n.dir}/${r.name}.img\n    export uds://${n.dir}/${r.name}.sock\n    device none\n`;
+      text += `    remote ${other === undefined ? 'none' : `tcp4://${other.addr}`}\n  }\n`;
+    }
+    text += '}\n';
+  }
+  writeFileSync(path, text);
+  return text;
+}
+
+export interface HastdProcess {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  output(): string;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<number | null>;
+  /** SIGKILL the parent and every process in its group (workers too). */
+  kill(): Promise<void>;
+}
+
+/** Start `hastd -F` for a node and wait until its control socket answers. */
+export async function startHastd(t: TestContext, conf: string, node: NodeSpec, extra: readonly string[] = []): Promise<HastdProcess> {
+  const proc = spawn(process.execPath, ['--enable-source-maps', HASTD, '-F', '-c', conf, '--node', node.name, ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const pid = proc.pid;
+  if (pid === undefined) throw new Error('hastd did not start');
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const killGroup = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      // Already gone.
+    }
+  };
+  t.after(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      killGroup('SIGKILL');
+      await exited;
+    } else {
+      killGroup('SIGKILL');
+    }
+  });
+  const handle: HastdProcess = {
+    proc,
+    pid,
+    output: () => out,
+    stop: async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+      proc.kill('SIGTERM');
+      return exited;
+    },
+    kill: async () => {
+      killGroup('SIGKILL');
+      if (proc.exitCode === null && proc.signalCode === null) await exited;
+    },
+  };
+  const sock = join(node.dir, 'control.sock');
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`hastd exited with ${proc.exitCode}:\n${out}`);
+    if (existsSync(sock)) {
+      const r = await hastctl(conf, node.name, ['status']);
+      if (r.code === 0) break;
+    }
+    if (Date.now() > deadline) throw new Error(`hastd did not come up:\n${out}`);
+    await sleep(100);
+  }
+  return handle;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Poll fn until it returns a truthy value or the bound expires (then throws with the last value). */
+export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 30_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await sleep(everyMs);
+  }
+}
+
+/** `hastctl status --json` for one resource. */
+export async function statusJson(conf: string, node: string, resource: string): Promise<Record<string, unknown>> {
+  const r = await hastctl(conf, node, ['status', '--json', resource]);
+  if (r.code !== 0) throw new Error(`hastctl status failed (${r.code}): ${r.stderr}`);
+  const list = JSON.parse(r.stdout) as Record<string, unknown>[];
+  const first = list[0];
+  if (first === undefined) throw new Error('empty status');
+  return first;
+}
