@@ -279,7 +279,8 @@ class Parser {
         throw unexpected(valTok, "expected a number of seconds after 'timeout'", this.#file, keyword);
       }
       value = valTok.text;
-    } else if (keyword === 'remote' && valTok.type === 'keyword' && valTok.text === 'none') {
+    } else if ((keyword === 'remote' || keyword === 'device') && valTok.type === 'keyword' && valTok.text === 'none') {
+      // `remote none` is upstream's special case; `device none` is ours ('none' is reserved).
       value = 'none';
     } else {
       if (valTok.type !== 'str') {
