@@ -1,0 +1,335 @@
+// Secondary apply engine: runs the primary's requests against the local component, concurrently
+// where ranges do not overlap and in arrival order where they do. HAST-SPEC §6.4, §6.6 (memsync), §4.5.
+import type { Component } from '../component/component.js';
+import { emptyStats, type WorkerStats } from '../control/messages.js';
+import { debugLevel, log } from '../log/log.js';
+import { errnoCodeOf, FREEBSD_ERRNO, toFreeBsdErrno } from '../util/errno.js';
+
+/** Request commands on the wire (upstream HIO_*). */
+export const HIO_CMD = { READ: 1, WRITE: 2, DELETE: 3, FLUSH: 4, KEEPALIVE: 5 } as const;
+
+/** Largest READ/WRITE (MAXPHYS), pinned as a protocol parameter (HAST-SPEC §11.6). */
+export const MAXPHYS = 1 << 20;
+
+/**
+ * One request as received from the primary, before validation. Integer fields are the raw nv
+ * values (null when the field is missing); `data` is the decoded payload of a WRITE.
+ */
+export interface HioRequest {
+  readonly cmd: number;
+  readonly seq: bigint;
+  readonly offset: bigint | null;
+  readonly length: bigint | null;
+  readonly memsync: boolean;
+  readonly data: Buffer | null;
+}
+
+/** A reply to the primary: `received` is the memsync early ack, `error` a FreeBSD errno. */
+export interface HioReply {
+  readonly seq: bigint;
+  readonly received?: true;
+  readonly error?: number;
+  /** READ data (successful reads only). */
+  readonly data?: Buffer;
+}
+
+/** A request that passed validation, with offsets as numbers (data-area offsets). */
+export interface ValidHio {
+  readonly cmd: 1 | 2 | 3 | 4;
+  readonly seq: bigint;
+  readonly offset: number;
+  readonly length: number;
+  readonly memsync: boolean;
+  readonly data: Buffer | null;
+}
+
+/** Why a request was refused (logged; the primary gets EINVAL). */
+export type HioCheck = { readonly ok: true; readonly hio: ValidHio | null } | { readonly ok: false; readonly reason: string };
+
+/**
+ * Validate a request as upstream's requnpack() does (HAST-SPEC §6.4). Returns `hio: null` for a
+ * KEEPALIVE (nothing to do, no reply), the validated request otherwise, or the reason to refuse.
+ */
+export function checkHio(req: HioRequest, dataSize: number, sectorSize: number): HioCheck {
+  if (req.cmd === 0) return { ok: false, reason: "Header contains no 'cmd' field." };
+  if (req.cmd === HIO_CMD.KEEPALIVE) return { ok: true, hio: null };
+  if (req.seq === 0n) return { ok: false, reason: "Header contains no 'seq' field." };
+  switch (req.cmd) {
+    case HIO_CMD.FLUSH:
+      return { ok: true, hio: { cmd: HIO_CMD.FLUSH, seq: req.seq, offset: 0, length: 0, memsync: false, data: null } };
+    case HIO_CMD.READ:
+    case HIO_CMD.WRITE:
+    case HIO_CMD.DELETE:
+      break;
+    default:
+      return { ok: false, reason: `Header contains invalid 'cmd' (${req.cmd}).` };
+  }
+  if (req.offset === null) return { ok: false, reason: "Header is missing 'offset' field." };
+  if (req.length === null) return { ok: false, reason: "Header is missing 'length' field." };
+  const { offset, length } = req;
+  if (length === 0n) return { ok: false, reason: 'Data length is zero.' };
+  if (req.cmd !== HIO_CMD.DELETE && length > BigInt(MAXPHYS)) {
+    return { ok: false, reason: `Data length is too large (${length} > ${MAXPHYS}).` };
+  }
+  const sector = BigInt(sectorSize);
+  if (offset % sector !== 0n) return { ok: false, reason: `Offset ${offset} is not multiple of sector size.` };
+  if (length % sector !== 0n) return { ok: false, reason: `Length ${length} is not multiple of sector size.` };
+  if (offset + length > BigInt(dataSize)) {
+    return { ok: false, reason: `Data offset is too large (${offset + length} > ${dataSize}).` };
+  }
+  if (req.cmd === HIO_CMD.WRITE) {
+    if (req.data === null) return { ok: false, reason: 'Write request carries no data.' };
+    if (BigInt(req.data.length) !== length) {
+      return { ok: false, reason: `Write data size differs from request length (${req.data.length} != ${length}).` };
+    }
+  }
+  return {
+    ok: true,
+    hio: {
+      cmd: req.cmd,
+      seq: req.seq,
+      offset: Number(offset),
+      length: Number(length),
+      memsync: req.cmd === HIO_CMD.WRITE && req.memsync,
+      data: req.cmd === HIO_CMD.WRITE ? req.data : null,
+    },
+  };
+}
+
+/** "WRITE(offset, length)" as upstream's reqlog() prints requests. */
+export function describeHio(cmd: number, offset: number | bigint | null, length: number | bigint | null): string {
+  switch (cmd) {
+    case HIO_CMD.READ:
+      return `READ(${offset}, ${length})`;
+    case HIO_CMD.WRITE:
+      return `WRITE(${offset}, ${length})`;
+    case HIO_CMD.DELETE:
+      return `DELETE(${offset}, ${length})`;
+    case HIO_CMD.FLUSH:
+      return 'FLUSH';
+    case HIO_CMD.KEEPALIVE:
+      return 'KEEPALIVE';
+    default:
+      return `UNKNOWN(${cmd})`;
+  }
+}
+
+export interface ApplyOptions {
+  readonly component: Component;
+  /** Byte offset of the data area on the component (metadata `offset`). */
+  readonly localOff: number;
+  readonly dataSize: number;
+  /** Where replies go; called synchronously, in the order replies become ready. */
+  readonly sendReply: (reply: HioReply) => void;
+  /** Runs once, before the first request of the session touches the disk (§4.5 bitmap zero-fill). */
+  readonly onFirstRequest?: () => Promise<void>;
+  /** Requests admitted at once (default 256). */
+  readonly maxInFlight?: number;
+  /** Payload bytes admitted at once (default 64 MiB). */
+  readonly maxInFlightBytes?: number;
+}
+
+/*
+ * Ordering. Every admitted request is an Entry in `#active`, in arrival order. A new entry waits
+ * for each earlier active entry it conflicts with (overlapping range, unless both are reads; a
+ * FLUSH waits for every earlier WRITE/DELETE, since memsync may have acknowledged them to the
+ * application already). Waits form chains, so overlapping requests complete in arrival order;
+ * everything else runs concurrently.
+ *
+ *   arrival:  W1[0,8)  W2[4,12)  R3[100,104)  F4
+ *   waits:    -        W1        -            W1, W2
+ */
+interface Entry {
+  readonly hio: ValidHio;
+  readonly start: number;
+  readonly end: number;
+  readonly bytes: number;
+  deps: number;
+  readonly waiters: Entry[];
+}
+
+function conflicts(earlier: Entry, later: Entry): boolean {
+  const e = earlier.hio.cmd;
+  const l = later.hio.cmd;
+  if (e === HIO_CMD.FLUSH) return false;
+  if (l === HIO_CMD.FLUSH) return e !== HIO_CMD.READ;
+  if (e === HIO_CMD.READ && l === HIO_CMD.READ) return false;
+  return earlier.start < later.end && later.start < earlier.end;
+}
+
+/** Applies validated requests to the component and produces replies (HAST-SPEC §6.4). */
+export class ApplyEngine {
+  readonly stats: { -readonly [K in keyof WorkerStats]: WorkerStats[K] } = emptyStats();
+  /** Called when the engine has room again after `full` was true. */
+  onAvailable: (() => void) | null = null;
+  readonly #opts: ApplyOptions;
+  readonly #maxInFlight: number;
+  readonly #maxBytes: number;
+  readonly #active: Entry[] = [];
+  #bytes = 0;
+  #ready: Promise<void> | null = null;
+  #flushUnsupported = false;
+  #idleWaiters: (() => void)[] = [];
+  #stopped = false;
+
+  constructor(opts: ApplyOptions) {
+    this.#opts = opts;
+    this.#maxInFlight = opts.maxInFlight ?? 256;
+    this.#maxBytes = opts.maxInFlightBytes ?? 64 << 20;
+  }
+
+  /** True when no more requests should be read until onAvailable fires (back-pressure). */
+  get full(): boolean {
+    return this.#active.length >= this.#maxInFlight || this.#bytes >= this.#maxBytes;
+  }
+
+  get inFlight(): number {
+    return this.#active.length;
+  }
+
+  /** No more replies after this (the connection is gone). */
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  /** Resolves when every admitted request has completed. */
+  idle(): Promise<void> {
+    if (this.#active.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Validate and admit one request (in arrival order). Invalid ones get an EINVAL reply. */
+  submit(req: HioRequest): void {
+    const check = checkHio(req, this.#opts.dataSize, this.#opts.component.sectorSize);
+    if (!check.ok) {
+      log.error(`${check.reason.replace(/\.$/, '')}: ${describeHio(req.cmd, req.offset, req.length)}`);
+      this.#reply({ seq: req.seq, error: FREEBSD_ERRNO.EINVAL });
+      return;
+    }
+    const hio = check.hio;
+    if (hio === null) return;
+    switch (hio.cmd) {
+      case HIO_CMD.READ:
+        this.stats.reads++;
+        break;
+      case HIO_CMD.WRITE:
+        this.stats.writes++;
+        break;
+      case HIO_CMD.DELETE:
+        this.stats.deletes++;
+        break;
+      case HIO_CMD.FLUSH:
+        this.stats.flushes++;
+        break;
+    }
+    if (debugLevel() >= 2) log.debug(2, `recv: Got request: ${describeHio(hio.cmd, hio.offset, hio.length)}.`);
+    // memsync: the early "received" reply goes out before the data touches the disk (§6.6).
+    if (hio.memsync) this.#reply({ seq: hio.seq, received: true });
+    const bytes = hio.cmd === HIO_CMD.READ || hio.cmd === HIO_CMD.WRITE ? hio.length : 0;
+    const entry: Entry = { hio, start: hio.offset, end: hio.offset + hio.length, bytes, deps: 0, waiters: [] };
+    for (const earlier of this.#active) {
+      if (conflicts(earlier, entry)) {
+        entry.deps++;
+        earlier.waiters.push(entry);
+      }
+    }
+    this.#active.push(entry);
+    this.#bytes += bytes;
+    if (this.#ready === null) this.#ready = this.#firstRequest();
+    if (entry.deps === 0) this.#start(entry);
+  }
+
+  async #firstRequest(): Promise<void> {
+    const fn = this.#opts.onFirstRequest;
+    if (fn === undefined) return;
+    try {
+      await fn();
+    } catch (err) {
+      log.warning('Unable to store cleared activemap', err);
+    }
+  }
+
+  #start(entry: Entry): void {
+    const ready = this.#ready ?? Promise.resolve();
+    ready
+      .then(() => this.#run(entry.hio))
+      .then(
+        (reply) => this.#complete(entry, reply),
+        (err: unknown) => {
+          // #run converts every I/O error into a reply; reaching here is a bug in this module.
+          log.error('Request processing failed unexpectedly', err);
+          this.#complete(entry, { seq: entry.hio.seq, error: FREEBSD_ERRNO.EIO });
+        },
+      );
+  }
+
+  async #run(hio: ValidHio): Promise<HioReply> {
+    const { component, localOff } = this.#opts;
+    try {
+      switch (hio.cmd) {
+        case HIO_CMD.READ: {
+          const buf = Buffer.allocUnsafe(hio.length);
+          await component.read(buf, localOff + hio.offset);
+          return { seq: hio.seq, data: buf };
+        }
+        case HIO_CMD.WRITE:
+          await component.write([hio.data ?? Buffer.alloc(0)], localOff + hio.offset);
+          return { seq: hio.seq };
+        case HIO_CMD.DELETE:
+          await component.discard(localOff + hio.offset, hio.length);
+          return { seq: hio.seq };
+        case HIO_CMD.FLUSH:
+          if (this.#flushUnsupported) return { seq: hio.seq, error: FREEBSD_ERRNO.EOPNOTSUPP };
+          await component.flush();
+          return { seq: hio.seq };
+      }
+    } catch (err) {
+      const code = errnoCodeOf(err);
+      if (hio.cmd === HIO_CMD.FLUSH && (code === 'EOPNOTSUPP' || code === 'ENOTSUP')) this.#flushUnsupported = true;
+      log.error(`Request failed: ${describeHio(hio.cmd, hio.offset, hio.length)}`, err);
+      this.#countError(hio.cmd);
+      return { seq: hio.seq, error: toFreeBsdErrno(code) };
+    }
+  }
+
+  #countError(cmd: number): void {
+    if (cmd === HIO_CMD.READ) this.stats.readErrors++;
+    else if (cmd === HIO_CMD.WRITE) this.stats.writeErrors++;
+    else if (cmd === HIO_CMD.DELETE) this.stats.deleteErrors++;
+    else this.stats.flushErrors++;
+  }
+
+  #complete(entry: Entry, reply: HioReply): void {
+    const wasFull = this.full;
+    const i = this.#active.indexOf(entry);
+    if (i >= 0) this.#active.splice(i, 1);
+    this.#bytes -= entry.bytes;
+    this.#reply(reply);
+    for (const w of entry.waiters) {
+      w.deps--;
+      if (w.deps === 0) this.#start(w);
+    }
+    if (this.#active.length === 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const f of waiters) f();
+    }
+    if (wasFull && !this.full) this.onAvailable?.();
+  }
+
+  #reply(reply: HioReply): void {
+    if (this.#stopped) return;
+    this.#opts.sendReply(reply);
+  }
+
+  /** Queue sizes for `hastctl status` (HAST-SPEC §2.5). */
+  queueStats(): WorkerStats {
+    const running = this.#active.filter((e) => e.deps === 0).length;
+    return {
+      ...this.stats,
+      localQueue: running,
+      recvQueue: this.#active.length - running,
+      idleQueue: Math.max(0, this.#maxInFlight - this.#active.length),
+    };
+  }
+}
