@@ -1,0 +1,108 @@
+// Unit tests for loadConfig() on fixture files and for this host's node names (HAST-SPEC §1, §1.5).
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join, relative } from 'node:path';
+import { loadConfig, ConfigError, acceptableNodeNames } from '../../../src/config/index.js';
+import { tmpDir } from '../../harness/tools.js';
+import { fixturePath } from './fixture-path.js';
+
+describe('loadConfig()', () => {
+  test('the corrected seed file loads on skunk1 and on skunk2', () => {
+    const file = fixturePath('seed-mirror.conf');
+    for (const [node, remote] of [['skunk1', '198.51.100.2'], ['skunk2', '198.51.100.1']] as const) {
+      const cfg = loadConfig(file, { nodeName: node });
+      assert.equal(cfg.file, file);
+      assert.deepEqual(cfg.resources, [{
+        name: 'mirror', provName: 'mirror', localPath: '/dev/da0s2', remoteAddr: remote, sourceAddr: null,
+        replication: 'memsync', checksum: 'none', compression: 'hole', timeout: 20, exec: '', metaFlush: true,
+        exportAddr: 'uds:///var/run/hastd/mirror.sock', device: 'auto',
+      }]);
+      assert.deepEqual(cfg.listen, ['tcp4://0.0.0.0:8457', 'tcp6://[::]:8457']);
+    }
+  });
+
+  test('the seed file as published (closing braces lost) is a ConfigError naming line 2', () => {
+    const file = fixturePath('seed-broken.conf');
+    assert.throws(() => loadConfig(file, { nodeName: 'skunk1' }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.exitCode, 78);
+      assert.equal(err.file, file);
+      assert.match(err.message, /'on skunk1' block opened at line 2 is not closed/);
+      return true;
+    });
+  });
+
+  test('the man-page-style example loads on both nodes', () => {
+    const file = fixturePath('manpage-example.conf');
+    const alpha = loadConfig(file, { nodeName: 'alpha' });
+    assert.deepEqual(alpha.listen, ['0.0.0.0:8457', 'tcp4://192.0.2.1']);
+    assert.equal(alpha.controlPath, '/var/run/hastctl-alpha');
+    const [shared, tank] = alpha.resources;
+    assert.deepEqual(shared, {
+      name: 'shared', provName: 'shared', localPath: '/dev/sdb', remoteAddr: 'tcp4://192.0.2.2', sourceAddr: null,
+      replication: 'fullsync', checksum: 'none', compression: 'hole', timeout: 20, exec: '/usr/local/sbin/hast-hook',
+      metaFlush: true, exportAddr: 'uds:///var/run/hastd/shared.sock', device: 'auto',
+    });
+    assert.deepEqual(tank, {
+      name: 'tank', provName: 'tank-a', localPath: '/dev/mapper/tanka', remoteAddr: 'tcp4://192.0.2.2',
+      sourceAddr: 'tcp4://192.0.2.1', replication: 'memsync', checksum: 'sha256', compression: 'lzf', timeout: 10,
+      exec: '/usr/local/sbin/hast-hook', metaFlush: false, exportAddr: 'uds:///var/run/hastd/tank-a.sock', device: 'auto',
+    });
+    const beta = loadConfig(file, { nodeName: 'beta' });
+    assert.deepEqual(beta.listen, ['0.0.0.0:8457', 'tcp4://192.0.2.2']);
+    assert.equal(beta.controlPath, '/var/run/hastctl');
+    assert.equal(beta.resources[1]?.provName, 'tank');
+    assert.equal(beta.resources[1]?.localPath, '/dev/mapper/tankb');
+    assert.equal(beta.resources[1]?.metaFlush, true);
+    assert.equal(beta.resources[0]?.remoteAddr, 'tcp4://192.0.2.1');
+  });
+
+  test('a missing file is a ConfigError with exit code 72 (EX_OSFILE)', (t) => {
+    const dir = tmpDir(t);
+    const file = join(dir, 'nope.conf');
+    assert.throws(() => loadConfig(file), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.exitCode, 72);
+      assert.equal(err.line, 0);
+      assert.equal(err.message, `${file}: Unable to open configuration file ${file}: No such file or directory.`);
+      return true;
+    });
+  });
+
+  test('a directory is a ConfigError with exit code 72', (t) => {
+    const dir = tmpDir(t);
+    mkdirSync(join(dir, 'd'));
+    assert.throws(() => loadConfig(join(dir, 'd')), (err: unknown) => err instanceof ConfigError && err.exitCode === 72);
+  });
+
+  test('a relative path is made absolute and used in errors', (t) => {
+    const dir = tmpDir(t);
+    const file = join(dir, 'hast.conf');
+    writeFileSync(file, '\n\nresource r {\n  on a {\n    local /x\n  }\n}\n');
+    const rel = relative(process.cwd(), file);
+    assert.throws(() => loadConfig(rel, { nodeName: 'a' }), (err: unknown) =>
+      err instanceof ConfigError && err.file === file &&
+      err.message === `${file}:3: Remote address not configured for resource r.`);
+  });
+
+  test('invalid bytes in the file are a ConfigError at their line, not a decoding failure', (t) => {
+    const dir = tmpDir(t);
+    const file = join(dir, 'hast.conf');
+    writeFileSync(file, Buffer.from([0x23, 0xff, 0x0a, 0x74, 0x69, 0x6d, 0x65, 0x6f, 0x75, 0x74, 0x20, 0xc3, 0xa9]));
+    assert.throws(() => loadConfig(file), (err: unknown) =>
+      err instanceof ConfigError && err.line === 2 && /near '\\xc3': unexpected character/.test(err.message));
+  });
+});
+
+describe('acceptableNodeNames()', () => {
+  test('lists the short name (if any), the full hostname, then the machine id', () => {
+    const names = acceptableNodeNames();
+    const full = hostname();
+    const dot = full.indexOf('.');
+    const expectStart = dot > 0 ? [full.slice(0, dot), full] : [full];
+    assert.deepEqual(names.slice(0, expectStart.length), expectStart);
+    for (const n of names.slice(expectStart.length)) assert.match(n, /^([0-9a-f]{32}|hostid[0-9]+)$/i);
+  });
+});
