@@ -25,14 +25,18 @@ function readOrNull(path: string): Buffer | null {
  * has a dot), full hostname, machine id, hostid<N>.
  */
 export function acceptableNodeNames(): string[] {
+  return nodeNamesFrom(hostname(), readOrNull(MACHINE_ID_FILE), readOrNull(HOSTID_FILE));
+}
+
+/** The pure part of acceptableNodeNames(): names from the hostname and the two files' bytes. */
+export function nodeNamesFrom(full: string, machineId: Buffer | null, hostid: Buffer | null): string[] {
   const names: string[] = [];
-  const full = hostname();
   const dot = full.indexOf('.');
   if (dot > 0) names.push(full.slice(0, dot));
   if (full !== '') names.push(full);
-  const machineId = readOrNull(MACHINE_ID_FILE)?.toString('latin1').trim() ?? '';
-  if (machineId !== '') names.push(machineId);
-  const hostid = readOrNull(HOSTID_FILE);
+  const id = machineId?.toString('latin1').trim() ?? '';
+  if (id !== '') names.push(id);
+  // glibc's sethostid() writes a 4-byte int in host order; every Linux target we run on is LE.
   if (hostid !== null && hostid.length >= 4) names.push(`hostid${hostid.readUInt32LE(0)}`);
   return names;
 }

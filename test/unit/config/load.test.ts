@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
-import { loadConfig, ConfigError, acceptableNodeNames } from '../../../src/config/index.js';
+import { loadConfig, ConfigError, acceptableNodeNames, isThisNode } from '../../../src/config/index.js';
+import { nodeNamesFrom } from '../../../src/config/node-match.js';
 import { tmpDir } from '../../harness/tools.js';
 import { fixturePath } from './fixture-path.js';
 
@@ -104,5 +105,24 @@ describe('acceptableNodeNames()', () => {
     const expectStart = dot > 0 ? [full.slice(0, dot), full] : [full];
     assert.deepEqual(names.slice(0, expectStart.length), expectStart);
     for (const n of names.slice(expectStart.length)) assert.match(n, /^([0-9a-f]{32}|hostid[0-9]+)$/i);
+  });
+});
+
+describe('nodeNamesFrom()', () => {
+  test('short name only when the hostname has a dot; machine id trimmed; hostid little-endian', () => {
+    assert.deepEqual(nodeNamesFrom('skunk1.example.org', Buffer.from('3d1219c7c4c5404aaa1f6d2a48adfda4\n'),
+      Buffer.from([0x78, 0x56, 0x34, 0x12])),
+    ['skunk1', 'skunk1.example.org', '3d1219c7c4c5404aaa1f6d2a48adfda4', 'hostid305419896']);
+    assert.deepEqual(nodeNamesFrom('skunk1', null, null), ['skunk1']);
+    assert.deepEqual(nodeNamesFrom('skunk1', Buffer.from('\n'), Buffer.from([1, 2])), ['skunk1']);
+    assert.deepEqual(nodeNamesFrom('h', null, Buffer.from([0xff, 0xff, 0xff, 0xff])), ['h', 'hostid4294967295']);
+  });
+
+  test('the resulting names drive matching, the machine id case-insensitively', () => {
+    const names = nodeNamesFrom('n1.lan', Buffer.from('ABCDEF0123456789abcdef0123456789'), Buffer.from([1, 0, 0, 0]));
+    for (const node of ['n1', 'n1.lan', 'abcdef0123456789ABCDEF0123456789', 'hostid1']) {
+      assert.equal(isThisNode(node, names), true, node);
+    }
+    for (const node of ['N1', 'n1.la', 'hostid01', 'lan']) assert.equal(isThisNode(node, names), false, node);
   });
 });
