@@ -1,0 +1,468 @@
+// The secondary's only door to the peer wire format (HAST-SPEC §3.1 nv lists, §6.2 framing, §6.3
+// handshake, §6.4 requests/replies). Until src/nv and src/peer land, this file carries a minimal
+// interim codec of its own; swapping it for those modules must not change anything outside this file.
+import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { crc32 } from 'node:zlib';
+import type { HioReply, HioRequest } from './apply.js';
+
+/** nv type codes (HAST-SPEC §3.1). */
+const NV = { INT8: 1, UINT8: 2, INT16: 3, UINT16: 4, INT32: 5, UINT32: 6, INT64: 7, UINT64: 8, UINT8_ARRAY: 10, STRING: 17 } as const;
+const SCALAR_WIDTH: Record<number, number> = { 1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 8, 8: 8 };
+const ARRAY_WIDTH: Record<number, number> = { 9: 1, 10: 1, 11: 2, 12: 2, 13: 4, 14: 4, 15: 8, 16: 8 };
+
+/** Bad bytes from the peer: the connection is dropped, the daemon lives. */
+export class WireError extends Error {
+  override readonly name = 'WireError';
+}
+
+export interface NvField {
+  readonly name: string;
+  readonly type: number;
+  /** Integers as bigint, strings as string, arrays as the raw little-endian bytes. */
+  readonly value: bigint | string | Buffer;
+}
+
+/** A decoded nv list with first-match lookups. */
+export class NvFields {
+  readonly fields: readonly NvField[];
+  constructor(fields: readonly NvField[]) {
+    this.fields = fields;
+  }
+  #find(name: string, type: number): NvField | undefined {
+    return this.fields.find((f) => f.name === name && f.type === type);
+  }
+  has(name: string): boolean {
+    return this.fields.some((f) => f.name === name);
+  }
+  int(name: string, type: number): bigint | null {
+    const v = this.#find(name, type)?.value;
+    return typeof v === 'bigint' ? v : null;
+  }
+  string(name: string): string | null {
+    const v = this.#find(name, NV.STRING)?.value;
+    return typeof v === 'string' ? v : null;
+  }
+  bytes(name: string): Buffer | null {
+    const v = this.#find(name, NV.UINT8_ARRAY)?.value;
+    return Buffer.isBuffer(v) ? v : null;
+  }
+}
+
+const pad8 = (n: number): number => (n + 7) & ~7;
+
+/** Decode and validate a whole nv list (HAST-SPEC §3.1); throws WireError on any violation. */
+export function decodeNvList(buf: Buffer): NvFields {
+  const out: NvField[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    const typeByte = buf[at] ?? 0;
+    if (typeByte === 0) break;
+    if (at + 6 > buf.length) throw new WireError('Truncated nv element header');
+    if ((typeByte & 0x80) !== 0) throw new WireError('nv element in host byte order');
+    const type = typeByte & 0x7f;
+    const nameSize = buf[at + 1] ?? 0;
+    const dataSize = buf.readUInt32LE(at + 2);
+    if (type < 1 || type > 17) throw new WireError(`Invalid nv type ${type}`);
+    if (nameSize === 0 || dataSize === 0) throw new WireError('Empty nv name or data');
+    const nameAt = at + 6;
+    const dataAt = nameAt + pad8(nameSize);
+    if (dataAt + dataSize > buf.length) throw new WireError('nv element does not fit');
+    if (buf[nameAt + nameSize - 1] !== 0 || buf.subarray(nameAt, nameAt + nameSize - 1).includes(0)) {
+      throw new WireError('nv name is not NUL-terminated');
+    }
+    const name = buf.toString('latin1', nameAt, nameAt + nameSize - 1);
+    const data = buf.subarray(dataAt, dataAt + dataSize);
+    let value: bigint | string | Buffer;
+    const width = SCALAR_WIDTH[type];
+    if (width !== undefined) {
+      if (dataSize !== width) throw new WireError(`nv '${name}' has a bad size`);
+      value = readInt(data, type);
+    } else if (type === NV.STRING) {
+      if (data[dataSize - 1] !== 0 || data.subarray(0, dataSize - 1).includes(0)) {
+        throw new WireError(`nv string '${name}' is not NUL-terminated`);
+      }
+      value = data.toString('utf8', 0, dataSize - 1);
+    } else {
+      if (dataSize % (ARRAY_WIDTH[type] ?? 1) !== 0) throw new WireError(`nv array '${name}' has a bad size`);
+      value = Buffer.from(data);
+    }
+    out.push({ name, type, value });
+    at = dataAt + pad8(dataSize);
+  }
+  return new NvFields(out);
+}
+
+function readInt(d: Buffer, type: number): bigint {
+  switch (type) {
+    case NV.INT8:
+      return BigInt(d.readInt8(0));
+    case NV.UINT8:
+      return BigInt(d.readUInt8(0));
+    case NV.INT16:
+      return BigInt(d.readInt16LE(0));
+    case NV.UINT16:
+      return BigInt(d.readUInt16LE(0));
+    case NV.INT32:
+      return BigInt(d.readInt32LE(0));
+    case NV.UINT32:
+      return BigInt(d.readUInt32LE(0));
+    case NV.INT64:
+      return d.readBigInt64LE(0);
+    default:
+      return d.readBigUInt64LE(0);
+  }
+}
+
+/** Encode an nv list (little-endian, each part padded to 8 bytes). */
+export function encodeNvList(fields: readonly NvField[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const f of fields) {
+    const name = Buffer.from(`${f.name}\0`, 'latin1');
+    let data: Buffer;
+    if (typeof f.value === 'string') data = Buffer.from(`${f.value}\0`, 'utf8');
+    else if (Buffer.isBuffer(f.value)) data = f.value;
+    else {
+      data = Buffer.alloc(SCALAR_WIDTH[f.type] ?? 8);
+      const v = f.value;
+      switch (f.type) {
+        case NV.INT8: data.writeInt8(Number(v)); break;
+        case NV.UINT8: data.writeUInt8(Number(v)); break;
+        case NV.INT16: data.writeInt16LE(Number(v)); break;
+        case NV.UINT16: data.writeUInt16LE(Number(v)); break;
+        case NV.INT32: data.writeInt32LE(Number(v)); break;
+        case NV.UINT32: data.writeUInt32LE(Number(v)); break;
+        case NV.INT64: data.writeBigInt64LE(v); break;
+        default: data.writeBigUInt64LE(v);
+      }
+    }
+    const head = Buffer.alloc(6 + pad8(name.length));
+    head[0] = f.type;
+    head[1] = name.length;
+    head.writeUInt32LE(data.length, 2);
+    name.copy(head, 6);
+    parts.push(head, data);
+    if (pad8(data.length) !== data.length) parts.push(Buffer.alloc(pad8(data.length) - data.length));
+  }
+  return Buffer.concat(parts);
+}
+
+export const nvU8 = (name: string, v: number): NvField => ({ name, type: NV.UINT8, value: BigInt(v) });
+export const nvI8 = (name: string, v: number): NvField => ({ name, type: NV.INT8, value: BigInt(v) });
+export const nvI16 = (name: string, v: number): NvField => ({ name, type: NV.INT16, value: BigInt(v) });
+export const nvU32 = (name: string, v: number): NvField => ({ name, type: NV.UINT32, value: BigInt(v) });
+export const nvI32 = (name: string, v: number): NvField => ({ name, type: NV.INT32, value: BigInt(v) });
+export const nvU64 = (name: string, v: bigint): NvField => ({ name, type: NV.UINT64, value: v });
+export const nvI64 = (name: string, v: bigint): NvField => ({ name, type: NV.INT64, value: v });
+export const nvString = (name: string, v: string): NvField => ({ name, type: NV.STRING, value: v });
+export const nvBytes = (name: string, v: Buffer): NvField => ({ name, type: NV.UINT8_ARRAY, value: v });
+
+export interface PayloadOptions {
+  readonly compression: 'none' | 'hole' | 'lzf';
+  readonly checksum: 'none' | 'crc32' | 'sha256';
+}
+
+/**
+ * One framed message (HAST-SPEC §6.2): version byte, u32 LE nv length, nv list, payload. The payload
+ * is compressed (hole only in the interim codec; lzf falls back to hole-or-raw) then checksummed.
+ */
+export function encodeFrame(version: number, fields: readonly NvField[], payload: Buffer | null, opts: PayloadOptions): Buffer[] {
+  const all = [...fields];
+  let body = payload;
+  if (body !== null && body.length > 0) {
+    if (opts.compression !== 'none' && isZero(body)) {
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(body.length);
+      body = len;
+      all.push(nvString('compression', 'hole'));
+    }
+    if (opts.checksum === 'crc32') {
+      const h = Buffer.alloc(4);
+      h.writeUInt32LE(crc32(body) >>> 0);
+      all.push(nvString('checksum', 'crc32'), nvBytes('hash', h));
+    } else if (opts.checksum === 'sha256') {
+      all.push(nvString('checksum', 'sha256'), nvBytes('hash', createHash('sha256').update(body).digest()));
+    }
+    all.push(nvU32('size', body.length));
+  }
+  const nv = encodeNvList(all);
+  const head = Buffer.alloc(5);
+  head[0] = version;
+  head.writeUInt32LE(nv.length, 1);
+  return body !== null && body.length > 0 ? [head, nv, body] : [head, nv];
+}
+
+function isZero(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+/** Undo checksum then compression on a received payload (HAST-SPEC §6.2); result ≤ maxSize. */
+export function decodePayload(nv: NvFields, payload: Buffer, maxSize: number): Buffer {
+  const alg = nv.string('checksum');
+  if (alg !== null) {
+    const hash = nv.bytes('hash');
+    if (hash === null) throw new WireError("Header has no 'hash' field");
+    let ok: boolean;
+    if (alg === 'crc32') ok = hash.length === 4 && hash.readUInt32LE(0) === (crc32(payload) >>> 0);
+    else if (alg === 'sha256') ok = createHash('sha256').update(payload).digest().equals(hash);
+    else throw new WireError(`Unknown checksum algorithm '${alg}'`);
+    if (!ok) throw new WireError('Hash mismatch');
+  }
+  const comp = nv.string('compression');
+  if (comp === null) return payload;
+  if (comp !== 'hole') throw new WireError(`Unsupported compression algorithm '${comp}'`);
+  if (payload.length !== 4) throw new WireError('Invalid hole-compressed payload');
+  const size = payload.readUInt32LE(0);
+  if (size > maxSize) throw new WireError(`Decompressed size too large (${size} > ${maxSize})`);
+  return Buffer.alloc(size);
+}
+
+export interface Frame {
+  readonly version: number;
+  readonly nv: NvFields;
+  /** Raw payload bytes as sent (before checksum/decompression), null when none. */
+  readonly payload: Buffer | null;
+}
+
+/**
+ * Incremental frame parser: push() socket chunks, next() whole frames. Every declared length is
+ * checked against its bound before any byte of it is buffered (STYLE §2.5.7).
+ */
+export class FrameReader {
+  readonly #maxNv: number;
+  readonly #maxPayload: number;
+  #chunks: Buffer[] = [];
+  #have = 0;
+  #head: { version: number; nvLen: number } | null = null;
+  #nv: NvFields | null = null;
+  #payloadLen = 0;
+
+  constructor(opts: { maxNv: number; maxPayload: number }) {
+    this.#maxNv = opts.maxNv;
+    this.#maxPayload = opts.maxPayload;
+  }
+
+  get buffered(): number {
+    return this.#have;
+  }
+
+  push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#have += chunk.length;
+  }
+
+  #take(n: number): Buffer {
+    const first = this.#chunks[0];
+    let out: Buffer;
+    if (first !== undefined && first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+    } else {
+      const all = Buffer.concat(this.#chunks, this.#have);
+      out = all.subarray(0, n);
+      this.#chunks = all.length > n ? [all.subarray(n)] : [];
+    }
+    this.#have -= n;
+    return out;
+  }
+
+  /** The next complete frame, or null when more bytes are needed. Throws WireError on garbage. */
+  next(): Frame | null {
+    if (this.#head === null) {
+      if (this.#have < 5) return null;
+      const h = this.#take(5);
+      const version = h[0] ?? 0;
+      const nvLen = h.readUInt32LE(1);
+      if (version === 0 || version > 2) throw new WireError(`RPC version mismatch (${version})`);
+      if (nvLen === 0 || nvLen > this.#maxNv) throw new WireError(`Invalid header size ${nvLen}`);
+      this.#head = { version, nvLen };
+    }
+    if (this.#nv === null) {
+      if (this.#have < this.#head.nvLen) return null;
+      this.#nv = decodeNvList(this.#take(this.#head.nvLen));
+      const size = this.#nv.int('size', NV.UINT32);
+      this.#payloadLen = size === null ? 0 : Number(size);
+      if (this.#payloadLen > this.#maxPayload) throw new WireError(`Payload too large (${this.#payloadLen} > ${this.#maxPayload})`);
+    }
+    if (this.#have < this.#payloadLen) return null;
+    const payload = this.#payloadLen > 0 ? Buffer.from(this.#take(this.#payloadLen)) : null;
+    const frame: Frame = { version: this.#head.version, nv: this.#nv, payload };
+    this.#head = null;
+    this.#nv = null;
+    this.#payloadLen = 0;
+    return frame;
+  }
+}
+
+/** Fields of a handshake message the parent routes on (HAST-SPEC §6.3 steps 1 and 5). */
+export interface HandshakeFields {
+  readonly resource: string | null;
+  /** Present token bytes (any length), an empty Buffer for a token of the wrong type, null when absent. */
+  readonly token: Buffer | null;
+  readonly version: number | null;
+  readonly virgin: boolean;
+  readonly resuid: bigint;
+  readonly localCnt: bigint;
+  readonly remoteCnt: bigint;
+}
+
+/** Handshake messages are small: a generous bound for the nv list, and no payload at all. */
+const HANDSHAKE_MAX_NV = 64 * 1024;
+
+/** The routing fields of a handshake nv list (missing counters read as 0, as upstream). */
+export function handshakeFields(nv: NvFields): HandshakeFields {
+  const token = nv.bytes('token') ?? (nv.has('token') ? Buffer.alloc(0) : null);
+  const version = nv.int('version', NV.UINT8);
+  return {
+    resource: nv.string('resource'),
+    token,
+    version: version === null ? null : Number(version),
+    virgin: nv.has('virgin'),
+    resuid: nv.int('resuid', NV.UINT64) ?? 0n,
+    localCnt: nv.int('localcnt', NV.UINT64) ?? 0n,
+    remoteCnt: nv.int('remotecnt', NV.UINT64) ?? 0n,
+  };
+}
+
+/**
+ * Read exactly one handshake message from a fresh socket within timeoutMs, then pause the socket
+ * (it may be handed to a worker, so nothing past this message may be consumed). Throws on garbage,
+ * an oversized header, a payload, EOF or timeout.
+ */
+export function readHandshakeMessage(sock: Socket, timeoutMs: number): Promise<HandshakeFields> {
+  const reader = new FrameReader({ maxNv: HANDSHAKE_MAX_NV, maxPayload: 0 });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => finish(new WireError('Timeout while waiting for the handshake header')), timeoutMs);
+    const finish = (err: Error | null, fields?: HandshakeFields): void => {
+      clearTimeout(timer);
+      sock.off('data', onData);
+      sock.off('end', onEnd);
+      sock.off('error', onError);
+      sock.pause();
+      if (err !== null) reject(err);
+      else if (fields !== undefined) resolve(fields);
+    };
+    const onData = (chunk: Buffer): void => {
+      try {
+        reader.push(chunk);
+        const frame = reader.next();
+        if (frame === null) return;
+        if (reader.buffered > 0) throw new WireError('Unexpected data after the handshake header');
+        finish(null, handshakeFields(frame.nv));
+      } catch (err) {
+        finish(err instanceof Error ? err : new WireError(String(err)));
+      }
+    };
+    const onEnd = (): void => finish(new WireError('Connection closed before the handshake header'));
+    const onError = (err: Error): void => finish(err);
+    sock.on('data', onData);
+    sock.on('end', onEnd);
+    sock.on('error', onError);
+    sock.resume();
+  });
+}
+
+function writeAll(sock: Socket, bufs: readonly Buffer[], end: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (sock.destroyed || !sock.writable) {
+      reject(new WireError('Socket is not writable'));
+      return;
+    }
+    sock.cork();
+    const last = bufs.length - 1;
+    bufs.forEach((b, i) => {
+      if (i < last) sock.write(b);
+      else if (end) sock.end(b, () => resolve());
+      else sock.write(b, (err) => (err == null ? resolve() : reject(err)));
+    });
+    sock.uncork();
+  });
+}
+
+/** Refuse a handshake: send `{errmsg, [wait]}` with version 2, then close. Never throws. */
+export async function sendRefusal(sock: Socket, errmsg: string, wait: boolean): Promise<void> {
+  const fields = [nvString('errmsg', errmsg)];
+  if (wait) fields.push(nvU8('wait', 1));
+  try {
+    await writeAll(sock, encodeFrame(2, fields, null, { compression: 'none', checksum: 'none' }), true);
+  } catch {
+    // The peer is gone already; the refusal was only a courtesy.
+  }
+  sock.destroy();
+}
+
+/** First-connection reply `{version, token}` (HAST-SPEC §6.3 step 3). */
+export function writeFirstReply(sock: Socket, version: number, token: Buffer): Promise<void> {
+  const fields = [nvU8('version', version), nvBytes('token', token)];
+  return writeAll(sock, encodeFrame(version, fields, null, { compression: 'none', checksum: 'none' }), false);
+}
+
+/** Syncsrc values on the wire (upstream HAST_SYNCSRC_*). */
+export const SYNCSRC = { UNDEF: 0, PRIMARY: 1, SECONDARY: 2 } as const;
+
+/** The secondary's handshake answer (HAST-SPEC §6.3 step 7). */
+export interface HandshakeReply {
+  readonly dataSize: number;
+  readonly extentSize: number;
+  readonly localCnt: bigint;
+  readonly remoteCnt: bigint;
+  readonly virgin: boolean;
+  readonly syncSrc: number;
+  /** Bitmap to send (mapsize = its length), or null for mapsize 0. */
+  readonly map: Buffer | null;
+}
+
+export function encodeHandshakeReply(version: number, r: HandshakeReply, opts: PayloadOptions): Buffer[] {
+  const fields = [
+    nvI64('datasize', BigInt(r.dataSize)),
+    nvI32('extentsize', r.extentSize),
+    nvU64('localcnt', r.localCnt),
+    nvU64('remotecnt', r.remoteCnt),
+  ];
+  if (r.virgin) fields.push(nvI8('virgin', 1));
+  fields.push(nvU8('syncsrc', r.syncSrc), nvU32('mapsize', r.map?.length ?? 0));
+  return encodeFrame(version, fields, r.map, opts);
+}
+
+export function encodeErrmsg(version: number, errmsg: string): Buffer[] {
+  return encodeFrame(version, [nvString('errmsg', errmsg)], null, { compression: 'none', checksum: 'none' });
+}
+
+/** A request frame as the apply engine sees it; the WRITE payload is decoded here. */
+export function requestFromFrame(frame: Frame, maxData: number): HioRequest {
+  const nv = frame.nv;
+  const cmd = Number(nv.int('cmd', NV.UINT8) ?? 0n);
+  const data = frame.payload === null ? null : decodePayload(nv, frame.payload, maxData);
+  return {
+    cmd,
+    seq: nv.int('seq', NV.UINT64) ?? 0n,
+    offset: nv.int('offset', NV.UINT64),
+    length: nv.int('length', NV.UINT64),
+    memsync: (nv.int('memsync', NV.UINT8) ?? 0n) !== 0n,
+    data,
+  };
+}
+
+/** A reply frame `{seq, [received], [error]}` + READ data (HAST-SPEC §6.4). */
+export function encodeReply(version: number, r: HioReply, opts: PayloadOptions): Buffer[] {
+  const fields = [nvU64('seq', r.seq)];
+  if (r.received === true) fields.push(nvI8('received', 1));
+  if (r.error !== undefined) fields.push(nvI16('error', r.error));
+  return encodeFrame(version, fields, r.data ?? null, opts);
+}
+
+/** A request frame, for tests and tools: `{cmd, [seq], [offset, length], [memsync]}` + data. */
+export function encodeRequest(
+  version: number,
+  req: { cmd: number; seq?: bigint; offset?: bigint; length?: bigint; memsync?: boolean; data?: Buffer },
+  opts: PayloadOptions,
+): Buffer[] {
+  const fields = [nvU8('cmd', req.cmd)];
+  if (req.seq !== undefined) fields.push(nvU64('seq', req.seq));
+  if (req.offset !== undefined) fields.push(nvU64('offset', req.offset));
+  if (req.length !== undefined) fields.push(nvU64('length', req.length));
+  if (req.memsync === true) fields.push(nvU8('memsync', 1));
+  return encodeFrame(version, fields, req.data ?? null, opts);
+}
