@@ -1,8 +1,122 @@
-// Secondary worker process: applies the primary's requests to the local component (HAST-SPEC §6.4).
-import type { WorkerInit } from '../daemon/worker-ipc.js';
+// Secondary worker process (HAST-SPEC §5.2, §6.3–6.5): receives the two accepted peer sockets from
+// the parent, opens the component, runs one session, and answers the parent's status queries.
+import type { Socket } from 'node:net';
+import type { Component } from '../component/component.js';
+import type { ResourceConfig } from '../config/types.js';
+import { emptyStats, type WorkerStatus } from '../control/messages.js';
+import type { HookEvent, ParentToWorker, PeerFirstMessage, WorkerInit, WorkerToParent } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
+import { EX } from '../util/sysexits.js';
+import { openLocal, readMd } from './local.js';
+import { SecondarySession } from './session.js';
 
-export async function runSecondaryWorker(_init: WorkerInit): Promise<void> {
-  log.error('Secondary role is not implemented yet.');
-  process.exit(78);
+interface PeerSockets {
+  readonly inSock: Socket;
+  readonly outSock: Socket;
+  readonly first: PeerFirstMessage;
+}
+
+function send(msg: WorkerToParent): Promise<void> {
+  return new Promise((resolve) => {
+    if (process.send === undefined || !process.connected) {
+      resolve();
+      return;
+    }
+    process.send(msg, undefined, {}, () => resolve());
+  });
+}
+
+function exitNow(code: number): never {
+  process.exit(code);
+}
+
+/** Entry point called by src/cli/worker.ts after the parent's `init` message. */
+export async function runSecondaryWorker(init: WorkerInit): Promise<void> {
+  let cfg: ResourceConfig = init.resource;
+  let session: SecondarySession | null = null;
+  let stopping = false;
+  let gotIn: Socket | null = null;
+  let gotOut: { sock: Socket; first: PeerFirstMessage } | null = null;
+  let resolveSockets: (s: PeerSockets) => void = () => undefined;
+  const sockets = new Promise<PeerSockets>((resolve) => {
+    resolveSockets = resolve;
+  });
+
+  // Registered before the first await: the parent sends the sockets right behind `init`.
+  process.on('message', (msg: ParentToWorker, handle?: unknown) => {
+    switch (msg.type) {
+      case 'peer-socket': {
+        const sock = handle as Socket | undefined;
+        if (sock === undefined) {
+          log.error(`Parent sent a '${msg.which}' peer socket message without a socket.`);
+          return;
+        }
+        if (msg.which === 'in') gotIn = sock;
+        else if (msg.first !== undefined) gotOut = { sock, first: msg.first };
+        if (gotIn !== null && gotOut !== null) resolveSockets({ inSock: gotIn, outSock: gotOut.sock, first: gotOut.first });
+        break;
+      }
+      case 'status': {
+        const stats = session?.stats() ?? null;
+        const status: WorkerStatus = {
+          status: 'complete',
+          dirty: 0,
+          extentSize: 0,
+          keepDirty: 0,
+          stats: stats ?? emptyStats(),
+          sync: null,
+          exportAddr: null,
+          device: null,
+        };
+        void send({ type: 'status-reply', id: msg.id, status });
+        break;
+      }
+      case 'reload':
+        cfg = msg.resource;
+        session?.reload(cfg);
+        break;
+      case 'init':
+        break;
+    }
+  });
+
+  // Role change or a new incoming connection: exit quietly, no `disconnect` event (HAST-SPEC §9).
+  const quit = (): void => {
+    if (stopping) return;
+    stopping = true;
+    const s = session;
+    if (s === null) exitNow(EX.OK);
+    void s.shutdown().finally(() => exitNow(EX.OK));
+  };
+  process.on('SIGINT', quit);
+  process.on('SIGTERM', quit);
+  process.on('disconnect', quit);
+
+  const { inSock, outSock, first } = await sockets;
+  let comp: Component;
+  try {
+    comp = await openLocal(cfg.localPath);
+  } catch (err) {
+    log.error(`Unable to open ${cfg.localPath}`, err);
+    exitNow(EX.NOINPUT);
+  }
+  let md;
+  try {
+    md = await readMd(comp, cfg.name);
+  } catch (err) {
+    log.error('Unable to read metadata', err);
+    exitNow(EX.NOINPUT);
+  }
+  session = new SecondarySession({
+    cfg,
+    comp,
+    md,
+    inSock,
+    outSock,
+    first,
+    emit: (event: HookEvent) => send({ type: 'event', event, args: [] }),
+    exit: (code) => exitNow(code),
+  });
+  if (stopping) exitNow(EX.OK);
+  await session.start();
 }
