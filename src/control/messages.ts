@@ -54,6 +54,8 @@ export interface WorkerStatus {
   readonly keepDirty: number;
   readonly stats: WorkerStats;
   readonly sync: SyncProgress | null;
+  /** Bytes copied and seconds taken by the last completed resync of this worker (ours). */
+  readonly lastSync: { readonly bytes: number; readonly seconds: number } | null;
   /** Path of the NBD export and of /dev/hast/<provname> when attached (primary). */
   readonly exportAddr: string | null;
   readonly device: string | null;

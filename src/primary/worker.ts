@@ -99,6 +99,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     keepDirty: res.md.keepDirty,
     stats: { ...res.stats, localQueue: res.inFlight, idleQueue: Math.max(0, SLOTS - res.inFlight), ...(repl?.queueStats() ?? {}) },
     sync: res.sync,
+    lastSync: repl?.lastSync() ?? null,
     exportAddr: cfg.exportAddr,
     device: device?.devicePath ?? null,
   });

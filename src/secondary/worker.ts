@@ -65,6 +65,7 @@ export async function runSecondaryWorker(init: WorkerInit): Promise<void> {
           keepDirty: 0,
           stats: stats ?? emptyStats(),
           sync: null,
+          lastSync: null,
           exportAddr: null,
           device: null,
         };
