@@ -165,3 +165,115 @@ export async function statusJson(conf: string, node: string, resource: string): 
   if (first === undefined) throw new Error('empty status');
   return first;
 }
+
+/** A free TCP port on host (bound and released; good enough for tests on loopback). */
+export async function freePort(host: string): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((done, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, host, () => {
+      const a = s.address();
+      s.close(() => done(typeof a === 'object' && a !== null ? a.port : 0));
+    });
+  });
+}
+
+export interface Pair {
+  readonly conf: string;
+  readonly a: NodeSpec;
+  readonly b: NodeSpec;
+  readonly res: string;
+  img(n: NodeSpec): string;
+  sock(n: NodeSpec): string;
+}
+
+/** Two nodes on 127.0.0.1 and 127.0.0.2 sharing one hast.conf, components created with `hastctl create`. */
+export async function makePair(
+  t: TestContext,
+  opts: { size?: number; replication?: string; extra?: string; createArgs?: readonly string[]; global?: string } = {},
+): Promise<Pair> {
+  const { mkdtempSync, rmSync, mkdirSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const root = mkdtempSync(join(tmpdir(), 'hastd-pair-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const a: NodeSpec = { name: 'node-a', addr: `127.0.0.1:${await freePort('127.0.0.1')}`, dir: join(root, 'a') };
+  const b: NodeSpec = { name: 'node-b', addr: `127.0.0.2:${await freePort('127.0.0.2')}`, dir: join(root, 'b') };
+  mkdirSync(a.dir);
+  mkdirSync(b.dir);
+  const conf = join(root, 'hast.conf');
+  const spec: ResourceSpec = { name: 'r0', ...(opts.replication !== undefined ? { replication: opts.replication } : {}), ...(opts.extra !== undefined ? { extra: opts.extra } : {}) };
+  writeConfig(conf, [a, b], [spec], opts.global ?? '');
+  const size = opts.size ?? 64 << 20;
+  for (const n of [a, b]) {
+    const img = join(n.dir, 'r0.img');
+    writeFileSync(img, '');
+    const { truncateSync } = await import('node:fs');
+    truncateSync(img, size);
+    const r = await hastctl(conf, n.name, ['create', ...(opts.createArgs ?? []), 'r0']);
+    if (r.code !== 0) throw new Error(`hastctl create failed: ${r.stderr}`);
+  }
+  return {
+    conf,
+    a,
+    b,
+    res: 'r0',
+    img: (n) => join(n.dir, 'r0.img'),
+    sock: (n) => join(n.dir, 'r0.sock'),
+  };
+}
+
+/** Layout of a component as `hastctl dump` reports it. */
+export async function dumpOf(conf: string, node: string): Promise<{ dataSize: number; localOff: number; extentSize: number; resuid: string; localcnt: string; remotecnt: string }> {
+  const r = await hastctl(conf, node, ['dump', 'r0']);
+  if (r.code !== 0) throw new Error(`hastctl dump failed: ${r.stderr}`);
+  const field = (k: string): string => new RegExp(`${k}: (\\d+)`).exec(r.stdout)?.[1] ?? '0';
+  return {
+    dataSize: Number(field('datasize')),
+    localOff: Number(field('localoff')),
+    extentSize: Number(field('extentsize')),
+    resuid: field('resuid'),
+    localcnt: field('localcnt'),
+    remotecnt: field('remotecnt'),
+  };
+}
+
+/** sha256 of a component's data area. */
+export async function dataAreaHash(path: string, localOff: number, dataSize: number): Promise<string> {
+  const { createHash } = await import('node:crypto');
+  const { createReadStream } = await import('node:fs');
+  const h = createHash('sha256');
+  await new Promise<void>((done, fail) => {
+    createReadStream(path, { start: localOff, end: localOff + dataSize - 1 })
+      .on('data', (d) => h.update(d))
+      .on('end', () => done())
+      .on('error', fail);
+  });
+  return h.digest('hex');
+}
+
+interface WorkerView {
+  status: string;
+  dirty: number;
+  lastSync: { bytes: number; seconds: number } | null;
+  sync: unknown;
+  stats: Record<string, number>;
+}
+
+/** The worker part of `hastctl status --json`, or null when no worker runs. */
+export async function workerOf(conf: string, node: string): Promise<WorkerView | null> {
+  const st = await statusJson(conf, node, 'r0');
+  return (st.worker as WorkerView | null | undefined) ?? null;
+}
+
+/** Wait until the primary reports complete, nothing dirty and no sync running. */
+export async function waitInSync(conf: string, node: string, timeoutMs = 60_000): Promise<WorkerView> {
+  return waitFor(
+    'status complete and dirty 0',
+    async () => {
+      const w = await workerOf(conf, node);
+      return w !== null && w.status === 'complete' && w.dirty === 0 && w.sync === null ? w : null;
+    },
+    timeoutMs,
+  );
+}
