@@ -9,13 +9,16 @@ export class ActivemapInvariantError extends Error {
   readonly code = 'ACTIVEMAP_INVARIANT';
 }
 
+/** Default size of the keepdirty LRU (`hastctl create -k`, HAST-SPEC §2.2, §4.1). */
+export const KEEPDIRTY_DEFAULT = 64;
+
 export interface ActivemapOptions {
   /** Bytes of user data (metadata `datasize`). */
   readonly dataSize: number;
   /** Bytes per extent; a power of two. */
   readonly extentSize: number;
-  /** Size of the keepdirty LRU (default 64 in hast.conf); 0 disables it. */
-  readonly keepDirty: number;
+  /** Size of the keepdirty LRU (default KEEPDIRTY_DEFAULT = 64); 0 disables it. */
+  readonly keepDirty?: number;
   /** Sector size of the component; the on-disk map is rounded up to it. */
   readonly sectorSize: number;
 }
@@ -87,7 +90,7 @@ export class Activemap {
   #opsTotal = 0;
 
   constructor(opts: ActivemapOptions) {
-    const { dataSize, extentSize, keepDirty, sectorSize } = opts;
+    const { dataSize, extentSize, keepDirty = KEEPDIRTY_DEFAULT, sectorSize } = opts;
     if (!Number.isSafeInteger(dataSize) || dataSize < 0) throw new RangeError(`Invalid data size: ${dataSize}`);
     if (!Number.isSafeInteger(extentSize) || extentSize <= 0 || (extentSize & (extentSize - 1)) !== 0 || extentSize > 2 ** 30) {
       throw new RangeError(`Invalid extent size: ${extentSize} is not a power of two`);
@@ -281,14 +284,14 @@ export class Activemap {
     const n = Math.min(this.mapSize, bitmap.length);
     let changed = false;
     for (let i = 0; i < n; i++) {
-      let fresh = (bitmap[i] ?? 0) & ~(this.#syncmap[i] ?? 0) & 0xff;
-      while (fresh !== 0) {
-        const bit = 31 - Math.clz32(fresh & -fresh);
-        fresh &= fresh - 1;
-        const e = i * 8 + bit;
+      let bits = bitmap[i] ?? 0;
+      while (bits !== 0) {
+        const e = i * 8 + (31 - Math.clz32(bits & -bits));
+        bits &= bits - 1;
         if (e >= this.nExtents) break;
+        if (!testBit(this.#syncmap, e)) changed = true;
+        // Every set bit counts as a mark, so an extent being walked is kept for another pass.
         this.#markExtent(e);
-        changed = true;
       }
     }
     return changed;
