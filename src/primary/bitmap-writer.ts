@@ -40,6 +40,16 @@ export class BitmapWriter {
     return this.#start();
   }
 
+  /**
+   * Resolves once every map change made before this call is on disk. A writer whose extent was
+   * already in the image (writeStart returned false) calls this: the write that put the extent
+   * there may still be on its way (the queued write, if any, captures a later image than the one
+   * in flight, so it is the one to wait for).
+   */
+  settled(): Promise<void> {
+    return this.#queued ?? this.#inFlight ?? Promise.resolve();
+  }
+
   /** Wait for every write issued so far. */
   async drain(): Promise<void> {
     while (this.#inFlight !== null || this.#queued !== null) {

@@ -161,6 +161,9 @@ export class PrimaryResource {
       if (this.amap.writeStart(offset, length)) {
         this.stats.activemapUpdates++;
         await this.bitmapWriter.persist();
+      } else {
+        // Another write may have just made this extent dirty; its bitmap may not be on disk yet.
+        await this.bitmapWriter.settled();
       }
       const remote = this.remote;
       let remoteDone: Promise<boolean> = Promise.resolve(false);
