@@ -167,6 +167,8 @@ export class Host {
       'mount -t tmpfs -o mode=0755 tmpfs /run',
       'mkdir -p /run/lock',
       'mount -t tmpfs -o mode=0755 tmpfs /dev/hast',
+      // Mountpoints for the file systems on /dev/hast (/mnt/failover), private per host.
+      'mount -t tmpfs -o mode=0755 tmpfs /mnt',
       'echo ready',
       'exec sleep infinity',
     ].join('\n');

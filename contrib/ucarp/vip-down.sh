@@ -1,0 +1,61 @@
+#!/bin/sh
+# vip-down.sh: ucarp downscript (`ucarp -d vip-down.sh`, called as: vip-down.sh <interface> <vip>) for
+# HAST. This host is BACKUP (or ucarp starts/stops): unmount and demote every resource FIRST (so the
+# two hosts are never primary together for longer than an umount), then drop the service address.
+# Also run by ucarp at start: a resource in role init after a boot becomes secondary. Safe to run twice.
+set -u
+. "$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)/hast-carp-lib.sh"
+
+iface=${1:?usage: vip-down.sh interface address}
+vip=${2:?usage: vip-down.sh interface address}
+lock
+log notice "becoming BACKUP for $vip on $iface"
+
+failed=0
+for entry in $HAST_RESOURCES; do
+	res=${entry%%:*}
+	rest=${entry#*:}
+	mnt=${rest%%:*}
+
+	if is_mounted "$mnt"; then
+		if [ "$KILL_USERS" = yes ]; then
+			fuser -km "$mnt" >/dev/null 2>&1 || true
+		fi
+		if timeout "$UMOUNT_WAIT" umount "$mnt"; then
+			log notice "$res: $mnt unmounted"
+		else
+			# Still demote: staying primary beside a new master is how split-brains start.
+			log err "$res: umount $mnt failed or hung; lazy unmount and demoting anyway"
+			umount -l "$mnt" || true
+			failed=1
+		fi
+	fi
+	role=$(field "$res" role)
+	case "$role" in
+	primary)
+		if hctl role secondary "$res"; then
+			log notice "$res: role primary -> secondary"
+		else
+			log err "$res: hastctl role secondary failed"
+			failed=1
+		fi
+		;;
+	init)
+		if [ "$SECONDARY_FROM_INIT" = yes ]; then
+			if hctl role secondary "$res"; then
+				log notice "$res: role init -> secondary"
+			else
+				log err "$res: hastctl role secondary failed"
+				failed=1
+			fi
+		fi
+		;;
+	secondary) log info "$res: already secondary" ;;
+	*) log err "$res: unknown role '$role' (is hastd running?)"; failed=1 ;;
+	esac
+done
+
+if ip -o addr show dev "$iface" 2>/dev/null | grep -q " $vip/"; then
+	ip addr del "$vip/$VIP_PREFIX" dev "$iface" && log notice "$vip removed from $iface"
+fi
+exit "$failed"
