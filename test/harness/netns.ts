@@ -57,11 +57,11 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Poll fn until it returns a truthy value; throw after timeoutMs with the last value seen. */
-export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 30_000, everyMs = 200): Promise<T> {
+export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 30_000, everyMs = 200): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const last = await fn();
-    if (last) return last;
+    if (last) return last as NonNullable<T>;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
     await sleep(everyMs);
   }
@@ -367,6 +367,7 @@ export interface StatusView {
     readonly dirty: number;
     readonly sync: unknown;
     readonly device?: string | null;
+    readonly lastSync?: { readonly bytes: number; readonly seconds: number } | null;
     readonly stats?: Record<string, number>;
   } | null;
 }

@@ -1,0 +1,165 @@
+// Helpers shared by the system tests: the walkthrough's hast.conf, waiting for the device and for
+// sync, and file checks through a mounted /dev/hast/<name> (HAST-SPEC §5.5, §7).
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, createReadStream, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Host, type Hosts, REPO, type StatusView, waitFor } from '../harness/netns.js';
+
+export const RES = 'mirror';
+export const DEV = `/dev/hast/${RES}`;
+export const MNT = '/mnt/failover';
+export const IMAGE_SIZE = 256 << 20;
+
+/**
+ * The seed's hast.conf, corrected: closed braces, `remote` lines on the private crossover link, and
+ * our `device fuse` (no nbd module here). `timeout 5` (a FreeBSD keyword) keeps dead-peer detection
+ * short. The hook logs `<hostname> <event...>` and then runs contrib/ucarp/hast-hook.sh.
+ */
+export function walkthroughConf(hs: Hosts, opts: { replication?: string } = {}): string {
+  const s1 = hs.get('skunk1');
+  const s2 = hs.get('skunk2');
+  const hook = join(hs.root, 'hook.sh');
+  writeFileSync(
+    hook,
+    `#!/bin/sh\necho "$(hostname) $*" >> ${join(hs.root, 'hooks.log')}\nexec ${join(REPO, 'contrib', 'ucarp', 'hast-hook.sh')} "$@"\n`,
+  );
+  chmodSync(hook, 0o755);
+  const img1 = hs.makeImage(s1, 'da0s2.img', IMAGE_SIZE);
+  const img2 = hs.makeImage(s2, 'da0s2.img', IMAGE_SIZE);
+  const text = `# /etc/hast.conf: identical on skunk1 and skunk2
+timeout 5
+resource ${RES} {
+\texec ${hook}
+\tdevice fuse
+${opts.replication !== undefined ? `\treplication ${opts.replication}\n` : ''}\ton skunk1 {
+\t\tlocal ${img1}
+\t\tremote ${s2.privateAddr}
+\t}
+\ton skunk2 {
+\t\tlocal ${img2}
+\t\tremote ${s1.privateAddr}
+\t}
+}
+`;
+  hs.writeConf(text);
+  return text;
+}
+
+/** `hastctl create mirror` + hastd on both hosts, skunk1 primary, skunk2 secondary, initial sync done. */
+export async function bringUp(hs: Hosts, primary: Host, secondary: Host): Promise<void> {
+  for (const h of [primary, secondary]) {
+    const r = await h.hastctl('create', RES);
+    assert.equal(r.code, 0, `${h.name}: hastctl create: ${r.stderr}`);
+    await h.startHastd();
+  }
+  await role(primary, 'primary');
+  await role(secondary, 'secondary');
+  await waitDevice(primary);
+  await waitInSync(primary);
+}
+
+export async function role(h: Host, r: 'init' | 'primary' | 'secondary'): Promise<void> {
+  const res = await h.hastctl('role', r, RES);
+  assert.equal(res.code, 0, `${h.name}: hastctl role ${r} ${RES}: ${res.stderr}${res.stdout}`);
+}
+
+/** Wait until /dev/hast/mirror is a block device on h. */
+export async function waitDevice(h: Host, timeoutMs = 30_000): Promise<void> {
+  await waitFor(`${h.name}: ${DEV}`, async () => (await h.sh(`test -b ${DEV}`)).code === 0, timeoutMs, 100);
+}
+
+export async function worker(h: Host): Promise<NonNullable<StatusView['worker']> | null> {
+  return (await h.status(RES)).worker ?? null;
+}
+
+/** Wait until the primary h reports `complete`, dirty 0 and no sync running. */
+export async function waitInSync(h: Host, timeoutMs = 60_000): Promise<NonNullable<StatusView['worker']>> {
+  return waitFor(
+    `${h.name}: status complete, dirty 0`,
+    async () => {
+      const w = await worker(h);
+      return w !== null && w.status === 'complete' && w.dirty === 0 && (w.sync === null || w.sync === undefined) ? w : null;
+    },
+    timeoutMs,
+    250,
+  );
+}
+
+export async function mkfs(h: Host, fs: string): Promise<void> {
+  const args = fs === 'btrfs' ? ['-f', '-q'] : fs === 'xfs' ? ['-f', '-q'] : ['-F', '-q'];
+  const r = await h.exec(`mkfs.${fs}`, [...args, DEV], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `${h.name}: mkfs.${fs}: ${r.stderr}`);
+}
+
+export async function mount(h: Host, fs: string): Promise<void> {
+  // btrfs keeps a kernel-wide device registry; both hosts share one kernel here, so forget stale
+  // entries (the other host's loop device carries the same fsid) before mounting.
+  if (fs === 'btrfs') await h.exec('btrfs', ['device', 'scan', '--forget'], { timeoutMs: 10_000 });
+  const r = await h.sh(`mkdir -p ${MNT} && mount -t ${fs} ${DEV} ${MNT}`, { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `${h.name}: mount: ${r.stderr}`);
+}
+
+export async function umount(h: Host): Promise<void> {
+  const r = await h.exec('umount', [MNT], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `${h.name}: umount: ${r.stderr}`);
+}
+
+/** Files to copy onto the mirror: name → content; written once under root/payload-<tag>. */
+export function makePayload(hs: Hosts, tag: string): { dir: string; sums: Map<string, string> } {
+  const dir = join(hs.root, `payload-${tag}`);
+  mkdirSync(join(dir, 'sub'), { recursive: true });
+  const files: Record<string, Buffer> = {
+    [`big-${tag}.bin`]: randomBytes(3 << 20),
+    [`notes-${tag}.txt`]: Buffer.from(`skunkworks ${tag}\n`.repeat(100)),
+    [`sub/small-${tag}.bin`]: randomBytes(5000),
+  };
+  const sums = new Map<string, string>();
+  for (const [name, data] of Object.entries(files)) {
+    writeFileSync(join(dir, name), data);
+    sums.set(name, createHash('sha256').update(data).digest('hex'));
+  }
+  return { dir, sums };
+}
+
+/** Copy a payload into the mounted file system and make it durable (sync). */
+export async function copyIn(h: Host, payload: { dir: string }): Promise<void> {
+  const r = await h.sh(`cp -r ${payload.dir}/. ${MNT}/ && sync`, { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `${h.name}: cp: ${r.stderr}`);
+}
+
+/** Assert every file of the payload is on h's mounted file system with the same content. */
+export async function assertFiles(h: Host, payload: { sums: Map<string, string> }): Promise<void> {
+  const names = [...payload.sums.keys()];
+  const r = await h.sh(`cd ${MNT} && sha256sum ${names.join(' ')}`, { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `${h.name}: sha256sum: ${r.stderr}`);
+  const got = new Map<string, string>();
+  for (const line of r.stdout.trim().split('\n')) {
+    const [sum, name] = line.split(/\s+/);
+    if (sum !== undefined && name !== undefined) got.set(name, sum);
+  }
+  for (const [name, sum] of payload.sums) assert.equal(got.get(name), sum, `${h.name}: ${MNT}/${name} differs`);
+}
+
+/** Data area of h's component as `hastctl dump` reports it. */
+export async function layout(h: Host): Promise<{ localOff: number; dataSize: number; localPath: string }> {
+  const r = await h.hastctl('dump', RES);
+  assert.equal(r.code, 0, `${h.name}: hastctl dump: ${r.stderr}`);
+  const num = (k: string): number => Number(new RegExp(`${k}: (\\d+)`).exec(r.stdout)?.[1] ?? 'NaN');
+  const st = await h.status(RES);
+  return { localOff: num('localoff'), dataSize: num('datasize'), localPath: st.localpath ?? '' };
+}
+
+/** sha256 of h's data area (read from the real file system, outside the namespaces). */
+export async function dataHash(h: Host): Promise<string> {
+  const { localOff, dataSize, localPath } = await layout(h);
+  assert.ok(Number.isFinite(localOff) && dataSize > 0, `${h.name}: layout from dump`);
+  const hash = createHash('sha256');
+  await new Promise<void>((done, fail) => {
+    createReadStream(localPath, { start: localOff, end: localOff + dataSize - 1 })
+      .on('data', (d) => hash.update(d))
+      .on('end', () => done())
+      .on('error', fail);
+  });
+  return hash.digest('hex');
+}
