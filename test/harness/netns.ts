@@ -436,8 +436,21 @@ export async function createHosts(t: TestContext, specs: readonly HostSpec[] = S
   };
   const [a, b] = hosts;
   if (a === undefined || b === undefined) throw new Error('createHosts needs two hosts');
-  // Both ends are created directly inside their namespaces, so no stray interface is left in ours.
-  await ip('link', 'add', PUBLIC_IF, 'netns', a.netns, 'type', 'veth', 'peer', 'name', PUBLIC_IF, 'netns', b.netns);
+  // The public network goes through a switch (a bridge in its own namespace), so a host that loses
+  // power does not take the other host's carrier down with it (ucarp ignores a link without carrier).
+  // The private link is a crossover cable: a direct veth pair. Both ends of every pair are created
+  // directly inside their namespaces, so no stray interface is left in ours.
+  const sw = `${tag}-switch`;
+  const r = await run('ip', ['netns', 'add', sw]);
+  if (r.code !== 0) throw new Error(`ip netns add ${sw}: ${r.stderr}`);
+  nsNames.push(sw);
+  await ip('-n', sw, 'link', 'add', 'br0', 'type', 'bridge');
+  await ip('-n', sw, 'link', 'set', 'br0', 'up');
+  for (const h of hosts) {
+    await ip('link', 'add', PUBLIC_IF, 'netns', h.netns, 'type', 'veth', 'peer', 'name', `port-${h.name}`, 'netns', sw);
+    await ip('-n', sw, 'link', 'set', `port-${h.name}`, 'master', 'br0');
+    await ip('-n', sw, 'link', 'set', `port-${h.name}`, 'up');
+  }
   await ip('link', 'add', PRIVATE_IF, 'netns', a.netns, 'type', 'veth', 'peer', 'name', PRIVATE_IF, 'netns', b.netns);
   for (const h of hosts) {
     await ip('-n', h.netns, 'link', 'set', 'lo', 'up');
