@@ -1,0 +1,545 @@
+// One NBD connection: handshake, then the transmission phase with many requests in flight, replies
+// in completion order and batched socket writes (proto.md "Transmission", "Request types").
+import type { Socket } from 'node:net';
+import type { NbdBackend } from './backend.js';
+import {
+  NBD_CMD,
+  NBD_CMD_FLAG,
+  NBD_E,
+  NBD_FLAG_T,
+  NBD_REQUEST_SIZE,
+  NBD_SIMPLE_REPLY_SIZE,
+  nameOfNbdCmd,
+} from './constants.js';
+import { nbdErrnoOf } from './errno.js';
+import { encodeGreeting, NbdHandshake, type HandshakeConfig, type Negotiated } from './handshake.js';
+import {
+  blockStatusChunkSize,
+  errorChunkSize,
+  OFFSET_DATA_HEADER_SIZE,
+  writeBlockStatusChunk,
+  writeErrorChunk,
+  writeOffsetDataHeader,
+  writeSimpleReply,
+  type NbdExtent,
+} from './reply.js';
+import { decodeRequest, isRequestMagic, newRequest, type NbdRequest } from './request.js';
+
+export type NbdLogLevel = 'error' | 'warning' | 'info' | 'debug';
+export type NbdLog = (level: NbdLogLevel, msg: string) => void;
+
+/** Server-wide state a connection shares: the request slots and the backend. */
+export interface ConnectionHost {
+  readonly backend: NbdBackend;
+  readonly maxBlockSize: number;
+  readonly log: NbdLog;
+  handshakeConfig(): HandshakeConfig;
+  /** Take a request slot; false when all `maxInFlight` slots are busy. */
+  tryAcquire(): boolean;
+  /** Give a slot back (wakes connections waiting for one). */
+  release(): void;
+  /** Register a connection to be woken (via `wake()`) when a slot frees. */
+  waitForSlot(conn: Connection): void;
+  onClosed(conn: Connection): void;
+}
+
+/** Unread reply bytes beyond which we stop reading requests until the socket drains. */
+const MAX_UNSENT_REPLY_BYTES = 16 * 1024 * 1024;
+
+type Phase = 'header' | 'payload' | 'drain';
+
+/*
+ * Reading side, per connection:
+ *
+ *   socket 'data' ──► chunks[] ──► header (28 B, decoded in place or from a scratch copy)
+ *                                    │ WRITE with payload: 'payload' (subarray when contiguous,
+ *                                    │ else one Buffer of exactly `length`), refused WRITE: 'drain'
+ *                                    ▼
+ *                        slot taken ─► backend promise ─► reply (cork/uncork per tick)
+ *
+ * Reading stops (socket paused) while no slot is free, while unsent replies exceed the limit,
+ * and after NBD_CMD_DISC or server close.
+ */
+export class Connection {
+  readonly #host: ConnectionHost;
+  readonly #socket: Socket;
+  readonly #peer: string;
+  #handshake: NbdHandshake | null;
+  #neg: Negotiated | null = null;
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+  readonly #scratch = Buffer.allocUnsafeSlow(NBD_REQUEST_SIZE);
+  readonly #req: NbdRequest = newRequest();
+  #phase: Phase = 'header';
+  #drainLeft = 0;
+  /** The WRITE whose payload is awaited (its slot is already taken). */
+  #pending: { cookieHi: number; cookieLo: number; offset: number; length: number; fua: boolean } | null = null;
+  #inFlight = 0;
+  #waitingSlot = false;
+  #waitingDrain = false;
+  #ending = false;
+  #dead = false;
+  #corked = false;
+  #size = 0;
+  readonly #closed: Promise<void>;
+
+  constructor(host: ConnectionHost, socket: Socket, peer: string) {
+    this.#host = host;
+    this.#socket = socket;
+    this.#peer = peer;
+    this.#handshake = new NbdHandshake(host.handshakeConfig());
+    let resolveClosed: () => void = () => undefined;
+    this.#closed = new Promise<void>((r) => (resolveClosed = r));
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('end', () => this.#onEnd());
+    socket.on('error', (err: Error) => {
+      this.#host.log('debug', `NBD connection ${this.#peer}: ${err.message}`);
+      this.#dead = true;
+    });
+    socket.on('close', () => {
+      this.#dead = true;
+      this.#host.onClosed(this);
+      resolveClosed();
+    });
+    socket.write(encodeGreeting());
+  }
+
+  /** Resolves when the socket is closed. */
+  get closed(): Promise<void> {
+    return this.#closed;
+  }
+
+  /** Stop reading, let in-flight requests reply, then close (server shutdown). */
+  shutdown(): void {
+    if (this.#dead) return;
+    if (this.#handshake !== null) {
+      this.#socket.destroy();
+      return;
+    }
+    this.#dropPending();
+    this.#ending = true;
+    this.#socket.pause();
+    this.#maybeFinish();
+  }
+
+  /** A WRITE whose payload has not fully arrived is dropped: give its slot back. */
+  #dropPending(): void {
+    if (this.#pending === null) return;
+    this.#pending = null;
+    this.#phase = 'header';
+    this.#inFlight--;
+    this.#host.release();
+  }
+
+  /** Called by the host when a request slot is free again. */
+  wake(): void {
+    this.#waitingSlot = false;
+    if (this.#dead || this.#ending) return;
+    this.#resume();
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#dead || this.#ending) return;
+    if (this.#handshake !== null) {
+      this.#onHandshakeData(chunk);
+      return;
+    }
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    this.#process();
+  }
+
+  #onEnd(): void {
+    // The client half-closed: answer what is in flight, then close (as for NBD_CMD_DISC).
+    if (this.#handshake !== null) {
+      this.#socket.destroy();
+      return;
+    }
+    this.#dropPending();
+    this.#ending = true;
+    this.#maybeFinish();
+  }
+
+  #onHandshakeData(chunk: Buffer): void {
+    const hs = this.#handshake;
+    if (hs === null) return;
+    const step = hs.push(chunk);
+    for (const b of step.send) this.#socket.write(b);
+    if (step.state === 'more') return;
+    if (step.state === 'close') {
+      if (step.protocolError) this.#host.log('warning', `NBD connection ${this.#peer} closed: ${step.reason}`);
+      this.#handshake = null;
+      this.#dead = true;
+      this.#socket.end(() => this.#socket.destroy());
+      return;
+    }
+    this.#handshake = null;
+    this.#neg = step.negotiated;
+    this.#size = this.#host.backend.size;
+    this.#host.log(
+      'debug',
+      `NBD connection ${this.#peer}: export "${step.negotiated.exportName}", structured replies ${step.negotiated.structuredReplies ? 'on' : 'off'}`,
+    );
+    if (step.rest.length > 0) {
+      this.#chunks.push(step.rest);
+      this.#buffered += step.rest.length;
+      this.#process();
+    }
+  }
+
+  /** Close for bad input found in a request header: free its slot, then close. */
+  #failRequest(reason: string): void {
+    this.#inFlight--;
+    this.#host.release();
+    this.#fail(reason);
+  }
+
+  /** Close for bad input: the stream can no longer be trusted. */
+  #fail(reason: string): void {
+    if (this.#dead) return;
+    this.#host.log('warning', `NBD connection ${this.#peer} closed: ${reason}`);
+    this.#dead = true;
+    this.#chunks = [];
+    this.#buffered = 0;
+    this.#socket.destroy();
+  }
+
+  #resume(): void {
+    if (this.#waitingSlot || this.#waitingDrain || this.#ending || this.#dead) return;
+    this.#socket.resume();
+    this.#process();
+  }
+
+  /** Parse and dispatch as many buffered requests as slots and back-pressure allow. */
+  #process(): void {
+    while (!this.#dead && !this.#ending) {
+      if (this.#phase === 'drain') {
+        const n = Math.min(this.#drainLeft, this.#buffered);
+        this.#drop(n);
+        this.#drainLeft -= n;
+        if (this.#drainLeft > 0) return;
+        this.#phase = 'header';
+        continue;
+      }
+      if (this.#phase === 'payload') {
+        const p = this.#pending;
+        if (p === null) {
+          this.#phase = 'header';
+          continue;
+        }
+        if (this.#buffered < p.length) return;
+        const data = this.#takePayload(p.length);
+        this.#pending = null;
+        this.#phase = 'header';
+        this.#dispatchWrite(p.cookieHi, p.cookieLo, p.offset, data, p.fua);
+        continue;
+      }
+      if (this.#buffered < NBD_REQUEST_SIZE) return;
+      if (this.#socket.writableLength > MAX_UNSENT_REPLY_BYTES) {
+        this.#waitingDrain = true;
+        this.#socket.pause();
+        this.#socket.once('drain', () => {
+          this.#waitingDrain = false;
+          this.#resume();
+        });
+        return;
+      }
+      if (!this.#host.tryAcquire()) {
+        // Back-pressure: no free slot, stop reading until one frees.
+        this.#waitingSlot = true;
+        this.#socket.pause();
+        this.#host.waitForSlot(this);
+        return;
+      }
+      this.#inFlight++;
+      const req = this.#readHeader();
+      this.#handleRequest(req);
+    }
+  }
+
+  #readHeader(): NbdRequest {
+    const first = this.#chunks[0];
+    if (first !== undefined && first.length >= NBD_REQUEST_SIZE) {
+      decodeRequest(first, 0, this.#req);
+      this.#drop(NBD_REQUEST_SIZE);
+    } else {
+      this.#copyOut(this.#scratch, NBD_REQUEST_SIZE);
+      decodeRequest(this.#scratch, 0, this.#req);
+    }
+    return this.#req;
+  }
+
+  /** Copy n buffered bytes into dst and consume them. */
+  #copyOut(dst: Buffer, n: number): void {
+    let got = 0;
+    while (got < n) {
+      const c = this.#chunks[0];
+      if (c === undefined) break;
+      const k = Math.min(c.length, n - got);
+      c.copy(dst, got, 0, k);
+      got += k;
+      if (k === c.length) this.#chunks.shift();
+      else this.#chunks[0] = c.subarray(k);
+    }
+    this.#buffered -= n;
+  }
+
+  #drop(n: number): void {
+    let left = n;
+    while (left > 0) {
+      const c = this.#chunks[0];
+      if (c === undefined) break;
+      if (c.length <= left) {
+        left -= c.length;
+        this.#chunks.shift();
+      } else {
+        this.#chunks[0] = c.subarray(left);
+        left = 0;
+      }
+    }
+    this.#buffered -= n;
+  }
+
+  /** A WRITE payload: a subarray when contiguous, else one Buffer of exactly n bytes. */
+  #takePayload(n: number): Buffer {
+    const first = this.#chunks[0];
+    if (first !== undefined && first.length >= n) {
+      const data = first.subarray(0, n);
+      this.#drop(n);
+      return data;
+    }
+    const data = Buffer.allocUnsafe(n);
+    this.#copyOut(data, n);
+    return data;
+  }
+
+  /** Validate one request (a slot is held) and start it, or answer with an error. */
+  #handleRequest(req: NbdRequest): void {
+    const neg = this.#neg;
+    if (neg === null) return;
+    if (!isRequestMagic(req)) {
+      this.#failRequest(`bad request magic 0x${req.magic.toString(16).padStart(8, '0')}`);
+      return;
+    }
+    const { cookieHi, cookieLo, offset, length, flags, type } = req;
+    const backend = this.#host.backend;
+    const max = this.#host.maxBlockSize;
+    const inRange = offset >= 0 && offset + length <= this.#size;
+    const fua = (flags & NBD_CMD_FLAG.FUA) !== 0;
+    switch (type) {
+      case NBD_CMD.READ: {
+        if (length > max) {
+          this.#failRequest(`NBD_CMD_READ length ${length} exceeds the maximum block size ${max}`);
+          return;
+        }
+        const allowed = NBD_CMD_FLAG.FUA | (neg.structuredReplies ? NBD_CMD_FLAG.DF : 0);
+        const err = (flags & ~allowed) !== 0 || length === 0 || !inRange ? NBD_E.EINVAL : 0;
+        if (err !== 0) {
+          this.#complete(cookieHi, cookieLo, err);
+          return;
+        }
+        backend.read(offset, length).then(
+          (data) => {
+            if (data.length !== length) this.#complete(cookieHi, cookieLo, NBD_E.EIO, 'short read');
+            else this.#completeRead(cookieHi, cookieLo, offset, data);
+          },
+          (e: unknown) => this.#complete(cookieHi, cookieLo, nbdErrnoOf(e), messageOf(e)),
+        );
+        return;
+      }
+      case NBD_CMD.WRITE: {
+        if (length > max) {
+          // The payload is too large to drain safely: the stream is lost.
+          this.#failRequest(`NBD_CMD_WRITE length ${length} exceeds the maximum block size ${max}`);
+          return;
+        }
+        let err = 0;
+        if ((flags & ~NBD_CMD_FLAG.FUA) !== 0 || length === 0) err = NBD_E.EINVAL;
+        else if (backend.readOnly) err = NBD_E.EPERM;
+        else if (!inRange) err = NBD_E.ENOSPC;
+        if (err !== 0) {
+          // Refused: the payload still follows on the wire and must be read and discarded.
+          this.#complete(cookieHi, cookieLo, err);
+          this.#drainLeft = length;
+          this.#phase = 'drain';
+          return;
+        }
+        this.#pending = { cookieHi, cookieLo, offset, length, fua };
+        this.#phase = 'payload';
+        return;
+      }
+      case NBD_CMD.DISC:
+        this.#inFlight--;
+        this.#host.release();
+        this.#ending = true;
+        this.#socket.pause();
+        this.#maybeFinish();
+        return;
+      case NBD_CMD.FLUSH:
+        if ((flags & ~NBD_CMD_FLAG.FUA) !== 0) {
+          this.#complete(cookieHi, cookieLo, NBD_E.EINVAL);
+          return;
+        }
+        this.#track(cookieHi, cookieLo, backend.flush());
+        return;
+      case NBD_CMD.TRIM: {
+        let err = 0;
+        if ((flags & ~NBD_CMD_FLAG.FUA) !== 0 || !inRange) err = NBD_E.EINVAL;
+        else if (backend.readOnly) err = NBD_E.EPERM;
+        if (err !== 0 || length === 0) {
+          this.#complete(cookieHi, cookieLo, err);
+          return;
+        }
+        this.#track(cookieHi, cookieLo, backend.trim(offset, length, fua));
+        return;
+      }
+      case NBD_CMD.CACHE:
+        this.#complete(cookieHi, cookieLo, (flags & ~NBD_CMD_FLAG.FUA) !== 0 || !inRange ? NBD_E.EINVAL : 0);
+        return;
+      case NBD_CMD.WRITE_ZEROES: {
+        const fastZero = (flags & NBD_CMD_FLAG.FAST_ZERO) !== 0;
+        const allowed = NBD_CMD_FLAG.FUA | NBD_CMD_FLAG.NO_HOLE | (backend.canFastZero ? NBD_CMD_FLAG.FAST_ZERO : 0);
+        let err = 0;
+        if ((flags & ~allowed) !== 0) err = NBD_E.EINVAL;
+        else if (backend.readOnly) err = NBD_E.EPERM;
+        else if (!inRange) err = NBD_E.ENOSPC;
+        if (err !== 0 || length === 0) {
+          this.#complete(cookieHi, cookieLo, err);
+          return;
+        }
+        const noHole = (flags & NBD_CMD_FLAG.NO_HOLE) !== 0;
+        this.#track(cookieHi, cookieLo, backend.writeZeroes(offset, length, { fua, noHole, fastZero }));
+        return;
+      }
+      case NBD_CMD.BLOCK_STATUS: {
+        const ctx = neg.metaContextId;
+        const allowed = NBD_CMD_FLAG.FUA | NBD_CMD_FLAG.REQ_ONE;
+        if (ctx === null || (flags & ~allowed) !== 0 || length === 0 || !inRange) {
+          this.#complete(cookieHi, cookieLo, NBD_E.EINVAL);
+          return;
+        }
+        const reqOne = (flags & NBD_CMD_FLAG.REQ_ONE) !== 0;
+        const status = backend.blockStatus?.(offset, length) ?? Promise.resolve([{ length, flags: 0 }]);
+        status.then(
+          (extents) => this.#completeBlockStatus(cookieHi, cookieLo, ctx, clampExtents(extents, length, reqOne)),
+          (e: unknown) => this.#complete(cookieHi, cookieLo, nbdErrnoOf(e), messageOf(e)),
+        );
+        return;
+      }
+      default:
+        this.#complete(cookieHi, cookieLo, NBD_E.EINVAL, `unknown command ${nameOfNbdCmd(type)}`);
+    }
+  }
+
+  #dispatchWrite(cookieHi: number, cookieLo: number, offset: number, data: Buffer, fua: boolean): void {
+    this.#track(cookieHi, cookieLo, this.#host.backend.write(offset, data, fua));
+  }
+
+  #track(cookieHi: number, cookieLo: number, p: Promise<void>): void {
+    p.then(
+      () => this.#complete(cookieHi, cookieLo, 0),
+      (e: unknown) => this.#complete(cookieHi, cookieLo, nbdErrnoOf(e), messageOf(e)),
+    );
+  }
+
+  /** Finish a request without data: success or error reply, then free its slot. */
+  #complete(cookieHi: number, cookieLo: number, error: number, message = ''): void {
+    if (!this.#dead) {
+      const neg = this.#neg;
+      if (error !== 0 && neg !== null && neg.structuredReplies) {
+        const msg = message.length > 200 ? message.slice(0, 200) : message;
+        const b = Buffer.allocUnsafe(errorChunkSize(msg));
+        writeErrorChunk(b, 0, cookieHi, cookieLo, error, msg);
+        this.#send(b, null);
+      } else {
+        // A simple reply to a failed READ carries no data (proto.md, NBD_CMD_READ simple replies).
+        const b = Buffer.allocUnsafe(NBD_SIMPLE_REPLY_SIZE);
+        writeSimpleReply(b, 0, error, cookieHi, cookieLo);
+        this.#send(b, null);
+      }
+    }
+    this.#done();
+  }
+
+  #completeRead(cookieHi: number, cookieLo: number, offset: number, data: Buffer): void {
+    if (!this.#dead) {
+      const neg = this.#neg;
+      if (neg !== null && neg.structuredReplies) {
+        const h = Buffer.allocUnsafe(OFFSET_DATA_HEADER_SIZE);
+        writeOffsetDataHeader(h, 0, cookieHi, cookieLo, offset, data.length);
+        this.#send(h, data);
+      } else {
+        const h = Buffer.allocUnsafe(NBD_SIMPLE_REPLY_SIZE);
+        writeSimpleReply(h, 0, 0, cookieHi, cookieLo);
+        this.#send(h, data);
+      }
+    }
+    this.#done();
+  }
+
+  #completeBlockStatus(cookieHi: number, cookieLo: number, ctx: number, extents: NbdExtent[]): void {
+    if (!this.#dead) {
+      const b = Buffer.allocUnsafe(blockStatusChunkSize(extents.length));
+      writeBlockStatusChunk(b, 0, cookieHi, cookieLo, ctx, extents);
+      this.#send(b, null);
+    }
+    this.#done();
+  }
+
+  #done(): void {
+    this.#inFlight--;
+    this.#host.release();
+    this.#maybeFinish();
+  }
+
+  /** Write a reply (header, optional data) inside a per-tick cork, so replies leave in batches. */
+  #send(head: Buffer, data: Buffer | null): void {
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      setImmediate(() => {
+        this.#corked = false;
+        this.#socket.uncork();
+      });
+    }
+    this.#socket.write(head);
+    if (data !== null && data.length > 0) this.#socket.write(data);
+  }
+
+  /** After DISC, client EOF or shutdown: close once nothing is in flight (replies flushed first). */
+  #maybeFinish(): void {
+    if (!this.#ending || this.#inFlight > 0 || this.#dead) return;
+    this.#dead = true;
+    this.#socket.end(() => this.#socket.destroy());
+  }
+}
+
+/** Extents the client may receive: nonzero, summing to at most `length`, one when REQ_ONE. */
+function clampExtents(extents: readonly NbdExtent[], length: number, reqOne: boolean): NbdExtent[] {
+  const out: NbdExtent[] = [];
+  let left = length;
+  for (const e of extents) {
+    if (left === 0) break;
+    const len = Math.min(e.length, left);
+    if (len <= 0) continue;
+    out.push({ length: len, flags: e.flags >>> 0 });
+    left -= len;
+    if (reqOne) break;
+  }
+  if (out.length === 0) out.push({ length, flags: 0 });
+  return out;
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : '';
+}
+
+/** Base transmission flags for a backend (NBD_FLAG_SEND_DF is added per connection). */
+export function transmissionFlagsOf(backend: NbdBackend): number {
+  let f = NBD_FLAG_T.HAS_FLAGS | NBD_FLAG_T.SEND_FLUSH | NBD_FLAG_T.SEND_FUA | NBD_FLAG_T.SEND_TRIM
+    | NBD_FLAG_T.SEND_WRITE_ZEROES | NBD_FLAG_T.SEND_CACHE;
+  if (backend.readOnly) f |= NBD_FLAG_T.READ_ONLY;
+  if (backend.canMultiConn) f |= NBD_FLAG_T.CAN_MULTI_CONN;
+  if (backend.canFastZero) f |= NBD_FLAG_T.SEND_FAST_ZERO;
+  return f;
+}
