@@ -1,0 +1,189 @@
+// System helpers for the device layer: finding tools, running them, reading /proc/mounts and
+// loop-device state. DESIGN.md "The device on Linux".
+import { execFile } from 'node:child_process';
+import { accessSync, constants as fsConstants, readFileSync, readdirSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The Debian package that ships each tool we run, for "install X" error messages. */
+export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
+  nbdfuse: 'libnbd-bin',
+  losetup: 'mount',
+  umount: 'mount',
+  fusermount3: 'fuse3',
+  'nbd-client': 'nbd-client',
+  modprobe: 'kmod',
+};
+
+/** A missing tool, a failed command or a refused operation on the device. */
+export class DeviceError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DeviceError';
+  }
+}
+
+// losetup and friends live in /sbin, which a non-login PATH may lack.
+const EXTRA_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/** Absolute path of an executable tool, or null. */
+export function findTool(name: string): string | null {
+  const dirs = [...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...EXTRA_DIRS];
+  for (const dir of dirs) {
+    const p = join(dir, name);
+    try {
+      accessSync(p, fsConstants.X_OK);
+      return p;
+    } catch {
+      // next
+    }
+  }
+  return null;
+}
+
+/** Like {@link findTool} but throws a DeviceError naming the tool and its Debian package. */
+export function requireTool(name: string, purpose: string): string {
+  const p = findTool(name);
+  if (p !== null) return p;
+  const pkg = TOOL_PACKAGES[name];
+  throw new DeviceError(`${name} not found (needed for ${purpose}); install the Debian package ${pkg ?? name}`);
+}
+
+export interface RunResult {
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Run a tool without a shell; rejects with a DeviceError carrying its stderr. */
+export function run(file: string, args: readonly string[], timeoutMs = 30_000): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err !== null) {
+        const detail = stderr.trim() !== '' ? stderr.trim() : err.message;
+        reject(new DeviceError(`${[file, ...args].join(' ')}: ${detail}`, { cause: err }));
+        return;
+      }
+      resolve({ stdout, stderr });
+    });
+  });
+}
+
+export interface MountEntry {
+  readonly source: string;
+  readonly target: string;
+  readonly fstype: string;
+}
+
+/** /proc/mounts fields use octal escapes for space, tab, newline and backslash. */
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/** Parse /proc/mounts (or /proc/self/mountinfo-less fstab format) text; bad lines are skipped. */
+export function parseMounts(text: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    const [source, target, fstype] = f;
+    if (source === undefined || target === undefined || fstype === undefined || fstype === '') continue;
+    out.push({ source: unescapeMount(source), target: unescapeMount(target), fstype });
+  }
+  return out;
+}
+
+export function readMounts(): MountEntry[] {
+  try {
+    return parseMounts(readFileSync('/proc/mounts', 'utf8'));
+  } catch {
+    return [];
+  }
+}
+
+/** Mount points whose source is `dev` (by name or by resolved path). */
+export function mountsOfDevice(dev: string, mounts: readonly MountEntry[] = readMounts()): string[] {
+  const names = new Set([dev]);
+  try {
+    names.add(realpathSync(dev));
+  } catch {
+    // device gone: match by name only
+  }
+  return mounts.filter((m) => names.has(m.source) || names.has(safeRealpath(m.source))).map((m) => m.target);
+}
+
+/** True when `dir` is a FUSE mount point. */
+export function isFuseMount(dir: string, mounts: readonly MountEntry[] = readMounts()): boolean {
+  return mounts.some((m) => m.target === dir && (m.fstype === 'fuse' || m.fstype.startsWith('fuse.')));
+}
+
+/** Kernel holders of a block device (device-mapper, md…): names under /sys/block/<dev>/holders. */
+export function holdersOf(dev: string): string[] {
+  const name = safeRealpath(dev).replace(/^\/dev\//, '');
+  try {
+    return readdirSync(`/sys/block/${name}/holders`);
+  } catch {
+    return [];
+  }
+}
+
+function safeRealpath(p: string): string {
+  if (!p.startsWith('/')) return p;
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
+/** Is `pid` alive (a zombie counts as alive until reaped)? */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The process's argv from /proc, or null when it does not exist. */
+export function cmdlineOf(pid: number): string[] | null {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+  } catch {
+    return null;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Send SIGTERM, wait up to `graceMs` for the process to go, then SIGKILL. `exited` (when we are
+ * its parent) resolves on its exit event; otherwise we poll kill(pid, 0). Never throws.
+ */
+export async function terminate(pid: number, graceMs: number, exited?: Promise<void>): Promise<boolean> {
+  const gone = async (ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms;
+    if (exited !== undefined) {
+      let done = false;
+      void exited.then(() => {
+        done = true;
+      });
+      while (!done && Date.now() < deadline) await sleep(20);
+      return done;
+    }
+    while (isAlive(pid) && Date.now() < deadline) await sleep(20);
+    return !isAlive(pid);
+  };
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return true;
+  }
+  if (await gone(graceMs)) return true;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return true;
+  }
+  return gone(2_000);
+}
