@@ -1,6 +1,6 @@
 // One NBD connection: handshake, then the transmission phase with many requests in flight, replies
 // in completion order and batched socket writes (proto.md "Transmission", "Request types").
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { NbdBackend } from './backend.js';
 import {
   NBD_CMD,
@@ -62,7 +62,7 @@ type Phase = 'header' | 'payload' | 'drain';
  */
 export class Connection {
   readonly #host: ConnectionHost;
-  readonly #socket: Socket;
+  readonly #socket: Duplex;
   readonly #peer: string;
   #handshake: NbdHandshake | null;
   #neg: Negotiated | null = null;
@@ -83,7 +83,7 @@ export class Connection {
   #size = 0;
   readonly #closed: Promise<void>;
 
-  constructor(host: ConnectionHost, socket: Socket, peer: string) {
+  constructor(host: ConnectionHost, socket: Duplex, peer: string) {
     this.#host = host;
     this.#socket = socket;
     this.#peer = peer;

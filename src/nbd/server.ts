@@ -1,7 +1,8 @@
 // NBD server: listens on a unix socket or TCP, runs one Connection per client, and bounds the
 // requests in flight across all connections (DESIGN.md "The primary's data path"; NBD.md).
 import { chmod, lstat, unlink } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, Socket, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { NbdBackend } from './backend.js';
 import { Connection, transmissionFlagsOf, type ConnectionHost, type NbdLog } from './connection.js';
 import type { HandshakeConfig } from './handshake.js';
@@ -36,8 +37,8 @@ export interface NbdServer {
   listen(addr: NbdListenAddress): Promise<void>;
   /** Where the server listens (TCP: the actual port, also when 0 was asked), or null. */
   address(): NbdListenAddress | null;
-  /** Serve an already connected socket (tests, socket activation). */
-  accept(socket: Socket): void;
+  /** Serve an already connected socket or any byte stream (tests, socket activation). */
+  accept(socket: Duplex): void;
   /** Stop accepting, let in-flight requests finish and reply, then close every connection. */
   close(): Promise<void>;
   /** Open connections. */
@@ -98,13 +99,16 @@ export function createNbdServer(backend: NbdBackend, opts: NbdServerOptions = {}
     },
   };
 
-  function accept(socket: Socket): void {
+  function accept(socket: Duplex): void {
     if (closing) {
       socket.destroy();
       return;
     }
-    const peer = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort ?? 0}` : `#${++peerSeq}`;
-    socket.setNoDelay?.(true);
+    let peer = `#${++peerSeq}`;
+    if (socket instanceof Socket) {
+      if (socket.remoteAddress !== undefined) peer = `${socket.remoteAddress}:${socket.remotePort ?? 0}`;
+      socket.setNoDelay(true);
+    }
     conns.add(new Connection(host, socket, peer));
   }
 
