@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { DeviceError, attachDevice, cleanupStaleDevice, devicePathOf, resolveMode } from '../../src/daemon/device/index.js';
 import { fusePaths } from '../../src/daemon/device/fuse.js';
-import { mountsOfDevice, parseMounts } from '../../src/daemon/device/sys.js';
+import { TOOL_PACKAGES, mountsOfDevice, parseMounts, requireTool } from '../../src/daemon/device/sys.js';
 import { isMountPoint, isRunning, killPid, loopsBackedBy, unmountAll } from '../harness/cleanup.js';
 import { requires } from '../harness/tools.js';
 
@@ -120,6 +120,16 @@ describe('device helpers', () => {
     assert.equal(resolveMode('auto'), 'fuse');
   });
 
+  test('a missing tool is named with its Debian package', () => {
+    assert.equal(TOOL_PACKAGES.nbdfuse, 'libnbd-bin');
+    assert.equal(TOOL_PACKAGES.losetup, 'mount');
+    assert.equal(TOOL_PACKAGES['nbd-client'], 'nbd-client');
+    assert.throws(
+      () => requireTool('hastd-no-such-tool', 'device fuse'),
+      (err: unknown) => err instanceof DeviceError && err.message === 'hastd-no-such-tool not found (needed for device fuse); install the Debian package hastd-no-such-tool',
+    );
+  });
+
   test('devicePathOf() refuses names that would leave /dev/hast', () => {
     assert.equal(devicePathOf('shared'), '/dev/hast/shared');
     for (const bad of ['', '.', '..', 'a/b', '../etc']) assert.throws(() => devicePathOf(bad), DeviceError);
@@ -127,6 +137,22 @@ describe('device helpers', () => {
 });
 
 describe('device fuse: /dev/hast/<provname> over nbdfuse + loop', () => {
+  test('attach as a non-root user fails with a clear message', async (t) => {
+    if (!requires(t, { root: true })) return;
+    const index = new URL('../../src/daemon/device/index.js', import.meta.url).pathname;
+    const code = `import { attachDevice } from ${JSON.stringify(index)};
+attachDevice({ provName: 'shared', socketPath: '/nonexistent.sock', mode: 'fuse', stateDir: '/nonexistent' })
+  .then(() => console.log('ATTACHED'), (err) => console.log(err.name + ': ' + err.message));`;
+    const out = await new Promise<string>((resolve) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', code], { uid: 65534, gid: 65534, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+      child.once('exit', () => resolve(text.trim()));
+    });
+    assert.equal(out, 'DeviceError: creating /dev/hast/shared requires root (device fuse)');
+  });
+
   test('attach, file system round trip, refuse while mounted, detach, re-attach', async (t) => {
     if (!requires(t, { root: true, tools: TOOLS })) return;
     const r = await rig(t);
