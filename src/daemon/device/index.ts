@@ -141,7 +141,14 @@ function linkDevice(devicePath: string, blockDevice: string): void {
   } catch {
     // not there
   }
-  symlinkSync(blockDevice, tmp);
+  try {
+    symlinkSync(blockDevice, tmp);
+  } catch (err) {
+    // Another provider's detach may have removed an empty /dev/hast between our mkdir and here.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    mkdirSync(DEV_HAST_DIR, { recursive: true, mode: 0o755 });
+    symlinkSync(blockDevice, tmp);
+  }
   renameSync(tmp, devicePath);
 }
 
