@@ -1,0 +1,309 @@
+// Peer message framing (HAST-SPEC §6.2, upstream hast_proto.c): version byte, nv length, nv list,
+// optional payload, with the compression → checksum pipeline on send and its reverse on receive.
+//
+//   off  size      field
+//   0    1         protocol version (2; a receiver rejects anything above 2: "RPC version mismatch")
+//   1    4         length of the nv list in bytes, uint32 little-endian
+//   5    nvlen     the nv list (HAST-SPEC §3.1)
+//   5+nvlen size   payload, present only when the nv list has `size` (uint32) = payload length as
+//                  sent (after compression); `compression`, `checksum` and `hash` describe it
+import { decodeNv, encodeNv, NV_TYPE, NvError, type NvList } from '../nv/codec.js';
+import { addChecksum, verifyChecksum, type ChecksumAlgorithm } from './checksum.js';
+import { compressPayload, decompressPayload, type CompressionAlgorithm } from './compression/index.js';
+import { PeerProtocolError } from './errors.js';
+
+/** The protocol version we speak and the highest we accept. */
+export const HAST_PROTO_VERSION = 2;
+/** Size of the fixed message header. */
+export const MESSAGE_HEADER_SIZE = 5;
+/**
+ * Largest nv list we accept. Real headers are well under 1 KiB (the largest, the handshake reply,
+ * is about 300 bytes); bitmaps and data travel as payload, so 64 KiB is generous and bounds
+ * what a hostile peer can make us buffer before the list is even parsed.
+ */
+export const MAX_NV_SIZE = 64 * 1024;
+/** Largest I/O request (MAXPHYS, pinned at 1 MiB: DESIGN.md, HAST-SPEC §11.6). */
+export const MAXPHYS = 1024 * 1024;
+
+/** What the sender applies to a payload: its own configured algorithms. */
+export interface EncodeOptions {
+  /** Header version byte; defaults to 2. */
+  readonly version?: number;
+  readonly compression: CompressionAlgorithm;
+  readonly checksum: ChecksumAlgorithm;
+}
+
+/**
+ * Frame one message. With a non-empty `payload`, compresses it, checksums the bytes as sent and
+ * adds `compression` (only when it compressed), `checksum`, `hash` and `size` to `nv` — the list is
+ * modified in place, like upstream's. An empty or absent payload sends no `size` (the receiver
+ * reads "no payload").
+ * Returns [header + nv list, payload?] for a corked write or writev; the payload buffer may be the
+ * caller's own `payload` (not copied), so it must not change until written.
+ */
+export function encodeMessage(nv: NvList, payload: Buffer | undefined, opts: EncodeOptions): Buffer[] {
+  let data: Buffer | undefined;
+  if (payload !== undefined && payload.length > 0) {
+    const c = compressPayload(opts.compression, payload);
+    if (c.compression !== null) nv.addString('compression', c.compression);
+    addChecksum(opts.checksum, nv, c.data);
+    nv.addUint32('size', c.data.length);
+    data = c.data;
+  }
+  const version = opts.version ?? HAST_PROTO_VERSION;
+  const body = encodeNv(nv);
+  const head = Buffer.allocUnsafe(MESSAGE_HEADER_SIZE + body.length);
+  head.writeUInt8(version, 0);
+  head.writeUInt32LE(body.length, 1);
+  body.copy(head, MESSAGE_HEADER_SIZE);
+  return data === undefined ? [head] : [head, data];
+}
+
+/** One received message: the payload is verified and decompressed (absent when no `size`). */
+export interface PeerMessage {
+  readonly version: number;
+  readonly nv: NvList;
+  readonly payload: Buffer | undefined;
+}
+
+/**
+ * Largest payload the caller accepts, as sent and after decompression; a function sees the
+ * header first (e.g. the handshake reply's `mapsize` decides the bitmap's limit).
+ */
+export type PayloadLimit = number | ((nv: NvList) => number);
+
+export interface MessageReaderOptions {
+  /** Payload limit; defaults to MAXPHYS. */
+  readonly maxPayload?: PayloadLimit;
+  /** nv list limit; defaults to MAX_NV_SIZE. */
+  readonly maxNvSize?: number;
+}
+
+/** What the reader is waiting for. */
+const STATE = { HEADER: 0, NV: 1, PAYLOAD: 2, FAILED: 3 } as const;
+type State = (typeof STATE)[keyof typeof STATE];
+
+/**
+ * Incremental parser for a peer byte stream: feed it socket chunks in order with push(); it
+ * returns the messages completed by each chunk. Every declared length is checked against its
+ * limit before any byte of it is buffered. After a PeerProtocolError the reader stays failed
+ * (every later push throws the same error): the caller must close the connection.
+ */
+export class MessageReader {
+  #maxPayload: PayloadLimit;
+  readonly #maxNvSize: number;
+  /** Received bytes not yet consumed, oldest first; `#chunks[0]` starts at `#head`. */
+  #chunks: Buffer[] = [];
+  #head = 0;
+  #buffered = 0;
+  #state: State = STATE.HEADER;
+  #error: PeerProtocolError | undefined;
+  // Current message.
+  #version = 0;
+  #nvLen = 0;
+  #nv: NvList | undefined;
+  #size = 0;
+  #limit = 0;
+  /** Payload being assembled when it spans chunks. */
+  #payload: Buffer | undefined;
+  #payloadFill = 0;
+
+  constructor(opts: MessageReaderOptions = {}) {
+    this.#maxPayload = opts.maxPayload ?? MAXPHYS;
+    this.#maxNvSize = opts.maxNvSize ?? MAX_NV_SIZE;
+  }
+
+  /** Change the payload limit for the messages that follow (e.g. after the handshake). */
+  setMaxPayload(limit: PayloadLimit): void {
+    this.#maxPayload = limit;
+  }
+
+  /** Bytes received and not yet part of a returned message. */
+  get buffered(): number {
+    return this.#buffered + this.#payloadFill;
+  }
+
+  /** True between messages: no partial message is buffered. */
+  get idle(): boolean {
+    return this.#state === STATE.HEADER && this.#buffered === 0;
+  }
+
+  /**
+   * Feed received bytes; returns the messages they complete, in order (often none).
+   * @throws PeerProtocolError for a malformed or over-limit message.
+   */
+  push(chunk: Buffer): PeerMessage[] {
+    if (this.#error !== undefined) throw this.#error;
+    const out: PeerMessage[] = [];
+    if (chunk.length > 0) {
+      this.#chunks.push(chunk);
+      this.#buffered += chunk.length;
+    }
+    try {
+      for (;;) {
+        const msg = this.#step();
+        if (msg === null) break;
+        if (msg !== undefined) out.push(msg);
+      }
+    } catch (err) {
+      this.#state = STATE.FAILED;
+      this.#chunks = [];
+      this.#buffered = 0;
+      this.#payload = undefined;
+      this.#error =
+        err instanceof PeerProtocolError
+          ? err
+          : new PeerProtocolError('EPEER_HEADER', `Malformed message: ${String(err)}`, { cause: err });
+      throw this.#error;
+    }
+    return out;
+  }
+
+  /** Advance by one state; null = need more bytes, undefined = progressed without a message. */
+  #step(): PeerMessage | null | undefined {
+    switch (this.#state) {
+      case STATE.HEADER: {
+        if (this.#buffered < MESSAGE_HEADER_SIZE) return null;
+        const h = this.#take(MESSAGE_HEADER_SIZE);
+        this.#version = h.readUInt8(0);
+        this.#nvLen = h.readUInt32LE(1);
+        if (this.#version > HAST_PROTO_VERSION) {
+          throw new PeerProtocolError(
+            'EPEER_VERSION',
+            `RPC version mismatch (received version ${this.#version}, highest supported ${HAST_PROTO_VERSION})`,
+            { errno: 'ERPCMISMATCH' },
+          );
+        }
+        if (this.#nvLen > this.#maxNvSize) {
+          throw new PeerProtocolError(
+            'EPEER_TOO_LARGE',
+            `Header too large (${this.#nvLen} bytes, limit ${this.#maxNvSize})`,
+          );
+        }
+        this.#state = STATE.NV;
+        return undefined;
+      }
+      case STATE.NV: {
+        if (this.#buffered < this.#nvLen) return null;
+        const nv = decodeHeader(this.#take(this.#nvLen));
+        const size = nv.find('size');
+        if (size === undefined) return this.#finish(nv, undefined);
+        if (size.type !== NV_TYPE.UINT32) {
+          throw new PeerProtocolError('EPEER_HEADER', "Header field 'size' is not a uint32");
+        }
+        const limit = typeof this.#maxPayload === 'number' ? this.#maxPayload : this.#maxPayload(nv);
+        if (size.value > limit) {
+          throw new PeerProtocolError(
+            'EPEER_TOO_LARGE',
+            `Payload too large (${size.value} bytes, limit ${limit})`,
+          );
+        }
+        if (size.value === 0) return this.#finish(nv, undefined);
+        this.#nv = nv;
+        this.#size = size.value;
+        this.#limit = limit;
+        this.#state = STATE.PAYLOAD;
+        return undefined;
+      }
+      case STATE.PAYLOAD: {
+        const raw = this.#takePayload();
+        if (raw === null) return null;
+        const nv = this.#nv as NvList;
+        this.#nv = undefined;
+        return this.#finish(nv, unpackPayload(nv, raw, this.#limit));
+      }
+      default:
+        return null;
+    }
+  }
+
+  #finish(nv: NvList, payload: Buffer | undefined): PeerMessage {
+    this.#state = STATE.HEADER;
+    return { version: this.#version, nv, payload };
+  }
+
+  /** Consume `n` buffered bytes (n ≤ #buffered) as one Buffer; a subarray when in one chunk. */
+  #take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    const first = this.#chunks[0] as Buffer;
+    if (first.length - this.#head >= n) {
+      const out = first.subarray(this.#head, this.#head + n);
+      this.#advance(n);
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    this.#copyInto(out, 0, n);
+    return out;
+  }
+
+  /** Copy `n` bytes from the chunk list into `dst` at `at`, consuming them. */
+  #copyInto(dst: Buffer, at: number, n: number): void {
+    let done = 0;
+    while (done < n) {
+      const c = this.#chunks[0] as Buffer;
+      const len = Math.min(c.length - this.#head, n - done);
+      c.copy(dst, at + done, this.#head, this.#head + len);
+      done += len;
+      this.#advance(len);
+    }
+  }
+
+  #advance(n: number): void {
+    this.#buffered -= n;
+    this.#head += n;
+    while (this.#chunks.length > 0 && this.#head >= (this.#chunks[0] as Buffer).length) {
+      this.#head -= (this.#chunks.shift() as Buffer).length;
+    }
+  }
+
+  /**
+   * The payload once complete, else null. A payload inside one chunk is handed on as a subarray;
+   * one that spans chunks is assembled into a single buffer as bytes arrive (one copy, and the
+   * socket's chunks are released as they are consumed).
+   */
+  #takePayload(): Buffer | null {
+    if (this.#payload === undefined) {
+      if (this.#buffered >= this.#size && (this.#chunks[0] as Buffer).length - this.#head >= this.#size) {
+        return this.#take(this.#size);
+      }
+      this.#payload = Buffer.allocUnsafe(this.#size);
+      this.#payloadFill = 0;
+    }
+    const n = Math.min(this.#buffered, this.#size - this.#payloadFill);
+    if (n > 0) {
+      this.#copyInto(this.#payload, this.#payloadFill, n);
+      this.#payloadFill += n;
+    }
+    if (this.#payloadFill < this.#size) return null;
+    const out = this.#payload;
+    this.#payload = undefined;
+    this.#payloadFill = 0;
+    return out;
+  }
+}
+
+function decodeHeader(bytes: Buffer): NvList {
+  try {
+    return decodeNv(bytes);
+  } catch (err) {
+    if (err instanceof NvError) {
+      throw new PeerProtocolError('EPEER_HEADER', `Unable to decode header: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Receive pipeline for one payload: verify the checksum over the bytes as sent, then decompress;
+ * the result must fit `maxSize`.
+ * @throws PeerProtocolError on any failure
+ */
+export function unpackPayload(nv: NvList, raw: Buffer, maxSize: number): Buffer {
+  verifyChecksum(nv, raw);
+  const name = nv.find('compression');
+  if (name === undefined) return raw;
+  if (name.type !== NV_TYPE.STRING) {
+    throw new PeerProtocolError('EPEER_HEADER', "Header field 'compression' is not a string");
+  }
+  return decompressPayload(name.value, raw, maxSize);
+}
