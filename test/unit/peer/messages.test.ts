@@ -1,0 +1,223 @@
+// Peer messages (HAST-SPEC §6.3, §6.4): upstream field names and nv types, strict views, and the
+// secondary's request validation.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeNv, encodeNv, NvList } from '../../../src/nv/codec.js';
+import {
+  buildErrorReply,
+  buildFirstConnect,
+  buildHandshakeReply,
+  buildKeepalive,
+  buildReply,
+  buildRequest,
+  buildSecondConnect,
+  buildSyncReply,
+  HIO,
+  isErrorReply,
+  nameOfHioCmd,
+  readConnectCounters,
+  readConnectHeader,
+  readHandshakeReply,
+  readReply,
+  readRequest,
+  readSyncReply,
+  requestProblem,
+  validateRequest,
+  type HioRequest,
+} from '../../../src/peer/messages.js';
+import { PeerProtocolError } from '../../../src/peer/errors.js';
+
+/** One nv element laid out per HAST-SPEC §3.1 (type, namesize, LE datasize, padded name, padded data). */
+function el(type: number, name: string, data: number[]): number[] {
+  const pad = (n: number) => (8 - (n % 8)) % 8;
+  const nameBytes = [...Buffer.from(name), 0];
+  const size = Buffer.alloc(4);
+  size.writeUInt32LE(data.length, 0);
+  return [type, nameBytes.length, ...size, ...nameBytes, ...Array(pad(nameBytes.length)).fill(0), ...data, ...Array(pad(data.length)).fill(0)];
+}
+const u64 = (v: number) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return [...b]; };
+const str = (s: string) => [...Buffer.from(s), 0];
+
+/** Element summary: [name, type code]. */
+const shape = (nv: NvList) => [...nv].map((e) => [e.name, e.type]);
+
+const isPeerError = (re: RegExp) => (e: unknown) => e instanceof PeerProtocolError && re.test(e.message);
+
+describe('handshake messages', () => {
+  test('first connect is {resource: string, version: uint8 2}', () => {
+    assert.deepEqual(
+      encodeNv(buildFirstConnect('shared')),
+      Buffer.from([...el(17, 'resource', str('shared')), ...el(2, 'version', [2])]),
+    );
+  });
+
+  test('second connect carries token, virgin (int8), resuid, localcnt, remotecnt (uint64) in order', () => {
+    const token = new Uint8Array(16).fill(7);
+    const nv = buildSecondConnect('r', token, { resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: true });
+    assert.deepEqual(shape(nv), [['resource', 17], ['token', 10], ['virgin', 1], ['resuid', 8], ['localcnt', 8], ['remotecnt', 8]]);
+    const plain = buildSecondConnect('r', token, { resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: false });
+    assert.equal(plain.has('virgin'), false);
+    assert.deepEqual(readConnectCounters(decodeNv(encodeNv(nv)), 'tcp://10.0.0.1:1234'), {
+      resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: true,
+    });
+  });
+
+  test('readConnectHeader() defaults version to 1 and validates the token size', () => {
+    assert.deepEqual(readConnectHeader(new NvList().addString('resource', 'r'), 'X'), { resource: 'r', token: undefined, version: 1 });
+    assert.equal(readConnectHeader(buildFirstConnect('r'), 'X').version, 2);
+    const ok = readConnectHeader(new NvList().addString('resource', 'r').addUint8Array('token', new Uint8Array(16)), 'X');
+    assert.equal(ok.token?.length, 16);
+    assert.throws(
+      () => readConnectHeader(new NvList().addString('resource', 'r').addUint8Array('token', new Uint8Array(15)), 'tcp://1.2.3.4:5'),
+      isPeerError(/Received token of invalid size from tcp:\/\/1\.2\.3\.4:5/),
+    );
+    assert.throws(() => readConnectHeader(new NvList().addUint8('version', 2), 'X'), isPeerError(/No 'resource' field/));
+  });
+
+  test('readConnectCounters() names a missing field and the sender', () => {
+    const nv = new NvList().addString('resource', 'r').addUint64('resuid', 1n).addUint64('localcnt', 0n);
+    assert.throws(() => readConnectCounters(nv, 'tcp://10.0.0.2:8457'), isPeerError(/Header from tcp:\/\/10\.0\.0\.2:8457 has no 'remotecnt' field/));
+    const wrong = new NvList().addUint32('resuid', 1).addUint64('localcnt', 0n).addUint64('remotecnt', 0n);
+    assert.throws(() => readConnectCounters(wrong, 'X'), isPeerError(/'resuid' is uint32, expected uint64/));
+  });
+
+  test('handshake reply is {version: uint8, token: uint8[16]}', () => {
+    const token = Uint8Array.from({ length: 16 }, (_, i) => i);
+    const nv = buildHandshakeReply(2, token);
+    assert.deepEqual(encodeNv(nv), Buffer.from([...el(2, 'version', [2]), ...el(10, 'token', [...token])]));
+    assert.deepEqual(readHandshakeReply(nv, 'X'), { kind: 'ok', version: 2, token });
+  });
+
+  test('readHandshakeReply() refuses a version above 2 and a missing or short token', () => {
+    const token = new Uint8Array(16);
+    assert.throws(() => readHandshakeReply(buildHandshakeReply(3, token), 'X'), (e: unknown) =>
+      e instanceof PeerProtocolError && e.code === 'EPEER_VERSION');
+    assert.throws(() => readHandshakeReply(new NvList().addUint8('version', 2), 'tcp://h:1'), isPeerError(/Handshake header from tcp:\/\/h:1 has no 'token' field/));
+    assert.throws(() => readHandshakeReply(buildHandshakeReply(2, new Uint8Array(8)), 'X'), isPeerError(/invalid size \(8\)/));
+    // No version field means a version 1 peer.
+    assert.deepEqual(readHandshakeReply(new NvList().addUint8Array('token', token), 'X'), { kind: 'ok', version: 1, token });
+  });
+
+  test('error reply is {errmsg: string, [wait: uint8 1]} and wins over other fields', () => {
+    const nv = buildErrorReply('Remote node acts as primary for the resource and not as secondary.', true);
+    assert.deepEqual(shape(nv), [['errmsg', 17], ['wait', 2]]);
+    assert.deepEqual(readHandshakeReply(nv, 'X'), {
+      kind: 'error', errmsg: 'Remote node acts as primary for the resource and not as secondary.', wait: true,
+    });
+    assert.deepEqual(readHandshakeReply(buildErrorReply('Token doesn\'t match.'), 'X'), { kind: 'error', errmsg: 'Token doesn\'t match.', wait: false });
+  });
+
+  test('sync reply: datasize int64, extentsize int32, localcnt/remotecnt uint64, virgin int8, syncsrc uint8, mapsize uint32', () => {
+    const r = { dataSize: 1 << 30, extentSize: 2 << 20, localCnt: 3n, remoteCnt: 4n, virgin: true, syncSrc: 'secondary', mapSize: 64 } as const;
+    const nv = buildSyncReply(r);
+    assert.deepEqual(
+      encodeNv(nv),
+      Buffer.from([
+        ...el(7, 'datasize', u64(1 << 30)),
+        ...el(5, 'extentsize', [0x00, 0x00, 0x20, 0x00]),
+        ...el(8, 'localcnt', u64(3)),
+        ...el(8, 'remotecnt', u64(4)),
+        ...el(1, 'virgin', [1]),
+        ...el(2, 'syncsrc', [2]),
+        ...el(6, 'mapsize', [64, 0, 0, 0]),
+      ]),
+    );
+    assert.deepEqual(readSyncReply(decodeNv(encodeNv(nv)), 'X'), r);
+    assert.equal(buildSyncReply({ ...r, virgin: false, syncSrc: 'primary' }).getUint8('syncsrc'), 1);
+  });
+
+  test('readSyncReply() returns errmsg first, and names missing fields and bad syncsrc', () => {
+    const refused = buildSyncReply({ dataSize: 1, extentSize: 1, localCnt: 0n, remoteCnt: 0n, virgin: false, syncSrc: 'primary', mapSize: 0 })
+      .addString('errmsg', 'Split-brain condition!');
+    const r = readSyncReply(refused, 'X');
+    assert.ok(isErrorReply(r));
+    assert.equal(r.errmsg, 'Split-brain condition!');
+    const noMap = new NvList().addInt64('datasize', 1n).addInt32('extentsize', 1).addUint64('localcnt', 0n)
+      .addUint64('remotecnt', 0n).addUint8('syncsrc', 1);
+    assert.throws(() => readSyncReply(noMap, 'tcp://p:1'), isPeerError(/Header from tcp:\/\/p:1 has no 'mapsize' field/));
+    const badSrc = new NvList().addInt64('datasize', 1n).addInt32('extentsize', 1).addUint64('localcnt', 0n)
+      .addUint64('remotecnt', 0n).addUint8('syncsrc', 0).addUint32('mapsize', 0);
+    assert.throws(() => readSyncReply(badSrc, 'X'), isPeerError(/invalid 'syncsrc' \(0\)/));
+    const huge = new NvList().addInt64('datasize', 1n << 60n).addInt32('extentsize', 1).addUint64('localcnt', 0n)
+      .addUint64('remotecnt', 0n).addUint8('syncsrc', 1).addUint32('mapsize', 0);
+    assert.throws(() => readSyncReply(huge, 'X'), isPeerError(/'datasize' is out of range/));
+  });
+});
+
+describe('I/O requests and replies', () => {
+  test('a WRITE request header matches the spec byte for byte', () => {
+    assert.deepEqual(
+      encodeNv(buildRequest(HIO.WRITE, 1n, 4096, 512, true)),
+      Buffer.from([
+        ...el(2, 'cmd', [2]),
+        ...el(8, 'seq', u64(1)),
+        ...el(8, 'offset', u64(4096)),
+        ...el(8, 'length', u64(512)),
+        ...el(2, 'memsync', [1]),
+      ]),
+    );
+  });
+
+  test('KEEPALIVE carries only cmd', () => {
+    assert.deepEqual(encodeNv(buildKeepalive()), Buffer.from(el(2, 'cmd', [5])));
+  });
+
+  test('readRequest() reads fields leniently, like upstream nv_get_*', () => {
+    assert.deepEqual(readRequest(buildRequest(HIO.READ, 9n, 512, 1024)), { cmd: 1, seq: 9n, offset: 512, length: 1024, memsync: false });
+    assert.deepEqual(readRequest(buildKeepalive()), { cmd: 5, seq: 0n, offset: -1, length: -1, memsync: false });
+    const huge = new NvList().addUint8('cmd', 1).addUint64('seq', 1n).addUint64('offset', 1n << 60n).addUint64('length', 512n);
+    assert.equal(readRequest(huge).offset, -1);
+    assert.equal(readRequest(new NvList().addUint32('cmd', 1)).cmd, 0);
+  });
+
+  const limits = { dataSize: 1 << 20, sectorSize: 512 };
+  const R = (p: Partial<HioRequest>): HioRequest => ({ cmd: HIO.WRITE, seq: 1n, offset: 0, length: 512, memsync: false, ...p });
+  const cases: Array<[string, HioRequest, string | null]> = [
+    ['a valid write', R({}), null],
+    ['a valid read at the very end', R({ cmd: HIO.READ, offset: (1 << 20) - 512 }), null],
+    ['a keepalive without seq', R({ cmd: HIO.KEEPALIVE, seq: 0n, offset: -1, length: -1 }), null],
+    ['a flush with offset/length ignored', R({ cmd: HIO.FLUSH, offset: 7, length: 3 }), null],
+    ['a delete longer than MAXPHYS', R({ cmd: HIO.DELETE, length: 1 << 20 }), null],
+    ['no cmd', R({ cmd: 0 }), "Header contains no 'cmd' field."],
+    ['no seq', R({ seq: 0n }), "Header contains no 'seq' field."],
+    ['a flush without seq', R({ cmd: HIO.FLUSH, seq: 0n }), "Header contains no 'seq' field."],
+    ['an unknown cmd', R({ cmd: 6 }), "Header contains invalid 'cmd' (6)."],
+    ['no offset', R({ offset: -1 }), "Header is missing 'offset' field."],
+    ['no length', R({ length: -1 }), "Header is missing 'length' field."],
+    ['a zero length', R({ length: 0 }), 'Data length is zero.'],
+    ['a write above MAXPHYS', R({ length: (1 << 20) + 512 }), `Data length is too large (${(1 << 20) + 512} > ${1 << 20}).`],
+    ['a misaligned offset', R({ offset: 100 }), 'Offset 100 is not multiple of sector size.'],
+    ['a misaligned length', R({ length: 100 }), 'Length 100 is not multiple of sector size.'],
+    ['a range past the end', R({ offset: 1 << 20 }), `Data offset is too large (${(1 << 20) + 512} > ${1 << 20}).`],
+  ];
+  for (const [what, r, problem] of cases) {
+    test(`validateRequest() ${problem === null ? 'accepts' : 'refuses'} ${what}`, () => {
+      assert.equal(requestProblem(r, limits), problem);
+      assert.equal(validateRequest(r, limits), problem === null ? null : 'EINVAL');
+    });
+  }
+
+  test('validateRequest() honours a smaller maxIo', () => {
+    assert.equal(validateRequest(R({ length: 8192 }), { ...limits, maxIo: 4096 }), 'EINVAL');
+  });
+
+  test('a reply is {seq: uint64, [received: int8 1], [error: int16]}', () => {
+    assert.deepEqual(
+      encodeNv(buildReply(7n, { received: true, error: 5 })),
+      Buffer.from([...el(8, 'seq', u64(7)), ...el(1, 'received', [1]), ...el(3, 'error', [5, 0])]),
+    );
+    assert.deepEqual(shape(buildReply(7n)), [['seq', 8]]);
+    assert.deepEqual(shape(buildReply(7n, { error: 0 })), [['seq', 8]]);
+  });
+
+  test('readReply() returns seq, received and the FreeBSD errno', () => {
+    assert.deepEqual(readReply(buildReply(3n, { error: 45 })), { seq: 3n, received: false, error: 45 });
+    assert.deepEqual(readReply(buildReply(3n, { received: true })), { seq: 3n, received: true, error: 0 });
+    assert.throws(() => readReply(new NvList().addInt16('error', 5)), isPeerError(/no 'seq' field/));
+    assert.throws(() => readReply(new NvList().addUint64('seq', 1n).addUint32('error', 5)), isPeerError(/'error' is uint32, expected int16/));
+  });
+
+  test('nameOfHioCmd() uses upstream names', () => {
+    assert.deepEqual([1, 2, 3, 4, 5, 9].map(nameOfHioCmd), ['READ', 'WRITE', 'DELETE', 'FLUSH', 'KEEPALIVE', 'UNKNOWN(9)']);
+  });
+});
