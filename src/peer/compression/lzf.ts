@@ -135,7 +135,8 @@ export function lzfDecompress(input: Uint8Array, out: Uint8Array): number {
       const len = ctrl + 1;
       if (ip + len > inLen) throw new LzfError(`truncated literal run at input offset ${ip - 1}`);
       if (op + len > outLen) throw new LzfError(`output overflow: literal run exceeds ${outLen} bytes`);
-      for (let i = 0; i < len; i++) out[op + i] = input[ip + i] as number;
+      if (len > 8) out.set(input.subarray(ip, ip + len), op);
+      else for (let i = 0; i < len; i++) out[op + i] = input[ip + i] as number;
       ip += len;
       op += len;
       continue;
@@ -151,11 +152,11 @@ export function lzfDecompress(input: Uint8Array, out: Uint8Array): number {
     len += 2;
     if (ref < 0) throw new LzfError(`back reference before the start of the output at output offset ${op}`);
     if (op + len > outLen) throw new LzfError(`output overflow: back reference exceeds ${outLen} bytes`);
-    if (ref + len <= op) {
+    if (ref + len <= op && len > 8) {
       out.copyWithin(op, ref, ref + len);
       op += len;
     } else {
-      // Overlapping copy: byte by byte, so a run repeats what it has just written.
+      // Short or overlapping copy: byte by byte, so a run repeats what it has just written.
       for (let i = 0; i < len; i++) out[op++] = out[ref + i] as number;
     }
   }
