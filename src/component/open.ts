@@ -1,0 +1,225 @@
+// The local component over a regular file or a block device: size, sector size, read, write,
+// flush, discard, write-zeroes, exclusive lock. HAST-SPEC §2.2 (sizes), §3.2 (lock), §8, §12.
+import type { FileHandle } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+import { log } from '../log/log.js';
+import { ErrnoError, errnoCodeOf } from '../util/errno.js';
+import type { Component } from './component.js';
+import { LOCK, type HastIo, loadNative } from './native.js';
+
+/** Largest zero buffer written at once by the zero-fill fallback. */
+const ZERO_CHUNK = 1024 * 1024;
+/** Linux IOV_MAX: writev takes at most this many buffers per call. */
+const IOV_MAX = 1024;
+/** Errors meaning "not supported on this component": write zeroes now and from then on. */
+const UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOTTY', 'ENOSYS']);
+/** A request the device refuses (e.g. BLKDISCARD not aligned to its granularity): zero-fill this one only. */
+const REFUSED = 'EINVAL';
+
+export interface OpenOptions {
+  /** Take a non-blocking exclusive flock (workers do; hastctl create/dump do not). */
+  readonly lock: boolean;
+  readonly readOnly?: boolean;
+  /** Override the native addon (tests; null = portable fallbacks). Default: loadNative(). */
+  readonly native?: HastIo | null;
+}
+
+/** major/minor of a Linux dev_t (glibc's gnu_dev_major/minor), exact for numbers below 2^53. */
+function devMajorMinor(rdev: number): [number, number] {
+  const lo = rdev % 0x1_0000_0000;
+  const hi = Math.floor(rdev / 0x1_0000_0000);
+  const major = ((lo >>> 8) & 0xfff) | (hi & 0xfffff000);
+  const minor = (lo & 0xff) | ((lo >>> 12) & 0xffffff00);
+  return [major >>> 0, minor >>> 0];
+}
+
+async function sysfsNumber(path: string): Promise<number | null> {
+  try {
+    const n = Number((await readFile(path, 'utf8')).trim());
+    return Number.isSafeInteger(n) ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Size and logical sector size of a block device, from ioctls (addon) or /sys/dev/block. */
+async function blockDeviceGeometry(fd: number, rdev: number, native: HastIo | null): Promise<{ size: number; sectorSize: number }> {
+  if (native !== null) {
+    return { size: native.blkGetSize64(fd), sectorSize: native.blkSszGet(fd) };
+  }
+  const [major, minor] = devMajorMinor(rdev);
+  const base = `/sys/dev/block/${major}:${minor}`;
+  const sectors = await sysfsNumber(`${base}/size`);
+  // A partition has no queue/ of its own; its parent disk's directory is the symlink's parent.
+  const ssz = (await sysfsNumber(`${base}/queue/logical_block_size`)) ?? (await sysfsNumber(`${base}/../queue/logical_block_size`));
+  if (sectors === null || ssz === null) {
+    throw new ErrnoError('ENXIO', `Unable to obtain the size of block device ${major}:${minor} from ${base}`);
+  }
+  return { size: sectors * 512, sectorSize: ssz };
+}
+
+class LocalComponent implements Component {
+  readonly path: string;
+  readonly size: number;
+  readonly sectorSize: number;
+  readonly isBlockDevice: boolean;
+  readonly #fh: FileHandle;
+  readonly #native: HastIo | null;
+  /** Set once the native discard/zero-out path answered "not supported": skip it from then on. */
+  #noNativeDiscard = false;
+  #noNativeZeroes = false;
+  #closed = false;
+
+  constructor(path: string, fh: FileHandle, size: number, sectorSize: number, isBlockDevice: boolean, native: HastIo | null) {
+    this.path = path;
+    this.#fh = fh;
+    this.size = size;
+    this.sectorSize = sectorSize;
+    this.isBlockDevice = isBlockDevice;
+    this.#native = native;
+  }
+
+  async read(buf: Buffer, position: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesRead } = await this.#fh.read(buf, done, buf.length - done, position + done);
+      if (bytesRead === 0) {
+        throw new ErrnoError('EIO', `Short read from ${this.path} at offset ${position + done}: end of file`);
+      }
+      done += bytesRead;
+    }
+  }
+
+  async write(bufs: readonly Buffer[], position: number): Promise<void> {
+    let pending = bufs.filter((b) => b.length > 0);
+    let at = position;
+    while (pending.length > 0) {
+      const batch = pending.length > IOV_MAX ? pending.slice(0, IOV_MAX) : pending;
+      const written =
+        batch.length === 1 && batch[0] !== undefined
+          ? (await this.#fh.write(batch[0], 0, batch[0].length, at)).bytesWritten
+          : (await this.#fh.writev(batch, at)).bytesWritten;
+      if (written === 0) throw new ErrnoError('EIO', `Write to ${this.path} at offset ${at} made no progress`);
+      at += written;
+      // Drop what was written; a partially written buffer continues from its remainder.
+      let left = written;
+      const rest: Buffer[] = [];
+      for (const b of pending) {
+        if (left >= b.length) {
+          left -= b.length;
+        } else {
+          rest.push(left > 0 ? b.subarray(left) : b);
+          left = 0;
+        }
+      }
+      pending = rest;
+    }
+  }
+
+  async flush(): Promise<void> {
+    await this.#fh.datasync();
+  }
+
+  async discard(position: number, length: number): Promise<void> {
+    if (length === 0) return;
+    const native = this.#native;
+    if (native !== null && !this.#noNativeDiscard) {
+      try {
+        if (this.isBlockDevice) await native.blkDiscard(this.#fh.fd, position, length);
+        else await native.punchHole(this.#fh.fd, position, length);
+        return;
+      } catch (err) {
+        const code = errnoCodeOf(err);
+        if (code !== REFUSED && !UNSUPPORTED.has(code)) throw err;
+        if (code !== REFUSED) this.#noNativeDiscard = true;
+        log.debug(1, `Discard not supported on ${this.path} (${(err as Error).message}); writing zeroes instead.`);
+      }
+    }
+    await this.#zeroFill(position, length);
+  }
+
+  async writeZeroes(position: number, length: number): Promise<void> {
+    if (length === 0) return;
+    const native = this.#native;
+    if (native !== null && !this.#noNativeZeroes) {
+      try {
+        // A punched hole reads back as zeroes; on a device only BLKZEROOUT guarantees that.
+        if (this.isBlockDevice) await native.blkZeroOut(this.#fh.fd, position, length);
+        else await native.punchHole(this.#fh.fd, position, length);
+        return;
+      } catch (err) {
+        const code = errnoCodeOf(err);
+        if (code !== REFUSED && !UNSUPPORTED.has(code)) throw err;
+        if (code !== REFUSED) this.#noNativeZeroes = true;
+        log.debug(1, `Write-zeroes not supported on ${this.path} (${(err as Error).message}); writing zeroes instead.`);
+      }
+    }
+    await this.#zeroFill(position, length);
+  }
+
+  async #zeroFill(position: number, length: number): Promise<void> {
+    const zeroes = Buffer.alloc(Math.min(length, ZERO_CHUNK));
+    for (let done = 0; done < length; ) {
+      const n = Math.min(zeroes.length, length - done);
+      await this.write([n === zeroes.length ? zeroes : zeroes.subarray(0, n)], position + done);
+      done += n;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#fh.close();
+  }
+}
+
+function lockComponent(path: string, fd: number, native: HastIo | null): void {
+  if (native === null) {
+    log.warning(`Unable to lock ${path} (native addon not built), but continuing.`);
+    return;
+  }
+  try {
+    native.flock(fd, LOCK.EX | LOCK.NB);
+    log.debug(1, `Locked ${path}.`);
+  } catch (err) {
+    const code = errnoCodeOf(err);
+    if (code === 'EWOULDBLOCK' || code === 'EAGAIN') {
+      throw new ErrnoError('EBUSY', `Unable to lock ${path} (already in use?)`, { cause: err });
+    }
+    if (code === 'EOPNOTSUPP' || code === 'ENOTSUP') {
+      log.warning(`Unable to lock ${path} (operation not supported), but continuing.`);
+      return;
+    }
+    throw new ErrnoError(code, `Unable to lock ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Open a local component: a regular file (size = file size, 512-byte sectors) or a block device
+ * (BLKGETSIZE64/BLKSSZGET through the addon, else /sys/dev/block/MAJ:MIN). With `lock`, take a
+ * non-blocking exclusive flock: in use elsewhere → ErrnoError 'EBUSY' "Unable to lock P (already
+ * in use?)"; not supported → warning only. Size 0 or another file type → ErrnoError.
+ */
+export async function openComponent(path: string, opts: OpenOptions): Promise<Component> {
+  const fh = await open(path, opts.readOnly === true ? 'r' : 'r+');
+  try {
+    const st = await fh.stat();
+    const native = opts.native === undefined ? loadNative() : opts.native;
+    let size: number;
+    let sectorSize: number;
+    if (st.isBlockDevice()) {
+      ({ size, sectorSize } = await blockDeviceGeometry(fh.fd, st.rdev, native));
+    } else if (st.isFile()) {
+      size = st.size;
+      sectorSize = 512;
+    } else {
+      throw new ErrnoError('EINVAL', `${path} is neither a block device nor a regular file`);
+    }
+    if (size === 0) throw new ErrnoError('EINVAL', `Provider ${path} has size 0`);
+    if (opts.lock) lockComponent(path, fh.fd, native);
+    return new LocalComponent(path, fh, size, sectorSize, st.isBlockDevice(), native);
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}

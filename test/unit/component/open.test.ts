@@ -1,0 +1,269 @@
+// Local component over files and block devices (HAST-SPEC §3.2 lock, §8/§12 flush and delete).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import { openComponent } from '../../../src/component/open.js';
+import { type HastIo, loadNative } from '../../../src/component/native.js';
+import { IN_CI, requires, tmpDir } from '../../harness/tools.js';
+
+const MiB = 1024 * 1024;
+
+function pattern(len: number, seed: number): Buffer {
+  const b = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) b[i] = (i * 31 + seed) & 0xff;
+  return b;
+}
+
+/** The addon, or a skip (outside CI) / failure (under CI) when it was not built. */
+function needNative(t: TestContext): HastIo | null {
+  const native = loadNative();
+  if (native !== null) return native;
+  if (IN_CI) throw new Error('native addon not built (npm install runs scripts/build-native.mjs)');
+  t.skip('native addon not built');
+  return null;
+}
+
+function fileOf(t: TestContext, size: number, fill?: Buffer): string {
+  const path = join(tmpDir(t), 'disk.img');
+  writeFileSync(path, fill ?? Buffer.alloc(0));
+  if (fill === undefined) execFileSync('truncate', ['-s', String(size), path]);
+  return path;
+}
+
+describe('file component', () => {
+  test('openComponent() reports a file size and a 512-byte sector', async (t) => {
+    const comp = await openComponent(fileOf(t, 3 * MiB), { lock: false });
+    t.after(() => comp.close());
+    assert.equal(comp.size, 3 * MiB);
+    assert.equal(comp.sectorSize, 512);
+    assert.equal(comp.isBlockDevice, false);
+  });
+
+  test('write() of several buffers lands contiguously and read() returns it', async (t) => {
+    const path = fileOf(t, MiB);
+    const comp = await openComponent(path, { lock: false });
+    t.after(() => comp.close());
+    const a = pattern(1000, 1);
+    const b = pattern(5000, 2);
+    const c = pattern(3, 3);
+    await comp.write([a, Buffer.alloc(0), b, c], 4096);
+    await comp.flush();
+    const back = Buffer.alloc(6003);
+    await comp.read(back, 4096);
+    assert.deepEqual(back, Buffer.concat([a, b, c]));
+    assert.deepEqual(readFileSync(path).subarray(4096, 4096 + 6003), Buffer.concat([a, b, c]));
+  });
+
+  test('write() of more buffers than IOV_MAX is complete and in order', async (t) => {
+    const comp = await openComponent(fileOf(t, MiB), { lock: false });
+    t.after(() => comp.close());
+    const bufs = Array.from({ length: 1500 }, (_, i) => Buffer.from([i & 0xff, i >> 8]));
+    await comp.write(bufs, 10);
+    const back = Buffer.alloc(3000);
+    await comp.read(back, 10);
+    assert.deepEqual(back, Buffer.concat(bufs));
+  });
+
+  test('read() past the end of the file fails with EIO', async (t) => {
+    const comp = await openComponent(fileOf(t, 8192), { lock: false });
+    t.after(() => comp.close());
+    await assert.rejects(comp.read(Buffer.alloc(4096), 6144), { code: 'EIO' });
+  });
+
+  test('discard() punches a hole that reads back as zeroes and frees blocks', async (t) => {
+    const native = needNative(t);
+    if (native === null) return;
+    const path = fileOf(t, 0, pattern(8 * MiB, 7));
+    const comp = await openComponent(path, { lock: false });
+    t.after(() => comp.close());
+    await comp.flush();
+    const before = statSync(path).blocks;
+    await comp.discard(MiB, 4 * MiB);
+    const after = statSync(path);
+    assert.ok(after.blocks < before, `blocks ${after.blocks} < ${before}`);
+    assert.equal(after.size, 8 * MiB);
+    const back = Buffer.alloc(4 * MiB);
+    await comp.read(back, MiB);
+    assert.ok(back.every((x) => x === 0));
+    const edge = Buffer.alloc(1);
+    await comp.read(edge, MiB - 1);
+    assert.equal(edge[0], pattern(MiB, 7)[MiB - 1]);
+  });
+
+  test('writeZeroes() of an unaligned range zeroes exactly that range', async (t) => {
+    const path = fileOf(t, 0, pattern(64 * 1024, 9));
+    const comp = await openComponent(path, { lock: false });
+    t.after(() => comp.close());
+    await comp.writeZeroes(1001, 20000);
+    const expected = pattern(64 * 1024, 9);
+    expected.fill(0, 1001, 21001);
+    assert.deepEqual(readFileSync(path), expected);
+  });
+
+  test('without the addon, discard() and writeZeroes() write zeroes in pieces', async (t) => {
+    const path = fileOf(t, 0, pattern(3 * MiB, 5));
+    const comp = await openComponent(path, { lock: false, native: null });
+    t.after(() => comp.close());
+    await comp.discard(100, 2 * MiB + 50);
+    await comp.writeZeroes(3 * MiB - 10, 10);
+    const expected = pattern(3 * MiB, 5);
+    expected.fill(0, 100, 100 + 2 * MiB + 50);
+    expected.fill(0, 3 * MiB - 10);
+    assert.deepEqual(readFileSync(path), expected);
+  });
+
+  test('an addon answering "not supported" falls back to zeroes and is not asked again', async (t) => {
+    let calls = 0;
+    const refuse = async (): Promise<void> => {
+      calls++;
+      throw Object.assign(new Error('fallocate: Operation not supported'), { code: 'EOPNOTSUPP' });
+    };
+    const fake: HastIo = {
+      flock: () => {},
+      punchHole: refuse,
+      blkDiscard: refuse,
+      blkZeroOut: refuse,
+      blkGetSize64: () => 0,
+      blkSszGet: () => 512,
+    };
+    const path = fileOf(t, 0, pattern(8192, 1));
+    const comp = await openComponent(path, { lock: true, native: fake });
+    t.after(() => comp.close());
+    await comp.discard(0, 4096);
+    await comp.discard(4096, 4096);
+    assert.equal(calls, 1);
+    assert.ok(readFileSync(path).every((x) => x === 0));
+  });
+
+  test('an addon I/O error from discard() is reported, not papered over', async (t) => {
+    const fake: HastIo = {
+      flock: () => {},
+      punchHole: async () => {
+        throw Object.assign(new Error('fallocate: Input/output error'), { code: 'EIO' });
+      },
+      blkDiscard: async () => {},
+      blkZeroOut: async () => {},
+      blkGetSize64: () => 0,
+      blkSszGet: () => 512,
+    };
+    const comp = await openComponent(fileOf(t, 8192), { lock: false, native: fake });
+    t.after(() => comp.close());
+    await assert.rejects(comp.discard(0, 4096), { code: 'EIO' });
+  });
+
+  test('openComponent() refuses an empty file, a directory and a missing path', async (t) => {
+    const dir = tmpDir(t);
+    writeFileSync(join(dir, 'empty'), '');
+    mkdirSync(join(dir, 'sub'));
+    await assert.rejects(openComponent(join(dir, 'empty'), { lock: false }), /size 0/);
+    await assert.rejects(openComponent(join(dir, 'sub'), { lock: false, readOnly: true }), (err: unknown) => {
+      return err instanceof Error && 'code' in err && (err.code === 'EISDIR' || err.code === 'EINVAL');
+    });
+    await assert.rejects(openComponent(join(dir, 'nope'), { lock: false }), { code: 'ENOENT' });
+  });
+
+  test('a read-only component reads but refuses writes', async (t) => {
+    const path = fileOf(t, 0, pattern(4096, 3));
+    const comp = await openComponent(path, { lock: false, readOnly: true });
+    t.after(() => comp.close());
+    const back = Buffer.alloc(4096);
+    await comp.read(back, 0);
+    assert.deepEqual(back, pattern(4096, 3));
+    await assert.rejects(comp.write([Buffer.alloc(1)], 0));
+  });
+});
+
+describe('component lock', () => {
+  test('a second locked open fails with EBUSY and the upstream message; close releases it', async (t) => {
+    if (needNative(t) === null) return;
+    const path = fileOf(t, MiB);
+    const first = await openComponent(path, { lock: true });
+    let firstOpen = true;
+    t.after(async () => {
+      if (firstOpen) await first.close();
+    });
+    await assert.rejects(openComponent(path, { lock: true }), {
+      code: 'EBUSY',
+      message: `Unable to lock ${path} (already in use?)`,
+    });
+    // hastctl dump does not lock and still works while a worker holds the lock.
+    const reader = await openComponent(path, { lock: false, readOnly: true });
+    await reader.close();
+    await first.close();
+    firstOpen = false;
+    const again = await openComponent(path, { lock: true });
+    await again.close();
+  });
+
+  test('without the addon a locked open only warns and succeeds', async (t) => {
+    const path = fileOf(t, MiB);
+    const a = await openComponent(path, { lock: true, native: null });
+    t.after(() => a.close());
+    const b = await openComponent(path, { lock: true, native: null });
+    t.after(() => b.close());
+    assert.equal(b.size, MiB);
+  });
+
+  test('a lock answered "operation not supported" only warns', async (t) => {
+    const fake: HastIo = {
+      flock: () => {
+        throw Object.assign(new Error('flock: Operation not supported'), { code: 'EOPNOTSUPP' });
+      },
+      punchHole: async () => {},
+      blkDiscard: async () => {},
+      blkZeroOut: async () => {},
+      blkGetSize64: () => 0,
+      blkSszGet: () => 512,
+    };
+    const comp = await openComponent(fileOf(t, MiB), { lock: true, native: fake });
+    t.after(() => comp.close());
+    assert.equal(comp.size, MiB);
+  });
+});
+
+describe('block device component', () => {
+  /** A loop device over a fresh 8 MiB file with the given logical sector size; detached after the test. */
+  function loopDevice(t: TestContext, sectorSize: number): string {
+    const path = fileOf(t, 0, pattern(8 * MiB, 11));
+    const dev = execFileSync('losetup', ['-f', '--show', '--sector-size', String(sectorSize), path], { encoding: 'utf8' }).trim();
+    t.after(() => {
+      execFileSync('losetup', ['-d', dev]);
+    });
+    return dev;
+  }
+
+  for (const mode of ['addon', 'sysfs'] as const) {
+    test(`openComponent() of a loop device reports its size and 4096-byte sector (${mode})`, async (t) => {
+      if (!requires(t, { tools: ['losetup'], root: true })) return;
+      if (mode === 'addon' && needNative(t) === null) return;
+      const dev = loopDevice(t, 4096);
+      const comp = await openComponent(dev, { lock: false, ...(mode === 'sysfs' ? { native: null } : {}) });
+      t.after(() => comp.close());
+      assert.equal(comp.isBlockDevice, true);
+      assert.equal(comp.size, 8 * MiB);
+      assert.equal(comp.sectorSize, 4096);
+    });
+  }
+
+  test('a loop device component reads, writes, zeroes and discards', async (t) => {
+    if (!requires(t, { tools: ['losetup'], root: true })) return;
+    const dev = loopDevice(t, 512);
+    const comp = await openComponent(dev, { lock: true });
+    t.after(() => comp.close());
+    const head = Buffer.alloc(4096);
+    await comp.read(head, 0);
+    assert.deepEqual(head, pattern(8 * MiB, 11).subarray(0, 4096));
+    await comp.write([pattern(8192, 99)], MiB);
+    await comp.flush();
+    const back = Buffer.alloc(8192);
+    await comp.read(back, MiB);
+    assert.deepEqual(back, pattern(8192, 99));
+    await comp.writeZeroes(MiB, 8192);
+    await comp.read(back, MiB);
+    assert.ok(back.every((x) => x === 0));
+    await comp.discard(2 * MiB, MiB);
+    await assert.rejects(comp.read(Buffer.alloc(1024), 8 * MiB - 512), { code: 'EIO' });
+  });
+});
