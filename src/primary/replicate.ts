@@ -96,7 +96,7 @@ function num(nv: NvFields, name: string, type: number): number | null {
   return v === null ? null : Number(v);
 }
 
-class Replicator implements Replication, RemoteLeg, SyncPeer {
+class Replicator implements Replication, RemoteLeg {
   readonly #res: PrimaryResource;
   #cfg: ResourceConfig;
   readonly #send: (msg: WorkerToParent) => void;

@@ -268,12 +268,12 @@ export async function workerOf(conf: string, node: string): Promise<WorkerView |
 
 /** Wait until the primary reports complete, nothing dirty and no sync running. */
 export async function waitInSync(conf: string, node: string, timeoutMs = 60_000): Promise<WorkerView> {
-  return waitFor(
+  return waitFor<WorkerView | null>(
     'status complete and dirty 0',
     async () => {
       const w = await workerOf(conf, node);
       return w !== null && w.status === 'complete' && w.dirty === 0 && w.sync === null ? w : null;
     },
     timeoutMs,
-  );
+  ) as Promise<WorkerView>;
 }
