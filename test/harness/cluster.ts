@@ -63,7 +63,10 @@ export function writeConfig(path: string, nodes: readonly NodeSpec[], resources:
     for (const n of nodes) {
       const other = nodes.find((o) => o !== n);
       text += `  on ${n.name} {\n    local ${n.dir}/${r.name}.img\n    export uds://${n.dir}/${r.name}.sock\n    device none\n`;
-      text += `    remote ${other === undefined ? 'none' : `tcp4://${other.addr}`}\n  }\n`;
+      text += `    remote ${other === undefined ? 'none' : `tcp4://${other.addr}`}\n`;
+      // Bind outgoing connections to this node's own loopback address, as a real host would use its own.
+      if (other !== undefined) text += `    source tcp4://${n.addr.split(':')[0]}\n`;
+      text += '  }\n';
     }
     text += '}\n';
   }
@@ -105,6 +108,10 @@ export async function startHastd(t: TestContext, conf: string, node: NodeSpec, e
     }
   };
   t.after(async () => {
+    if (process.env.HASTD_TEST_LOG) {
+      const { appendFileSync } = await import('node:fs');
+      appendFileSync(process.env.HASTD_TEST_LOG, `==== ${node.name} pid ${pid}\n${out}\n`);
+    }
     if (proc.exitCode === null && proc.signalCode === null) {
       killGroup('SIGKILL');
       await exited;
