@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   conf += 'resource demo {\n\treplication memsync\n\tdevice none\n';
   for (const n of nodes) {
     const other = nodes.find((o) => o !== n);
-    conf += `\ton ${n.name} {\n\t\tlocal ${dir}/${n.name}/disk.img\n\t\texport uds://${dir}/${n.name}/demo.sock\n\t\tremote tcp4://${other?.host}:${other?.port}\n\t}\n`;
+    conf += `\ton ${n.name} {\n\t\tlocal ${dir}/${n.name}/disk.img\n\t\texport uds://${dir}/${n.name}/demo.sock\n\t\tremote tcp4://${other?.host}:${other?.port}\n\t\tsource tcp4://${n.host}\n\t}\n`;
   }
   conf += '}\n';
   const confPath = join(dir, 'hast.conf');
