@@ -9,7 +9,7 @@ import { type Host, type Hosts, REPO, type StatusView, waitFor } from '../harnes
 export const RES = 'mirror';
 export const DEV = `/dev/hast/${RES}`;
 export const MNT = '/mnt/failover';
-export const IMAGE_SIZE = 256 << 20;
+export const IMAGE_SIZE = 512 << 20; // mkfs.xfs needs more than 300 MB
 
 /**
  * The seed's hast.conf, corrected: closed braces, `remote` lines on the private crossover link, and
