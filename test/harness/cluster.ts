@@ -10,6 +10,9 @@ const DIST = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 export const HASTD = join(DIST, 'src', 'cli', 'hastd.js');
 export const HASTCTL = join(DIST, 'src', 'cli', 'hastctl.js');
 
+/** Where cleanup is registered: a node:test context, or a campaign cycle's own scope. */
+export type Scope = Pick<TestContext, 'after'>;
+
 export interface RunResult {
   readonly code: number;
   readonly stdout: string;
@@ -85,7 +88,7 @@ export interface HastdProcess {
 }
 
 /** Start `hastd -F` for a node and wait until its control socket answers. */
-export async function startHastd(t: TestContext, conf: string, node: NodeSpec, extra: readonly string[] = []): Promise<HastdProcess> {
+export async function startHastd(t: Scope, conf: string, node: NodeSpec, extra: readonly string[] = []): Promise<HastdProcess> {
   const proc = spawn(process.execPath, ['--enable-source-maps', HASTD, '-F', '-c', conf, '--node', node.name, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -197,7 +200,7 @@ export interface Pair {
 
 /** Two nodes on 127.0.0.1 and 127.0.0.2 sharing one hast.conf, components created with `hastctl create`. */
 export async function makePair(
-  t: TestContext,
+  t: Scope,
   opts: { size?: number; replication?: string; extra?: string; createArgs?: readonly string[]; global?: string } = {},
 ): Promise<Pair> {
   const { mkdtempSync, rmSync, mkdirSync } = await import('node:fs');
