@@ -19,7 +19,10 @@ import { startReplication, type Replication } from './replicate.js';
 const SLOTS = 256;
 
 function send(msg: WorkerToParent): void {
-  process.send?.(msg);
+  // Once the parent is gone the channel is closed: the message has nowhere to go, and without a
+  // callback ERR_IPC_CHANNEL_CLOSED is thrown as an unhandled 'error' event in mid-shutdown.
+  if (process.send === undefined || !process.connected) return;
+  process.send(msg, undefined, {}, () => undefined);
 }
 
 function backendOf(res: PrimaryResource): NbdBackend {

@@ -132,6 +132,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
   let failure: string | null = null;
   let counts = { issued: 0, acked: 0, durable: 0 };
   const say = opts.log ?? (() => undefined);
+  const t0 = Date.now();
   try {
     const p = await makePair(scope, { replication: mode, size: 24 << 20, createArgs: ['-e', '1M'] });
     const { a, b } = p;
@@ -160,7 +161,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     const primaryWorker = fault === 'primary-parent' ? await workerPid(p, a) : 0;
     killed.add(victim);
     process.kill(victim, 'SIGKILL');
-    say(`cycle ${cycle}: ${mode}, SIGKILL ${fault} (pid ${victim}) after ${killAfterMs} ms, recovery ${recovery}`);
+    say(`cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, SIGKILL ${fault} (pid ${victim}) after ${killAfterMs} ms, recovery ${recovery}`);
 
     if (fault === 'secondary-worker') {
       // The primary degrades and goes on: more writes while alone, then stop.
@@ -203,7 +204,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       survivor = await verifyComponent(wl.log, p.img(b), requirement);
       await role(p, a, 'secondary');
     }
-    say(`  survivor ${current.name}: ${formatReport(survivor)}`);
+    say(`  (+${Date.now() - t0} ms) survivor ${current.name}: ${formatReport(survivor)}`);
 
     await waitInSync(p.conf, current.name, 120_000);
     // The secondary's worker must be connected too before its copy is compared.
@@ -213,7 +214,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     const dother = await dumpOf(p.conf, other.name);
     identical = dc.dataSize === dother.dataSize
       && (await dataAreaHash(p.img(current), dc.localOff, dc.dataSize)) === (await dataAreaHash(p.img(other), dother.localOff, dother.dataSize));
-    say(`  after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`);
+    say(`  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`);
     void hb;
   } catch (err) {
     failure = err instanceof Error ? err.message : String(err);
@@ -226,6 +227,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     }
     for (const line of d.output().split('\n')) if (CRASH.test(line)) crashes.push(line.trim());
   }
+  for (const c of crashes) say(`  CRASH: ${c}`);
   if (failure !== null || crashes.length > 0) {
     for (const d of daemons) say(`---- hastd pid ${d.pid} output (tail)\n${d.output().split('\n').slice(-40).join('\n')}`);
   }
