@@ -195,14 +195,14 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
         // The orphaned worker notices its parent is gone and stops.
         await waitGone(primaryWorker, 'the orphaned primary worker to exit');
         await start(a);
-      } else {
-        // Stop hastd's own restart of the worker, as an administrator failing over would.
-        await role(p, a, 'init');
       }
+      // Demote the old primary first (this also cancels hastd's own restart of a killed worker),
+      // so that the new primary's first connection attempt finds a secondary. The new primary is
+      // the sync source: its copy is not written while it is verified.
+      await role(p, a, 'secondary');
       await role(p, b, 'primary');
       await waitFor('export socket on b', () => existsSync(p.sock(b)), 30_000);
       survivor = await verifyComponent(wl.log, p.img(b), requirement);
-      await role(p, a, 'secondary');
     }
     say(`  (+${Date.now() - t0} ms) survivor ${current.name}: ${formatReport(survivor)}`);
 
