@@ -17,7 +17,11 @@
 //                               the wire are lost ('none': every block must hold zero or a
 //                               generation that was issued; the missing tail is counted).
 // Torn or foreign blocks are failures in every case.
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { controlRequest } from '../../src/control/client.js';
+import type { ResourceStatus } from '../../src/control/messages.js';
 import { NbdClient } from '../../src/nbd/client.js';
 import {
   formatReport,
@@ -33,20 +37,19 @@ import {
   dumpOf,
   hastctl,
   type HastdProcess,
-  makePair,
+  freePort,
   type Pair,
   type NodeSpec,
   type Scope,
   sleep,
   startHastd,
-  statusJson,
   waitFor,
-  waitInSync,
 } from '../harness/cluster.js';
 import { isRunning } from '../harness/cleanup.js';
+import { FaultProxy } from './proxy.js';
 
 export const MODES = ['fullsync', 'memsync', 'async'] as const;
-export const FAULTS = ['primary-worker', 'primary-parent', 'secondary-worker'] as const;
+export const FAULTS = ['primary-worker', 'primary-parent', 'secondary-worker', 'net-cut', 'net-partition', 'net-stall'] as const;
 export type Mode = (typeof MODES)[number];
 export type Fault = (typeof FAULTS)[number];
 
@@ -55,7 +58,9 @@ export interface CycleResult {
   readonly seed: number;
   readonly mode: Mode;
   readonly fault: Fault;
-  readonly recovery: 'restart' | 'failover' | 'reconnect';
+  readonly recovery: 'restart' | 'failover' | 'reconnect' | 'heal';
+  /** Network faults: also cut while the resync after the heal was running. */
+  readonly cutDuringResync?: boolean;
   readonly killAfterMs: number;
   readonly issued: number;
   readonly acked: number;
@@ -95,9 +100,23 @@ async function role(p: Pair, n: NodeSpec, r: 'init' | 'primary' | 'secondary'): 
   if (res.code !== 0) throw new Error(`hastctl role ${r} on ${n.name} failed (${res.code}): ${res.stderr}`);
 }
 
+/** Status straight from the control socket (what `hastctl status --json` prints, without a process spawn per poll). */
+async function statusOf(p: Pair, n: NodeSpec): Promise<ResourceStatus> {
+  const r = (await controlRequest(join(n.dir, 'control.sock'), { cmd: 'status', resources: [p.res] })).resources[0];
+  if (r === undefined) throw new Error(`no status for ${p.res} on ${n.name}`);
+  return r;
+}
+
+/** Wait until `n` is primary with status complete, nothing dirty and no sync running. */
+async function waitSynced(p: Pair, n: NodeSpec, ms: number): Promise<void> {
+  await waitFor(`${n.name} complete and clean`, async () => {
+    const w = (await statusOf(p, n)).worker;
+    return w !== null && w !== undefined && w.status === 'complete' && w.dirty === 0 && w.sync === null;
+  }, ms, 100);
+}
+
 async function workerPid(p: Pair, n: NodeSpec): Promise<number> {
-  const st = await statusJson(p.conf, n.name, p.res);
-  const pid = st.workerpid;
+  const pid = (await statusOf(p, n)).workerpid;
   if (typeof pid !== 'number' || pid <= 0) throw new Error(`no worker pid on ${n.name}`);
   return pid;
 }
@@ -115,12 +134,69 @@ async function bounded<T>(pr: Promise<T>, ms: number, what: string): Promise<T> 
   }
 }
 
+/** Thrown to leave a cycle's body early once it is complete. */
+const DONE = Symbol('done');
+
+async function sameDataAreas(p: Pair, x: NodeSpec, y: NodeSpec): Promise<boolean> {
+  const dx = await dumpOf(p.conf, x.name);
+  const dy = await dumpOf(p.conf, y.name);
+  return dx.dataSize === dy.dataSize
+    && (await dataAreaHash(p.img(x), dx.localOff, dx.dataSize)) === (await dataAreaHash(p.img(y), dy.localOff, dy.dataSize));
+}
+
+/**
+ * Two nodes whose peer connections pass through a FaultProxy each way. Each proxy listens on the
+ * IP of the node it leads to and binds its outgoing side to the other node's IP, so the listener's
+ * address check sees the real peer: a's remote is 127.0.0.2:<proxy>, b listens on 127.0.0.2:<own>.
+ */
+async function makeProxiedPair(scope: CycleScope, mode: Mode): Promise<{ pair: Pair; proxies: FaultProxy[] }> {
+  const root = mkdtempSync(join(tmpdir(), 'hastd-campaign-'));
+  scope.after(() => rmSync(root, { recursive: true, force: true }));
+  const ipA = '127.0.0.1';
+  const ipB = '127.0.0.2';
+  const a: NodeSpec = { name: 'node-a', addr: `${ipA}:${await freePort(ipA)}`, dir: join(root, 'a') };
+  const b: NodeSpec = { name: 'node-b', addr: `${ipB}:${await freePort(ipB)}`, dir: join(root, 'b') };
+  const toB = new FaultProxy({ host: ipB, port: await freePort(ipB) }, { host: ipB, port: Number(b.addr.split(':')[1]) }, ipA);
+  const toA = new FaultProxy({ host: ipA, port: await freePort(ipA) }, { host: ipA, port: Number(a.addr.split(':')[1]) }, ipB);
+  for (const x of [toB, toA]) {
+    await x.start();
+    scope.after(() => x.close());
+  }
+  let text = '';
+  for (const n of [a, b]) {
+    mkdirSync(n.dir);
+    text += `on ${n.name} {\n  control uds://${n.dir}/control.sock\n  pidfile ${n.dir}/hastd.pid\n  listen tcp4://${n.addr}\n}\n`;
+  }
+  text += `resource r0 {\n  replication ${mode}\n`;
+  for (const [n, via, ip] of [[a, toB, ipA], [b, toA, ipB]] as const) {
+    text += `  on ${n.name} {\n    local ${n.dir}/r0.img\n    export uds://${n.dir}/r0.sock\n    device none\n`;
+    text += `    remote tcp4://${via.address}\n    source tcp4://${ip}\n  }\n`;
+  }
+  text += '}\n';
+  const conf = join(root, 'hast.conf');
+  writeFileSync(conf, text);
+  for (const n of [a, b]) {
+    const img = join(n.dir, 'r0.img');
+    writeFileSync(img, '');
+    truncateSync(img, 24 << 20);
+    const r = await hastctl(conf, n.name, ['create', '-e', '1M', 'r0']);
+    if (r.code !== 0) throw new Error(`hastctl create failed: ${r.stderr}`);
+  }
+  return {
+    pair: { conf, a, b, res: 'r0', img: (n) => join(n.dir, 'r0.img'), sock: (n) => join(n.dir, 'r0.sock') },
+    proxies: [toB, toA],
+  };
+}
+
 export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode; fault?: Fault; log?: (s: string) => void } = {}): Promise<CycleResult> {
   const rnd = prng(seed);
   const mode = opts.mode ?? (MODES[Math.floor(rnd() * MODES.length)] as Mode);
   const fault = opts.fault ?? (FAULTS[Math.floor(rnd() * FAULTS.length)] as Fault);
   // A killed primary worker is restarted by hastd itself; a user may also fail over instead.
-  const recovery = fault === 'secondary-worker' ? 'reconnect' : fault === 'primary-parent' || rnd() < 0.5 ? 'failover' : 'restart';
+  const net = fault.startsWith('net-');
+  const recovery = net ? 'heal' : fault === 'secondary-worker' ? 'reconnect' : fault === 'primary-parent' || rnd() < 0.5 ? 'failover' : 'restart';
+  const outageMs = 300 + Math.floor(rnd() * 3000);
+  let cutDuringResync = false;
   const killAfterMs = 150 + Math.floor(rnd() * 1500);
   const requirement: Requirement = recovery === 'failover' && mode === 'async' ? 'none' : 'acked';
   const scope = new CycleScope();
@@ -134,7 +210,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
   const say = opts.log ?? (() => undefined);
   const t0 = Date.now();
   try {
-    const p = await makePair(scope, { replication: mode, size: 24 << 20, createArgs: ['-e', '1M'] });
+    const { pair: p, proxies } = await makeProxiedPair(scope, mode);
     const { a, b } = p;
     const start = async (n: NodeSpec): Promise<HastdProcess> => {
       const d = await startHastd(scope, p.conf, n);
@@ -146,12 +222,46 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     const ha = await start(a);
     await role(p, a, 'primary');
     await waitFor('export socket on a', () => existsSync(p.sock(a)));
-    await waitInSync(p.conf, a.name);
+    await waitSynced(p, a, 60_000);
 
     const client = await NbdClient.connect({ path: p.sock(a) });
     scope.after(() => client.destroy());
     const wl = startWorkload(client, { seed, blocks: 2048, lanes: 8, fuaRate: 0.05, flushRate: 0.03 });
     await sleep(killAfterMs);
+
+    if (net) {
+      say(`cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault} after ${killAfterMs} ms for ${outageMs} ms`);
+      if (fault === 'net-cut') for (const x of proxies) x.cut();
+      else {
+        for (const x of proxies) (fault === 'net-stall' ? x.setStalled(true) : x.setDown(true));
+        await sleep(outageMs);
+        for (const x of proxies) (fault === 'net-stall' ? x.setStalled(false) : x.setDown(false));
+      }
+      // Half the time, cut again once the resync after the heal is running.
+      if (rnd() < 0.5) {
+        const syncing = await waitFor('a resync to start', async () => (await statusOf(p, a)).worker?.sync != null, 20_000, 20).catch(() => false);
+        if (syncing) {
+          for (const x of proxies) x.cut();
+          cutDuringResync = true;
+          say('  cut again during the resync');
+        }
+      }
+      await sleep(200);
+      wl.stop();
+      await bounded(wl.done, 60_000, 'workload end');
+      await client.disconnect();
+      const c = wl.log.counts();
+      counts = { issued: c.issued, acked: c.acked, durable: c.durable };
+      if (wl.error !== null) throw new Error(`the primary failed a request during a network fault: ${wl.error.message}`);
+      survivor = await verifyComponent(wl.log, p.img(a), requirement);
+      say(`  (+${Date.now() - t0} ms) primary ${a.name}: ${formatReport(survivor)}`);
+      await waitSynced(p, a, 120_000);
+      await waitFor('secondary connected', async () => (await statusOf(p, b)).worker != null, 30_000);
+      for (const n of [a, b]) afterResync.push(await verifyComponent(wl.log, p.img(n), requirement));
+      identical = await sameDataAreas(p, a, b);
+      say(`  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`);
+      throw DONE;
+    }
 
     // The fault.
     let victim: number;
@@ -206,19 +316,18 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     }
     say(`  (+${Date.now() - t0} ms) survivor ${current.name}: ${formatReport(survivor)}`);
 
-    await waitInSync(p.conf, current.name, 120_000);
+    await waitSynced(p, current, 120_000);
     // The secondary's worker must be connected too before its copy is compared.
-    await waitFor('secondary complete', async () => (await statusJson(p.conf, other.name, p.res)).worker !== null, 30_000);
+    await waitFor('secondary complete', async () => (await statusOf(p, other)).worker != null, 30_000);
     for (const n of [current, other]) afterResync.push(await verifyComponent(wl.log, p.img(n), requirement));
-    const dc = await dumpOf(p.conf, current.name);
-    const dother = await dumpOf(p.conf, other.name);
-    identical = dc.dataSize === dother.dataSize
-      && (await dataAreaHash(p.img(current), dc.localOff, dc.dataSize)) === (await dataAreaHash(p.img(other), dother.localOff, dother.dataSize));
+    identical = await sameDataAreas(p, current, other);
     say(`  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`);
     void hb;
   } catch (err) {
-    failure = err instanceof Error ? err.message : String(err);
-    say(`  FAILURE: ${failure}`);
+    if (err !== DONE) {
+      failure = err instanceof Error ? err.message : String(err);
+      say(`  FAILURE: ${failure}`);
+    }
   }
   const crashes: string[] = [];
   for (const d of daemons) {
@@ -233,7 +342,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
   }
   await scope.run();
   return {
-    cycle, seed, mode, fault, recovery, killAfterMs, ...counts, requirement,
+    cycle, seed, mode, fault, recovery, ...(net ? { cutDuringResync } : {}), killAfterMs, ...counts, requirement,
     survivor, afterResync, identical, crashes, failure,
   };
 }
@@ -261,8 +370,9 @@ function cycleOk(r: CycleResult): boolean {
 }
 
 /**
- * Run `cycles` cycles from `seed`. With `roundRobin`, cycle i uses fault i mod 3 and mode
- * (i div 3) mod 3, so 9 cycles cover every pair; timing and recovery still come from the seed.
+ * Run `cycles` cycles from `seed`. With `roundRobin`, cycle i uses fault i mod 6 and mode
+ * (i + i div 6) mod 3: 6 cycles cover every fault, 18 every (fault, mode) pair; timing, durations
+ * and recovery still come from the seed.
  */
 export async function runCampaign(opts: { cycles: number; seed: number; roundRobin?: boolean; log?: (s: string) => void; deadlineMs?: number }): Promise<CampaignSummary> {
   const results: CycleResult[] = [];
@@ -270,7 +380,7 @@ export async function runCampaign(opts: { cycles: number; seed: number; roundRob
   for (let i = 0; i < opts.cycles; i++) {
     if (opts.deadlineMs !== undefined && Date.now() - started > opts.deadlineMs) break;
     const seed = (opts.seed + i * 7919) >>> 0;
-    const pin = opts.roundRobin === true ? { fault: FAULTS[i % 3] as Fault, mode: MODES[Math.floor(i / 3) % 3] as Mode } : {};
+    const pin = opts.roundRobin === true ? { fault: FAULTS[i % FAULTS.length] as Fault, mode: MODES[(i + Math.floor(i / FAULTS.length)) % 3] as Mode } : {};
     results.push(await runCycle(i, seed, { ...pin, ...(opts.log !== undefined ? { log: opts.log } : {}) }));
   }
   const count = (key: (r: CycleResult) => string): Record<string, number> => {

@@ -1,0 +1,121 @@
+// A TCP proxy between two hastd nodes that fails on demand: cut (reset every connection, in the
+// middle of whatever payload is on the wire), down (refuse new connections: a partition) and stall
+// (stop forwarding in both directions; TCP flow control backs up to the sender).
+import { createServer, connect, type Server, type Socket } from 'node:net';
+
+interface Link {
+  readonly client: Socket;
+  readonly upstream: Socket;
+}
+
+export class FaultProxy {
+  readonly #listen: { host: string; port: number };
+  readonly #target: { host: string; port: number };
+  /** Outgoing connections bind here, so the target sees the real peer's address. */
+  readonly #bind: string;
+  readonly #links = new Set<Link>();
+  #server: Server | null = null;
+  #down = false;
+  #stalled = false;
+  /** Connections reset by cut() or refused while down. */
+  cuts = 0;
+
+  constructor(listen: { host: string; port: number }, target: { host: string; port: number }, bind: string) {
+    this.#listen = listen;
+    this.#target = target;
+    this.#bind = bind;
+  }
+
+  async start(): Promise<void> {
+    const srv = createServer({ pauseOnConnect: true }, (c) => this.#accept(c));
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(this.#listen.port, this.#listen.host, () => resolve());
+    });
+    this.#server = srv;
+  }
+
+  #accept(client: Socket): void {
+    client.on('error', () => undefined);
+    if (this.#down) {
+      this.cuts++;
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = connect({ host: this.#target.host, port: this.#target.port, localAddress: this.#bind });
+    upstream.on('error', () => undefined);
+    const link: Link = { client, upstream };
+    this.#links.add(link);
+    const drop = (): void => {
+      this.#links.delete(link);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', drop);
+    upstream.on('close', drop);
+    upstream.once('connect', () => {
+      this.#forward(client, upstream);
+      this.#forward(upstream, client);
+      if (!this.#stalled) client.resume();
+    });
+  }
+
+  /** Copy from → to, with back-pressure; a stall pauses reading. */
+  #forward(from: Socket, to: Socket): void {
+    from.on('data', (d: Buffer) => {
+      if (!to.write(d)) {
+        from.pause();
+        to.once('drain', () => {
+          if (!this.#stalled) from.resume();
+        });
+      }
+    });
+    from.on('end', () => to.end());
+  }
+
+  /** Reset every current connection (RST to both sides). */
+  cut(): void {
+    for (const l of [...this.#links]) {
+      this.cuts++;
+      l.client.resetAndDestroy();
+      l.upstream.resetAndDestroy();
+      this.#links.delete(l);
+    }
+  }
+
+  /** Link down: cut everything and refuse new connections until setDown(false). */
+  setDown(down: boolean): void {
+    this.#down = down;
+    if (down) this.cut();
+  }
+
+  /** Stop (or resume) forwarding in both directions without closing anything. */
+  setStalled(stalled: boolean): void {
+    this.#stalled = stalled;
+    for (const l of this.#links) {
+      if (stalled) {
+        l.client.pause();
+        l.upstream.pause();
+      } else {
+        l.client.resume();
+        l.upstream.resume();
+      }
+    }
+  }
+
+  /** host:port the proxy listens on. */
+  get address(): string {
+    return `${this.#listen.host}:${this.#listen.port}`;
+  }
+
+  get connections(): number {
+    return this.#links.size;
+  }
+
+  async close(): Promise<void> {
+    this.setDown(true);
+    const srv = this.#server;
+    this.#server = null;
+    if (srv !== null) await new Promise<void>((r) => srv.close(() => r()));
+  }
+}
