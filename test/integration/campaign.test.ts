@@ -10,7 +10,7 @@ const SEED = Number(process.env.HASTD_CAMPAIGN_SEED ?? 20261125);
 
 test('fault campaign (10 cycles): no acknowledged write lost, no crash, copies identical after resync', async (t) => {
   const s = await runCampaign({ cycles: 10, seed: SEED, roundRobin: true, log: (l) => t.diagnostic(l.split('\n')[0] ?? '') });
-  t.diagnostic(formatSummary(s));
+  for (const line of formatSummary(s).split('\n')) t.diagnostic(line);
   for (const r of s.results) {
     const where = `cycle ${r.cycle} (seed ${r.seed}, ${r.mode}, ${r.fault}/${r.recovery})`;
     assert.equal(r.failure, null, `${where} did not complete`);
