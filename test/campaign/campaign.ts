@@ -134,6 +134,9 @@ async function bounded<T>(pr: Promise<T>, ms: number, what: string): Promise<T> 
   }
 }
 
+/** The running cycle's cleanup, for an interrupted campaign (SIGINT/SIGTERM). */
+let currentScope: CycleScope | null = null;
+
 /** Thrown to leave a cycle's body early once it is complete. */
 const DONE = Symbol('done');
 
@@ -200,6 +203,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
   const killAfterMs = 150 + Math.floor(rnd() * 1500);
   const requirement: Requirement = recovery === 'failover' && mode === 'async' ? 'none' : 'acked';
   const scope = new CycleScope();
+  currentScope = scope;
   const daemons: HastdProcess[] = [];
   const killed = new Set<number>();
   let survivor: VerifyReport | null = null;
@@ -341,6 +345,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     for (const d of daemons) say(`---- hastd pid ${d.pid} output (tail)\n${d.output().split('\n').slice(-40).join('\n')}`);
   }
   await scope.run();
+  currentScope = null;
   return {
     cycle, seed, mode, fault, recovery, ...(net ? { cutDuringResync } : {}), killAfterMs, ...counts, requirement,
     survivor, afterResync, identical, crashes, failure,
@@ -433,6 +438,12 @@ async function main(): Promise<void> {
   if (values.cycles === undefined) {
     process.stdout.write('usage: campaign --cycles N [--seed S] [--round-robin] [--verbose]\n');
     return;
+  }
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      process.stdout.write(`\n${sig}: stopping the current cycle's daemons\n`);
+      void (currentScope?.run() ?? Promise.resolve()).finally(() => process.exit(130));
+    });
   }
   const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
   process.stdout.write(`fault campaign: ${values.cycles} cycles, seed ${seed}\n`);
