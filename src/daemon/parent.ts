@@ -43,6 +43,12 @@ export class ResourceState {
   role: Role = 'init';
   worker: ChildProcess | null = null;
   workerRole: 'primary' | 'secondary' | null = null;
+  /**
+   * False from the fork of a primary worker until its 'ready': it installs its message handler
+   * only after opening the component, so a status query sent earlier is dropped and would wait
+   * for STATUS_TIMEOUT_MS (found by the fault campaign: `hastctl status` stalled during restarts).
+   */
+  workerReady = false;
   /** Set while the parent itself is stopping the worker (no restart, no fallback). */
   stopping = false;
   restartTimer: NodeJS.Timeout | null = null;
@@ -165,7 +171,7 @@ export class HastdParent {
 
   #askStatus(res: ResourceState): Promise<WorkerStatus | null> {
     const w = res.worker;
-    if (w === null || !w.connected) return Promise.resolve(null);
+    if (w === null || !w.connected || !res.workerReady) return Promise.resolve(null);
     const id = ++this.#statusId;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
@@ -220,6 +226,7 @@ export class HastdParent {
     });
     res.worker = child;
     res.workerRole = role;
+    res.workerReady = role === 'secondary';
     res.stopping = false;
     child.on('message', (m: WorkerToParent) => this.#onWorkerMessage(res, child, m));
     child.on('error', (err) => log.error(`[${res.cfg.name}] Worker process error`, err));
@@ -248,6 +255,7 @@ export class HastdParent {
         this.hook(res.cfg, m.event, m.args);
         break;
       case 'ready':
+        res.workerReady = true;
         break;
     }
   }
