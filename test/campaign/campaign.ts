@@ -1,5 +1,6 @@
 // Fault campaign: seeded cycles of two real hastd on loopback, the verifying workload on the
-// primary, a SIGKILL at a random moment (primary worker, primary parent, or secondary worker), the
+// primary, a fault at a random moment (SIGKILL of the primary worker, the primary's hastd or the
+// secondary worker; a network cut, partition or stall; repeated kills during resync), the
 // recovery an administrator would do, then verification of the surviving copy against the log and
 // of both copies after resync (byte-identical data areas).
 //
@@ -16,6 +17,11 @@
 //                               async: acknowledged = on the primary's disk only; writes still on
 //                               the wire are lost ('none': every block must hold zero or a
 //                               generation that was issued; the missing tail is counted).
+//   network cut, partition,     every mode: the primary never dies, so every acknowledged write is
+//   stall (through FaultProxy)  on it ('acked'), and on both after the heal and resync.
+//   resync-restart              the secondary dies, then each resync is interrupted by killing a
+//                               worker of either side: 'acked' on the primary; the copies must
+//                               converge to byte-identical data areas (no extent skipped).
 // Torn or foreign blocks are failures in every case.
 import { existsSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,7 +55,7 @@ import { isRunning } from '../harness/cleanup.js';
 import { FaultProxy } from './proxy.js';
 
 export const MODES = ['fullsync', 'memsync', 'async'] as const;
-export const FAULTS = ['primary-worker', 'primary-parent', 'secondary-worker', 'net-cut', 'net-partition', 'net-stall'] as const;
+export const FAULTS = ['primary-worker', 'primary-parent', 'secondary-worker', 'net-cut', 'net-partition', 'net-stall', 'resync-restart'] as const;
 export type Mode = (typeof MODES)[number];
 export type Fault = (typeof FAULTS)[number];
 
@@ -58,7 +64,9 @@ export interface CycleResult {
   readonly seed: number;
   readonly mode: Mode;
   readonly fault: Fault;
-  readonly recovery: 'restart' | 'failover' | 'reconnect' | 'heal';
+  readonly recovery: 'restart' | 'failover' | 'reconnect' | 'heal' | 'resync';
+  /** resync-restart: which worker was killed during each interrupted resync. */
+  readonly interruptions?: readonly string[];
   /** Network faults: also cut while the resync after the heal was running. */
   readonly cutDuringResync?: boolean;
   readonly killAfterMs: number;
@@ -107,11 +115,16 @@ async function statusOf(p: Pair, n: NodeSpec): Promise<ResourceStatus> {
   return r;
 }
 
-/** Wait until `n` is primary with status complete, nothing dirty and no sync running. */
+/**
+ * Wait until `n` is primary with status complete, nothing dirty and no sync running, on 5 polls in
+ * a row (a worker that has just connected may not have merged the peer's bitmap yet).
+ */
 async function waitSynced(p: Pair, n: NodeSpec, ms: number): Promise<void> {
+  let calm = 0;
   await waitFor(`${n.name} complete and clean`, async () => {
     const w = (await statusOf(p, n)).worker;
-    return w !== null && w !== undefined && w.status === 'complete' && w.dirty === 0 && w.sync === null;
+    calm = w !== null && w !== undefined && w.status === 'complete' && w.dirty === 0 && w.sync === null ? calm + 1 : 0;
+    return calm >= 5;
   }, ms, 100);
 }
 
@@ -197,9 +210,10 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
   const fault = opts.fault ?? (FAULTS[Math.floor(rnd() * FAULTS.length)] as Fault);
   // A killed primary worker is restarted by hastd itself; a user may also fail over instead.
   const net = fault.startsWith('net-');
-  const recovery = net ? 'heal' : fault === 'secondary-worker' ? 'reconnect' : fault === 'primary-parent' || rnd() < 0.5 ? 'failover' : 'restart';
+  const recovery = fault === 'resync-restart' ? 'resync' : net ? 'heal' : fault === 'secondary-worker' ? 'reconnect' : fault === 'primary-parent' || rnd() < 0.5 ? 'failover' : 'restart';
   const outageMs = 300 + Math.floor(rnd() * 3000);
   let cutDuringResync = false;
+  const interruptions: string[] = [];
   const killAfterMs = 150 + Math.floor(rnd() * 1500);
   const requirement: Requirement = recovery === 'failover' && mode === 'async' ? 'none' : 'acked';
   const scope = new CycleScope();
@@ -232,6 +246,51 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     scope.after(() => client.destroy());
     const wl = startWorkload(client, { seed, blocks: 2048, lanes: 8, fuaRate: 0.05, flushRate: 0.03 });
     await sleep(killAfterMs);
+
+    if (fault === 'resync-restart') {
+      // The secondary dies, the primary writes on alone (dirty extents), then every resync is
+      // interrupted: frozen by a stall so the kill lands inside it, then a worker of either side
+      // is killed; hastd restarts a primary worker itself, the primary reconnects a secondary.
+      say(`cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault}: secondary killed after ${killAfterMs} ms, then resyncs interrupted`);
+      process.kill(await workerPid(p, b), 'SIGKILL');
+      // A slow link, so that each resync lasts long enough to be interrupted.
+      for (const x of proxies) x.setRate(4 << 20);
+      const rounds = 2 + Math.floor(rnd() * 2);
+      for (let k = 0; k < rounds; k++) {
+        let calm = 0;
+        const state = await waitFor('a resync to start (or the pair to be in sync)', async () => {
+          const w = (await statusOf(p, a).catch(() => null))?.worker;
+          if (w == null) return null;
+          if (w.sync !== null) return 'syncing';
+          // In sync only if it stays so (a just-connected worker may not have merged the bitmaps yet).
+          calm = w.status === 'complete' && w.dirty === 0 ? calm + 1 : 0;
+          return calm >= 50 ? 'synced' : null;
+        }, 40_000, 10);
+        if (state === 'synced') break;
+        for (const x of proxies) x.setStalled(true);
+        await sleep(50 + Math.floor(rnd() * 300));
+        const side = rnd() < 0.5 ? a : b;
+        const pid = await workerPid(p, side).catch(() => 0);
+        for (const x of proxies) x.setStalled(false);
+        if (pid === 0) continue;
+        process.kill(pid, 'SIGKILL');
+        interruptions.push(side === a ? 'primary' : 'secondary');
+        say(`  resync ${k + 1}: killed the ${side === a ? 'primary' : 'secondary'} worker (pid ${pid})`);
+      }
+      wl.stop();
+      await bounded(wl.done, 60_000, 'workload end');
+      client.destroy();
+      const c = wl.log.counts();
+      counts = { issued: c.issued, acked: c.acked, durable: c.durable };
+      survivor = await verifyComponent(wl.log, p.img(a), requirement);
+      say(`  (+${Date.now() - t0} ms) primary ${a.name}: ${formatReport(survivor)}`);
+      await waitSynced(p, a, 120_000);
+      await waitFor('secondary connected', async () => (await statusOf(p, b)).worker != null, 30_000);
+      for (const n of [a, b]) afterResync.push(await verifyComponent(wl.log, p.img(n), requirement));
+      identical = await sameDataAreas(p, a, b);
+      say(`  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`);
+      throw DONE;
+    }
 
     if (net) {
       say(`cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault} after ${killAfterMs} ms for ${outageMs} ms`);
@@ -347,7 +406,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
   await scope.run();
   currentScope = null;
   return {
-    cycle, seed, mode, fault, recovery, ...(net ? { cutDuringResync } : {}), killAfterMs, ...counts, requirement,
+    cycle, seed, mode, fault, recovery, ...(net ? { cutDuringResync } : {}), ...(fault === 'resync-restart' ? { interruptions } : {}), killAfterMs, ...counts, requirement,
     survivor, afterResync, identical, crashes, failure,
   };
 }
@@ -375,8 +434,8 @@ function cycleOk(r: CycleResult): boolean {
 }
 
 /**
- * Run `cycles` cycles from `seed`. With `roundRobin`, cycle i uses fault i mod 6 and mode
- * (i + i div 6) mod 3: 6 cycles cover every fault, 18 every (fault, mode) pair; timing, durations
+ * Run `cycles` cycles from `seed`. With `roundRobin`, cycle i uses fault i mod 7 and mode
+ * (i + i div 7) mod 3: 7 cycles cover every fault, 21 every (fault, mode) pair; timing, durations
  * and recovery still come from the seed.
  */
 export async function runCampaign(opts: { cycles: number; seed: number; roundRobin?: boolean; log?: (s: string) => void; deadlineMs?: number }): Promise<CampaignSummary> {

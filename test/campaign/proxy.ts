@@ -1,6 +1,6 @@
 // A TCP proxy between two hastd nodes that fails on demand: cut (reset every connection, in the
 // middle of whatever payload is on the wire), down (refuse new connections: a partition) and stall
-// (stop forwarding in both directions; TCP flow control backs up to the sender).
+// (stop forwarding in both directions; TCP flow control backs up to the sender), and a rate limit.
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
 interface Link {
@@ -17,6 +17,8 @@ export class FaultProxy {
   #server: Server | null = null;
   #down = false;
   #stalled = false;
+  /** Bytes per second per direction and connection; 0 = unlimited. */
+  #rate = 0;
   /** Connections reset by cut() or refused while down. */
   cuts = 0;
 
@@ -63,11 +65,15 @@ export class FaultProxy {
   /** Copy from → to, with back-pressure; a stall pauses reading. */
   #forward(from: Socket, to: Socket): void {
     from.on('data', (d: Buffer) => {
-      if (!to.write(d)) {
+      const full = !to.write(d);
+      if (full || this.#rate > 0) {
         from.pause();
-        to.once('drain', () => {
-          if (!this.#stalled) from.resume();
-        });
+        let waits = (full ? 1 : 0) + (this.#rate > 0 ? 1 : 0);
+        const go = (): void => {
+          if (--waits === 0 && !this.#stalled) from.resume();
+        };
+        if (full) to.once('drain', go);
+        if (this.#rate > 0) setTimeout(go, (d.length / this.#rate) * 1000);
       }
     });
     from.on('end', () => to.end());
@@ -87,6 +93,11 @@ export class FaultProxy {
   setDown(down: boolean): void {
     this.#down = down;
     if (down) this.cut();
+  }
+
+  /** Limit each direction of each connection to `bytesPerSec` (0: no limit), e.g. to make a resync last. */
+  setRate(bytesPerSec: number): void {
+    this.#rate = bytesPerSec;
   }
 
   /** Stop (or resume) forwarding in both directions without closing anything. */
