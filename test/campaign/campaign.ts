@@ -191,13 +191,13 @@ async function makeProxiedPair(scope: CycleScope, mode: Mode): Promise<{ pair: P
   text += '}\n';
   const conf = join(root, 'hast.conf');
   writeFileSync(conf, text);
-  for (const n of [a, b]) {
+  await Promise.all([a, b].map(async (n) => {
     const img = join(n.dir, 'r0.img');
     writeFileSync(img, '');
     truncateSync(img, 24 << 20);
     const r = await hastctl(conf, n.name, ['create', '-e', '1M', 'r0']);
     if (r.code !== 0) throw new Error(`hastctl create failed: ${r.stderr}`);
-  }
+  }));
   return {
     pair: { conf, a, b, res: 'r0', img: (n) => join(n.dir, 'r0.img'), sock: (n) => join(n.dir, 'r0.sock') },
     proxies: [toB, toA],
@@ -235,9 +235,8 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       daemons.push(d);
       return d;
     };
-    const hb = await start(b);
+    const [hb, ha] = await Promise.all([start(b), start(a)]);
     await role(p, b, 'secondary');
-    const ha = await start(a);
     await role(p, a, 'primary');
     await waitFor('export socket on a', () => existsSync(p.sock(a)));
     await waitSynced(p, a, 60_000);

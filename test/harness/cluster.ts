@@ -5,6 +5,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { controlRequest } from '../../src/control/client.js';
 
 const DIST = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 export const HASTD = join(DIST, 'src', 'cli', 'hastd.js');
@@ -140,12 +141,10 @@ export async function startHastd(t: Scope, conf: string, node: NodeSpec, extra: 
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`hastd exited with ${proc.exitCode}:\n${out}`);
-    if (existsSync(sock)) {
-      const r = await hastctl(conf, node.name, ['status']);
-      if (r.code === 0) break;
-    }
+    // Ask the control socket directly: a hastctl process per poll costs a second on a busy machine.
+    if (existsSync(sock) && (await controlRequest(sock, { cmd: 'status', resources: ['all'] }).then(() => true, () => false))) break;
     if (Date.now() > deadline) throw new Error(`hastd did not come up:\n${out}`);
-    await sleep(100);
+    await sleep(50);
   }
   return handle;
 }
