@@ -311,8 +311,11 @@ export interface VerifyReport {
   readonly writesVerified: number;
   /** Required writes not found (neither them nor a later generation). */
   readonly lost: { block: number; required: number; found: string }[];
-  /** Acknowledged writes not found, where the requirement allowed it (async tail). */
+  /** Blocks whose newest acknowledged write is missing, where the requirement allowed it (async tail). */
   readonly allowedMissing: number;
+  /** Acknowledged writes found (themselves or a later generation), whatever the requirement. */
+  readonly ackedPresent: number;
+  readonly ackedTotal: number;
   readonly foreign: { block: number; why: string }[];
   readonly torn: { block: number; why: string }[];
   /** Per block, the generation found (0 = zero), for comparing two copies. */
@@ -324,7 +327,7 @@ export function reportOk(r: VerifyReport): boolean {
 }
 
 export function formatReport(r: VerifyReport): string {
-  const lines = [`${r.blocksChecked} blocks checked, ${r.writesVerified} writes verified, ${r.lost.length} lost, ${r.foreign.length} foreign, ${r.torn.length} torn, ${r.allowedMissing} missing-but-allowed`];
+  const lines = [`${r.blocksChecked} blocks checked, ${r.writesVerified} writes verified, ${r.lost.length} lost, ${r.foreign.length} foreign, ${r.torn.length} torn, ${r.allowedMissing} missing-but-allowed (${r.ackedPresent}/${r.ackedTotal} acknowledged writes present)`];
   for (const l of r.lost.slice(0, 10)) lines.push(`  lost: block ${l.block} needs generation ≥ ${l.required}, found ${l.found}`);
   for (const f of r.foreign.slice(0, 10)) lines.push(`  foreign: block ${f.block}: ${f.why}`);
   for (const t of r.torn.slice(0, 10)) lines.push(`  torn: block ${t.block}: ${t.why}`);
@@ -342,6 +345,8 @@ export async function verify(log: WorkloadLog, readAt: ReadAt, require: Requirem
   const found = new Int32Array(log.blocks);
   let writesVerified = 0;
   let allowedMissing = 0;
+  let ackedPresent = 0;
+  let ackedTotal = 0;
   const CHUNK = 256;
   for (let base = 0; base < log.blocks; base += CHUNK) {
     const n = Math.min(CHUNK, log.blocks - base);
@@ -371,7 +376,11 @@ export async function verify(log: WorkloadLog, readAt: ReadAt, require: Requirem
       let newestAcked = 0;
       let requiredCount = 0;
       for (const w of writes) {
-        if (w.state === 'acked') newestAcked = w.gen;
+        if (w.state === 'acked') {
+          newestAcked = w.gen;
+          ackedTotal++;
+          if (w.gen <= gen) ackedPresent++;
+        }
         if (require === 'durable' ? w.durable : require === 'acked' ? w.state === 'acked' : false) {
           required = w.gen;
           requiredCount++;
@@ -382,7 +391,7 @@ export async function verify(log: WorkloadLog, readAt: ReadAt, require: Requirem
       if (gen < newestAcked && gen >= required) allowedMissing++;
     }
   }
-  return { blocksChecked: log.blocks, writesVerified, lost, allowedMissing, foreign, torn, found };
+  return { blocksChecked: log.blocks, writesVerified, lost, allowedMissing, ackedPresent, ackedTotal, foreign, torn, found };
 }
 
 /** A ReadAt over a file holding the data area at `dataOffset` (a component: metadata localoff). */

@@ -420,8 +420,11 @@ export interface CampaignSummary {
   readonly lost: number;
   readonly foreign: number;
   readonly torn: number;
-  /** Acknowledged writes missing where the mode allows it (async after failover). */
+  /** Blocks whose newest acknowledged write is missing where the mode allows it (async after failover). */
   readonly allowedMissing: number;
+  /** Async failover cycles: acknowledged writes found on the new primary, of those acknowledged. */
+  readonly asyncFailoverAckedPresent: number;
+  readonly asyncFailoverAckedTotal: number;
   readonly notIdentical: number;
   readonly crashes: number;
   readonly failures: number;
@@ -463,6 +466,8 @@ export async function runCampaign(opts: { cycles: number; seed: number; roundRob
     foreign: all.reduce((n, r) => n + r.foreign.length, 0),
     torn: all.reduce((n, r) => n + r.torn.length, 0),
     allowedMissing: results.reduce((n, r) => n + (r.survivor?.allowedMissing ?? 0), 0),
+    asyncFailoverAckedPresent: results.reduce((n, r) => n + (r.requirement === 'none' ? (r.survivor?.ackedPresent ?? 0) : 0), 0),
+    asyncFailoverAckedTotal: results.reduce((n, r) => n + (r.requirement === 'none' ? (r.survivor?.ackedTotal ?? 0) : 0), 0),
     notIdentical: results.filter((r) => r.failure === null && !r.identical).length,
     crashes: results.reduce((n, r) => n + r.crashes.length, 0),
     failures: results.filter((r) => r.failure !== null).length,
@@ -481,7 +486,7 @@ export function formatSummary(s: CampaignSummary): string {
     `per mode: ${JSON.stringify(s.perMode)}`,
     `writes issued ${s.writesIssued}, acknowledged ${s.writesAcked}, verified on the surviving copy ${s.writesVerified}`,
     `acknowledged writes lost: ${s.lost}; foreign blocks: ${s.foreign}; torn blocks: ${s.torn}`,
-    `acknowledged writes missing where the mode allows it (async failover tail): ${s.allowedMissing}`,
+    `async failover: ${s.asyncFailoverAckedPresent} of ${s.asyncFailoverAckedTotal} acknowledged writes on the new primary; blocks missing their newest acknowledged write (allowed): ${s.allowedMissing}`,
     `cycles with differing data areas after resync: ${s.notIdentical}`,
     `crashes: ${s.crashes}; cycles that failed to complete: ${s.failures}`,
   ].join('\n');
