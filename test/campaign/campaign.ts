@@ -235,7 +235,7 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       daemons.push(d);
       return d;
     };
-    const [hb, ha] = await Promise.all([start(b), start(a)]);
+    const [, ha] = await Promise.all([start(b), start(a)]);
     await role(p, b, 'secondary');
     await role(p, a, 'primary');
     await waitFor('export socket on a', () => existsSync(p.sock(a)));
@@ -384,7 +384,6 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     for (const n of [current, other]) afterResync.push(await verifyComponent(wl.log, p.img(n), requirement));
     identical = await sameDataAreas(p, current, other);
     say(`  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`);
-    void hb;
   } catch (err) {
     if (err !== DONE) {
       failure = err instanceof Error ? err.message : String(err);
