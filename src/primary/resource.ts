@@ -108,43 +108,100 @@ export class PrimaryResource {
     this.#enter();
     try {
       this.stats.reads++;
-      const remote = this.remote;
-      if (this.staleLocal && remote !== null) return await remote.read(offset, length);
-      const buf = Buffer.allocUnsafe(length);
-      try {
-        await this.comp.read(buf, this.md.localOff + offset);
-        return buf;
-      } catch (err) {
-        this.stats.readErrors++;
-        if (remote === null) throw err;
-        log.warning(`Local request failed (${(err as Error).message}), trying remote node.`);
-        return await remote.read(offset, length);
-      }
+      return await this.#readData(offset, length);
     } finally {
       this.#leave();
     }
   }
 
+  /** Local read, or the peer's copy while the local one is stale or after a local read error (fixes of upstream bugs 11 and 12). */
+  async #readData(offset: number, length: number): Promise<Buffer> {
+    const remote = this.remote;
+    if (this.staleLocal && remote !== null) return await this.#remoteRead(remote, offset, length);
+    const buf = Buffer.allocUnsafe(length);
+    try {
+      await this.comp.read(buf, this.md.localOff + offset);
+      return buf;
+    } catch (err) {
+      this.stats.readErrors++;
+      if (remote === null) throw err;
+      log.warning(`Local request failed (${(err as Error).message}), trying remote node.`);
+      return await this.#remoteRead(remote, offset, length);
+    }
+  }
+
+  /** The peer protocol carries whole sectors only: widen an unaligned read and cut the answer. */
+  async #remoteRead(remote: RemoteLeg, offset: number, length: number): Promise<Buffer> {
+    const ss = this.comp.sectorSize;
+    const start = offset - (offset % ss);
+    const end = Math.ceil((offset + length) / ss) * ss;
+    if (start === offset && end === offset + length) return await remote.read(offset, length);
+    const wide = await remote.read(start, end - start);
+    return wide.subarray(offset - start, offset - start + length);
+  }
+
   write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     this.stats.writes++;
-    return this.#modify(offset, data.length, fua, 'write', data);
+    return this.#splitBySector(offset, data.length, fua, 'write', data);
   }
 
   trim(offset: number, length: number, fua: boolean): Promise<void> {
     this.stats.deletes++;
-    return this.#modify(offset, length, fua, 'trim', null);
+    return this.#splitBySector(offset, length, fua, 'trim', null);
   }
 
   writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
     this.stats.writes++;
-    return this.#modify(offset, length, fua, 'zero', null);
+    return this.#splitBySector(offset, length, fua, 'zero', null);
+  }
+
+  /**
+   * NBD lets a client address single bytes (we advertise a minimum block size of 1), but the
+   * component and the peer protocol work in whole sectors. An unaligned request becomes: a
+   * read-modify-write of its partial first and last sectors (each under the range lock of its
+   * whole sector) and the aligned middle as is. A trim only hints, so its partial sectors are
+   * dropped: both copies keep the same bytes there.
+   */
+  async #splitBySector(offset: number, length: number, fua: boolean, kind: 'write' | 'zero' | 'trim', data: Buffer | null): Promise<void> {
+    const ss = this.comp.sectorSize;
+    const end = offset + length;
+    if (offset % ss === 0 && end % ss === 0) return await this.#modify(offset, length, fua, kind, data);
+    const midStart = Math.min(Math.ceil(offset / ss) * ss, end);
+    const midEnd = Math.max(end - (end % ss), midStart);
+    const parts: Promise<void>[] = [];
+    const patch = (from: number, to: number): void => {
+      if (from >= to || kind === 'trim') return;
+      const sector = from - (from % ss);
+      const bytes = data === null ? null : data.subarray(from - offset, to - offset);
+      parts.push(this.#modify(sector, ss, fua, 'write', null, async () => {
+        const buf = Buffer.from(await this.#readData(sector, ss));
+        if (bytes === null) buf.fill(0, from - sector, to - sector);
+        else bytes.copy(buf, from - sector);
+        return buf;
+      }));
+    };
+    patch(offset, Math.min(midStart, end));
+    if (midStart < midEnd) {
+      parts.push(this.#modify(midStart, midEnd - midStart, fua, kind, data === null ? null : data.subarray(midStart - offset, midEnd - offset)));
+    }
+    // The last partial sector, unless the first patch already covered it (all in one sector).
+    if (midEnd < end) patch(midEnd, end);
+    await Promise.all(parts);
   }
 
   /**
    * Every modification (write, zero, trim) is tracked in the activemap: deletes too, unlike upstream,
    * so that a discard missed by the peer is repaired by resync instead of leaving the copies different.
    */
-  async #modify(offset: number, length: number, fua: boolean, kind: 'write' | 'zero' | 'trim', data: Buffer | null): Promise<void> {
+  async #modify(
+    offset: number,
+    length: number,
+    fua: boolean,
+    kind: 'write' | 'zero' | 'trim',
+    given: Buffer | null,
+    /** Builds the data once the range is locked (read-modify-write of a partial sector). */
+    build?: () => Promise<Buffer>,
+  ): Promise<void> {
     this.#enter();
     let handle: LockHandle;
     try {
@@ -157,6 +214,7 @@ export class PrimaryResource {
     let completeNow = true;
     let remoteStarted = false;
     try {
+      const data = build !== undefined ? await build() : given;
       // Write-ahead bitmap: the extent's bit is on disk before any data of this write can be.
       if (this.amap.writeStart(offset, length)) {
         this.stats.activemapUpdates++;
