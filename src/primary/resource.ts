@@ -43,6 +43,19 @@ export class PrimaryResource {
   /** While syncing from the secondary, reads of extents not yet synced go to the peer. */
   staleLocal = false;
   sync: SyncProgress | null = null;
+  /**
+   * Extents whose local copy missed a write (local write error, peer succeeded). Upstream leaves
+   * the local copy silently different (HAST-SPEC §8); we serve those extents from the peer, refuse
+   * them with EIO while disconnected, and a resync that meets the extent repairs it from the peer.
+   * Kept in memory only: the on-disk bitmap cannot say "the other side is newer" per extent.
+   */
+  readonly #staleExtents = new Set<number>();
+  /**
+   * A local flush failed while the peer's succeeded: some acknowledged writes may never have
+   * reached the local disk (on Linux a failed writeback is only reported by fsync), so no local
+   * byte is trusted any more for the rest of this worker's life: every read goes to the peer.
+   */
+  #localFailed = false;
   #inFlight = 0;
   #idleWaiters: (() => void)[] = [];
   #closed = false;
@@ -118,6 +131,10 @@ export class PrimaryResource {
   async #readData(offset: number, length: number): Promise<Buffer> {
     const remote = this.remote;
     if (this.staleLocal && remote !== null) return await this.#remoteRead(remote, offset, length);
+    if (this.isLocalStale(offset, length)) {
+      if (remote === null) throw new ErrnoError('EIO', 'the local copy missed a write and the peer is not connected');
+      return await this.#remoteRead(remote, offset, length);
+    }
     const buf = Buffer.allocUnsafe(length);
     try {
       await this.comp.read(buf, this.md.localOff + offset);
@@ -238,17 +255,26 @@ export class PrimaryResource {
         }
       }
       let localErr: unknown = null;
+      let localFlushFailed = false;
       try {
         const pos = this.md.localOff + offset;
         if (data !== null) await this.comp.write([data], pos);
         else if (kind === 'trim') await this.comp.discard(pos, length);
         else await this.comp.writeZeroes(pos, length);
-        if (fua) await this.comp.flush();
       } catch (err) {
         localErr = err;
         if (kind === 'trim') this.stats.deleteErrors++;
         else this.stats.writeErrors++;
         log.error(`Local ${kind} request failed`, err);
+      }
+      if (fua && localErr === null) {
+        try {
+          await this.comp.flush();
+        } catch (err) {
+          localErr = err;
+          localFlushFailed = true;
+          this.stats.flushErrors++;
+        }
       }
       if (remote === null) {
         if (localErr !== null) throw localErr;
@@ -263,6 +289,8 @@ export class PrimaryResource {
       else if (mode === 'memsync') remoteOk = await remoteAck;
       else remoteOk = true;
       if (localErr !== null && !remoteOk) throw localErr;
+      if (localFlushFailed) this.#distrustLocal(localErr);
+      else if (localErr !== null) this.#markLocalStale(offset, length);
       if (fua && mode !== 'async') await remote.flush();
       // The extent stays dirty until the peer positively finished (fix of upstream bug 12).
       completeNow = false;
@@ -276,6 +304,44 @@ export class PrimaryResource {
     } finally {
       if (completeNow) this.#complete(offset, length, handle);
     }
+  }
+
+  /** Does [offset, offset+length) touch an extent whose local copy missed a write? */
+  isLocalStale(offset: number, length: number): boolean {
+    if (this.#localFailed) return true;
+    if (this.#staleExtents.size === 0) return false;
+    const es = this.md.extentSize;
+    for (let e = Math.floor(offset / es); e * es < offset + length; e++) if (this.#staleExtents.has(e)) return true;
+    return false;
+  }
+
+  /** The local copy of this range was rewritten from the peer (resync repair). */
+  clearLocalStale(offset: number, length: number): void {
+    const es = this.md.extentSize;
+    // Only whole extents are cleared: a partial repair leaves the rest of the extent stale.
+    for (let e = Math.ceil(offset / es); (e + 1) * es <= offset + length; e++) this.#staleExtents.delete(e);
+  }
+
+  #markLocalStale(offset: number, length: number): void {
+    const es = this.md.extentSize;
+    for (let e = Math.floor(offset / es); e * es < offset + length; e++) {
+      if (!this.#staleExtents.has(e)) {
+        this.#staleExtents.add(e);
+        log.warning(`Local copy of extent ${e} missed a write; it is served by the remote node until resynchronized.`);
+      }
+    }
+    // Not marked in the on-disk bitmap: after a restart that would push the stale local data over
+    // the peer's good copy. A resync that meets the extent repairs it from the peer (sync.ts).
+  }
+
+  #distrustLocal(err: unknown): void {
+    if (this.#localFailed) return;
+    this.#localFailed = true;
+    log.error(`Local flush failed (${(err as Error).message}); the local copy is no longer trusted, reads are served by the remote node.`);
+  }
+
+  get staleExtentCount(): number {
+    return this.#localFailed ? Math.ceil(this.md.dataSize / this.md.extentSize) : this.#staleExtents.size;
   }
 
   #finishRemote(offset: number, length: number, ok: boolean, handle: LockHandle): void {
@@ -320,6 +386,7 @@ export class PrimaryResource {
       }
       const remoteOk = await remoteP;
       if (localErr !== null && !remoteOk) throw localErr;
+      if (localErr !== null) this.#distrustLocal(localErr);
     } finally {
       this.#leave();
     }

@@ -114,3 +114,47 @@ test('a read while the local copy is stale goes to the peer, widened to whole se
   assert.deepEqual(peer.misaligned, []);
   await res.close();
 });
+
+test('a local write error with a successful peer write: acknowledged, and the extent is read from the peer, never stale', async (t) => {
+  const { res, comp, peer } = await rig(t);
+  const old = Buffer.alloc(4096, 0x11);
+  await res.write(65536, old, false);
+  // The component below starts failing writes (a dying disk); reads still work and return old data.
+  let failWrites = true;
+  const realWrite = comp.write.bind(comp);
+  (comp as { write: Component['write'] }).write = async (bufs, pos) => {
+    if (failWrites && pos >= res.md.localOff) throw Object.assign(new Error('Input/output error'), { code: 'EIO' });
+    return realWrite(bufs, pos);
+  };
+  const fresh = Buffer.alloc(4096, 0x22);
+  await res.write(65536, fresh, false);
+  assert.equal(res.stats.writeErrors, 1, 'counted as a local write error');
+  assert.equal(res.staleExtentCount, 1);
+  assert.deepEqual(await res.read(65536, 4096), fresh, 'served by the peer, not the stale local copy');
+  const local = Buffer.alloc(4096);
+  await comp.read(local, res.md.localOff + 65536);
+  assert.deepEqual(local, old, 'the local copy did miss the write');
+  // Disconnected: refusing is better than returning data the application overwrote.
+  res.remote = null;
+  await assert.rejects(res.read(65536 + 100, 10), /local copy missed a write/);
+  assert.deepEqual(await res.read(0, 4096), Buffer.alloc(4096), 'other extents are still read locally');
+  res.remote = peer;
+  failWrites = false;
+  await res.close();
+});
+
+test('a failed local flush (lost writeback) with a successful peer flush: no local byte is trusted any more', async (t) => {
+  const { res, comp, peer } = await rig(t);
+  await res.write(0, Buffer.alloc(4096, 0x44), false);
+  (comp as { flush: Component['flush'] }).flush = async () => {
+    throw Object.assign(new Error('Input/output error'), { code: 'EIO' });
+  };
+  await res.flush();
+  assert.equal(res.stats.flushErrors, 1);
+  // The local disk now holds something else than what was acknowledged (the writeback was lost).
+  await comp.write([Buffer.alloc(4096, 0x99)], res.md.localOff);
+  assert.deepEqual(await res.read(0, 4096), Buffer.alloc(4096, 0x44), 'read from the peer');
+  assert.deepEqual(peer.misaligned, []);
+  res.remote = null;
+  await assert.rejects(res.read(0, 512), /local copy missed a write/);
+});
