@@ -67,8 +67,10 @@ export class PrimaryResource {
     this.amap = amap;
     this.bitmapWriter = new BitmapWriter({
       image: () => this.amap.bitmap(),
-      write: (image) => writeBitmap(this.comp, this.md, image),
-      flush: cfg.metaFlush ? () => this.comp.flush() : null,
+      // metaflush: the bitmap write itself is durable (O_DSYNC on its range), so that a new dirty
+      // extent does not cost an fdatasync of every dirty page of the component.
+      write: (image) => writeBitmap(this.comp, this.md, image, cfg.metaFlush),
+      flush: null,
       onError: (kind) => {
         if (kind === 'write') this.stats.writeErrors++;
         else this.stats.flushErrors++;
