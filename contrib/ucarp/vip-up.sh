@@ -1,13 +1,19 @@
 #!/bin/sh
 # vip-up.sh: ucarp upscript (`ucarp -u vip-up.sh`, called as: vip-up.sh <interface> <vip>) for HAST.
 # ucarp elected this host MASTER: for each resource `hastctl role primary`, wait for /dev/hast/<provname>,
-# refuse while split-brained, mount; then add the service address. Safe to run twice.
+# refuse while split-brained or while the peer is still primary, mount; then add the service address.
+# Returns at once and works in the background (see `request` in hast-carp-lib.sh). Safe to run twice.
 set -u
 . "$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)/hast-carp-lib.sh"
 
 iface=${1:?usage: vip-up.sh interface address}
 vip=${2:?usage: vip-up.sh interface address}
+request master "$@"
 lock
+if superseded; then
+	log info "MASTER for $vip on $iface: overtaken by a later ucarp event, nothing to do"
+	exit 0
+fi
 log notice "becoming MASTER for $vip on $iface"
 
 failed=0
@@ -26,6 +32,31 @@ for entry in $HAST_RESOURCES; do
 		continue
 	fi
 	role=$(field "$res" role)
+	# Never two primaries: a secondary whose worker is connected (status complete) serves a live
+	# primary. CARP elected us, so the peer is demoting (its vip-down.sh runs), dead (our secondary
+	# notices only after its receive timeout, so probe it), or cut off from us on the public network
+	# only; wait for it to let go, and refuse if it does not.
+	if [ "$role" = secondary ] && [ "$(field "$res" status)" = complete ]; then
+		log notice "$res: the peer is still primary and connected; waiting up to ${PEER_WAIT}s for it to let go"
+		waited=0
+		while [ "$(field "$res" status)" = complete ]; do
+			if superseded; then
+				log notice "$res: ucarp left MASTER meanwhile, not promoting"
+				exit 0
+			fi
+			if ! peer_alive "$res"; then
+				log notice "$res: the peer does not answer on the HAST link: it is down"
+				break
+			fi
+			if [ "$waited" -ge "$PEER_WAIT" ]; then
+				log err "$res: the peer is still primary after ${PEER_WAIT}s, not promoting (CARP split?)"
+				failed=1
+				continue 2
+			fi
+			sleep 1
+			waited=$((waited + 1))
+		done
+	fi
 	if [ "$role" != primary ]; then
 		if ! hctl role primary "$res"; then
 			log err "$res: hastctl role primary failed"
@@ -57,6 +88,7 @@ for entry in $HAST_RESOURCES; do
 		continue
 	fi
 	mkdir -p "$mnt"
+	[ "$fstype" = btrfs ] && forget_btrfs
 	# No fsck: btrfs is consistent after a crash; ext4/xfs replay their journal in mount.
 	if ! mount -t "$fstype" ${opts:+-o "$opts"} "$dev" "$mnt"; then
 		log err "$res: mount -t $fstype $dev $mnt failed"
