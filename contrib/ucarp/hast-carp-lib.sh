@@ -19,7 +19,7 @@ WANT_FILE=$STATE_DIR/hast-carp.want
 log() {
 	level=$1
 	shift
-	echo "hast-carp[$$]: $level: $*" >&2
+	echo "$(date '+%H:%M:%S.%N' | cut -c1-12) hast-carp[$$]: $level: $*" >&2
 	logger -t hast-carp -p "daemon.$level" -- "$*" 2>/dev/null || true
 }
 
@@ -31,9 +31,21 @@ hctl() {
 	$HASTCTL "$sub" $HASTCTL_ARGS "$@"
 }
 
-# field RESOURCE NAME: one field of `hastctl status RESOURCE` ("role", "provname", "status"), or "".
+# status RESOURCE: `hastctl status RESOURCE` into $STATUS, read by sfield (one hastctl run per look:
+# each is a Node.js start-up, which counts on a busy host).
+status() {
+	STATUS=$(hctl status "$1" 2>/dev/null) || STATUS=
+}
+
+# sfield NAME: one field of the last `status` ("role", "provname", "status", "remoteaddr"), or "".
+sfield() {
+	printf '%s\n' "$STATUS" | awk -v k="$1" '{ sub(/^[ \t]+/, "") } index($0, k ": ") == 1 { print substr($0, length(k) + 3); exit }'
+}
+
+# field RESOURCE NAME: status + sfield.
 field() {
-	hctl status "$1" 2>/dev/null | awk -v k="$2" '{ sub(/^[ \t]+/, "") } index($0, k ": ") == 1 { print substr($0, length(k) + 3); exit }'
+	status "$1"
+	sfield "$2"
 }
 
 # lock: one up/down script at a time on this host (fd 9 stays open until the script exits).
@@ -82,13 +94,12 @@ superseded() {
 	[ "$(cat "$WANT_FILE" 2>/dev/null)" != "$HAST_CARP_REQUEST" ]
 }
 
-# peer_alive RESOURCE: true when the peer's hastd accepts a TCP connection on the HAST link within
-# 2 s (remoteaddr of `hastctl status`, default port 8457). Needs bash for /dev/tcp; without it, or
-# with PEER_PROBE=no, the peer counts as alive (vip-up.sh then waits PEER_WAIT seconds).
+# peer_alive REMOTEADDR: true when the peer's hastd accepts a TCP connection on the HAST link within
+# 1 s (REMOTEADDR as `hastctl status` shows it, default port 8457). Needs bash for /dev/tcp; without
+# it, or with PEER_PROBE=no, the peer counts as alive (vip-up.sh then waits PEER_WAIT seconds).
 peer_alive() {
 	[ "$PEER_PROBE" = yes ] && command -v bash >/dev/null 2>&1 || return 0
-	addr=$(field "$1" remoteaddr)
-	addr=${addr#*://}
+	addr=${1#*://}
 	case "$addr" in
 	\[*\]:*) host=${addr%%]*}; host=${host#[}; port=${addr##*]:} ;;
 	\[*\]) host=${addr#[}; host=${host%]}; port=8457 ;;
@@ -96,7 +107,7 @@ peer_alive() {
 	*) host=$addr; port=8457 ;;
 	esac
 	[ -n "$host" ] || return 0
-	timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null
+	timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null
 }
 
 # forget_btrfs: unregister btrfs devices that belong to no mounted file system. A stale registration

@@ -31,22 +31,25 @@ for entry in $HAST_RESOURCES; do
 		failed=1
 		continue
 	fi
-	role=$(field "$res" role)
+	status "$res"
+	role=$(sfield role)
+	prov=$(sfield provname)
 	# Never two primaries: a secondary whose worker is connected (status complete) serves a live
 	# primary. CARP elected us, so the peer is demoting (its vip-down.sh runs), dead (our secondary
 	# notices only after its receive timeout, so probe it), or cut off from us on the public network
 	# only; wait for it to let go, and refuse if it does not.
-	if [ "$role" = secondary ] && [ "$(field "$res" status)" = complete ]; then
+	if [ "$role" = secondary ] && [ "$(sfield status)" = complete ]; then
+		raddr=$(sfield remoteaddr)
 		log notice "$res: the peer is still primary and connected; waiting up to ${PEER_WAIT}s for it to let go"
 		waited=0
-		while [ "$(field "$res" status)" = complete ]; do
+		while :; do
+			if ! peer_alive "$raddr"; then
+				log notice "$res: the peer does not answer on the HAST link ($raddr): it is down"
+				break
+			fi
 			if superseded; then
 				log notice "$res: ucarp left MASTER meanwhile, not promoting"
 				exit 0
-			fi
-			if ! peer_alive "$res"; then
-				log notice "$res: the peer does not answer on the HAST link: it is down"
-				break
 			fi
 			if [ "$waited" -ge "$PEER_WAIT" ]; then
 				log err "$res: the peer is still primary after ${PEER_WAIT}s, not promoting (CARP split?)"
@@ -55,6 +58,7 @@ for entry in $HAST_RESOURCES; do
 			fi
 			sleep 1
 			waited=$((waited + 1))
+			[ "$(field "$res" status)" = complete ] || break
 		done
 	fi
 	if [ "$role" != primary ]; then
@@ -65,7 +69,6 @@ for entry in $HAST_RESOURCES; do
 		fi
 		log notice "$res: role $role -> primary"
 	fi
-	prov=$(field "$res" provname)
 	dev=/dev/hast/${prov:-$res}
 	waited=0
 	while [ ! -b "$dev" ] && [ "$waited" -lt $((DEVICE_WAIT * 10)) ]; do
@@ -74,12 +77,6 @@ for entry in $HAST_RESOURCES; do
 	done
 	if [ ! -b "$dev" ]; then
 		log err "$res: $dev did not appear within ${DEVICE_WAIT}s"
-		failed=1
-		continue
-	fi
-	role=$(field "$res" role)
-	if [ "$role" != primary ]; then
-		log err "$res: role is '$role', not primary; not mounting"
 		failed=1
 		continue
 	fi
