@@ -180,8 +180,10 @@ test('the seed walkthrough with btrfs on /dev/hast/mirror', { timeout: 420_000 }
     }, 60_000, 250);
     assert.match(s1.hastdLog(), /Split-brain detected/);
     assert.match(s2.hastdLog(), /Split-brain detected/);
-    // hast-hook.sh left its marker: vip-up.sh would refuse to mount on either host.
-    assert.equal((await s1.sh(`test -e /var/run/hastd/${RES}.split-brain`)).code, 0);
+    // hast-hook.sh (run after the line in hooks.log) leaves its marker: vip-up.sh would refuse to mount.
+    for (const h of [s1, s2]) {
+      await waitFor(`${h.name}: split-brain marker`, async () => (await h.sh(`test -e /var/run/hastd/${RES}.split-brain`)).code === 0, 10_000);
+    }
     assert.equal((await worker(s1))?.status, 'degraded');
 
     // Recovery as documented, on the node whose data is discarded (skunk2).
@@ -192,7 +194,7 @@ test('the seed walkthrough with btrfs on /dev/hast/mirror', { timeout: 420_000 }
     const done = await waitInSync(s1, 180_000);
     const { dataSize } = await layout(s1);
     assert.equal(done.lastSync?.bytes, dataSize, 'a full synchronisation');
-    assert.equal((await s1.sh(`test -e /var/run/hastd/${RES}.split-brain`)).code, 1, 'connect removed the marker');
+    await waitFor('connect removed the marker', async () => (await s1.sh(`test -e /var/run/hastd/${RES}.split-brain`)).code === 1, 10_000);
 
     // Identical copies: compare the data areas with the file system unmounted (nothing in flight).
     await umount(s1);
