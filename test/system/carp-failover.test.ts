@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { createHosts, HASTCTL, type Host, type HostProcess, PUBLIC_IF, REPO, waitFor } from '../harness/netns.js';
 import { requires } from '../harness/tools.js';
-import { assertFiles, bringUp, copyIn, makePayload, MNT, mkfs, mount, RES, umount, waitInSync, walkthroughConf } from './fs-helpers.js';
+import { assertFiles, bringUp, copyIn, makePayload, MNT, mkfs, mount, RES, umount, waitInSync, walkthroughConf, worker } from './fs-helpers.js';
 
 const VIP = '192.0.2.100';
 const UCARP = join(REPO, 'contrib', 'ucarp');
@@ -89,6 +89,19 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
   await waitInSync(s1);
   assert.equal(await mounted(s2), false);
   assert.equal(await hasVip(s2), false);
+
+  // Never two primaries: vip-up.sh on skunk2 while skunk1 is a live primary (as after a public-network
+  // partition makes both MASTER) waits PEER_WAIT seconds for skunk1 to let go, then refuses.
+  const up = await s2.exec(join(UCARP, 'vip-up.sh'), [PUBLIC_IF, VIP], {
+    env: { ...process.env, HAST_CARP_CONF: carpConf, HAST_CARP_FOREGROUND: 'yes', PEER_WAIT: '3' },
+    timeoutMs: 60_000,
+  });
+  assert.notEqual(up.code, 0, up.stderr);
+  assert.match(up.stderr, /still primary after 3s, not promoting/);
+  assert.equal((await s2.status(RES)).role, 'secondary');
+  assert.equal(await mounted(s2), false);
+  assert.equal(await hasVip(s2), false);
+  assert.equal((await worker(s1))?.status, 'complete', 'skunk1 kept its secondary');
 
   const times: number[] = [];
   let master = s1;
