@@ -283,7 +283,10 @@ export class Host {
     if (!this.running) return;
     const r = await this.sh(
       'for l in /dev/hast/*; do [ -e "$l" ] && readlink -f "$l"; done; ' +
-        "for m in $(awk '$3 ~ /^fuse/ {print $2}' /proc/self/mounts); do losetup -n -O NAME -j \"$m\"/* 2>/dev/null; losetup -l -n -O NAME,BACK-FILE | awk -v m=\"$m\" 'index($2, m) == 1 {print $1}'; done",
+        // By the FUSE mount's device number, not the backing-file path: the other host's FUSE file
+        // has the same path (as in src/daemon/device/fuse.ts loopsOnOurFuse).
+        "for m in $(awk '$3 ~ /^fuse/ {print $2}' /proc/self/mounts); do d=$(mountpoint -d \"$m\" 2>/dev/null) || continue; " +
+        "losetup -l -n -O NAME,BACK-MAJ:MIN | awk -v d=\"$d\" '$2 == d {print $1}'; done",
       { timeoutMs: 10_000 },
     );
     for (const line of r.stdout.split('\n')) {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createHosts, HASTCTL, type Host, type HostProcess, PUBLIC_IF, REPO, waitFor } from '../harness/netns.js';
+import { createHosts, HASTCTL, type Host, PUBLIC_IF, REPO, waitFor } from '../harness/netns.js';
 import { requires } from '../harness/tools.js';
 import { assertFiles, bringUp, copyIn, makePayload, MNT, mkfs, mount, RES, umount, waitInSync, walkthroughConf, worker } from './fs-helpers.js';
 
@@ -56,7 +56,6 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
       '',
     ].join('\n'),
   );
-  const ucarps = new Map<Host, HostProcess>();
   dump = () => {
     for (const h of hs.hosts) {
       console.log(`--- ${h.name} hastd log ---\n${h.hastdLog().slice(-6000)}`);
@@ -65,13 +64,13 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
   };
   const startUcarp = (h: Host, skew: number): void => {
     // No -P: a returning host must not preempt the master. advbase 1 s, deadratio 3 (default).
-    const p = h.spawn(
+    // h.spawn: killed by pid at power off and at cleanup.
+    h.spawn(
       'ucarp',
       ['-i', PUBLIC_IF, '-s', h.publicAddr, '-v', '42', '-p', 'skunkpass', '-a', VIP, '-b', '1', '-k', String(skew),
         '-u', join(UCARP, 'vip-up.sh'), '-d', join(UCARP, 'vip-down.sh'), '-z'],
       { env: { ...process.env, HAST_CARP_CONF: carpConf }, logFile: join(h.dir, 'ucarp.log') },
     );
-    ucarps.set(h, p);
   };
 
   // The file system is made once by hand (as in the walkthrough), then CARP takes over.
