@@ -3,8 +3,15 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+
+/**
+ * Where teardown is registered: a node:test `TestContext`, or the benchmark's own scope (bench/), so
+ * both tear down what they started the same way.
+ */
+export interface Teardown {
+  after(fn: () => unknown): void;
+}
 
 const DIST = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 export const HASTD = join(DIST, 'src', 'cli', 'hastd.js');
@@ -85,7 +92,7 @@ export interface HastdProcess {
 }
 
 /** Start `hastd -F` for a node and wait until its control socket answers. */
-export async function startHastd(t: TestContext, conf: string, node: NodeSpec, extra: readonly string[] = []): Promise<HastdProcess> {
+export async function startHastd(t: Teardown, conf: string, node: NodeSpec, extra: readonly string[] = []): Promise<HastdProcess> {
   const proc = spawn(process.execPath, ['--enable-source-maps', HASTD, '-F', '-c', conf, '--node', node.name, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -147,6 +154,18 @@ export async function startHastd(t: TestContext, conf: string, node: NodeSpec, e
   return handle;
 }
 
+/**
+ * Start hastd for `node`, give resource `res` the role, and for a primary wait until its NBD export
+ * socket `sock` exists.
+ */
+export async function startRole(t: Teardown, conf: string, node: NodeSpec, res: string, role: 'primary' | 'secondary', sock: string): Promise<HastdProcess> {
+  const d = await startHastd(t, conf, node);
+  const r = await hastctl(conf, node.name, ['role', role, res]);
+  if (r.code !== 0) throw new Error(`hastctl role ${role} ${res} on ${node.name} failed (${r.code}): ${r.stderr}`);
+  if (role === 'primary') await waitFor(`export socket ${sock}`, () => existsSync(sock));
+  return d;
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -197,7 +216,7 @@ export interface Pair {
 
 /** Two nodes on 127.0.0.1 and 127.0.0.2 sharing one hast.conf, components created with `hastctl create`. */
 export async function makePair(
-  t: TestContext,
+  t: Teardown,
   opts: { size?: number; replication?: string; extra?: string; createArgs?: readonly string[]; global?: string } = {},
 ): Promise<Pair> {
   const { mkdtempSync, rmSync, mkdirSync } = await import('node:fs');
