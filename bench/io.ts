@@ -32,18 +32,18 @@ export async function ioPhase(parent: Scope, opts: BenchOptions): Promise<IoPhas
     scope.after(() => rmSync(dir, { recursive: true, force: true }));
     const fill = !opts.sparse;
     progress(`io: starting targets (${opts.size} byte components${fill ? ', filling them' : ', sparse'})`);
-    const solo = await startSolo(scope, opts.size, fill);
+    // The hastd targets come up side by side (each start is mostly waiting on hastctl).
+    const [solo, memsync, fullsync, async] = await Promise.all([
+      startSolo(scope, opts.size, fill),
+      startPair(scope, 'memsync', opts.size, fill),
+      startPair(scope, 'fullsync', opts.size, fill),
+      startPair(scope, 'async', opts.size, fill),
+    ]);
     const anchorFile = join(dir, 'anchor.img');
     sparseFile(anchorFile, solo.dataSize);
     if (fill) fillPattern(anchorFile, 0, solo.dataSize);
     const anchor = await startNbdkitFile(scope, join(dir, 'anchor.sock'), anchorFile);
-    const uris: Record<IoTarget, string> = {
-      nbdkit: anchor.uri,
-      primary: solo.uri,
-      memsync: (await startPair(scope, 'memsync', opts.size, fill)).uri,
-      fullsync: (await startPair(scope, 'fullsync', opts.size, fill)).uri,
-      async: (await startPair(scope, 'async', opts.size, fill)).uri,
-    };
+    const uris: Record<IoTarget, string> = { nbdkit: anchor.uri, primary: solo.uri, memsync: memsync.uri, fullsync: fullsync.uri, async: async.uri };
     const samples: IoSamples = {};
     for (const job of FIO_JOBS) samples[job.id] = { nbdkit: [], primary: [], memsync: [], fullsync: [], async: [] };
     const out = join(dir, 'fio.json');

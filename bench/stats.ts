@@ -13,7 +13,9 @@ export function secondsSince(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
-/** Progress lines go to stderr, so that stdout carries only the table. */
+const STARTED = process.hrtime.bigint();
+
+/** Progress lines (with seconds since start) go to stderr, so that stdout carries only the table. */
 export function progress(msg: string): void {
-  process.stderr.write(`bench: ${msg}\n`);
+  process.stderr.write(`bench: [${secondsSince(STARTED).toFixed(1).padStart(6)}s] ${msg}\n`);
 }
