@@ -2,45 +2,19 @@
 // `npm run bench`: fio over NBD against nbdkit and hastd (alone and replicating), full and reconnect
 // resync beside nbdcopy, peak RSS at QD128. Prints a table of ratios (ours ÷ anchor) with the raw
 // figures and writes the same as JSON. Everything it starts is ended by pid, even on SIGINT.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HASTD, run } from '../test/harness/cluster.js';
-import { hasTool } from '../test/harness/tools.js';
 import { type IoPhaseResult, ioPhase } from './io.js';
 import { type BenchOptions, parseOptions, USAGE, UsageError } from './options.js';
 import { buildReport, renderTable } from './report.js';
 import { type ResyncPhaseResult, resyncPhase } from './resync.js';
 import { type RssRow, rssPhase } from './rss.js';
+import { checkPrerequisites, MissingPrerequisite } from './prerequisites.js';
 import { Scope } from './scope.js';
 
-/** The external programs the benchmark drives; it refuses to start without them. */
-export const REQUIRED_TOOLS = ['fio', 'nbdkit', 'nbdcopy'] as const;
-
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-/** Thrown when a prerequisite is missing; exits 69 (EX_UNAVAILABLE) with the message. */
-class MissingPrerequisite extends Error {
-  override readonly name = 'MissingPrerequisite';
-}
-
-/** Refuse to run, saying what to install, unless fio (with its nbd engine), nbdkit and nbdcopy exist. */
-async function checkPrerequisites(): Promise<Record<string, string>> {
-  const missing = REQUIRED_TOOLS.filter((t) => !hasTool(t));
-  if (missing.length > 0) {
-    throw new MissingPrerequisite(`the benchmark needs ${missing.join(', ')} on PATH (Debian: apt-get install fio nbdkit libnbd-bin)`);
-  }
-  const eng = await run('fio', ['--enghelp=nbd']);
-  if (eng.code !== 0 || !eng.stdout.includes('uri')) throw new MissingPrerequisite('this fio has no nbd ioengine (Debian fio ≥ 3.20 has it)');
-  if (!existsSync(HASTD)) throw new MissingPrerequisite(`${HASTD} is missing: run npm run build first`);
-  const versions: Record<string, string> = {};
-  for (const tool of REQUIRED_TOOLS) {
-    const r = await run(tool, ['--version']);
-    versions[tool] = (r.stdout.split('\n')[0] ?? '').trim();
-  }
-  return versions;
-}
 
 /** Run the chosen phases inside `scope`; return the JSON-ready report. */
 async function bench(scope: Scope, opts: BenchOptions, tools: Record<string, string>): Promise<ReturnType<typeof buildReport>> {
