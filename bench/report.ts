@@ -60,6 +60,8 @@ export interface BenchReport {
     readonly tools: Record<string, string>;
     readonly options: BenchOptions;
     readonly exportSize: number | null;
+    /** 1-minute load average when the run started and ended (other work on the machine skews figures). */
+    readonly loadAvg: { readonly before: number; readonly after: number };
   };
   readonly io: readonly IoRow[];
   readonly resync: FullResyncRow | null;
@@ -189,7 +191,7 @@ function columns(rows: readonly (readonly string[])[], left: number): string[] {
 export function renderTable(rep: BenchReport): string {
   const o = rep.meta.options;
   const out: string[] = [];
-  out.push(`hastd benchmark ${rep.meta.date} on ${rep.meta.host} (${rep.meta.cpus} CPUs, node ${rep.meta.node}); median of ${o.reps}`);
+  out.push(`hastd benchmark ${rep.meta.date} on ${rep.meta.host} (${rep.meta.cpus} CPUs, node ${rep.meta.node}); median of ${o.reps}; load ${rep.meta.loadAvg.before.toFixed(1)} → ${rep.meta.loadAvg.after.toFixed(1)}`);
   if (rep.io.length > 0) {
     out.push('');
     out.push(`fio --ioengine=nbd, ${o.runtime} s per job, exports of ${bytes(rep.meta.exportSize ?? 0)}${o.sparse ? ' (sparse)' : ''}; ratio = IOPS ÷ nbdkit's`);

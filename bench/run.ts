@@ -3,7 +3,7 @@
 // resync beside nbdcopy, peak RSS at QD128. Prints a table of ratios (ours ÷ anchor) with the raw
 // figures and writes the same as JSON. Everything it starts is ended by pid, even on SIGINT.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, hostname } from 'node:os';
+import { cpus, hostname, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type IoPhaseResult, ioPhase } from './io.js';
@@ -19,6 +19,7 @@ const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Run the chosen phases inside `scope`; return the JSON-ready report. */
 async function bench(scope: Scope, opts: BenchOptions, tools: Record<string, string>): Promise<ReturnType<typeof buildReport>> {
   const want = new Set(opts.phases);
+  const loadBefore = loadavg()[0] ?? 0;
   let io: IoPhaseResult | null = null;
   let resync: ResyncPhaseResult | null = null;
   let rss: RssRow[] = [];
@@ -33,6 +34,7 @@ async function bench(scope: Scope, opts: BenchOptions, tools: Record<string, str
     tools,
     options: opts,
     exportSize: io?.exportSize ?? null,
+    loadAvg: { before: loadBefore, after: loadavg()[0] ?? 0 },
   };
   return buildReport(meta, io, resync, rss);
 }
