@@ -46,14 +46,14 @@ async function layout(conf: string, node: NodeSpec): Promise<{ dataSize: number;
   return d;
 }
 
-/** A primary alone (`remote none`) on a component file of `fileSize` bytes. */
-export async function startSolo(scope: Scope, fileSize: number, fill: boolean): Promise<HastdTarget> {
+/** A primary alone (`remote none`) on a component file of `fileSize` bytes; `extra`: a hast.conf line for the resource. */
+export async function startSolo(scope: Scope, fileSize: number, fill: boolean, extra: string | null = null): Promise<HastdTarget> {
   const root = mkdtempSync(join(tmpdir(), 'hastd-bench-solo-'));
   scope.after(() => rmSync(root, { recursive: true, force: true }));
   const node: NodeSpec = { name: 'node-a', addr: `127.0.0.1:${await freePort('127.0.0.1')}`, dir: join(root, 'a') };
   mkdirSync(node.dir);
   const conf = join(root, 'hast.conf');
-  writeConfig(conf, [node], [{ name: RES }]);
+  writeConfig(conf, [node], [{ name: RES, ...(extra !== null ? { extra } : {}) }]);
   const img = join(node.dir, `${RES}.img`);
   sparseFile(img, fileSize);
   const r = await hastctl(conf, node.name, ['create', RES]);
@@ -66,8 +66,15 @@ export async function startSolo(scope: Scope, fileSize: number, fill: boolean): 
 }
 
 /** A primary on 127.0.0.1 replicating in `mode` to a secondary on 127.0.0.2, in sync on return. */
-export async function startPair(scope: Scope, mode: Mode, fileSize: number, fill: boolean, fillSecondary = fill): Promise<HastdTarget & { pair: Pair }> {
-  const pair = await makePair(scope, { size: fileSize, replication: mode });
+export async function startPair(
+  scope: Scope,
+  mode: Mode,
+  fileSize: number,
+  opts: { fill: boolean; fillSecondary?: boolean; extra?: string | null },
+): Promise<HastdTarget & { pair: Pair }> {
+  const fill = opts.fill;
+  const fillSecondary = opts.fillSecondary ?? fill;
+  const pair = await makePair(scope, { size: fileSize, replication: mode, ...(opts.extra != null ? { extra: opts.extra } : {}) });
   const l = await layout(pair.conf, pair.a);
   if (fill) fillPattern(pair.img(pair.a), l.localOff, l.dataSize);
   if (fillSecondary) fillPattern(pair.img(pair.b), l.localOff, l.dataSize);

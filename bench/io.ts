@@ -34,10 +34,10 @@ export async function ioPhase(parent: Scope, opts: BenchOptions): Promise<IoPhas
     progress(`io: starting targets (${opts.size} byte components${fill ? ', filling them' : ', sparse'})`);
     // The hastd targets come up side by side (each start is mostly waiting on hastctl).
     const [solo, memsync, fullsync, async] = await Promise.all([
-      startSolo(scope, opts.size, fill),
-      startPair(scope, 'memsync', opts.size, fill),
-      startPair(scope, 'fullsync', opts.size, fill),
-      startPair(scope, 'async', opts.size, fill),
+      startSolo(scope, opts.size, fill, opts.resourceExtra),
+      startPair(scope, 'memsync', opts.size, { fill, extra: opts.resourceExtra }),
+      startPair(scope, 'fullsync', opts.size, { fill, extra: opts.resourceExtra }),
+      startPair(scope, 'async', opts.size, { fill, extra: opts.resourceExtra }),
     ]);
     const anchorFile = join(dir, 'anchor.img');
     sparseFile(anchorFile, solo.dataSize);

@@ -1,5 +1,4 @@
 // Command line and environment of `npm run bench`: repetitions, sizes, runtimes, phases, output.
-import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/metadata/size.js';
 
@@ -19,11 +18,11 @@ export interface BenchOptions {
   readonly dirtyExtents: number;
   /** Leave backing files sparse instead of filling them with data before the runs. */
   readonly sparse: boolean;
+  /** A line added to every hastd resource of the benchmark (e.g. "metaflush off"), or null. */
+  readonly resourceExtra: string | null;
   readonly phases: readonly Phase[];
   /** Where the JSON result goes. */
   readonly json: string | null;
-  /** Parent directory of the benchmark's temporary directory. */
-  readonly dir: string;
 }
 
 export const USAGE = `usage: npm run bench -- [options]   (or: node dist/bench/run.js [options])
@@ -34,11 +33,11 @@ export const USAGE = `usage: npm run bench -- [options]   (or: node dist/bench/r
   --dirty N           extents dirtied for the reconnect resync (env BENCH_DIRTY; default 32)
   --quick             small and short: --size 64M --runtime 2 --resync-size 128M --dirty 8
   --sparse            leave backing files sparse (default: filled with data first)
+  --hast-conf LINE    add LINE to every hastd resource, e.g. "metaflush off" (experiments)
   --phases LIST       comma-separated subset of ${PHASES.join(',')} (default: all)
   --json FILE         write the results there (default bench/results/<date>.json)
-  --dir DIR           where the temporary directory is made (env TMPDIR; default ${tmpdir()})
   -h, --help          this text
-SIZE takes k/M/G suffixes (powers of 1024).`;
+SIZE takes k/M/G suffixes (powers of 1024). Temporary files go under $TMPDIR.`;
 
 /** Thrown for bad flags; run.ts prints it with the usage and exits 64. */
 export class UsageError extends Error {
@@ -88,9 +87,9 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv = p
         dirty: { type: 'string' },
         quick: { type: 'boolean' },
         sparse: { type: 'boolean' },
+        'hast-conf': { type: 'string' },
         phases: { type: 'string' },
         json: { type: 'string' },
-        dir: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -120,8 +119,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv = p
     resyncSize: size(rsFrom, rs),
     dirtyExtents: positive(dirtyFrom, dirty, true),
     sparse: v.sparse === true,
+    resourceExtra: v['hast-conf'] ?? null,
     phases: v.phases !== undefined ? phases(v.phases) : [...PHASES],
     json: v.json ?? null,
-    dir: v.dir ?? tmpdir(),
   };
 }

@@ -192,6 +192,7 @@ export function renderTable(rep: BenchReport): string {
   const o = rep.meta.options;
   const out: string[] = [];
   out.push(`hastd benchmark ${rep.meta.date} on ${rep.meta.host} (${rep.meta.cpus} CPUs, node ${rep.meta.node}); median of ${o.reps}; load ${rep.meta.loadAvg.before.toFixed(1)} → ${rep.meta.loadAvg.after.toFixed(1)}`);
+  if (o.resourceExtra !== null) out.push(`every hastd resource has the extra hast.conf line: ${o.resourceExtra}`);
   if (rep.io.length > 0) {
     out.push('');
     out.push(`fio --ioengine=nbd, ${o.runtime} s per job, exports of ${bytes(rep.meta.exportSize ?? 0)}${o.sparse ? ' (sparse)' : ''}; ratio = IOPS ÷ nbdkit's`);

@@ -133,7 +133,7 @@ export async function resyncPhase(parent: Scope, opts: BenchOptions, full: boole
   try {
     progress(`resync: starting a memsync pair on ${opts.resyncSize} byte components, filling the primary's`);
     // Always filled: a sparse source would let hole compression (and nbdcopy's extent map) skip it.
-    const t = await startPair(scope, 'memsync', opts.resyncSize, true, false);
+    const t = await startPair(scope, 'memsync', opts.resyncSize, { fill: true, fillSecondary: false, extra: opts.resourceExtra });
     const result: ResyncPhaseResult = { full: [], reconnect: [] };
     if (full) {
       const dir = mkdtempSync(join(tmpdir(), 'hastd-bench-copy-'));

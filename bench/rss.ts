@@ -32,7 +32,7 @@ export async function rssPhase(parent: Scope, opts: BenchOptions): Promise<RssRo
     const dir = mkdtempSync(join(tmpdir(), 'hastd-bench-rss-'));
     scope.after(() => rmSync(dir, { recursive: true, force: true }));
     progress('rss: starting a fresh memsync pair');
-    const t = await startPair(scope, 'memsync', opts.size, false);
+    const t = await startPair(scope, 'memsync', opts.size, { fill: false, extra: opts.resourceExtra });
     for (const job of RSS_JOBS) {
       progress(`rss: ${job.title} → memsync`);
       await runFio(t.uri, job, opts.runtime, join(dir, 'fio.json'));
