@@ -79,7 +79,7 @@ export async function runFio(uri: string, job: FioJob, runtimeSec: number, outFi
     '--output-format=json',
     `--output=${outFile}`,
   ];
-  const r = await run('fio', args, { timeoutMs: runtimeSec * 1000 + 120_000 });
+  const r = await run('fio', args, { timeoutMs: Math.ceil(runtimeSec * 1000) + 120_000 });
   if (r.code !== 0) throw new Error(`fio ${job.id} against ${uri} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
   return parseFioJson(readFileSync(outFile, 'utf8'), job);
 }

@@ -51,6 +51,12 @@ export interface RssReportRow extends RssRow {
   readonly goal: Goal | null;
 }
 
+/** A phase that failed; the others are still reported. */
+export interface PhaseError {
+  readonly phase: string;
+  readonly message: string;
+}
+
 export interface BenchReport {
   readonly meta: {
     readonly date: string;
@@ -67,6 +73,7 @@ export interface BenchReport {
   readonly resync: FullResyncRow | null;
   readonly reconnect: ReconnectRow | null;
   readonly rss: readonly RssReportRow[];
+  readonly errors: readonly PhaseError[];
 }
 
 const IO_GOALS: Record<string, { op: '>=' | '<='; value: number }> = {
@@ -144,13 +151,20 @@ export function rssRows(rows: readonly RssRow[]): RssReportRow[] {
   return rows.map((r) => ({ ...r, goal: r.process === 'worker' ? goal('<=', 256, r.peakMiB) : null }));
 }
 
-export function buildReport(meta: BenchReport['meta'], io: IoPhaseResult | null, resync: ResyncPhaseResult | null, rss: readonly RssRow[]): BenchReport {
+export function buildReport(
+  meta: BenchReport['meta'],
+  io: IoPhaseResult | null,
+  resync: ResyncPhaseResult | null,
+  rss: readonly RssRow[],
+  errors: readonly PhaseError[],
+): BenchReport {
   return {
     meta,
     io: io === null ? [] : ioRows(io),
     resync: resync === null ? null : fullResyncRow(resync.full),
     reconnect: resync === null ? null : reconnectRow(resync.reconnect),
     rss: rssRows(rss),
+    errors,
   };
 }
 
@@ -240,5 +254,6 @@ export function renderTable(rep: BenchReport): string {
     for (const r of rep.rss) rows.push([r.node, r.role, r.process, String(r.pid), r.peakMiB.toFixed(1), goalText(r.goal)]);
     out.push(...columns(rows, 3));
   }
+  for (const e of rep.errors) out.push('', `phase ${e.phase} FAILED: ${e.message}`);
   return `${out.join('\n')}\n`;
 }

@@ -42,7 +42,7 @@ type PairTarget = Awaited<ReturnType<typeof startPair>>;
 
 /** Bound for waiting on a sync of `bytes`: generous (1 MB/s), never under two minutes. */
 function syncTimeout(bytes: number): number {
-  return Math.max(120_000, bytes / 1000);
+  return Math.max(120_000, Math.ceil(bytes / 1000));
 }
 
 /** Kill the secondary's hastd (parent and worker). */

@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type IoPhaseResult, ioPhase } from './io.js';
 import { type BenchOptions, parseOptions, USAGE, UsageError } from './options.js';
-import { buildReport, renderTable } from './report.js';
+import { type BenchReport, buildReport, type PhaseError, renderTable } from './report.js';
 import { type ResyncPhaseResult, resyncPhase } from './resync.js';
 import { type RssRow, rssPhase } from './rss.js';
 import { checkPrerequisites, MissingPrerequisite } from './prerequisites.js';
@@ -16,16 +16,34 @@ import { Scope } from './scope.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/**
+ * Run `fn` as phase `name`; a failure is printed and recorded, and the run goes on with the next
+ * phase, so that a long run still reports what it measured.
+ */
+async function phase<T>(name: string, errors: PhaseError[], fn: () => Promise<T>): Promise<T | null> {
+  try {
+    return await fn();
+  } catch (err) {
+    const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    process.stderr.write(`bench: phase ${name} failed: ${message}\n`);
+    errors.push({ phase: name, message: err instanceof Error ? err.message : String(err) });
+    return null;
+  }
+}
+
 /** Run the chosen phases inside `scope`; return the JSON-ready report. */
-async function bench(scope: Scope, opts: BenchOptions, tools: Record<string, string>): Promise<ReturnType<typeof buildReport>> {
+async function bench(scope: Scope, opts: BenchOptions, tools: Record<string, string>): Promise<BenchReport> {
   const want = new Set(opts.phases);
   const loadBefore = loadavg()[0] ?? 0;
+  const errors: PhaseError[] = [];
   let io: IoPhaseResult | null = null;
   let resync: ResyncPhaseResult | null = null;
-  let rss: RssRow[] = [];
-  if (want.has('io')) io = await ioPhase(scope, opts);
-  if (want.has('resync') || want.has('reconnect')) resync = await resyncPhase(scope, opts, want.has('resync'), want.has('reconnect'));
-  if (want.has('rss')) rss = await rssPhase(scope, opts);
+  let rss: RssRow[] | null = null;
+  if (want.has('io')) io = await phase('io', errors, () => ioPhase(scope, opts));
+  if (want.has('resync') || want.has('reconnect')) {
+    resync = await phase('resync', errors, () => resyncPhase(scope, opts, want.has('resync'), want.has('reconnect')));
+  }
+  if (want.has('rss')) rss = await phase('rss', errors, () => rssPhase(scope, opts));
   const meta = {
     date: new Date().toISOString(),
     host: hostname(),
@@ -36,7 +54,7 @@ async function bench(scope: Scope, opts: BenchOptions, tools: Record<string, str
     exportSize: io?.exportSize ?? null,
     loadAvg: { before: loadBefore, after: loadavg()[0] ?? 0 },
   };
-  return buildReport(meta, io, resync, rss);
+  return buildReport(meta, io, resync, rss ?? [], errors);
 }
 
 /** Where the JSON goes when --json is not given: bench/results/<timestamp>.json (gitignored). */
@@ -72,7 +90,7 @@ async function main(argv: readonly string[]): Promise<number> {
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
     process.stderr.write(`bench: results written to ${path}\n`);
-    return 0;
+    return report.errors.length === 0 ? 0 : 1;
   } catch (err) {
     if (err instanceof MissingPrerequisite) {
       process.stderr.write(`bench: refusing to run: ${err.message}\n`);

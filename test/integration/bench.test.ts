@@ -54,5 +54,6 @@ test('npm run bench on a tiny size reports every row with numbers and cleans up'
   assert.deepEqual(procs, ['node-a/parent', 'node-a/worker', 'node-b/parent', 'node-b/worker']);
   for (const row of rep.rss) assertFigures(`rss ${row.node}/${row.process}`, row, ['pid', 'peakMiB']);
 
+  assert.deepEqual(rep.errors, [], 'no phase failed');
   assert.deepEqual(readdirSync(work), [], 'the benchmark left temporary files behind');
 });
