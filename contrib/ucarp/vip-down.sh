@@ -2,13 +2,19 @@
 # vip-down.sh: ucarp downscript (`ucarp -d vip-down.sh`, called as: vip-down.sh <interface> <vip>) for
 # HAST. This host is BACKUP (or ucarp starts/stops): unmount and demote every resource FIRST (so the
 # two hosts are never primary together for longer than an umount), then drop the service address.
-# Also run by ucarp at start: a resource in role init after a boot becomes secondary. Safe to run twice.
+# Also run by ucarp at start: a resource in role init after a boot becomes secondary. Returns at once
+# and works in the background (see `request` in hast-carp-lib.sh). Safe to run twice.
 set -u
 . "$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)/hast-carp-lib.sh"
 
 iface=${1:?usage: vip-down.sh interface address}
 vip=${2:?usage: vip-down.sh interface address}
+request backup "$@"
 lock
+if superseded; then
+	log info "BACKUP for $vip on $iface: overtaken by a later ucarp event, nothing to do"
+	exit 0
+fi
 log notice "becoming BACKUP for $vip on $iface"
 
 failed=0

@@ -14,6 +14,12 @@ export interface Component {
   write(bufs: readonly Buffer[], position: number): Promise<void>;
   /** Make completed writes durable (fdatasync). */
   flush(): Promise<void>;
+  /**
+   * Write and make durable this range only (O_DSYNC): cheaper than write + flush() when much
+   * other data is dirty in the page cache, which fdatasync would write out too. Optional: callers
+   * fall back to write() + flush().
+   */
+  writeDurable?(bufs: readonly Buffer[], position: number): Promise<void>;
   /** Discard a range: punch a hole in files, BLKDISCARD on devices, zero-fill as a last resort. */
   discard(position: number, length: number): Promise<void>;
   /** Make a range read back as zeroes (punch hole / write zeroes). */

@@ -1,6 +1,7 @@
 // The local component over a regular file or a block device: size, sector size, read, write,
 // flush, discard, write-zeroes, exclusive lock. HAST-SPEC §2.2 (sizes), §3.2 (lock), §8, §12.
 import type { FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { log } from '../log/log.js';
 import { ErrnoError, errnoCodeOf } from '../util/errno.js';
@@ -64,6 +65,8 @@ class LocalComponent implements Component {
   readonly sectorSize: number;
   readonly isBlockDevice: boolean;
   readonly #fh: FileHandle;
+  /** A second descriptor opened O_DSYNC on first use, for writeDurable(). */
+  #dsync: Promise<FileHandle> | null = null;
   readonly #native: HastIo | null;
   /** Set once the native discard/zero-out path answered "not supported": skip it from then on. */
   #noNativeDiscard = false;
@@ -91,29 +94,14 @@ class LocalComponent implements Component {
   }
 
   async write(bufs: readonly Buffer[], position: number): Promise<void> {
-    let pending = bufs.filter((b) => b.length > 0);
-    let at = position;
-    while (pending.length > 0) {
-      const batch = pending.length > IOV_MAX ? pending.slice(0, IOV_MAX) : pending;
-      const written =
-        batch.length === 1 && batch[0] !== undefined
-          ? (await this.#fh.write(batch[0], 0, batch[0].length, at)).bytesWritten
-          : (await this.#fh.writev(batch, at)).bytesWritten;
-      if (written === 0) throw new ErrnoError('EIO', `Write to ${this.path} at offset ${at} made no progress`);
-      at += written;
-      // Drop what was written; a partially written buffer continues from its remainder.
-      let left = written;
-      const rest: Buffer[] = [];
-      for (const b of pending) {
-        if (left >= b.length) {
-          left -= b.length;
-        } else {
-          rest.push(left > 0 ? b.subarray(left) : b);
-          left = 0;
-        }
-      }
-      pending = rest;
-    }
+    await writeAllTo(this.#fh, this.path, bufs, position);
+  }
+
+  async writeDurable(bufs: readonly Buffer[], position: number): Promise<void> {
+    // O_DSYNC: each write returns once its own range (and the device cache) is on stable storage;
+    // unlike fdatasync it does not write out the rest of the file's dirty pages.
+    this.#dsync ??= open(this.path, constants.O_RDWR | constants.O_DSYNC);
+    await writeAllTo(await this.#dsync, this.path, bufs, position);
   }
 
   async flush(): Promise<void> {
@@ -169,7 +157,37 @@ class LocalComponent implements Component {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const dsync = this.#dsync;
+    this.#dsync = null;
+    if (dsync !== null) await (await dsync.catch(() => null))?.close();
     await this.#fh.close();
+  }
+}
+
+/** Write every byte of `bufs` contiguously at `position`, resuming after short writes. */
+async function writeAllTo(fh: FileHandle, path: string, bufs: readonly Buffer[], position: number): Promise<void> {
+  let pending = bufs.filter((b) => b.length > 0);
+  let at = position;
+  while (pending.length > 0) {
+    const batch = pending.length > IOV_MAX ? pending.slice(0, IOV_MAX) : pending;
+    const written =
+      batch.length === 1 && batch[0] !== undefined
+        ? (await fh.write(batch[0], 0, batch[0].length, at)).bytesWritten
+        : (await fh.writev(batch, at)).bytesWritten;
+    if (written === 0) throw new ErrnoError('EIO', `Write to ${path} at offset ${at} made no progress`);
+    at += written;
+    // Drop what was written; a partially written buffer continues from its remainder.
+    let left = written;
+    const rest: Buffer[] = [];
+    for (const b of pending) {
+      if (left >= b.length) {
+        left -= b.length;
+      } else {
+        rest.push(left > 0 ? b.subarray(left) : b);
+        left = 0;
+      }
+    }
+    pending = rest;
   }
 }
 

@@ -167,8 +167,10 @@ export async function readBitmap(component: Component, md: Metadata): Promise<Bu
  * Write the activemap bitmap at offset 4096. Bytes past the reserved area are only sector
  * padding and are dropped; a bitmap whose meaningful bytes (one bit per extent of datasize) do
  * not fit the reserved area is refused, since writing it would overwrite user data.
+ * `durable` (metaflush): the bitmap is on stable storage when this resolves — through the
+ * component's O_DSYNC path when it has one, which leaves the rest of the dirty page cache alone.
  */
-export async function writeBitmap(component: Component, md: Metadata, bitmap: Uint8Array): Promise<void> {
+export async function writeBitmap(component: Component, md: Metadata, bitmap: Uint8Array, durable = false): Promise<void> {
   const reserved = reservedMapSize(md);
   const needed = mapSizeFor(md.dataSize, md.extentSize, 1);
   if (needed > reserved) {
@@ -178,7 +180,12 @@ export async function writeBitmap(component: Component, md: Metadata, bitmap: Ui
   if (len === 0) return;
   const view = Buffer.from(bitmap.buffer, bitmap.byteOffset, len);
   try {
-    await component.write([view], METADATA_SIZE);
+    if (!durable) await component.write([view], METADATA_SIZE);
+    else if (component.writeDurable !== undefined) await component.writeDurable([view], METADATA_SIZE);
+    else {
+      await component.write([view], METADATA_SIZE);
+      await component.flush();
+    }
   } catch (err) {
     throw new MetadataError(`Unable to write bitmap to ${component.path}: ${(err as Error).message}`, EX.IOERR, {
       cause: err,

@@ -29,12 +29,19 @@ import { runSync, type SyncPeer } from './sync.js';
 const HIO = { READ: 1, WRITE: 2, DELETE: 3, FLUSH: 4, KEEPALIVE: 5 } as const;
 const PROTO_VERSION = 2;
 const RECONNECT_MS = 10_000;
+/** Retry interval of the startup wait while the peer is still primary. */
+const STARTUP_RETRY_MS = 1000;
 const KEEPALIVE_MS = 10_000;
 /** nv type codes used when reading replies. */
 const NVT = { INT8: 1, UINT8: 2, INT16: 3, INT32: 5, UINT32: 6, INT64: 7, UINT64: 8 } as const;
 const ZEROES = Buffer.alloc(MAXPHYS);
 
 export interface Replication {
+  /**
+   * Settles when the first connection attempt is over, including the startup wait while the peer
+   * is still primary (HAST-SPEC §5.5, §6.3): the worker serves no I/O before.
+   */
+  readonly ready: Promise<void>;
   stop(): Promise<void>;
   reload(cfg: ResourceConfig): void;
   queueStats(): Partial<WorkerStats>;
@@ -96,7 +103,7 @@ function num(nv: NvFields, name: string, type: number): number | null {
   return v === null ? null : Number(v);
 }
 
-class Replicator implements Replication, RemoteLeg {
+class Replicator implements Omit<Replication, 'ready'>, RemoteLeg {
   readonly #res: PrimaryResource;
   #cfg: ResourceConfig;
   readonly #send: (msg: WorkerToParent) => void;
@@ -128,9 +135,22 @@ class Replicator implements Replication, RemoteLeg {
     return this.#out !== null && this.#in !== null;
   }
 
-  start(): void {
-    this.#timer = setInterval(() => this.#tick(), 1000);
-    void this.#connect();
+  /**
+   * First connection attempt. If the peer answers that it is still primary (`wait`), retry every
+   * second for up to `timeout` seconds, then start anyway (HAST-SPEC §6.3 startup special case).
+   * Afterwards the guard tick keeps the connection alive and reconnects every 10 s.
+   */
+  async start(): Promise<void> {
+    let result = await this.#connect();
+    if (result === 'busy') {
+      const deadline = Date.now() + this.#cfg.timeout * 1000;
+      while (result === 'busy' && !this.#stopped && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, STARTUP_RETRY_MS));
+        result = await this.#connect();
+      }
+      if (result === 'busy') log.warning('Remote node is still primary, starting anyway.');
+    }
+    if (!this.#stopped) this.#timer = setInterval(() => this.#tick(), 1000);
   }
 
   #event(event: 'connect' | 'disconnect' | 'syncstart' | 'syncdone' | 'syncintr' | 'split-brain'): void {
@@ -189,8 +209,9 @@ class Replicator implements Replication, RemoteLeg {
     });
   }
 
-  async #connect(): Promise<void> {
-    if (this.#connecting || this.#stopped || this.connected) return;
+  /** One connection attempt: `busy` when the peer says it is still primary (`wait`). */
+  async #connect(): Promise<'connected' | 'busy' | 'failed'> {
+    if (this.#connecting || this.#stopped || this.connected) return 'failed';
     this.#connecting = true;
     this.#reconnectAt = Date.now() + RECONNECT_MS;
     const timeoutMs = this.#cfg.timeout * 1000;
@@ -204,6 +225,11 @@ class Replicator implements Replication, RemoteLeg {
       out.write(Buffer.concat(encodeFrame(PROTO_VERSION, [nvString('resource', this.#cfg.name), nvU8('version', PROTO_VERSION)], null, { compression: 'none', checksum: 'none' })));
       const r1 = await readFrame(out, outReader, timeoutMs);
       const err1 = r1.nv.string('errmsg');
+      if (err1 !== null && r1.nv.has('wait')) {
+        log.warning(err1);
+        out.destroy();
+        return 'busy';
+      }
       if (err1 !== null) throw new Error(`Remote node refused the connection: ${err1}`);
       const version = num(r1.nv, 'version', NVT.UINT8) ?? 1;
       if (version > PROTO_VERSION) throw new Error(`Invalid version received (${version})`);
@@ -269,12 +295,14 @@ class Replicator implements Replication, RemoteLeg {
       this.#everConnected = true;
       this.#event('connect');
       this.#startSync(syncSrc === SYNCSRC.SECONDARY ? 'secondary' : 'primary');
+      return 'connected';
     } catch (err) {
       out?.destroy();
       inn?.destroy();
       const msg = (err as Error).message;
       log.debug(1, `Unable to connect to ${this.#cfg.remoteAddr}: ${msg}`);
       if (!/ECONNREFUSED|timed out/.test(msg)) log.warning(`Unable to connect to ${this.#cfg.remoteAddr}`, err);
+      return 'failed';
     } finally {
       this.#connecting = false;
     }
@@ -482,6 +510,6 @@ class Replicator implements Replication, RemoteLeg {
 
 export function startReplication(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void): Replication {
   const r = new Replicator(res, cfg, send);
-  r.start();
-  return r;
+  const ready = r.start();
+  return Object.assign(r, { ready });
 }

@@ -43,6 +43,19 @@ export class PrimaryResource {
   /** While syncing from the secondary, reads of extents not yet synced go to the peer. */
   staleLocal = false;
   sync: SyncProgress | null = null;
+  /**
+   * Extents whose local copy missed a write (local write error, peer succeeded). Upstream leaves
+   * the local copy silently different (HAST-SPEC §8); we serve those extents from the peer, refuse
+   * them with EIO while disconnected, and a resync that meets the extent repairs it from the peer.
+   * Kept in memory only: the on-disk bitmap cannot say "the other side is newer" per extent.
+   */
+  readonly #staleExtents = new Set<number>();
+  /**
+   * A local flush failed while the peer's succeeded: some acknowledged writes may never have
+   * reached the local disk (on Linux a failed writeback is only reported by fsync), so no local
+   * byte is trusted any more for the rest of this worker's life: every read goes to the peer.
+   */
+  #localFailed = false;
   #inFlight = 0;
   #idleWaiters: (() => void)[] = [];
   #closed = false;
@@ -54,8 +67,10 @@ export class PrimaryResource {
     this.amap = amap;
     this.bitmapWriter = new BitmapWriter({
       image: () => this.amap.bitmap(),
-      write: (image) => writeBitmap(this.comp, this.md, image),
-      flush: cfg.metaFlush ? () => this.comp.flush() : null,
+      // metaflush: the bitmap write itself is durable (O_DSYNC on its range), so that a new dirty
+      // extent does not cost an fdatasync of every dirty page of the component.
+      write: (image) => writeBitmap(this.comp, this.md, image, cfg.metaFlush),
+      flush: null,
       onError: (kind) => {
         if (kind === 'write') this.stats.writeErrors++;
         else this.stats.flushErrors++;
@@ -108,43 +123,104 @@ export class PrimaryResource {
     this.#enter();
     try {
       this.stats.reads++;
-      const remote = this.remote;
-      if (this.staleLocal && remote !== null) return await remote.read(offset, length);
-      const buf = Buffer.allocUnsafe(length);
-      try {
-        await this.comp.read(buf, this.md.localOff + offset);
-        return buf;
-      } catch (err) {
-        this.stats.readErrors++;
-        if (remote === null) throw err;
-        log.warning(`Local request failed (${(err as Error).message}), trying remote node.`);
-        return await remote.read(offset, length);
-      }
+      return await this.#readData(offset, length);
     } finally {
       this.#leave();
     }
   }
 
+  /** Local read, or the peer's copy while the local one is stale or after a local read error (fixes of upstream bugs 11 and 12). */
+  async #readData(offset: number, length: number): Promise<Buffer> {
+    const remote = this.remote;
+    if (this.staleLocal && remote !== null) return await this.#remoteRead(remote, offset, length);
+    if (this.isLocalStale(offset, length)) {
+      if (remote === null) throw new ErrnoError('EIO', 'the local copy missed a write and the peer is not connected');
+      return await this.#remoteRead(remote, offset, length);
+    }
+    const buf = Buffer.allocUnsafe(length);
+    try {
+      await this.comp.read(buf, this.md.localOff + offset);
+      return buf;
+    } catch (err) {
+      this.stats.readErrors++;
+      if (remote === null) throw err;
+      log.warning(`Local request failed (${(err as Error).message}), trying remote node.`);
+      return await this.#remoteRead(remote, offset, length);
+    }
+  }
+
+  /** The peer protocol carries whole sectors only: widen an unaligned read and cut the answer. */
+  async #remoteRead(remote: RemoteLeg, offset: number, length: number): Promise<Buffer> {
+    const ss = this.comp.sectorSize;
+    const start = offset - (offset % ss);
+    const end = Math.ceil((offset + length) / ss) * ss;
+    if (start === offset && end === offset + length) return await remote.read(offset, length);
+    const wide = await remote.read(start, end - start);
+    return wide.subarray(offset - start, offset - start + length);
+  }
+
   write(offset: number, data: Buffer, fua: boolean): Promise<void> {
     this.stats.writes++;
-    return this.#modify(offset, data.length, fua, 'write', data);
+    return this.#splitBySector(offset, data.length, fua, 'write', data);
   }
 
   trim(offset: number, length: number, fua: boolean): Promise<void> {
     this.stats.deletes++;
-    return this.#modify(offset, length, fua, 'trim', null);
+    return this.#splitBySector(offset, length, fua, 'trim', null);
   }
 
   writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
     this.stats.writes++;
-    return this.#modify(offset, length, fua, 'zero', null);
+    return this.#splitBySector(offset, length, fua, 'zero', null);
+  }
+
+  /**
+   * NBD lets a client address single bytes (we advertise a minimum block size of 1), but the
+   * component and the peer protocol work in whole sectors. An unaligned request becomes: a
+   * read-modify-write of its partial first and last sectors (each under the range lock of its
+   * whole sector) and the aligned middle as is. A trim only hints, so its partial sectors are
+   * dropped: both copies keep the same bytes there.
+   */
+  async #splitBySector(offset: number, length: number, fua: boolean, kind: 'write' | 'zero' | 'trim', data: Buffer | null): Promise<void> {
+    const ss = this.comp.sectorSize;
+    const end = offset + length;
+    if (offset % ss === 0 && end % ss === 0) return await this.#modify(offset, length, fua, kind, data);
+    const midStart = Math.min(Math.ceil(offset / ss) * ss, end);
+    const midEnd = Math.max(end - (end % ss), midStart);
+    const parts: Promise<void>[] = [];
+    const patch = (from: number, to: number): void => {
+      if (from >= to || kind === 'trim') return;
+      const sector = from - (from % ss);
+      const bytes = data === null ? null : data.subarray(from - offset, to - offset);
+      parts.push(this.#modify(sector, ss, fua, 'write', null, async () => {
+        const buf = Buffer.from(await this.#readData(sector, ss));
+        if (bytes === null) buf.fill(0, from - sector, to - sector);
+        else bytes.copy(buf, from - sector);
+        return buf;
+      }));
+    };
+    patch(offset, Math.min(midStart, end));
+    if (midStart < midEnd) {
+      parts.push(this.#modify(midStart, midEnd - midStart, fua, kind, data === null ? null : data.subarray(midStart - offset, midEnd - offset)));
+    }
+    // The last partial sector, unless the first patch already covered it (all in one sector).
+    if (midEnd < end) patch(midEnd, end);
+    await Promise.all(parts);
   }
 
   /**
    * Every modification (write, zero, trim) is tracked in the activemap: deletes too, unlike upstream,
    * so that a discard missed by the peer is repaired by resync instead of leaving the copies different.
    */
-  async #modify(offset: number, length: number, fua: boolean, kind: 'write' | 'zero' | 'trim', data: Buffer | null): Promise<void> {
+  async #modify(
+    offset: number,
+    length: number,
+    fua: boolean,
+    kind: 'write' | 'zero' | 'trim',
+    given: Buffer | null,
+    /** Builds the data once the range is locked (read-modify-write of a partial sector). */
+    build?: () => Promise<Buffer>,
+  ): Promise<void> {
     this.#enter();
     let handle: LockHandle;
     try {
@@ -157,6 +233,7 @@ export class PrimaryResource {
     let completeNow = true;
     let remoteStarted = false;
     try {
+      const data = build !== undefined ? await build() : given;
       // Write-ahead bitmap: the extent's bit is on disk before any data of this write can be.
       if (this.amap.writeStart(offset, length)) {
         this.stats.activemapUpdates++;
@@ -180,17 +257,26 @@ export class PrimaryResource {
         }
       }
       let localErr: unknown = null;
+      let localFlushFailed = false;
       try {
         const pos = this.md.localOff + offset;
         if (data !== null) await this.comp.write([data], pos);
         else if (kind === 'trim') await this.comp.discard(pos, length);
         else await this.comp.writeZeroes(pos, length);
-        if (fua) await this.comp.flush();
       } catch (err) {
         localErr = err;
         if (kind === 'trim') this.stats.deleteErrors++;
         else this.stats.writeErrors++;
         log.error(`Local ${kind} request failed`, err);
+      }
+      if (fua && localErr === null) {
+        try {
+          await this.comp.flush();
+        } catch (err) {
+          localErr = err;
+          localFlushFailed = true;
+          this.stats.flushErrors++;
+        }
       }
       if (remote === null) {
         if (localErr !== null) throw localErr;
@@ -205,6 +291,8 @@ export class PrimaryResource {
       else if (mode === 'memsync') remoteOk = await remoteAck;
       else remoteOk = true;
       if (localErr !== null && !remoteOk) throw localErr;
+      if (localFlushFailed) this.#distrustLocal(localErr);
+      else if (localErr !== null) this.#markLocalStale(offset, length);
       if (fua && mode !== 'async') await remote.flush();
       // The extent stays dirty until the peer positively finished (fix of upstream bug 12).
       completeNow = false;
@@ -218,6 +306,44 @@ export class PrimaryResource {
     } finally {
       if (completeNow) this.#complete(offset, length, handle);
     }
+  }
+
+  /** Does [offset, offset+length) touch an extent whose local copy missed a write? */
+  isLocalStale(offset: number, length: number): boolean {
+    if (this.#localFailed) return true;
+    if (this.#staleExtents.size === 0) return false;
+    const es = this.md.extentSize;
+    for (let e = Math.floor(offset / es); e * es < offset + length; e++) if (this.#staleExtents.has(e)) return true;
+    return false;
+  }
+
+  /** The local copy of this range was rewritten from the peer (resync repair). */
+  clearLocalStale(offset: number, length: number): void {
+    const es = this.md.extentSize;
+    // Only whole extents are cleared: a partial repair leaves the rest of the extent stale.
+    for (let e = Math.ceil(offset / es); (e + 1) * es <= offset + length; e++) this.#staleExtents.delete(e);
+  }
+
+  #markLocalStale(offset: number, length: number): void {
+    const es = this.md.extentSize;
+    for (let e = Math.floor(offset / es); e * es < offset + length; e++) {
+      if (!this.#staleExtents.has(e)) {
+        this.#staleExtents.add(e);
+        log.warning(`Local copy of extent ${e} missed a write; it is served by the remote node until resynchronized.`);
+      }
+    }
+    // Not marked in the on-disk bitmap: after a restart that would push the stale local data over
+    // the peer's good copy. A resync that meets the extent repairs it from the peer (sync.ts).
+  }
+
+  #distrustLocal(err: unknown): void {
+    if (this.#localFailed) return;
+    this.#localFailed = true;
+    log.error(`Local flush failed (${(err as Error).message}); the local copy is no longer trusted, reads are served by the remote node.`);
+  }
+
+  get staleExtentCount(): number {
+    return this.#localFailed ? Math.ceil(this.md.dataSize / this.md.extentSize) : this.#staleExtents.size;
   }
 
   #finishRemote(offset: number, length: number, ok: boolean, handle: LockHandle): void {
@@ -262,6 +388,7 @@ export class PrimaryResource {
       }
       const remoteOk = await remoteP;
       if (localErr !== null && !remoteOk) throw localErr;
+      if (localErr !== null) this.#distrustLocal(localErr);
     } finally {
       this.#leave();
     }

@@ -84,7 +84,10 @@ export async function runSync(
     let ok = false;
     try {
       if (!peer.connected) return;
-      if (from === 'primary') {
+      if (from === 'primary' && res.isLocalStale(c.offset, c.length)) {
+        // The local copy missed a write the peer has: repair it from the peer instead of pushing it.
+        ok = await repairFromPeer(res, peer, c.offset, c.length);
+      } else if (from === 'primary') {
         const buf = Buffer.allocUnsafe(c.length);
         try {
           await res.comp.read(buf, res.md.localOff + c.offset);
@@ -156,4 +159,24 @@ export async function runSync(
   );
   onEvent('syncdone');
   return { outcome: 'complete', bytes: done, seconds };
+}
+
+/** Rewrite a stale local range from the peer's copy; true when the local write succeeded. */
+async function repairFromPeer(res: PrimaryResource, peer: SyncPeer, offset: number, length: number): Promise<boolean> {
+  let buf: Buffer;
+  try {
+    buf = await peer.read(offset, length);
+  } catch (err) {
+    if (peer.connected) log.error('Unable to read synchronization data', err);
+    return false;
+  }
+  try {
+    await res.comp.write([buf], res.md.localOff + offset);
+  } catch (err) {
+    log.error('Unable to repair the local copy', err);
+    res.stats.writeErrors++;
+    return false;
+  }
+  res.clearLocalStale(offset, length);
+  return true;
 }

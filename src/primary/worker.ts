@@ -22,7 +22,17 @@ function send(msg: WorkerToParent): void {
   process.send?.(msg);
 }
 
-function backendOf(res: PrimaryResource): NbdBackend {
+/**
+ * The NBD backend over the data path. Requests wait for `ready`: no I/O is served before the first
+ * connection attempt to the peer (and the startup wait while it is still primary) is over
+ * (HAST-SPEC §5.5); the export and the device exist already, so I/O issued meanwhile just blocks.
+ */
+function backendOf(res: PrimaryResource, ready: Promise<void>): NbdBackend {
+  let open = false;
+  void ready.then(() => {
+    open = true;
+  });
+  const gate = <T>(op: () => Promise<T>): Promise<T> => (open ? op() : ready.then(op));
   return {
     size: res.size,
     readOnly: false,
@@ -30,11 +40,11 @@ function backendOf(res: PrimaryResource): NbdBackend {
     // flushes everything completed before it.
     canMultiConn: true,
     canFastZero: false,
-    read: (offset, length) => res.read(offset, length),
-    write: (offset, data, fua) => res.write(offset, data, fua),
-    flush: () => res.flush(),
-    trim: (offset, length, fua) => res.trim(offset, length, fua),
-    writeZeroes: (offset, length, opts) => res.writeZeroes(offset, length, opts.fua),
+    read: (offset, length) => gate(() => res.read(offset, length)),
+    write: (offset, data, fua) => gate(() => res.write(offset, data, fua)),
+    flush: () => gate(() => res.flush()),
+    trim: (offset, length, fua) => gate(() => res.trim(offset, length, fua)),
+    writeZeroes: (offset, length, opts) => gate(() => res.writeZeroes(offset, length, opts.fua)),
   };
 }
 
@@ -56,8 +66,9 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     process.exit(WORKER_EXIT.NOINPUT);
   }
 
+  const repl: Replication | null = cfg.remoteAddr === 'none' ? null : startReplication(res, cfg, send);
   const exp = parseExportAddress(cfg.exportAddr);
-  const nbd = createNbdServer(backendOf(res), {
+  const nbd = createNbdServer(backendOf(res, repl?.ready ?? Promise.resolve()), {
     exportName: cfg.provName,
     description: `HAST resource ${cfg.name}`,
     maxInFlight: SLOTS,
@@ -90,7 +101,6 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     }
   }
 
-  const repl: Replication | null = cfg.remoteAddr === 'none' ? null : startReplication(res, cfg, send);
 
   const status = (): WorkerStatus => ({
     status: res.remote !== null ? 'complete' : 'degraded',

@@ -1,15 +1,16 @@
-// The secondary's only door to the peer wire format (HAST-SPEC §3.1 nv lists, §6.2 framing, §6.3
-// handshake, §6.4 requests/replies). Until src/nv and src/peer land, this file carries a minimal
-// interim codec of its own; swapping it for those modules must not change anything outside this file.
-import { createHash } from 'node:crypto';
+// The peer wire format as the primary's and secondary's data paths use it (HAST-SPEC §3.1 nv lists,
+// §6.2 framing, §6.3 handshake, §6.4 requests/replies). The nv encoding is src/nv, payload
+// compression (hole, lzf) and checksums (crc32, sha256) are src/peer; this file adapts them to
+// the small field-list shape the sessions build and read, and keeps the incremental FrameReader.
 import type { Socket } from 'node:net';
-import { crc32 } from 'node:zlib';
+import { decodeNv, encodeNv, NvError, NvList, type NvElement } from '../nv/codec.js';
+import { computeHash } from '../peer/checksum.js';
+import { compressPayload, decompressPayload } from '../peer/compression/index.js';
+import { PeerProtocolError } from '../peer/errors.js';
 import type { HioReply, HioRequest } from './apply.js';
 
-/** nv type codes (HAST-SPEC §3.1). */
+/** nv type codes (HAST-SPEC §3.1) used by the field helpers below. */
 const NV = { INT8: 1, UINT8: 2, INT16: 3, UINT16: 4, INT32: 5, UINT32: 6, INT64: 7, UINT64: 8, UINT8_ARRAY: 10, STRING: 17 } as const;
-const SCALAR_WIDTH: Record<number, number> = { 1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 8, 8: 8 };
-const ARRAY_WIDTH: Record<number, number> = { 9: 1, 10: 1, 11: 2, 12: 2, 13: 4, 14: 4, 15: 8, 16: 8 };
 
 /** Bad bytes from the peer: the connection is dropped, the daemon lives. */
 export class WireError extends Error {
@@ -49,102 +50,45 @@ export class NvFields {
   }
 }
 
-const pad8 = (n: number): number => (n + 7) & ~7;
+/** One decoded src/nv element as a field: integers widened to bigint, arrays as their LE bytes. */
+function fieldOf(el: NvElement): NvField {
+  const v = el.value;
+  if (typeof v === 'string' || typeof v === 'bigint') return { name: el.name, type: el.type, value: v };
+  if (typeof v === 'number') return { name: el.name, type: el.type, value: BigInt(v) };
+  // Typed arrays: the host is little-endian (x86-64, arm64), as the wire is.
+  return { name: el.name, type: el.type, value: Buffer.from(v.buffer, v.byteOffset, v.byteLength) };
+}
 
-/** Decode and validate a whole nv list (HAST-SPEC §3.1); throws WireError on any violation. */
+/** Decode and validate a whole nv list (HAST-SPEC §3.1, src/nv); throws WireError on any violation. */
 export function decodeNvList(buf: Buffer): NvFields {
-  const out: NvField[] = [];
-  let at = 0;
-  while (at < buf.length) {
-    const typeByte = buf[at] ?? 0;
-    if (typeByte === 0) break;
-    if (at + 6 > buf.length) throw new WireError('Truncated nv element header');
-    if ((typeByte & 0x80) !== 0) throw new WireError('nv element in host byte order');
-    const type = typeByte & 0x7f;
-    const nameSize = buf[at + 1] ?? 0;
-    const dataSize = buf.readUInt32LE(at + 2);
-    if (type < 1 || type > 17) throw new WireError(`Invalid nv type ${type}`);
-    if (nameSize === 0 || dataSize === 0) throw new WireError('Empty nv name or data');
-    const nameAt = at + 6;
-    const dataAt = nameAt + pad8(nameSize);
-    if (dataAt + dataSize > buf.length) throw new WireError('nv element does not fit');
-    if (buf[nameAt + nameSize - 1] !== 0 || buf.subarray(nameAt, nameAt + nameSize - 1).includes(0)) {
-      throw new WireError('nv name is not NUL-terminated');
-    }
-    const name = buf.toString('latin1', nameAt, nameAt + nameSize - 1);
-    const data = buf.subarray(dataAt, dataAt + dataSize);
-    let value: bigint | string | Buffer;
-    const width = SCALAR_WIDTH[type];
-    if (width !== undefined) {
-      if (dataSize !== width) throw new WireError(`nv '${name}' has a bad size`);
-      value = readInt(data, type);
-    } else if (type === NV.STRING) {
-      if (data[dataSize - 1] !== 0 || data.subarray(0, dataSize - 1).includes(0)) {
-        throw new WireError(`nv string '${name}' is not NUL-terminated`);
-      }
-      value = data.toString('utf8', 0, dataSize - 1);
-    } else {
-      if (dataSize % (ARRAY_WIDTH[type] ?? 1) !== 0) throw new WireError(`nv array '${name}' has a bad size`);
-      value = Buffer.from(data);
-    }
-    out.push({ name, type, value });
-    at = dataAt + pad8(dataSize);
-  }
-  return new NvFields(out);
-}
-
-function readInt(d: Buffer, type: number): bigint {
-  switch (type) {
-    case NV.INT8:
-      return BigInt(d.readInt8(0));
-    case NV.UINT8:
-      return BigInt(d.readUInt8(0));
-    case NV.INT16:
-      return BigInt(d.readInt16LE(0));
-    case NV.UINT16:
-      return BigInt(d.readUInt16LE(0));
-    case NV.INT32:
-      return BigInt(d.readInt32LE(0));
-    case NV.UINT32:
-      return BigInt(d.readUInt32LE(0));
-    case NV.INT64:
-      return d.readBigInt64LE(0);
-    default:
-      return d.readBigUInt64LE(0);
+  try {
+    return new NvFields(decodeNv(buf).elements.map(fieldOf));
+  } catch (err) {
+    if (err instanceof NvError) throw new WireError(err.message, { cause: err });
+    throw err;
   }
 }
 
-/** Encode an nv list (little-endian, each part padded to 8 bytes). */
+/** Encode an nv list with src/nv (little-endian, each part padded to 8 bytes). */
 export function encodeNvList(fields: readonly NvField[]): Buffer {
-  const parts: Buffer[] = [];
+  const list = new NvList();
   for (const f of fields) {
-    const name = Buffer.from(`${f.name}\0`, 'latin1');
-    let data: Buffer;
-    if (typeof f.value === 'string') data = Buffer.from(`${f.value}\0`, 'utf8');
-    else if (Buffer.isBuffer(f.value)) data = f.value;
-    else {
-      data = Buffer.alloc(SCALAR_WIDTH[f.type] ?? 8);
-      const v = f.value;
-      switch (f.type) {
-        case NV.INT8: data.writeInt8(Number(v)); break;
-        case NV.UINT8: data.writeUInt8(Number(v)); break;
-        case NV.INT16: data.writeInt16LE(Number(v)); break;
-        case NV.UINT16: data.writeUInt16LE(Number(v)); break;
-        case NV.INT32: data.writeInt32LE(Number(v)); break;
-        case NV.UINT32: data.writeUInt32LE(Number(v)); break;
-        case NV.INT64: data.writeBigInt64LE(v); break;
-        default: data.writeBigUInt64LE(v);
-      }
+    const v = f.value;
+    switch (f.type) {
+      case NV.INT8: list.addInt8(f.name, Number(v)); break;
+      case NV.UINT8: list.addUint8(f.name, Number(v)); break;
+      case NV.INT16: list.addInt16(f.name, Number(v)); break;
+      case NV.UINT16: list.addUint16(f.name, Number(v)); break;
+      case NV.INT32: list.addInt32(f.name, Number(v)); break;
+      case NV.UINT32: list.addUint32(f.name, Number(v)); break;
+      case NV.INT64: list.addInt64(f.name, v as bigint); break;
+      case NV.UINT64: list.addUint64(f.name, v as bigint); break;
+      case NV.STRING: list.addString(f.name, v as string); break;
+      case NV.UINT8_ARRAY: list.addUint8Array(f.name, v as Buffer); break;
+      default: throw new TypeError(`nv field '${f.name}': type ${f.type} is not produced by the peer protocol`);
     }
-    const head = Buffer.alloc(6 + pad8(name.length));
-    head[0] = f.type;
-    head[1] = name.length;
-    head.writeUInt32LE(data.length, 2);
-    name.copy(head, 6);
-    parts.push(head, data);
-    if (pad8(data.length) !== data.length) parts.push(Buffer.alloc(pad8(data.length) - data.length));
   }
-  return Buffer.concat(parts);
+  return encodeNv(list);
 }
 
 export const nvU8 = (name: string, v: number): NvField => ({ name, type: NV.UINT8, value: BigInt(v) });
@@ -164,25 +108,17 @@ export interface PayloadOptions {
 
 /**
  * One framed message (HAST-SPEC §6.2): version byte, u32 LE nv length, nv list, payload. The payload
- * is compressed (hole only in the interim codec; lzf falls back to hole-or-raw) then checksummed.
+ * is compressed (src/peer: hole, or lzf when it saves at least 1 KiB) and then checksummed over the
+ * bytes as sent, as upstream hast_proto_send does.
  */
 export function encodeFrame(version: number, fields: readonly NvField[], payload: Buffer | null, opts: PayloadOptions): Buffer[] {
   const all = [...fields];
   let body = payload;
   if (body !== null && body.length > 0) {
-    if (opts.compression !== 'none' && isZero(body)) {
-      const len = Buffer.alloc(4);
-      len.writeUInt32LE(body.length);
-      body = len;
-      all.push(nvString('compression', 'hole'));
-    }
-    if (opts.checksum === 'crc32') {
-      const h = Buffer.alloc(4);
-      h.writeUInt32LE(crc32(body) >>> 0);
-      all.push(nvString('checksum', 'crc32'), nvBytes('hash', h));
-    } else if (opts.checksum === 'sha256') {
-      all.push(nvString('checksum', 'sha256'), nvBytes('hash', createHash('sha256').update(body).digest()));
-    }
+    const packed = compressPayload(opts.compression, body);
+    body = packed.data;
+    if (packed.compression !== null) all.push(nvString('compression', packed.compression));
+    if (opts.checksum !== 'none') all.push(nvString('checksum', opts.checksum), nvBytes('hash', computeHash(opts.checksum, body)));
     all.push(nvU32('size', body.length));
   }
   const nv = encodeNvList(all);
@@ -192,30 +128,28 @@ export function encodeFrame(version: number, fields: readonly NvField[], payload
   return body !== null && body.length > 0 ? [head, nv, body] : [head, nv];
 }
 
-function isZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
-}
-
-/** Undo checksum then compression on a received payload (HAST-SPEC §6.2); result ≤ maxSize. */
+/**
+ * Undo checksum then compression on a received payload (HAST-SPEC §6.2); the result is at most
+ * maxSize bytes and nothing larger is allocated. Throws WireError with upstream's wording.
+ */
 export function decodePayload(nv: NvFields, payload: Buffer, maxSize: number): Buffer {
   const alg = nv.string('checksum');
   if (alg !== null) {
     const hash = nv.bytes('hash');
-    if (hash === null) throw new WireError("Header has no 'hash' field");
-    let ok: boolean;
-    if (alg === 'crc32') ok = hash.length === 4 && hash.readUInt32LE(0) === (crc32(payload) >>> 0);
-    else if (alg === 'sha256') ok = createHash('sha256').update(payload).digest().equals(hash);
-    else throw new WireError(`Unknown checksum algorithm '${alg}'`);
-    if (!ok) throw new WireError('Hash mismatch');
+    if (hash === null) throw new WireError('Hash is missing');
+    if (alg !== 'crc32' && alg !== 'sha256') throw new WireError(`Unknown checksum algorithm '${alg}'`);
+    const computed = computeHash(alg, payload);
+    if (hash.length !== computed.length) throw new WireError(`Invalid hash size (${hash.length}) for ${alg}, should be ${computed.length}`);
+    if (!computed.equals(hash)) throw new WireError('Hash mismatch');
   }
   const comp = nv.string('compression');
   if (comp === null) return payload;
-  if (comp !== 'hole') throw new WireError(`Unsupported compression algorithm '${comp}'`);
-  if (payload.length !== 4) throw new WireError('Invalid hole-compressed payload');
-  const size = payload.readUInt32LE(0);
-  if (size > maxSize) throw new WireError(`Decompressed size too large (${size} > ${maxSize})`);
-  return Buffer.alloc(size);
+  try {
+    return decompressPayload(comp, payload, maxSize);
+  } catch (err) {
+    if (err instanceof PeerProtocolError) throw new WireError(err.message, { cause: err });
+    throw err;
+  }
 }
 
 export interface Frame {

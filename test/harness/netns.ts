@@ -7,7 +7,7 @@
 // device symlink are per host). Every command "on the host" runs through `nsenter` into the anchor.
 // Network namespaces are created with `ip netns add` and survive "power off"; the anchor does not.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -220,12 +220,9 @@ export class Host {
     };
     proc.stdout?.on('data', sink);
     proc.stderr?.on('data', sink);
-    const exited = new Promise<number | null>((r) =>
-      proc.once('exit', (code) => {
-        if (fd !== null) closeSync(fd);
-        r(code);
-      }),
-    );
+    // Output can still arrive after 'exit' (children that inherited the pipes): close the log on 'close'.
+    if (fd !== null) proc.once('close', () => closeSync(fd));
+    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
     const hp: HostProcess = { pid: proc.pid, proc, output: () => out, exited };
     this.procs.add(hp);
     void exited.then(() => this.procs.delete(hp));
@@ -286,7 +283,10 @@ export class Host {
     if (!this.running) return;
     const r = await this.sh(
       'for l in /dev/hast/*; do [ -e "$l" ] && readlink -f "$l"; done; ' +
-        "for m in $(awk '$3 ~ /^fuse/ {print $2}' /proc/self/mounts); do losetup -n -O NAME -j \"$m\"/* 2>/dev/null; losetup -l -n -O NAME,BACK-FILE | awk -v m=\"$m\" 'index($2, m) == 1 {print $1}'; done",
+        // By the FUSE mount's device number, not the backing-file path: the other host's FUSE file
+        // has the same path (as in src/daemon/device/fuse.ts loopsOnOurFuse).
+        "for m in $(awk '$3 ~ /^fuse/ {print $2}' /proc/self/mounts); do d=$(mountpoint -d \"$m\" 2>/dev/null) || continue; " +
+        "losetup -l -n -O NAME,BACK-MAJ:MIN | awk -v d=\"$d\" '$2 == d {print $1}'; done",
       { timeoutMs: 10_000 },
     );
     for (const line of r.stdout.split('\n')) {
@@ -416,6 +416,15 @@ export async function createHosts(t: TestContext, specs: readonly HostSpec[] = S
     for (const line of l.stdout.split('\n')) {
       const [dev, file] = line.trim().split(/\s+/);
       if (dev !== undefined && file !== undefined && file.startsWith(root)) await run('losetup', ['-d', dev]);
+    }
+    // HASTD_TEST_LOG=file keeps every host's logs (hastd, ucarp and scripts) past the cleanup.
+    const keep = process.env.HASTD_TEST_LOG;
+    if (keep !== undefined && keep !== '') {
+      for (const h of hosts) {
+        for (const f of readdirSync(h.dir).filter((n) => n.endsWith('.log')).sort()) {
+          appendFileSync(keep, `==== ${t.name} ${h.name} ${f}\n${readFileSync(join(h.dir, f), 'utf8')}\n`);
+        }
+      }
     }
     rmSync(root, { recursive: true, force: true });
   });

@@ -79,6 +79,32 @@ for (const mode of ['fullsync', 'memsync', 'async'] as const) {
   });
 }
 
+for (const [compression, checksum] of [['lzf', 'sha256'], ['hole', 'crc32']] as const) {
+  test(`compression ${compression} + checksum ${checksum}: compressible, zero and random writes replicate and resync identically`, async (t) => {
+    const p = await makePair(t, { replication: 'fullsync', extra: `compression ${compression}\n  checksum ${checksum}` });
+    // Written before the secondary exists: these travel by the initial sync (READ on the primary, WRITE to the peer).
+    const d = await up(t, p, p.a, 'primary');
+    let client = await NbdClient.connect({ path: p.sock(p.a) });
+    const text = Buffer.from('compressible text for lzf; '.repeat(40_000));
+    await client.write(0, text);
+    await client.write(4 * MiB, randomBytes(MiB));
+    await client.flush();
+    await client.disconnect();
+    await up(t, p, p.b, 'secondary');
+    await waitInSync(p.conf, p.a.name);
+    client = await NbdClient.connect({ path: p.sock(p.a) });
+    t.after(() => client.disconnect().catch(() => undefined));
+    // And these by regular replication.
+    await client.write(8 * MiB, text);
+    await client.writeZeroes(12 * MiB, MiB);
+    await writeLoad(client, client.size, 100, 3);
+    await client.flush();
+    await waitInSync(p.conf, p.a.name);
+    await assertIdentical(p);
+    assert.doesNotMatch(d.output(), /Hash mismatch|Unable to decompress/);
+  });
+}
+
 test('secondary killed during writes: primary degrades and keeps serving; only dirty extents resync', async (t) => {
   const p = await makePair(t, { replication: 'memsync', size: 128 * MiB, createArgs: ['-e', '1M'] });
   const sec = await up(t, p, p.b, 'secondary');
@@ -152,6 +178,40 @@ for (const mode of ['fullsync', 'memsync'] as const) {
     await assertIdentical(p);
   });
 }
+
+describe('startup wait while the peer is still primary (HAST-SPEC §6.3)', () => {
+  test('I/O waits until the peer gives up primary, then the new primary connects and replicates', async (t) => {
+    const p = await makePair(t, { replication: 'fullsync', extra: 'timeout 15' });
+    await up(t, p, p.b, 'primary');
+    const a = await up(t, p, p.a, 'primary');
+    const client = await NbdClient.connect({ path: p.sock(p.a) });
+    t.after(() => client.disconnect().catch(() => undefined));
+    let done = false;
+    const write = client.write(0, Buffer.alloc(4096, 0x5a)).then(() => {
+      done = true;
+    });
+    await waitFor('node a told that b is still primary', () => /acts as primary for the resource/.test(a.output()) || done, 10_000);
+    await sleep(1500);
+    assert.equal(done, false, 'no I/O is served while the startup wait lasts');
+    assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
+    await write;
+    await waitInSync(p.conf, p.a.name);
+    assert.match(a.output(), /Connected to tcp4:\/\/127\.0\.0\.2/);
+    assert.doesNotMatch(a.output(), /starting anyway/);
+    await assertIdentical(p);
+  });
+
+  test('a peer that stays primary: after `timeout` seconds the primary starts anyway, degraded', async (t) => {
+    const p = await makePair(t, { replication: 'memsync', extra: 'timeout 3' });
+    await up(t, p, p.b, 'primary');
+    const a = await up(t, p, p.a, 'primary');
+    const client = await NbdClient.connect({ path: p.sock(p.a) });
+    t.after(() => client.disconnect().catch(() => undefined));
+    await client.write(0, Buffer.alloc(4096, 0x33));
+    assert.match(a.output(), /Remote node is still primary, starting anyway\./);
+    assert.equal((await workerOf(p.conf, p.a.name))?.status, 'degraded');
+  });
+});
 
 test('split-brain: both primaries written while apart are refused on reconnect, hooks fire, recovery by create', async (t) => {
   const p = await makePair(t, { replication: 'memsync' });

@@ -82,8 +82,9 @@ test('contrib/ucarp scripts under ucarp: master mounts, backup demotes, failover
         '-u', join(UCARP, 'vip-up.sh'), '-d', join(UCARP, 'vip-down.sh'), '-z'], { env }),
     );
   };
+  // By hand the scripts run in the foreground (under ucarp they detach; see hast-carp-lib.sh).
   const script = (h: Host, name: string): Promise<{ code: number; stderr: string }> =>
-    h.exec(join(UCARP, name), [PUBLIC_IF, VIP], { env, timeoutMs: 30_000 });
+    h.exec(join(UCARP, name), [PUBLIC_IF, VIP], { env: { ...env, HAST_CARP_FOREGROUND: 'yes' }, timeoutMs: 30_000 });
 
   await attachDisk(s1);
   await attachDisk(s2);

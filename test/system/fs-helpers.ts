@@ -97,7 +97,17 @@ export async function mount(h: Host, fs: string): Promise<void> {
   // entries (the other host's loop device carries the same fsid) before mounting.
   if (fs === 'btrfs') await h.exec('btrfs', ['device', 'scan', '--forget'], { timeoutMs: 10_000 });
   const r = await h.sh(`mkdir -p ${MNT} && mount -t ${fs} ${DEV} ${MNT}`, { timeoutMs: 60_000 });
-  assert.equal(r.code, 0, `${h.name}: mount: ${r.stderr}`);
+  if (r.code !== 0) {
+    // What the kernel and the superblock say is the diagnosis.
+    const why = await h.sh(
+      `dmesg | tail -n 15; ls -l /dev/hast; losetup -l; ` +
+        `echo "direct read of the superblock area:"; timeout 10 dd if=${DEV} bs=4096 skip=16 count=1 iflag=direct 2>&1 | od -A d -c | head -n 6; ` +
+        `echo "buffered:"; timeout 10 dd if=${DEV} bs=4096 skip=16 count=1 2>&1 | od -A d -c | head -n 6; ` +
+        `timeout 10 blkid -p ${DEV}; echo "blkid: $?"`,
+      { timeoutMs: 60_000 },
+    );
+    assert.fail(`${h.name}: mount: ${r.stderr}\n${why.stdout}${why.stderr}`);
+  }
 }
 
 export async function umount(h: Host): Promise<void> {

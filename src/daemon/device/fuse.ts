@@ -1,8 +1,8 @@
 // The FUSE + loop device: nbdfuse exposes the NBD export as a file, losetup turns that file into
 // a block device. Used when the kernel has no nbd module. DESIGN.md "The device on Linux", NBD.md.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { log } from '../../log/log.js';
 import {
   DeviceError,
@@ -22,6 +22,12 @@ import {
 export const FUSE_READY_TIMEOUT_MS = 15_000;
 /** How long nbdfuse gets to exit after its unmount (then SIGTERM, then SIGKILL). */
 const FUSE_EXIT_GRACE_MS = 5_000;
+/**
+ * How long nbdfuse gets to exit by itself after the unmount. It has nothing left to serve then (the
+ * loop device was detached and the FUSE mount flushed), but it sometimes lingers on its NBD
+ * shutdown; waiting the full grace made every demotion 5 s slower.
+ */
+const NBDFUSE_EXIT_WAIT_MS = 1_000;
 
 /** Where the FUSE state of one provider lives under the worker's state directory. */
 export function fusePaths(provName: string, stateDir: string): { mountDir: string; file: string; pidFile: string; logFile: string } {
@@ -62,7 +68,7 @@ export async function attachFuse(opts: FuseAttachOptions): Promise<FuseDevice> {
   const losetup = requireTool('losetup', 'device fuse');
   const paths = fusePaths(opts.provName, opts.stateDir);
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
-  if (isFuseMount(paths.mountDir) || loopsBackedBy(paths.file).length > 0) {
+  if (isFuseMount(paths.mountDir) || loopsOnOurFuse(paths.file, paths.mountDir).length > 0) {
     await cleanupStaleFuse(opts.provName, opts.stateDir);
   }
   mkdirSync(paths.mountDir, { recursive: true, mode: 0o700 });
@@ -160,13 +166,13 @@ interface TeardownState {
  */
 async function teardown(s: TeardownState): Promise<void> {
   const loops = s.blockDevice !== null && backingFileOf(s.blockDevice) !== null ? [s.blockDevice] : [];
-  for (const loop of new Set([...loops, ...loopsBackedBy(s.paths.file)])) {
+  for (const loop of new Set([...loops, ...loopsOnOurFuse(s.paths.file, s.paths.mountDir)])) {
     assertNotBusy(loop, s.label, s.force);
     await detachLoop(loop);
   }
   await unmountFuse(s.paths.mountDir);
   if (s.pid > 0 && isNbdfuse(s.pid)) {
-    const deadline = Date.now() + FUSE_EXIT_GRACE_MS;
+    const deadline = Date.now() + NBDFUSE_EXIT_WAIT_MS;
     while (isNbdfuse(s.pid) && Date.now() < deadline) {
       if (s.exited !== undefined) {
         let done = false;
@@ -176,7 +182,7 @@ async function teardown(s: TeardownState): Promise<void> {
       } else await sleep(20);
     }
     if (isNbdfuse(s.pid)) {
-      log.warning(`nbdfuse (pid=${s.pid}) did not exit after unmount; terminating it.`);
+      log.debug(1, `nbdfuse (pid=${s.pid}) did not exit after unmount; terminating it.`);
       await terminate(s.pid, FUSE_EXIT_GRACE_MS, s.exited);
     }
   }
@@ -261,7 +267,7 @@ export async function cleanupStaleFuse(provName: string, stateDir: string): Prom
   } catch {
     // no pidfile
   }
-  const stale = isFuseMount(paths.mountDir) || loopsBackedBy(paths.file).length > 0 || (pid > 0 && isNbdfuse(pid));
+  const stale = isFuseMount(paths.mountDir) || loopsOnOurFuse(paths.file, paths.mountDir).length > 0 || (pid > 0 && isNbdfuse(pid));
   if (!stale) {
     removeQuietly(paths.pidFile);
     return;
@@ -274,7 +280,53 @@ export async function cleanupStaleFuse(provName: string, stateDir: string): Prom
   }
 }
 
-/** Loop devices whose backing file is `file` (what `losetup -j file` lists), from sysfs. */
+/**
+ * Loop devices bound to the FUSE file `file` mounted at `mountDir`. The backing-file path in sysfs
+ * (what `losetup -j` compares) is not enough: another hastd in another mount namespace on the same
+ * kernel (containers, the namespace test hosts) has the same path, and detaching its loop device
+ * pulls the disk from under its file system. So a loop must also sit on the file system mounted at
+ * our `mountDir` in our namespace (same device number); with our mount gone, nothing matches.
+ */
+export function loopsOnOurFuse(file: string, mountDir: string): string[] {
+  const candidates = loopsBackedBy(file);
+  if (candidates.length === 0) return [];
+  const dev = mountDevice(mountDir);
+  const losetup = findTool('losetup');
+  if (dev === null || losetup === null) return [];
+  return candidates.filter((loop) => {
+    try {
+      return execFileSync(losetup, ['-n', '-O', 'BACK-MAJ:MIN', '-l', loop], { encoding: 'utf8', timeout: 10_000 }).trim() === dev;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** "major:minor" of the file system mounted at dir in this mount namespace, or null. */
+function mountDevice(dir: string): string | null {
+  let want = dir;
+  try {
+    // Not realpath(dir) itself: on a dead FUSE mount that fails with ENOTCONN.
+    want = join(realpathSync(dirname(dir)), basename(dir));
+  } catch {
+    // compare the literal path
+  }
+  let info: string;
+  try {
+    info = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return null;
+  }
+  let dev: string | null = null;
+  for (const line of info.split('\n')) {
+    const f = line.split(' ');
+    const at = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+    if (at === want || at === dir) dev = f[2] ?? null; // the last one wins: it is the visible mount
+  }
+  return dev;
+}
+
+/** Loop devices whose backing file is `file` by name (what `losetup -j file` lists), from sysfs. */
 export function loopsBackedBy(file: string): string[] {
   let want = file;
   try {

@@ -9,6 +9,7 @@ import type { ResourceConfig } from '../../../src/config/types.js';
 import type { HookEvent } from '../../../src/daemon/worker-ipc.js';
 import { HIO_CMD } from '../../../src/secondary/apply.js';
 import { decideSecondary } from '../../../src/secondary/handshake.js';
+import { openComponent } from '../../../src/component/open.js';
 import { openLocal, readMd, type SecondaryMetadata, writeMd } from '../../../src/secondary/local.js';
 import { SecondarySession } from '../../../src/secondary/session.js';
 import { decodePayload, encodeRequest, type Frame, FrameReader } from '../../../src/secondary/wire.js';
@@ -146,7 +147,8 @@ describe('SecondarySession', () => {
     assert.equal(reply.nv.int('mapsize', 6), 0n);
     assert.equal(reply.payload, null);
     assert.deepEqual(r.events, ['connect']);
-    const comp = await openLocal(r.path);
+    // A second, unlocked handle: the session holds the component's exclusive lock.
+    const comp = await openComponent(r.path, { lock: false });
     t.after(() => comp.close());
     assert.equal((await readMd(comp, 'r0')).resuid, 77n);
   });

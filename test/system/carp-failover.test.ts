@@ -2,15 +2,23 @@
 // power off the master, the backup promotes HAST and mounts; the old master returns as secondary.
 // HASTD_CARP_RUNS=N repeats the power-off cycle N times and prints min/median/max (CI: once).
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createHosts, HASTCTL, type Host, type HostProcess, PUBLIC_IF, REPO, waitFor } from '../harness/netns.js';
+import { createHosts, HASTCTL, type Host, PUBLIC_IF, REPO, waitFor } from '../harness/netns.js';
 import { requires } from '../harness/tools.js';
-import { assertFiles, bringUp, copyIn, makePayload, MNT, mkfs, mount, RES, umount, waitInSync, walkthroughConf } from './fs-helpers.js';
+import { assertFiles, bringUp, copyIn, makePayload, MNT, mkfs, mount, RES, umount, waitInSync, walkthroughConf, worker } from './fs-helpers.js';
 
 const VIP = '192.0.2.100';
 const UCARP = join(REPO, 'contrib', 'ucarp');
+
+function readLog(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
 
 async function mounted(h: Host): Promise<boolean> {
   return (await h.exec('mountpoint', ['-q', MNT], { timeoutMs: 5_000 })).code === 0;
@@ -21,9 +29,17 @@ async function hasVip(h: Host): Promise<boolean> {
   return r.stdout.includes(` ${VIP}/`);
 }
 
-test('CARP failover with ucarp: power off the master, the backup promotes and mounts; no preemption on return', { timeout: 280_000 }, async (t) => {
-  if (!requires(t, { root: true, tools: ['ip', 'nsenter', 'unshare', 'nbdfuse', 'fusermount3', 'losetup', 'mkfs.btrfs', 'btrfs', 'ucarp', 'flock', 'mountpoint'] })) return;
-  const runs = Math.max(1, Number(process.env.HASTD_CARP_RUNS ?? '1') || 1);
+const RUNS = Math.max(1, Number(process.env.HASTD_CARP_RUNS ?? '1') || 1);
+
+test('CARP failover with ucarp: power off the master, the backup promotes and mounts; no preemption on return', { timeout: 150_000 + RUNS * 120_000 }, async (t) => {
+  if (!requires(t, { root: true, tools: ['ip', 'nsenter', 'unshare', 'nbdfuse', 'fusermount3', 'losetup', 'mkfs.btrfs', 'btrfs', 'ucarp', 'flock', 'mountpoint', 'bash', 'timeout'] })) return;
+  const runs = RUNS;
+  // Registered before the hosts, so it runs before their cleanup removes the logs.
+  let passed = false;
+  let dump = (): void => undefined;
+  t.after(() => {
+    if (!passed) dump();
+  });
   const hs = await createHosts(t);
   const s1 = hs.get('skunk1');
   const s2 = hs.get('skunk2');
@@ -40,25 +56,21 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
       '',
     ].join('\n'),
   );
-  let passed = false;
-  const ucarps = new Map<Host, HostProcess>();
-  t.after(() => {
-    if (!passed) {
-      for (const h of hs.hosts) {
-        console.log(`--- ${h.name} hastd log ---\n${h.hastdLog().slice(-5000)}`);
-        console.log(`--- ${h.name} ucarp/scripts ---\n${ucarps.get(h)?.output().slice(-5000) ?? ''}`);
-      }
+  dump = () => {
+    for (const h of hs.hosts) {
+      console.log(`--- ${h.name} hastd log ---\n${h.hastdLog().slice(-6000)}`);
+      console.log(`--- ${h.name} ucarp and scripts ---\n${readLog(join(h.dir, 'ucarp.log')).slice(-6000)}`);
     }
-  });
+  };
   const startUcarp = (h: Host, skew: number): void => {
     // No -P: a returning host must not preempt the master. advbase 1 s, deadratio 3 (default).
-    const p = h.spawn(
+    // h.spawn: killed by pid at power off and at cleanup.
+    h.spawn(
       'ucarp',
       ['-i', PUBLIC_IF, '-s', h.publicAddr, '-v', '42', '-p', 'skunkpass', '-a', VIP, '-b', '1', '-k', String(skew),
         '-u', join(UCARP, 'vip-up.sh'), '-d', join(UCARP, 'vip-down.sh'), '-z'],
       { env: { ...process.env, HAST_CARP_CONF: carpConf }, logFile: join(h.dir, 'ucarp.log') },
     );
-    ucarps.set(h, p);
   };
 
   // The file system is made once by hand (as in the walkthrough), then CARP takes over.
@@ -71,10 +83,24 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
   startUcarp(s1, 0);
   startUcarp(s2, 100);
   await waitFor('skunk1 MASTER with the file system mounted and the VIP', async () => (await mounted(s1)) && (await hasVip(s1)), 60_000, 250);
+  // skunk2's start-time vip-down.sh runs detached: wait for it rather than race it.
+  await waitFor('skunk2 secondary', async () => (await s2.status(RES)).role === 'secondary', 30_000, 250);
+  await waitInSync(s1);
   assert.equal(await mounted(s2), false);
   assert.equal(await hasVip(s2), false);
+
+  // Never two primaries: vip-up.sh on skunk2 while skunk1 is a live primary (as after a public-network
+  // partition makes both MASTER) waits PEER_WAIT seconds for skunk1 to let go, then refuses.
+  const up = await s2.exec(join(UCARP, 'vip-up.sh'), [PUBLIC_IF, VIP], {
+    env: { ...process.env, HAST_CARP_CONF: carpConf, HAST_CARP_FOREGROUND: 'yes', PEER_WAIT: '3' },
+    timeoutMs: 60_000,
+  });
+  assert.notEqual(up.code, 0, up.stderr);
+  assert.match(up.stderr, /still primary after 3s, not promoting/);
   assert.equal((await s2.status(RES)).role, 'secondary');
-  await waitInSync(s1);
+  assert.equal(await mounted(s2), false);
+  assert.equal(await hasVip(s2), false);
+  assert.equal((await worker(s1))?.status, 'complete', 'skunk1 kept its secondary');
 
   const times: number[] = [];
   let master = s1;
