@@ -3,16 +3,23 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { controlRequest } from '../../src/control/client.js';
+
+/**
+ * Where teardown is registered: a node:test `TestContext`, or the benchmark's own scope (bench/), so
+ * both tear down what they started the same way.
+ */
+export interface Teardown {
+  after(fn: () => unknown): void;
+}
 
 const DIST = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 export const HASTD = join(DIST, 'src', 'cli', 'hastd.js');
 export const HASTCTL = join(DIST, 'src', 'cli', 'hastctl.js');
 
-/** Where cleanup is registered: a node:test context, or a campaign cycle's own scope. */
-export type Scope = Pick<TestContext, 'after'>;
+/** The same registry under the campaign's name. */
+export type Scope = Teardown;
 
 export interface RunResult {
   readonly code: number;
@@ -89,7 +96,7 @@ export interface HastdProcess {
 }
 
 /** Start `hastd -F` for a node and wait until its control socket answers. */
-export async function startHastd(t: Scope, conf: string, node: NodeSpec, extra: readonly string[] = []): Promise<HastdProcess> {
+export async function startHastd(t: Teardown, conf: string, node: NodeSpec, extra: readonly string[] = []): Promise<HastdProcess> {
   const proc = spawn(process.execPath, ['--enable-source-maps', HASTD, '-F', '-c', conf, '--node', node.name, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -149,6 +156,18 @@ export async function startHastd(t: Scope, conf: string, node: NodeSpec, extra: 
   return handle;
 }
 
+/**
+ * Start hastd for `node`, give resource `res` the role, and for a primary wait until its NBD export
+ * socket `sock` exists.
+ */
+export async function startRole(t: Teardown, conf: string, node: NodeSpec, res: string, role: 'primary' | 'secondary', sock: string): Promise<HastdProcess> {
+  const d = await startHastd(t, conf, node);
+  const r = await hastctl(conf, node.name, ['role', role, res]);
+  if (r.code !== 0) throw new Error(`hastctl role ${role} ${res} on ${node.name} failed (${r.code}): ${r.stderr}`);
+  if (role === 'primary') await waitFor(`export socket ${sock}`, () => existsSync(sock));
+  return d;
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -199,7 +218,7 @@ export interface Pair {
 
 /** Two nodes on 127.0.0.1 and 127.0.0.2 sharing one hast.conf, components created with `hastctl create`. */
 export async function makePair(
-  t: Scope,
+  t: Teardown,
   opts: { size?: number; replication?: string; extra?: string; createArgs?: readonly string[]; global?: string } = {},
 ): Promise<Pair> {
   const { mkdtempSync, rmSync, mkdirSync } = await import('node:fs');

@@ -16,6 +16,7 @@ import {
   type Pair,
   sleep,
   startHastd,
+  startRole,
   waitFor,
   waitInSync,
   workerOf,
@@ -24,12 +25,8 @@ import {
 
 const MiB = 1 << 20;
 
-async function up(t: TestContext, p: Pair, node: NodeSpec, role: 'primary' | 'secondary'): Promise<Awaited<ReturnType<typeof startHastd>>> {
-  const d = await startHastd(t, p.conf, node);
-  const r = await hastctl(p.conf, node.name, ['role', role, p.res]);
-  assert.equal(r.code, 0, r.stderr);
-  if (role === 'primary') await waitFor('export socket', () => existsSync(p.sock(node)));
-  return d;
+function up(t: TestContext, p: Pair, node: NodeSpec, role: 'primary' | 'secondary'): ReturnType<typeof startRole> {
+  return startRole(t, p.conf, node, p.res, role, p.sock(node));
 }
 
 async function assertIdentical(p: Pair): Promise<void> {

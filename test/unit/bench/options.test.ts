@@ -1,0 +1,35 @@
+// The benchmark's flags and environment (bench/options.ts) and its medians (bench/stats.ts).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseOptions, UsageError } from '../../../bench/options.js';
+import { median } from '../../../bench/stats.js';
+
+test('defaults follow issue 5: 3 repetitions, 10 s jobs, a 2 GiB resync', () => {
+  const o = parseOptions([], {});
+  assert.ok(o !== 'help');
+  assert.equal(o.reps, 3);
+  assert.equal(o.runtime, 10);
+  assert.equal(o.resyncSize, 2 * 2 ** 30);
+  assert.deepEqual(o.phases, ['io', 'resync', 'reconnect', 'rss']);
+});
+
+test('flags win over BENCH_* variables, which win over --quick defaults', () => {
+  const o = parseOptions(['--quick', '--reps', '5'], { BENCH_REPS: '7', BENCH_SIZE: '32M' });
+  assert.ok(o !== 'help');
+  assert.equal(o.reps, 5);
+  assert.equal(o.size, 32 << 20);
+  assert.equal(o.runtime, 2);
+});
+
+test('bad values are usage errors that name the flag', () => {
+  assert.throws(() => parseOptions(['--reps', '0'], {}), (e: unknown) => e instanceof UsageError && /--reps/.test(e.message));
+  assert.throws(() => parseOptions(['--size', '12Q'], {}), UsageError);
+  assert.throws(() => parseOptions(['--phases', 'io,bogus'], {}), /unknown phase "bogus"/);
+  assert.throws(() => parseOptions(['--frobnicate'], {}), UsageError);
+});
+
+test('median of odd and even counts', () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.throws(() => median([]));
+});
