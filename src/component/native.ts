@@ -13,6 +13,12 @@ export interface HastIo {
   blkZeroOut(fd: number, offset: number, length: number): Promise<void>;
   blkGetSize64(fd: number): number;
   blkSszGet(fd: number): number;
+  /**
+   * preadv2/pwritev2 with RWF_NOWAIT on the calling thread: bytes transferred, -1 when it would
+   * block (or failed: retry the normal way), -2 when unsupported here. Absent in older builds.
+   */
+  preadNoWait?(fd: number, buf: Buffer, position: number): number;
+  pwriteNoWait?(fd: number, buf: Buffer, position: number): number;
 }
 
 /** flock(2) operations. */

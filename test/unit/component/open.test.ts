@@ -1,7 +1,7 @@
 // Local component over files and block devices (HAST-SPEC §3.2 lock, §8/§12 flush and delete).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { openComponent } from '../../../src/component/open.js';
@@ -172,6 +172,105 @@ describe('file component', () => {
     await comp.read(back, 0);
     assert.deepEqual(back, pattern(4096, 3));
     await assert.rejects(comp.write([Buffer.alloc(1)], 0));
+  });
+});
+
+describe('RWF_NOWAIT fast path', () => {
+  /** An addon whose NOWAIT calls answer from `answers` in turn (then -1), counting calls. */
+  function scripted(readAnswers: number[], writeAnswers: number[]): HastIo & { reads: number; writes: number } {
+    const real = loadNative();
+    const fake = {
+      reads: 0,
+      writes: 0,
+      flock: () => {},
+      punchHole: async () => {},
+      blkDiscard: async () => {},
+      blkZeroOut: async () => {},
+      blkGetSize64: () => 0,
+      blkSszGet: () => 512,
+      preadNoWait(fd: number, buf: Buffer, position: number): number {
+        fake.reads++;
+        const n = readAnswers.shift() ?? -1;
+        // A positive answer really transfers that many bytes (through the real addon when built).
+        if (n > 0) {
+          const got = real?.preadNoWait?.(fd, buf.subarray(0, n), position) ?? -1;
+          if (got !== n) throw new Error(`setup: real preadNoWait gave ${got}`);
+        }
+        return n;
+      },
+      pwriteNoWait(_fd: number, _buf: Buffer, _position: number): number {
+        fake.writes++;
+        return writeAnswers.shift() ?? -1;
+      },
+    };
+    return fake;
+  }
+
+  test('the real addon reads cached data inline and writes or declines; the data is right either way', async (t) => {
+    const native = needNative(t);
+    if (native === null) return;
+    assert.equal(typeof native.preadNoWait, 'function');
+    const path = fileOf(t, 0, pattern(MiB, 9));
+    const comp = await openComponent(path, { lock: false });
+    t.after(() => comp.close());
+    const a = Buffer.alloc(4096);
+    await comp.read(a, 8192);
+    assert.deepEqual(a, pattern(MiB, 9).subarray(8192, 8192 + 4096));
+    // 64 KiB + 1: over the inline limit, so through the pool; same bytes.
+    const big = Buffer.alloc(64 * 1024 + 1);
+    await comp.read(big, 1000);
+    assert.deepEqual(big, pattern(MiB, 9).subarray(1000, 1000 + big.length));
+    const w = pattern(4096, 77);
+    await comp.write([w], 12288);
+    const back = Buffer.alloc(4096);
+    await comp.read(back, 12288);
+    assert.deepEqual(back, w);
+    assert.deepEqual(readFileSync(path).subarray(12288, 12288 + 4096), w);
+    // The kernel's own answer: a cached read is complete; an unsupported write says -2, not an error.
+    const fd = openSync(path, 'r+');
+    t.after(() => closeSync(fd));
+    assert.equal(native.preadNoWait?.(fd, Buffer.alloc(512), 0), 512);
+    assert.ok([-2, -1, 512].includes(native.pwriteNoWait?.(fd, Buffer.alloc(512, 1), 0) ?? NaN));
+  });
+
+  test('a partial inline read is completed by the pool; "would block" falls back; "unsupported" stops asking', async (t) => {
+    const path = fileOf(t, 0, pattern(MiB, 4));
+    const fake = scripted([1000, -1, -2], []);
+    const comp = await openComponent(path, { lock: false, native: fake });
+    t.after(() => comp.close());
+    for (const at of [0, 4096, 8192, 12288]) {
+      const b = Buffer.alloc(4096);
+      await comp.read(b, at);
+      assert.deepEqual(b, pattern(MiB, 4).subarray(at, at + 4096), `read at ${at}`);
+    }
+    // 1000 (partial), -1 (would block), -2 (unsupported): never asked for the fourth read.
+    assert.equal(fake.reads, 3);
+  });
+
+  test('a read past the end still fails with EIO when the inline read returns 0', async (t) => {
+    const path = fileOf(t, 0, pattern(8192, 1));
+    const comp = await openComponent(path, { lock: false, native: scripted([0], []) });
+    t.after(() => comp.close());
+    await assert.rejects(comp.read(Buffer.alloc(4096), 8192), { code: 'EIO' });
+  });
+
+  test('an inline write that stops short is finished by the pool; "unsupported" stops asking', async (t) => {
+    const path = fileOf(t, 0, Buffer.alloc(MiB));
+    // 1500 bytes "written" inline: the fake writes nothing, so the pool must write from byte 1500,
+    // and the first 1500 bytes must then still be zero (proving the remainder offset is right).
+    const fake = scripted([], [1500, -1, -2]);
+    const comp = await openComponent(path, { lock: false, native: fake });
+    t.after(() => comp.close());
+    const data = pattern(4096, 3);
+    await comp.write([data], 0);
+    await comp.write([data], 8192);
+    await comp.write([data], 16384);
+    await comp.write([data], 24576);
+    const file = readFileSync(path);
+    assert.ok(file.subarray(0, 1500).every((x) => x === 0));
+    assert.deepEqual(file.subarray(1500, 4096), data.subarray(1500));
+    for (const at of [8192, 16384, 24576]) assert.deepEqual(file.subarray(at, at + 4096), data);
+    assert.equal(fake.writes, 3);
   });
 });
 
