@@ -102,7 +102,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 
   // Upstream: a pidfile only when daemonising or when -P is given.
-  let pidfile: { release(): void } | null = null;
+  let pidfile: { readonly path: string; release(): void } | null = null;
   const pidPath = opts.pidfile ?? (opts.foreground ? undefined : cfg.pidFile);
   if (pidPath !== undefined) {
     try {
@@ -124,6 +124,19 @@ async function main(argv: readonly string[]): Promise<number> {
     reloadConfig: load,
     runHook: (exec, args) => hooks.run(exec, args),
     startPeerListeners,
+    // Upstream follows a changed `pidfile` only when it chose the path itself (daemonised, no -P).
+    pidfileChanged: (path) => {
+      if (opts.pidfile !== undefined || opts.foreground) return;
+      try {
+        const fresh = acquirePidfile(path);
+        const old = pidfile;
+        pidfile = fresh;
+        old?.release();
+        log.info(`Pidfile changed from ${old?.path ?? '(none)'} to ${path}.`);
+      } catch (err) {
+        log.warning(`Unable to open or create pidfile ${path}`, err);
+      }
+    },
   });
   try {
     await parent.start();

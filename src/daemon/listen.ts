@@ -242,27 +242,40 @@ function isFamilyUnavailable(err: unknown): boolean {
  * (upstream listens on tcp4 and tcp6 by default); nothing bound throws "No address to listen on.";
  * any other bind failure throws. Resolves with a function that closes the listeners.
  */
-export async function startPeerListeners(parent: HastdParent): Promise<() => void> {
+/** The parent's peer listeners: one server per `listen` address, updated on reload. */
+export interface PeerListeners {
+  /** Apply a reloaded `listen` list (HAST-SPEC §10.3); rejects, changing nothing, when none would remain. */
+  update(addrs: readonly string[]): Promise<void>;
+  close(): void;
+}
+
+async function listenOn(addr: string, acceptor: PeerAcceptor): Promise<Server> {
+  const a = parsePeerAddress(addr);
+  const server = createServer({ pauseOnConnect: true }, (sock) => {
+    void acceptor.accept(sock);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: a.host, port: a.port, backlog: 8, ipv6Only: a.family === 6 }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.error(`Listener on ${addr} failed`, err));
+  return server;
+}
+
+export async function startPeerListeners(parent: HastdParent): Promise<PeerListeners> {
   const acceptor = new PeerAcceptor(parent);
-  const servers: Server[] = [];
+  const servers = new Map<string, Server>();
   const closeAll = (): void => {
-    for (const s of servers) s.close();
+    for (const s of servers.values()) s.close();
+    servers.clear();
     acceptor.close();
   };
   for (const addr of parent.cfg.listen) {
-    const a = parsePeerAddress(addr);
-    const server = createServer({ pauseOnConnect: true }, (sock) => {
-      void acceptor.accept(sock);
-    });
-    server.on('error', (err) => log.error(`Listener on ${addr} failed`, err));
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: a.host, port: a.port, backlog: 8, ipv6Only: a.family === 6 }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      servers.set(addr, await listenOn(addr, acceptor));
     } catch (err) {
       if (isFamilyUnavailable(err)) {
         log.warning(`Unable to listen on address ${addr}`, err);
@@ -272,8 +285,35 @@ export async function startPeerListeners(parent: HastdParent): Promise<() => voi
       throw new Error(`Unable to listen on address ${addr}: ${err instanceof Error ? err.message : String(err)}`);
     }
     log.info(`Listening on address ${addr}.`);
-    servers.push(server);
   }
-  if (servers.length === 0) throw new Error('No address to listen on.');
-  return closeAll;
+  if (servers.size === 0) throw new Error('No address to listen on.');
+  return {
+    close: closeAll,
+    async update(addrs: readonly string[]): Promise<void> {
+      const wanted = new Set(addrs);
+      const opened = new Map<string, Server>();
+      for (const addr of wanted) {
+        if (servers.has(addr)) continue;
+        try {
+          opened.set(addr, await listenOn(addr, acceptor));
+          log.info(`Listening on new address ${addr}.`);
+        } catch (err) {
+          log.warning(`Unable to listen on address ${addr}`, err);
+        }
+      }
+      const kept = [...servers.keys()].filter((a) => wanted.has(a));
+      if (kept.length + opened.size === 0) {
+        for (const s of opened.values()) s.close();
+        throw new Error('No address to listen on.');
+      }
+      for (const addr of kept) log.info(`Keep listening on address ${addr}.`);
+      for (const [addr, s] of [...servers]) {
+        if (wanted.has(addr)) continue;
+        s.close();
+        servers.delete(addr);
+        log.info(`No longer listening on address ${addr}.`);
+      }
+      for (const [addr, s] of opened) servers.set(addr, s);
+    },
+  };
 }

@@ -17,6 +17,7 @@ import {
 } from '../control/messages.js';
 import { readLine } from '../control/wire.js';
 import { log } from '../log/log.js';
+import type { PeerListeners } from './listen.js';
 import type { HookEvent, ParentToWorker, WorkerToParent } from './worker-ipc.js';
 import { WORKER_EXIT } from './worker-ipc.js';
 
@@ -33,8 +34,10 @@ export interface ParentOptions {
   readonly reloadConfig: () => HastConfig;
   /** Runs an exec hook (never blocks, never throws). */
   readonly runHook: (exec: string, args: readonly string[]) => void;
-  /** Accept peer connections (installed by the replication layer); returns a closer. */
-  readonly startPeerListeners?: (parent: HastdParent) => Promise<() => void>;
+  /** Accept peer connections (installed by the replication layer). */
+  readonly startPeerListeners?: (parent: HastdParent) => Promise<PeerListeners>;
+  /** A reload changed `pidfile` (HAST-SPEC §10.3); failures only warn. */
+  readonly pidfileChanged?: (path: string) => void;
 }
 
 /** Per-resource state kept by the parent. */
@@ -63,7 +66,7 @@ export class HastdParent {
   readonly opts: ParentOptions;
   readonly resources = new Map<string, ResourceState>();
   #control: Server | null = null;
-  #closePeers: (() => void) | null = null;
+  #peers: PeerListeners | null = null;
   #statusId = 0;
   #shuttingDown = false;
   /** Serialises role changes and reloads (upstream's parent is single-threaded). */
@@ -78,7 +81,7 @@ export class HastdParent {
   async start(): Promise<void> {
     this.#control = await listenControl(this.cfg.controlPath, (sock) => this.#onControl(sock));
     if (this.opts.startPeerListeners !== undefined) {
-      this.#closePeers = await this.opts.startPeerListeners(this);
+      this.#peers = await this.opts.startPeerListeners(this);
     }
     log.info('Started successfully, running protocol version 2.');
   }
@@ -330,18 +333,29 @@ export class HastdParent {
       return;
     }
     await this.serialize(async () => {
+      const listenChanged = this.#peers !== null && next.listen.join('\n') !== this.cfg.listen.join('\n');
+      if (listenChanged) {
+        try {
+          await this.#peers?.update(next.listen);
+        } catch (err) {
+          log.error('Configuration not reloaded', err);
+          return;
+        }
+      }
       if (next.controlPath !== this.cfg.controlPath) {
         let fresh: Server;
         try {
           fresh = await listenControl(next.controlPath, (sock) => this.#onControl(sock));
         } catch (err) {
           log.error('Configuration not reloaded', err);
+          if (listenChanged) await this.#peers?.update(this.cfg.listen).catch(() => undefined);
           return;
         }
         closeControl(this.#control, this.cfg.controlPath);
         this.#control = fresh;
         log.info(`Control socket changed from ${this.cfg.controlAddr} to ${next.controlAddr}.`);
       }
+      if (next.pidFile !== this.cfg.pidFile) this.opts.pidfileChanged?.(next.pidFile);
       const newNames = new Set(next.resources.map((r) => r.name));
       for (const [name, res] of [...this.resources]) {
         if (!newNames.has(name)) {
@@ -385,7 +399,7 @@ export class HastdParent {
     if (this.#shuttingDown) return;
     this.#shuttingDown = true;
     log.info('Termination signal received, exiting.');
-    this.#closePeers?.();
+    this.#peers?.close();
     closeControl(this.#control, this.cfg.controlPath);
     const waits: Promise<void>[] = [];
     for (const res of this.resources.values()) waits.push(this.stopWorker(res));

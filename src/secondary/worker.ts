@@ -34,6 +34,8 @@ function exitNow(code: number): never {
 export async function runSecondaryWorker(init: WorkerInit): Promise<void> {
   let cfg: ResourceConfig = init.resource;
   let session: SecondarySession | null = null;
+  /** From the metadata once read; shown by `hastctl status`. */
+  let geometry = { extentSize: 0, keepDirty: 0 };
   let stopping = false;
   let gotIn: Socket | null = null;
   let gotOut: { sock: Socket; first: PeerFirstMessage } | null = null;
@@ -61,8 +63,8 @@ export async function runSecondaryWorker(init: WorkerInit): Promise<void> {
         const status: WorkerStatus = {
           status: 'complete',
           dirty: 0,
-          extentSize: 0,
-          keepDirty: 0,
+          extentSize: geometry.extentSize,
+          keepDirty: geometry.keepDirty,
           stats: stats ?? emptyStats(),
           sync: null,
           lastSync: null,
@@ -104,6 +106,7 @@ export async function runSecondaryWorker(init: WorkerInit): Promise<void> {
   let md;
   try {
     md = await readMd(comp, cfg.name);
+    geometry = { extentSize: md.extentSize, keepDirty: md.keepDirty };
   } catch (err) {
     log.error('Unable to read metadata', err);
     exitNow(EX.NOINPUT);

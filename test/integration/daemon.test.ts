@@ -2,6 +2,7 @@
 // pidfile locking, worker restart, and the write-ahead activemap after SIGKILL of the worker.
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, openSync, readSync, writeFileSync, truncateSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
@@ -229,6 +230,43 @@ describe('daemon and roles', () => {
     });
     assert.notEqual(pid2, pid1);
     assert.equal((await statusJson(conf, 'solo', 'r0')).role, 'primary');
+  });
+});
+
+describe('reload (SIGHUP)', () => {
+  /** True when a TCP connection to addr ("host:port") is accepted. */
+  function connects(addr: string): Promise<boolean> {
+    const [host, port] = addr.split(':');
+    return new Promise((resolve) => {
+      const s = connect({ host, port: Number(port) });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+  }
+
+  test('a new listen address is opened and the removed one closed; an added resource appears; a broken file changes nothing', async (t) => {
+    const { conf, node } = soloNode(t);
+    const d = await startHastd(t, conf, node);
+    assert.equal(await connects(node.addr), true);
+    const moved: NodeSpec = { ...node, addr: `127.0.0.1:${nextPort++}` };
+    writeConfig(conf, [moved], [{ name: 'r0' }, { name: 'r1' }]);
+    process.kill(d.pid, 'SIGHUP');
+    await waitFor('reload', () => /Resource r1 added\./.test(d.output()));
+    assert.match(d.output(), new RegExp(`Listening on new address tcp4://${moved.addr}\\.`));
+    assert.match(d.output(), new RegExp(`No longer listening on address tcp4://${node.addr}\\.`));
+    assert.equal(await connects(moved.addr), true);
+    assert.equal(await connects(node.addr), false);
+    assert.equal((await statusJson(conf, 'solo', 'r1')).role, 'init');
+
+    writeFileSync(conf, 'resource r0 {\n');
+    process.kill(d.pid, 'SIGHUP');
+    await waitFor('refusal', () => /Configuration not reloaded/.test(d.output()));
+    assert.equal(await connects(moved.addr), true);
+    writeConfig(conf, [moved], [{ name: 'r0' }, { name: 'r1' }]);
+    assert.equal((await statusJson(conf, 'solo', 'r1')).role, 'init');
   });
 });
 

@@ -17,6 +17,7 @@ import {
   sleep,
   startHastd,
   startRole,
+  statusJson,
   waitFor,
   waitInSync,
   workerOf,
@@ -75,6 +76,9 @@ for (const mode of ['fullsync', 'memsync', 'async'] as const) {
     const sw = await workerOf(p.conf, p.b.name);
     assert.equal(sw?.status, 'complete');
     assert.ok((sw?.stats.writes ?? 0) >= 300, 'the secondary applied the writes');
+    const sst = (await statusJson(p.conf, p.b.name, p.res)).worker as { extentSize: number; keepDirty: number };
+    assert.equal(sst.extentSize, 2 * MiB, 'the secondary shows its metadata geometry');
+    assert.equal(sst.keepDirty, 64);
     await assertIdentical(p);
   });
 }
