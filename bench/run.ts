@@ -103,4 +103,5 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// Explicit exit: Node 20 can spin in its exit-time handle cleanup (nodejs/node#47748).
+process.exit(await main(process.argv.slice(2)));

@@ -217,12 +217,12 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
   }
 }
 
+// Exit explicitly (stdout and stderr are synchronous for files and pipes on Linux): Node 20 can
+// spin at 100% CPU in its exit-time handle cleanup (nodejs/node#47748), and HA scripts wait on us.
 hastctl(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
+  (code) => process.exit(code),
   (err: unknown) => {
     warn(err instanceof Error ? (err.stack ?? err.message) : String(err));
-    process.exitCode = EX.SOFTWARE;
+    process.exit(EX.SOFTWARE);
   },
 );

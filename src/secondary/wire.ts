@@ -167,10 +167,15 @@ export class FrameReader {
   readonly #maxNv: number;
   readonly #maxPayload: number;
   #chunks: Buffer[] = [];
+  /** Bytes of chunks[0] already consumed. */
+  #offset = 0;
   #have = 0;
   #head: { version: number; nvLen: number } | null = null;
   #nv: NvFields | null = null;
   #payloadLen = 0;
+  /** A payload spanning chunks, assembled as bytes arrive (one copy; chunks released early). */
+  #payload: Buffer | null = null;
+  #payloadFill = 0;
 
   constructor(opts: { maxNv: number; maxPayload: number }) {
     this.#maxNv = opts.maxNv;
@@ -182,23 +187,64 @@ export class FrameReader {
   }
 
   push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
     this.#chunks.push(chunk);
     this.#have += chunk.length;
   }
 
+  /** Consume n ≤ #have bytes: a subarray when inside one chunk, else one fresh Buffer. */
   #take(n: number): Buffer {
-    const first = this.#chunks[0];
-    let out: Buffer;
-    if (first !== undefined && first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(n);
-    } else {
-      const all = Buffer.concat(this.#chunks, this.#have);
-      out = all.subarray(0, n);
-      this.#chunks = all.length > n ? [all.subarray(n)] : [];
+    const first = this.#chunks[0] as Buffer;
+    if (first.length - this.#offset >= n) {
+      const out = first.subarray(this.#offset, this.#offset + n);
+      this.#advance(n);
+      return out;
     }
+    const out = Buffer.allocUnsafe(n);
+    this.#copyInto(out, 0, n);
+    return out;
+  }
+
+  #copyInto(dst: Buffer, at: number, n: number): void {
+    let done = 0;
+    while (done < n) {
+      const c = this.#chunks[0] as Buffer;
+      const len = Math.min(c.length - this.#offset, n - done);
+      c.copy(dst, at + done, this.#offset, this.#offset + len);
+      done += len;
+      this.#advance(len);
+    }
+  }
+
+  #advance(n: number): void {
     this.#have -= n;
+    this.#offset += n;
+    while (this.#chunks.length > 0 && this.#offset >= (this.#chunks[0] as Buffer).length) {
+      this.#offset -= (this.#chunks.shift() as Buffer).length;
+    }
+  }
+
+  /**
+   * The payload once complete, else null. One inside a single socket chunk is copied out (small,
+   * and the chunk is not kept alive by it); one spanning chunks is assembled as bytes arrive.
+   */
+  #takePayload(): Buffer | null {
+    const size = this.#payloadLen;
+    if (this.#payload === null) {
+      const first = this.#chunks[0];
+      if (first !== undefined && first.length - this.#offset >= size) return Buffer.from(this.#take(size));
+      this.#payload = Buffer.allocUnsafe(size);
+      this.#payloadFill = 0;
+    }
+    const n = Math.min(this.#have, size - this.#payloadFill);
+    if (n > 0) {
+      this.#copyInto(this.#payload, this.#payloadFill, n);
+      this.#payloadFill += n;
+    }
+    if (this.#payloadFill < size) return null;
+    const out = this.#payload;
+    this.#payload = null;
+    this.#payloadFill = 0;
     return out;
   }
 
@@ -220,8 +266,11 @@ export class FrameReader {
       this.#payloadLen = size === null ? 0 : Number(size);
       if (this.#payloadLen > this.#maxPayload) throw new WireError(`Payload too large (${this.#payloadLen} > ${this.#maxPayload})`);
     }
-    if (this.#have < this.#payloadLen) return null;
-    const payload = this.#payloadLen > 0 ? Buffer.from(this.#take(this.#payloadLen)) : null;
+    let payload: Buffer | null = null;
+    if (this.#payloadLen > 0) {
+      payload = this.#takePayload();
+      if (payload === null) return null;
+    }
     const frame: Frame = { version: this.#head.version, nv: this.#nv, payload };
     this.#head = null;
     this.#nv = null;

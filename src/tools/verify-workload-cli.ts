@@ -88,7 +88,8 @@ async function main(): Promise<number> {
   usage();
 }
 
-main().then((code) => (process.exitCode = code), (err: unknown) => {
+// Explicit exit: Node 20 can spin in its exit-time handle cleanup (nodejs/node#47748).
+main().then((code) => process.exit(code), (err: unknown) => {
   process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
+  process.exit(1);
 });
