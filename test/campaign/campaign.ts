@@ -494,12 +494,18 @@ export function formatSummary(s: CampaignSummary): string {
 async function main(): Promise<void> {
   const { parseArgs } = await import('node:util');
   const { values } = parseArgs({
-    options: { cycles: { type: 'string' }, seed: { type: 'string' }, 'round-robin': { type: 'boolean' }, verbose: { type: 'boolean' } },
+    options: {
+      cycles: { type: 'string' },
+      seed: { type: 'string' },
+      'round-robin': { type: 'boolean' },
+      verbose: { type: 'boolean' },
+      json: { type: 'string' },
+    },
     strict: true,
   });
-  if (values.cycles === undefined) {
-    process.stdout.write('usage: campaign --cycles N [--seed S] [--round-robin] [--verbose]\n');
-    return;
+  if (values.cycles === undefined || !/^\d+$/.test(values.cycles)) {
+    process.stderr.write('usage: campaign --cycles N [--seed S] [--round-robin] [--verbose] [--json FILE]\n');
+    process.exit(64);
   }
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
@@ -518,6 +524,11 @@ async function main(): Promise<void> {
     },
   });
   process.stdout.write(`\n${formatSummary(s)}\nreplay with --seed ${seed}\n`);
+  if (values.json !== undefined) {
+    const { writeFileSync } = await import('node:fs');
+    // The per-block generation arrays are for comparing copies in-process only.
+    writeFileSync(values.json, JSON.stringify(s, (k, v: unknown) => (k === 'found' ? undefined : v)));
+  }
   // Explicit exit: after 100 cycles Node 20 once spun at 100% CPU in its exit-time handle
   // cleanup (Environment::CleanupHandles, nodejs/node#47748) instead of exiting.
   process.exit(campaignOk(s) ? 0 : 1);

@@ -83,8 +83,8 @@ export class FaultProxy {
   cut(): void {
     for (const l of [...this.#links]) {
       this.cuts++;
-      l.client.resetAndDestroy();
-      l.upstream.resetAndDestroy();
+      reset(l.client);
+      reset(l.upstream);
       this.#links.delete(l);
     }
   }
@@ -129,4 +129,14 @@ export class FaultProxy {
     this.#server = null;
     if (srv !== null) await new Promise<void>((r) => srv.close(() => r()));
   }
+}
+
+/**
+ * RST the connection, unless a graceful shutdown (end()) is already under way or it is still
+ * connecting: resetAndDestroy() then can leave the native TCP handle referenced, and Node spins at
+ * 100% CPU at exit waiting for it (seen after a campaign; the same race as libp2p/js-libp2p#3597).
+ */
+function reset(sock: Socket): void {
+  if (sock.writableEnded || sock.connecting || sock.destroyed) sock.destroy();
+  else sock.resetAndDestroy();
 }
