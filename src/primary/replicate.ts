@@ -458,6 +458,7 @@ class Replicator implements Omit<Replication, 'ready'>, RemoteLeg {
       .catch((err: unknown) => log.error('Synchronization failed', err))
       .finally(() => {
         this.#syncing = null;
+        res.sync = null;
       });
   }
 

@@ -146,12 +146,14 @@ export async function runSync(
   }
   await Promise.all(lanes);
   const seconds = (Date.now() - started) / 1000;
-  res.sync = null;
   if (!peer.connected || failed) {
+    res.sync = null;
     log.info(`Synchronization interrupted after ${formatSeconds(seconds)}. ${humanizeNumber(done)}B synchronized so far.`);
     onEvent('syncintr');
     return { outcome: 'interrupted', bytes: done, seconds };
   }
+  // res.sync stays set (nothing left) until the caller has recorded the result and equalised the
+  // counters: a status showing no sync and dirty 0 must already show the completed sync.
   await res.bitmapWriter.persist();
   const rate = seconds > 0 ? Math.round(done / seconds) : done;
   log.info(
