@@ -16,6 +16,8 @@ const ZERO_CHUNK = 1024 * 1024;
  * would copy on both cores at once (1 MiB reads: 0.4x as fast inline).
  */
 const NOWAIT_MAX = 64 * 1024;
+/** Buffered NOWAIT writes that failed with EAGAIN, none having succeeded, before we stop trying. */
+const NOWAIT_GIVE_UP = 1024;
 
 /** Linux IOV_MAX: writev takes at most this many buffers per call. */
 const IOV_MAX = 1024;
@@ -81,6 +83,8 @@ class LocalComponent implements Component {
   /** The RWF_NOWAIT fast path (page-cache hits on the event-loop thread), per direction, while supported. */
   #nowaitRead: boolean;
   #nowaitWrite: boolean;
+  #nowaitHits = 0;
+  #nowaitMisses = 0;
   #closed = false;
 
   constructor(path: string, fh: FileHandle, size: number, sectorSize: number, isBlockDevice: boolean, native: HastIo | null) {
@@ -117,11 +121,15 @@ class LocalComponent implements Component {
     const first = bufs[0];
     if (this.#nowaitWrite && bufs.length === 1 && first !== undefined && first.length > 0 && first.length <= NOWAIT_MAX) {
       // Into the page cache on this thread if that needs no waiting (file systems that support
-      // buffered RWF_NOWAIT writes: xfs, btrfs; ext4 says EOPNOTSUPP and we stop trying).
+      // buffered RWF_NOWAIT writes: xfs; ext4 says EOPNOTSUPP and we stop trying; btrfs, which
+      // must allocate for every copy-on-write, says EAGAIN every time, so after a long run of
+      // EAGAIN without one success we stop trying too).
       const n = this.#native?.pwriteNoWait?.(this.#fh.fd, first, position) ?? -2;
       if (n === -2) this.#nowaitWrite = false;
-      else if (n === first.length) return;
-      else if (n > 0) {
+      else if (n > 0) this.#nowaitHits++;
+      else if (this.#nowaitHits === 0 && ++this.#nowaitMisses >= NOWAIT_GIVE_UP) this.#nowaitWrite = false;
+      if (n === first.length) return;
+      if (n > 0) {
         await writeAllTo(this.#fh, this.path, [first.subarray(n)], position + n);
         return;
       }

@@ -272,6 +272,24 @@ describe('RWF_NOWAIT fast path', () => {
     for (const at of [8192, 16384, 24576]) assert.deepEqual(file.subarray(at, at + 4096), data);
     assert.equal(fake.writes, 3);
   });
+
+  test('writes that always "would block" (btrfs) stop being tried inline; one success keeps trying', async (t) => {
+    const path = fileOf(t, 0, Buffer.alloc(MiB));
+    const never = scripted([], []); // every answer -1
+    const comp = await openComponent(path, { lock: false, native: never });
+    t.after(() => comp.close());
+    const data = pattern(4096, 5);
+    for (let i = 0; i < 1100; i++) await comp.write([data], (i % 256) * 4096);
+    assert.equal(never.writes, 1024, 'gave up after 1024 misses without a hit');
+    assert.deepEqual(readFileSync(path).subarray(0, 4096), data);
+
+    const path2 = fileOf(t, 0, Buffer.alloc(MiB));
+    const once = scripted([], [4096]); // one success, then -1 for ever
+    const comp2 = await openComponent(path2, { lock: false, native: once });
+    t.after(() => comp2.close());
+    for (let i = 0; i < 1100; i++) await comp2.write([data], (i % 256) * 4096);
+    assert.equal(once.writes, 1100, 'a file system that once accepted a NOWAIT write is always asked');
+  });
 });
 
 describe('component lock', () => {
