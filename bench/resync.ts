@@ -6,8 +6,10 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { controlRequest } from '../src/control/client.js';
+import type { WorkerStatus } from '../src/control/messages.js';
 import { NbdClient } from '../src/nbd/client.js';
-import { hastctl, run, startRole, waitFor, waitInSync, workerOf } from '../test/harness/cluster.js';
+import { hastctl, type NodeSpec, run, startRole, waitFor } from '../test/harness/cluster.js';
 import { fillPattern, sparseFile } from './fill.js';
 import { type HastdTarget, startPair } from './hastd.js';
 import { startNbdkitFile } from './nbdkit.js';
@@ -45,6 +47,41 @@ function syncTimeout(bytes: number): number {
   return Math.max(120_000, Math.ceil(bytes / 1000));
 }
 
+/**
+ * The worker's status straight from the node's control socket: a `hastctl` process per poll costs
+ * tens of milliseconds of CPU, which on two cores would be taken from the copy being timed.
+ */
+async function workerAt(node: NodeSpec, res: string): Promise<WorkerStatus | null> {
+  try {
+    const r = await controlRequest(join(node.dir, 'control.sock'), { cmd: 'status', resources: [res] });
+    return r.resources[0]?.worker ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Wait until the primary reports complete, nothing dirty, no sync running and a recorded sync. */
+function waitSynced(t: PairTarget, timeoutMs: number): Promise<WorkerStatus> {
+  return waitFor(
+    'the resync to complete',
+    async () => {
+      const w = await workerAt(t.primary, t.pair.res);
+      return w !== null && w.status === 'complete' && w.dirty === 0 && w.sync === null && w.lastSync !== null ? w : null;
+    },
+    timeoutMs,
+  ) as Promise<WorkerStatus>;
+}
+
+/**
+ * Write every dirty page of the machine out (sync(1)) before a timed copy, so that each copy
+ * starts from the same page-cache state and none pays for the writeback of the fill or of the
+ * copy before it (without this the figures of both copiers swing by 2× from rep to rep).
+ */
+async function settle(): Promise<void> {
+  const r = await run('sync', [], { timeoutMs: 300_000 });
+  if (r.code !== 0) throw new Error(`sync exited ${r.code}: ${r.stderr.trim()}`);
+}
+
 /** Kill the secondary's hastd (parent and worker). */
 async function killSecondary(t: PairTarget): Promise<void> {
   const b = t.pair.b;
@@ -67,6 +104,7 @@ async function fullResync(scope: Scope, t: PairTarget, fileSize: number): Promis
   if (r.code !== 0) throw new Error(`hastctl create on ${b.name} failed (${r.code}): ${r.stderr}`);
   await startSecondary(scope, t);
   progress(`resync: ${b.name} re-created and started as secondary`);
+  await settle();
   // A new primary worker connects at once instead of at its next reconnect attempt (10 s); the
   // figure is the worker's own sync time either way.
   for (const role of ['init', 'primary']) {
@@ -77,14 +115,7 @@ async function fullResync(scope: Scope, t: PairTarget, fileSize: number): Promis
   // waits 5 s for it); its first completed sync is the one measured.
   await waitFor(`export socket ${t.sock}`, () => existsSync(t.sock));
   progress(`resync: ${t.primary.name} restarted as primary`);
-  const w = await waitFor(
-    'the full resync to complete',
-    async () => {
-      const s = await workerOf(t.conf, t.primary.name);
-      return s !== null && s.status === 'complete' && s.dirty === 0 && s.sync === null && s.lastSync !== null ? s : null;
-    },
-    syncTimeout(t.dataSize),
-  );
+  const w = await waitSynced(t, syncTimeout(t.dataSize));
   const last = w?.lastSync ?? null;
   if (last === null) throw new Error('the primary reports no completed sync after the secondary was re-created');
   if (last.bytes !== t.dataSize) throw new Error(`expected a full sync of ${t.dataSize} bytes, the primary reports ${last.bytes}`);
@@ -97,6 +128,7 @@ async function nbdcopyOnce(scope: Scope, dir: string, srcUri: string, size: numb
   sparseFile(dst, size);
   const server = await startNbdkitFile(scope, join(dir, 'dst.sock'), dst);
   try {
+    await settle();
     const start = process.hrtime.bigint();
     const r = await run('nbdcopy', [srcUri, server.uri], { timeoutMs: syncTimeout(size) });
     const seconds = secondsSince(start);
@@ -110,7 +142,7 @@ async function nbdcopyOnce(scope: Scope, dir: string, srcUri: string, size: numb
 /** Kill the secondary, dirty `n` extents spread over the disk, bring it back, measure the resync. */
 async function reconnectResync(scope: Scope, t: HastdTarget & PairTarget, n: number): Promise<ReconnectSample> {
   await killSecondary(t);
-  await waitFor('primary degraded', async () => (await workerOf(t.conf, t.primary.name))?.status === 'degraded', 30_000);
+  await waitFor('primary degraded', async () => (await workerAt(t.primary, t.pair.res))?.status === 'degraded', 30_000);
   const extents = Math.floor(t.dataSize / t.extentSize);
   const stride = Math.max(1, Math.floor(extents / n));
   const client = await NbdClient.connect({ path: t.sock });
@@ -121,10 +153,11 @@ async function reconnectResync(scope: Scope, t: HastdTarget & PairTarget, n: num
   } finally {
     await client.disconnect();
   }
-  const statusDirty = (await workerOf(t.conf, t.primary.name))?.dirty ?? 0;
+  const statusDirty = (await workerAt(t.primary, t.pair.res))?.dirty ?? 0;
   await startSecondary(scope, t);
-  const w = await waitInSync(t.conf, t.primary.name, syncTimeout(t.dataSize));
-  if (w.lastSync === null) throw new Error('the primary reports no completed sync after the secondary returned');
+  // Degraded until the secondary is back, so 'complete' here is after the reconnect's sync.
+  const w = await waitSynced(t, syncTimeout(t.dataSize));
+  if (w === null || w.lastSync === null) throw new Error('the primary reports no completed sync after the secondary returned');
   return { extents: n, extentSize: t.extentSize, statusDirty, moved: w.lastSync.bytes };
 }
 
