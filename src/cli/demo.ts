@@ -34,6 +34,19 @@ function ctl(conf: string, node: string, args: string[]): string {
   return execFileSync(process.execPath, [HASTCTL, sub ?? '', '-c', conf, '--node', node, ...rest], { encoding: 'utf8' });
 }
 
+/** Copy a daemon's log to our stderr with `prefix` before every line (chunks may hold several). */
+function prefixLines(stream: NodeJS.ReadableStream | null, prefix: string): void {
+  let partial = '';
+  stream?.on('data', (d: Buffer) => {
+    const lines = (partial + d.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) process.stderr.write(`${prefix}${line}\n`);
+  });
+  stream?.on('end', () => {
+    if (partial !== '') process.stderr.write(`${prefix}${partial}\n`);
+  });
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -78,10 +91,12 @@ async function main(): Promise<void> {
   const cleanup = (): void => {
     for (const p of procs) if (p.pid !== undefined && p.exitCode === null) p.kill('SIGTERM');
   };
-  process.on('SIGINT', () => {
-    cleanup();
-    process.exit(0);
-  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      cleanup();
+      process.exit(0);
+    });
+  }
   try {
     for (const n of nodes) {
       const img = join(dir, n.name, 'disk.img');
@@ -90,7 +105,7 @@ async function main(): Promise<void> {
       console.log(`$ hastctl create demo   # on ${n.name}`);
       ctl(confPath, n.name, ['create', 'demo']);
       const p = spawn(process.execPath, [HASTD, '-F', '-c', confPath, '--node', n.name], { stdio: ['ignore', 'ignore', 'pipe'] });
-      p.stderr?.on('data', (d: Buffer) => process.stderr.write(`[${n.name}] ${d.toString()}`));
+      prefixLines(p.stderr, `[${n.name}] `);
       procs.push(p);
     }
     for (const n of nodes) {
@@ -112,9 +127,7 @@ async function main(): Promise<void> {
     await client.write(0, payload);
     await client.flush();
     await client.disconnect();
-    for (let i = 0; i < 50; i++) {
-      if (!ctl(confPath, 'demo-a', ['status', 'demo']).includes('dirty: 0 (0B)')) await sleep(200);
-    }
+    for (let i = 0; i < 50 && !ctl(confPath, 'demo-a', ['status', 'demo']).includes('dirty: 0 (0B)'); i++) await sleep(200);
     for (const n of nodes) {
       console.log(`$ hastctl status demo   # on ${n.name}`);
       process.stdout.write(ctl(confPath, n.name, ['status', 'demo']));
