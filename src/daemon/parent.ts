@@ -41,6 +41,22 @@ export interface ParentOptions {
 }
 
 /** Per-resource state kept by the parent. */
+/**
+ * The environment of a worker process. Besides the thread-pool size: glibc's malloc gives blocks
+ * of 128 KiB and more their own mmap and unmaps them on free, so every 1 MiB I/O buffer cost 256
+ * page faults and the zeroing of 1 MiB by the kernel (about 7% of the CPU of a 1 MiB read job, the
+ * reads 20% slower). Serving such buffers from the heap, and keeping up to 64 MiB of freed heap,
+ * lets them be reused. A value the administrator set wins; other C libraries ignore these.
+ */
+export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return {
+    ...env,
+    UV_THREADPOOL_SIZE: env.UV_THREADPOOL_SIZE ?? '16',
+    MALLOC_MMAP_THRESHOLD_: env.MALLOC_MMAP_THRESHOLD_ ?? String(4 << 20),
+    MALLOC_TRIM_THRESHOLD_: env.MALLOC_TRIM_THRESHOLD_ ?? String(64 << 20),
+  };
+}
+
 export class ResourceState {
   cfg: ResourceConfig;
   role: Role = 'init';
@@ -224,7 +240,7 @@ export class HastdParent {
     const script = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'worker.js');
     const child = fork(script, [res.cfg.name, role], {
       stdio: this.opts.foreground ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'ignore', 'ignore', 'ipc'],
-      env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' },
+      env: workerEnv(process.env),
       serialization: 'json',
     });
     res.worker = child;
