@@ -60,16 +60,20 @@ async function workerAt(node: NodeSpec, res: string): Promise<WorkerStatus | nul
   }
 }
 
-/** Wait until the primary reports complete, nothing dirty, no sync running and a recorded sync. */
-function waitSynced(t: PairTarget, timeoutMs: number): Promise<WorkerStatus> {
-  return waitFor(
+/**
+ * Wait until the primary reports complete, nothing dirty, no sync running and a recorded sync;
+ * that sync's figures.
+ */
+async function waitSynced(t: PairTarget, timeoutMs: number): Promise<{ bytes: number; seconds: number }> {
+  const w = await waitFor(
     'the resync to complete',
     async () => {
-      const w = await workerAt(t.primary, t.pair.res);
-      return w !== null && w.status === 'complete' && w.dirty === 0 && w.sync === null && w.lastSync !== null ? w : null;
+      const s = await workerAt(t.primary, t.pair.res);
+      return s !== null && s.status === 'complete' && s.dirty === 0 && s.sync === null ? s.lastSync : null;
     },
     timeoutMs,
-  ) as Promise<WorkerStatus>;
+  );
+  return w as { bytes: number; seconds: number };
 }
 
 /**
@@ -115,9 +119,7 @@ async function fullResync(scope: Scope, t: PairTarget, fileSize: number): Promis
   // waits 5 s for it); its first completed sync is the one measured.
   await waitFor(`export socket ${t.sock}`, () => existsSync(t.sock));
   progress(`resync: ${t.primary.name} restarted as primary`);
-  const w = await waitSynced(t, syncTimeout(t.dataSize));
-  const last = w?.lastSync ?? null;
-  if (last === null) throw new Error('the primary reports no completed sync after the secondary was re-created');
+  const last = await waitSynced(t, syncTimeout(t.dataSize));
   if (last.bytes !== t.dataSize) throw new Error(`expected a full sync of ${t.dataSize} bytes, the primary reports ${last.bytes}`);
   return last;
 }
@@ -156,9 +158,8 @@ async function reconnectResync(scope: Scope, t: HastdTarget & PairTarget, n: num
   const statusDirty = (await workerAt(t.primary, t.pair.res))?.dirty ?? 0;
   await startSecondary(scope, t);
   // Degraded until the secondary is back, so 'complete' here is after the reconnect's sync.
-  const w = await waitSynced(t, syncTimeout(t.dataSize));
-  if (w === null || w.lastSync === null) throw new Error('the primary reports no completed sync after the secondary returned');
-  return { extents: n, extentSize: t.extentSize, statusDirty, moved: w.lastSync.bytes };
+  const last = await waitSynced(t, syncTimeout(t.dataSize));
+  return { extents: n, extentSize: t.extentSize, statusDirty, moved: last.bytes };
 }
 
 export async function resyncPhase(parent: Scope, opts: BenchOptions, full: boolean, reconnect: boolean): Promise<ResyncPhaseResult> {

@@ -40,7 +40,6 @@ export interface ParentOptions {
   readonly pidfileChanged?: (path: string) => void;
 }
 
-/** Per-resource state kept by the parent. */
 /**
  * The environment of a worker process. Besides the thread-pool size: glibc's malloc gives blocks
  * of 128 KiB and more their own mmap and unmaps them on free, so every 1 MiB I/O buffer cost 256
@@ -57,6 +56,7 @@ export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   };
 }
 
+/** Per-resource state kept by the parent. */
 export class ResourceState {
   cfg: ResourceConfig;
   role: Role = 'init';

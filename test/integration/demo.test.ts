@@ -5,19 +5,11 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { isRunning } from '../harness/cleanup.js';
 import { run, waitFor } from '../harness/cluster.js';
 import { tmpDir } from '../harness/tools.js';
 
 const DEMO_JS = resolve(fileURLToPath(import.meta.url), '..', '..', '..', 'src', 'cli', 'demo.js');
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('the demo starts two nodes, replicates a write, shows both statuses and cleans up', { timeout: 120_000 }, async (t) => {
   const work = join(tmpDir(t, 'hastd-demo-test-'), 'tmp');
@@ -47,7 +39,7 @@ test('the demo starts two nodes, replicates a write, shows both statuses and cle
   // Cleanup: the workers end and the demo directory is gone.
   const pids = [...r.stdout.matchAll(/workerpid: (\d+)/g)].map((m) => Number(m[1]));
   assert.equal(pids.length, 2, 'two worker pids in the statuses');
-  await waitFor('the demo workers to exit', () => pids.every((p) => !alive(p)), 20_000);
+  await waitFor('the demo workers to exit', () => pids.every((p) => !isRunning(p)), 20_000);
   const dir = /^# demo directory: (.+)$/m.exec(r.stdout)?.[1];
   assert.ok(dir !== undefined && !existsSync(dir), `demo directory ${dir} left behind`);
   assert.deepEqual(readdirSync(work), [], 'nothing left in the temporary directory');
