@@ -1,6 +1,7 @@
 // One NBD connection: handshake, then the transmission phase with many requests in flight, replies
 // in completion order and batched socket writes (proto.md "Transmission", "Request types").
 import type { Duplex } from 'node:stream';
+import { ByteQueue } from '../util/byte-queue.js';
 import type { NbdBackend } from './backend.js';
 import {
   NBD_CMD,
@@ -51,7 +52,7 @@ type Phase = 'header' | 'payload' | 'drain';
 /*
  * Reading side, per connection:
  *
- *   socket 'data' ──► chunks[] ──► header (28 B, decoded in place or from a scratch copy)
+ *   socket 'data' ──► ByteQueue ──► header (28 B, decoded in place or from a scratch copy)
  *                                    │ WRITE with payload: 'payload' (subarray when contiguous,
  *                                    │ else one Buffer of exactly `length`), refused WRITE: 'drain'
  *                                    ▼
@@ -66,8 +67,7 @@ export class Connection {
   readonly #peer: string;
   #handshake: NbdHandshake | null;
   #neg: Negotiated | null = null;
-  #chunks: Buffer[] = [];
-  #buffered = 0;
+  readonly #queue = new ByteQueue();
   readonly #scratch = Buffer.allocUnsafeSlow(NBD_REQUEST_SIZE);
   readonly #req: NbdRequest = newRequest();
   #phase: Phase = 'header';
@@ -144,8 +144,7 @@ export class Connection {
       this.#onHandshakeData(chunk);
       return;
     }
-    this.#chunks.push(chunk);
-    this.#buffered += chunk.length;
+    this.#queue.push(chunk);
     this.#process();
   }
 
@@ -181,8 +180,7 @@ export class Connection {
       `NBD connection ${this.#peer}: export "${step.negotiated.exportName}", structured replies ${step.negotiated.structuredReplies ? 'on' : 'off'}`,
     );
     if (step.rest.length > 0) {
-      this.#chunks.push(step.rest);
-      this.#buffered += step.rest.length;
+      this.#queue.push(step.rest);
       this.#process();
     }
   }
@@ -199,8 +197,7 @@ export class Connection {
     if (this.#dead) return;
     this.#host.log('warning', `NBD connection ${this.#peer} closed: ${reason}`);
     this.#dead = true;
-    this.#chunks = [];
-    this.#buffered = 0;
+    this.#queue.clear();
     this.#socket.destroy();
   }
 
@@ -214,8 +211,8 @@ export class Connection {
   #process(): void {
     while (!this.#dead && !this.#ending) {
       if (this.#phase === 'drain') {
-        const n = Math.min(this.#drainLeft, this.#buffered);
-        this.#drop(n);
+        const n = Math.min(this.#drainLeft, this.#queue.length);
+        this.#queue.skip(n);
         this.#drainLeft -= n;
         if (this.#drainLeft > 0) return;
         this.#phase = 'header';
@@ -227,14 +224,15 @@ export class Connection {
           this.#phase = 'header';
           continue;
         }
-        if (this.#buffered < p.length) return;
-        const data = this.#takePayload(p.length);
+        if (this.#queue.length < p.length) return;
+        // A subarray when header and payload came in one chunk, else one copy of exactly `length`.
+        const data = this.#queue.read(p.length);
         this.#pending = null;
         this.#phase = 'header';
         this.#dispatchWrite(p.cookieHi, p.cookieLo, p.offset, data, p.fua);
         continue;
       }
-      if (this.#buffered < NBD_REQUEST_SIZE) return;
+      if (this.#queue.length < NBD_REQUEST_SIZE) return;
       if (this.#socket.writableLength > MAX_UNSENT_REPLY_BYTES) {
         this.#waitingDrain = true;
         this.#socket.pause();
@@ -258,59 +256,14 @@ export class Connection {
   }
 
   #readHeader(): NbdRequest {
-    const first = this.#chunks[0];
-    if (first !== undefined && first.length >= NBD_REQUEST_SIZE) {
-      decodeRequest(first, 0, this.#req);
-      this.#drop(NBD_REQUEST_SIZE);
+    const q = this.#queue;
+    if (q.contiguous >= NBD_REQUEST_SIZE) {
+      decodeRequest(q.read(NBD_REQUEST_SIZE), 0, this.#req);
     } else {
-      this.#copyOut(this.#scratch, NBD_REQUEST_SIZE);
+      q.readInto(this.#scratch, 0, NBD_REQUEST_SIZE);
       decodeRequest(this.#scratch, 0, this.#req);
     }
     return this.#req;
-  }
-
-  /** Copy n buffered bytes into dst and consume them. */
-  #copyOut(dst: Buffer, n: number): void {
-    let got = 0;
-    while (got < n) {
-      const c = this.#chunks[0];
-      if (c === undefined) break;
-      const k = Math.min(c.length, n - got);
-      c.copy(dst, got, 0, k);
-      got += k;
-      if (k === c.length) this.#chunks.shift();
-      else this.#chunks[0] = c.subarray(k);
-    }
-    this.#buffered -= n;
-  }
-
-  #drop(n: number): void {
-    let left = n;
-    while (left > 0) {
-      const c = this.#chunks[0];
-      if (c === undefined) break;
-      if (c.length <= left) {
-        left -= c.length;
-        this.#chunks.shift();
-      } else {
-        this.#chunks[0] = c.subarray(left);
-        left = 0;
-      }
-    }
-    this.#buffered -= n;
-  }
-
-  /** A WRITE payload: a subarray when contiguous, else one Buffer of exactly n bytes. */
-  #takePayload(n: number): Buffer {
-    const first = this.#chunks[0];
-    if (first !== undefined && first.length >= n) {
-      const data = first.subarray(0, n);
-      this.#drop(n);
-      return data;
-    }
-    const data = Buffer.allocUnsafe(n);
-    this.#copyOut(data, n);
-    return data;
   }
 
   /** Validate one request (a slot is held) and start it, or answer with an error. */
