@@ -24,7 +24,8 @@ import {
   writeSimpleReply,
   type NbdExtent,
 } from './reply.js';
-import { decodeRequest, isRequestMagic, newRequest, type NbdRequest } from './request.js';
+import { decodeRequest, newRequest, type NbdRequest } from './request.js';
+import { validateRequest, type RequestLimits } from './validate.js';
 
 export type NbdLogLevel = 'error' | 'warning' | 'info' | 'debug';
 export type NbdLog = (level: NbdLogLevel, msg: string) => void;
@@ -80,7 +81,8 @@ export class Connection {
   #ending = false;
   #dead = false;
   #corked = false;
-  #size = 0;
+  /** What requests are validated against; null until the handshake is done. */
+  #limits: RequestLimits | null = null;
   readonly #closed: Promise<void>;
 
   constructor(host: ConnectionHost, socket: Duplex, peer: string) {
@@ -174,7 +176,15 @@ export class Connection {
     }
     this.#handshake = null;
     this.#neg = step.negotiated;
-    this.#size = this.#host.backend.size;
+    const backend = this.#host.backend;
+    this.#limits = {
+      size: backend.size,
+      maxBlockSize: this.#host.maxBlockSize,
+      readOnly: backend.readOnly,
+      canFastZero: backend.canFastZero,
+      structuredReplies: step.negotiated.structuredReplies,
+      metaContextId: step.negotiated.metaContextId,
+    };
     this.#host.log(
       'debug',
       `NBD connection ${this.#peer}: export "${step.negotiated.exportName}", structured replies ${step.negotiated.structuredReplies ? 'on' : 'off'}`,
@@ -268,29 +278,32 @@ export class Connection {
 
   /** Validate one request (a slot is held) and start it, or answer with an error. */
   #handleRequest(req: NbdRequest): void {
-    const neg = this.#neg;
-    if (neg === null) return;
-    if (!isRequestMagic(req)) {
-      this.#failRequest(`bad request magic 0x${req.magic.toString(16).padStart(8, '0')}`);
-      return;
-    }
+    const limits = this.#limits;
+    if (limits === null) return;
+    const v = validateRequest(req, limits);
     const { cookieHi, cookieLo, offset, length, flags, type } = req;
+    switch (v.kind) {
+      case 'fatal':
+        this.#failRequest(v.reason);
+        return;
+      case 'error':
+        this.#complete(cookieHi, cookieLo, v.error, v.message);
+        if (type === NBD_CMD.WRITE) {
+          // Refused: the payload still follows on the wire and must be read and discarded.
+          this.#drainLeft = length;
+          this.#phase = 'drain';
+        }
+        return;
+      case 'noop':
+        this.#complete(cookieHi, cookieLo, 0);
+        return;
+      case 'ok':
+        break;
+    }
     const backend = this.#host.backend;
-    const max = this.#host.maxBlockSize;
-    const inRange = offset >= 0 && offset + length <= this.#size;
     const fua = (flags & NBD_CMD_FLAG.FUA) !== 0;
     switch (type) {
-      case NBD_CMD.READ: {
-        if (length > max) {
-          this.#failRequest(`NBD_CMD_READ length ${length} exceeds the maximum block size ${max}`);
-          return;
-        }
-        const allowed = NBD_CMD_FLAG.FUA | (neg.structuredReplies ? NBD_CMD_FLAG.DF : 0);
-        const err = (flags & ~allowed) !== 0 || length === 0 || !inRange ? NBD_E.EINVAL : 0;
-        if (err !== 0) {
-          this.#complete(cookieHi, cookieLo, err);
-          return;
-        }
+      case NBD_CMD.READ:
         backend.read(offset, length).then(
           (data) => {
             if (data.length !== length) this.#complete(cookieHi, cookieLo, NBD_E.EIO, 'short read');
@@ -299,28 +312,10 @@ export class Connection {
           (e: unknown) => this.#complete(cookieHi, cookieLo, nbdErrnoOf(e), messageOf(e)),
         );
         return;
-      }
-      case NBD_CMD.WRITE: {
-        if (length > max) {
-          // The payload is too large to drain safely: the stream is lost.
-          this.#failRequest(`NBD_CMD_WRITE length ${length} exceeds the maximum block size ${max}`);
-          return;
-        }
-        let err = 0;
-        if ((flags & ~NBD_CMD_FLAG.FUA) !== 0 || length === 0) err = NBD_E.EINVAL;
-        else if (backend.readOnly) err = NBD_E.EPERM;
-        else if (!inRange) err = NBD_E.ENOSPC;
-        if (err !== 0) {
-          // Refused: the payload still follows on the wire and must be read and discarded.
-          this.#complete(cookieHi, cookieLo, err);
-          this.#drainLeft = length;
-          this.#phase = 'drain';
-          return;
-        }
+      case NBD_CMD.WRITE:
         this.#pending = { cookieHi, cookieLo, offset, length, fua };
         this.#phase = 'payload';
         return;
-      }
       case NBD_CMD.DISC:
         this.#inFlight--;
         this.#host.release();
@@ -329,48 +324,19 @@ export class Connection {
         this.#maybeFinish();
         return;
       case NBD_CMD.FLUSH:
-        if ((flags & ~NBD_CMD_FLAG.FUA) !== 0) {
-          this.#complete(cookieHi, cookieLo, NBD_E.EINVAL);
-          return;
-        }
         this.#track(cookieHi, cookieLo, backend.flush());
         return;
-      case NBD_CMD.TRIM: {
-        let err = 0;
-        if ((flags & ~NBD_CMD_FLAG.FUA) !== 0 || !inRange) err = NBD_E.EINVAL;
-        else if (backend.readOnly) err = NBD_E.EPERM;
-        if (err !== 0 || length === 0) {
-          this.#complete(cookieHi, cookieLo, err);
-          return;
-        }
+      case NBD_CMD.TRIM:
         this.#track(cookieHi, cookieLo, backend.trim(offset, length, fua));
         return;
-      }
-      case NBD_CMD.CACHE:
-        this.#complete(cookieHi, cookieLo, (flags & ~NBD_CMD_FLAG.FUA) !== 0 || !inRange ? NBD_E.EINVAL : 0);
-        return;
       case NBD_CMD.WRITE_ZEROES: {
-        const fastZero = (flags & NBD_CMD_FLAG.FAST_ZERO) !== 0;
-        const allowed = NBD_CMD_FLAG.FUA | NBD_CMD_FLAG.NO_HOLE | (backend.canFastZero ? NBD_CMD_FLAG.FAST_ZERO : 0);
-        let err = 0;
-        if ((flags & ~allowed) !== 0) err = NBD_E.EINVAL;
-        else if (backend.readOnly) err = NBD_E.EPERM;
-        else if (!inRange) err = NBD_E.ENOSPC;
-        if (err !== 0 || length === 0) {
-          this.#complete(cookieHi, cookieLo, err);
-          return;
-        }
         const noHole = (flags & NBD_CMD_FLAG.NO_HOLE) !== 0;
+        const fastZero = (flags & NBD_CMD_FLAG.FAST_ZERO) !== 0;
         this.#track(cookieHi, cookieLo, backend.writeZeroes(offset, length, { fua, noHole, fastZero }));
         return;
       }
       case NBD_CMD.BLOCK_STATUS: {
-        const ctx = neg.metaContextId;
-        const allowed = NBD_CMD_FLAG.FUA | NBD_CMD_FLAG.REQ_ONE;
-        if (ctx === null || (flags & ~allowed) !== 0 || length === 0 || !inRange) {
-          this.#complete(cookieHi, cookieLo, NBD_E.EINVAL);
-          return;
-        }
+        const ctx = limits.metaContextId as number; // validated: a context is selected
         const reqOne = (flags & NBD_CMD_FLAG.REQ_ONE) !== 0;
         const status = backend.blockStatus?.(offset, length) ?? Promise.resolve([{ length, flags: 0 }]);
         status.then(
@@ -380,6 +346,7 @@ export class Connection {
         return;
       }
       default:
+        // validateRequest() accepts no other command.
         this.#complete(cookieHi, cookieLo, NBD_E.EINVAL, `unknown command ${nameOfNbdCmd(type)}`);
     }
   }
