@@ -1,6 +1,7 @@
 // Split-at-every-offset checking, written once for every stream parser: a byte stream must parse
 // the same however the socket cuts it into chunks (pg-protocol's inbound-parser tests do the same).
 import assert from 'node:assert/strict';
+import { prng } from '../../../src/tools/verify-workload.js';
 
 export interface Split {
   /** For the failure message: where the cuts are. */
@@ -28,10 +29,11 @@ export function* splits(bytes: Buffer, opts: SplitOptions = {}): Generator<Split
   const bytewise: Buffer[] = [];
   for (let i = 0; i < bytes.length; i++) bytewise.push(copy(i, i + 1));
   yield { name: 'one byte per chunk', chunks: bytewise };
-  const next = prng(opts.seed ?? 1);
+  const rnd = prng(opts.seed ?? 1);
+  const below = (k: number): number => Math.floor(rnd() * k);
   for (let r = 0; r < (opts.random ?? 50); r++) {
-    const n = 3 + (next() % 10);
-    const cuts = Array.from({ length: n - 1 }, () => next() % (bytes.length + 1)).sort((a, b) => a - b);
+    const n = 3 + below(10);
+    const cuts = Array.from({ length: n - 1 }, () => below(bytes.length + 1)).sort((a, b) => a - b);
     const bounds = [0, ...cuts, bytes.length];
     const chunks: Buffer[] = [];
     for (let i = 0; i + 1 < bounds.length; i++) chunks.push(copy(bounds[i] as number, bounds[i + 1] as number));
@@ -53,16 +55,4 @@ export async function assertSameAtEverySplit<T>(
   const whole = await parse([Buffer.from(bytes)]);
   for (const s of splits(bytes, opts)) assert.deepStrictEqual(await parse(s.chunks), whole, s.name);
   return whole;
-}
-
-/** A small deterministic generator (mulberry32): reproducible cuts without a dependency. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
 }
