@@ -9,20 +9,19 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
 import {
-  dataAreaHash,
   dumpOf,
   hastctl,
   makePair,
   type Pair,
-  sleep,
   startHastd,
   startRole,
   statusJson,
-  waitFor,
-  waitInSync,
   workerOf,
   type NodeSpec,
+  waitNodeInSync,
 } from '../harness/cluster.js';
+import { dataAreaHash } from '../harness/data-area.js';
+import { sleep, waitFor } from '../harness/wait.js';
 
 const MiB = 1 << 20;
 
@@ -64,14 +63,14 @@ for (const mode of ['fullsync', 'memsync', 'async'] as const) {
     const p = await makePair(t, { replication: mode });
     await up(t, p, p.b, 'secondary');
     await up(t, p, p.a, 'primary');
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     const client = await NbdClient.connect({ path: p.sock(p.a) });
     t.after(() => client.disconnect().catch(() => undefined));
     await writeLoad(client, client.size, 300, 7);
     await client.writeZeroes(3 * MiB, 2 * MiB);
     await client.trim(8 * MiB, MiB);
     await client.flush();
-    const w = await waitInSync(p.conf, p.a.name);
+    const w = await waitNodeInSync(p.conf, p.a.name);
     assert.ok(w.stats.writes! >= 300);
     const sw = await workerOf(p.conf, p.b.name);
     assert.equal(sw?.status, 'complete');
@@ -95,7 +94,7 @@ for (const [compression, checksum] of [['lzf', 'sha256'], ['hole', 'crc32']] as 
     await client.flush();
     await client.disconnect();
     await up(t, p, p.b, 'secondary');
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     client = await NbdClient.connect({ path: p.sock(p.a) });
     t.after(() => client.disconnect().catch(() => undefined));
     // And these by regular replication.
@@ -103,7 +102,7 @@ for (const [compression, checksum] of [['lzf', 'sha256'], ['hole', 'crc32']] as 
     await client.writeZeroes(12 * MiB, MiB);
     await writeLoad(client, client.size, 100, 3);
     await client.flush();
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     await assertIdentical(p);
     assert.doesNotMatch(d.output(), /Hash mismatch|Unable to decompress/);
   });
@@ -113,7 +112,7 @@ test('secondary killed during writes: primary degrades and keeps serving; only d
   const p = await makePair(t, { replication: 'memsync', size: 128 * MiB, createArgs: ['-e', '1M'] });
   const sec = await up(t, p, p.b, 'secondary');
   await up(t, p, p.a, 'primary');
-  await waitInSync(p.conf, p.a.name);
+  await waitNodeInSync(p.conf, p.a.name);
   const client = await NbdClient.connect({ path: p.sock(p.a) });
   t.after(() => client.disconnect().catch(() => undefined));
   const load = writeLoad(client, 16 * MiB, 400, 3);
@@ -130,7 +129,7 @@ test('secondary killed during writes: primary degrades and keeps serving; only d
   assert.ok(dirtyBefore < total / 2, 'not the whole disk is dirty');
 
   await up(t, p, p.b, 'secondary');
-  const w = await waitInSync(p.conf, p.a.name, 60_000);
+  const w = await waitNodeInSync(p.conf, p.a.name, 60_000);
   assert.ok(w.lastSync !== null, 'a sync ran');
   assert.equal(w.lastSync?.bytes, dirtyBefore, 'exactly the dirty extents were synchronized');
   await assertIdentical(p);
@@ -141,7 +140,7 @@ for (const mode of ['fullsync', 'memsync'] as const) {
     const p = await makePair(t, { replication: mode, size: 64 * MiB });
     await up(t, p, p.b, 'secondary');
     const prim = await up(t, p, p.a, 'primary');
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     const client = await NbdClient.connect({ path: p.sock(p.a) });
     // Each block 0..N gets generations; we remember the last acknowledged content per block.
     const acked = new Map<number, Buffer>();
@@ -178,7 +177,7 @@ for (const mode of ['fullsync', 'memsync'] as const) {
     }
     // The old primary returns as secondary and is synchronised from the new primary.
     await up(t, p, p.a, 'secondary');
-    await waitInSync(p.conf, p.b.name, 60_000);
+    await waitNodeInSync(p.conf, p.b.name, 60_000);
     await assertIdentical(p);
   });
 }
@@ -199,7 +198,7 @@ describe('startup wait while the peer is still primary (HAST-SPEC §6.3)', () =>
     assert.equal(done, false, 'no I/O is served while the startup wait lasts');
     assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
     await write;
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     assert.match(a.output(), /Connected to tcp4:\/\/127\.0\.0\.2/);
     assert.doesNotMatch(a.output(), /starting anyway/);
     await assertIdentical(p);
@@ -231,11 +230,11 @@ test('split-brain: both primaries written while apart are refused on reconnect, 
   const sec = await up(t, p, p.b, 'secondary');
   const prim = await up(t, p, p.a, 'primary');
   const A = prim.pid;
-  await waitInSync(p.conf, p.a.name);
+  await waitNodeInSync(p.conf, p.a.name);
   const ca = await NbdClient.connect({ path: p.sock(p.a) });
   t.after(() => ca.disconnect().catch(() => undefined));
   await ca.write(0, Buffer.alloc(4096, 1));
-  await waitInSync(p.conf, p.a.name);
+  await waitNodeInSync(p.conf, p.a.name);
   // Partition: stop node b, then make it primary on its own and write there.
   await sec.stop();
   await ca.write(MiB, Buffer.alloc(4096, 2));
@@ -263,7 +262,7 @@ test('split-brain: both primaries written while apart are refused on reconnect, 
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'init', p.res])).code, 0);
   assert.equal((await hastctl(p.conf, p.b.name, ['create', p.res])).code, 0);
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
-  const w = await waitInSync(p.conf, p.a.name, 60_000);
+  const w = await waitNodeInSync(p.conf, p.a.name, 60_000);
   assert.equal(w.lastSync?.bytes, (await dumpOf(p.conf, p.a.name)).dataSize, 'a full sync');
   await assertIdentical(p);
   const log = readFileSync(hookLog, 'utf8');
@@ -280,7 +279,7 @@ describe('listener refusals', () => {
     // Pair a with b, then re-create a's metadata and pair it alone once so it gets a new resuid.
     await up(t, p, p.b, 'secondary');
     const pa = await up(t, p, p.a, 'primary');
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     await pa.stop();
     // Re-created metadata: resuid 0, so a's next connect makes a new resuid that b does not know.
     assert.equal((await hastctl(p.conf, p.a.name, ['create', p.res])).code, 0);
@@ -308,7 +307,7 @@ describe('listener refusals', () => {
       });
     }
     await up(t, p, p.a, 'primary');
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
   });
 
   test('a connection from an address that is not a configured remote is refused', async (t) => {
