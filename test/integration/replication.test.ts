@@ -38,24 +38,51 @@ async function assertIdentical(p: Pair): Promise<void> {
   assert.equal(ha, hb, 'the data areas of both components differ');
 }
 
-/** Random writes of 4 KiB–256 KiB; returns the expected content by offset (last write wins). */
+/**
+ * Random writes of 4 KiB–256 KiB at 4 KiB-aligned offsets, up to 32 in flight (never two
+ * overlapping at once, so the outcome is defined). Resolves when every write is acknowledged, with
+ * the expected content: the last acknowledged write of each 4 KiB block written, by block offset.
+ */
 async function writeLoad(client: NbdClient, size: number, count: number, seed = 1): Promise<Map<number, Buffer>> {
   const written = new Map<number, Buffer>();
   let x = seed;
   const rnd = (n: number): number => {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    return x % n;
+    // Math.imul: a plain product exceeds 2^53 and loses the low bits (the load was 5 lengths, 3 MiB).
+    x = (Math.imul(x, 1103515245) + 12345) & 0x7fffffff;
+    return (x >>> 8) % n;
   };
   const jobs: Promise<void>[] = [];
+  const inFlight: [number, number][] = [];
   for (let i = 0; i < count; i++) {
     const len = 4096 * (1 + rnd(64));
     const off = 4096 * rnd(Math.floor((size - len) / 4096));
+    if (jobs.length >= 32 || inFlight.some(([o, l]) => off < o + l && o < off + len)) {
+      await Promise.all(jobs.splice(0));
+      inFlight.length = 0;
+    }
     const buf = randomBytes(len);
     jobs.push(client.write(off, buf));
-    if (jobs.length >= 32) await Promise.all(jobs.splice(0));
+    inFlight.push([off, len]);
+    for (let at = 0; at < len; at += 4096) written.set(off + at, buf.subarray(at, at + 4096));
   }
   await Promise.all(jobs);
   return written;
+}
+
+/** Read back every block of `expected` (as from writeLoad) through `client`, in contiguous runs. */
+async function assertContent(client: NbdClient, expected: Map<number, Buffer>, where: string): Promise<void> {
+  const offsets = [...expected.keys()].sort((a, b) => a - b);
+  for (let i = 0; i < offsets.length; ) {
+    let j = i + 1;
+    while (j < offsets.length && offsets[j] === offsets[j - 1]! + 4096 && j - i < 256) j++;
+    const start = offsets[i]!;
+    const got = await client.read(start, (j - i) * 4096);
+    for (let k = i; k < j; k++) {
+      const at = offsets[k]!;
+      if (!got.subarray(at - start, at - start + 4096).equals(expected.get(at)!)) assert.fail(`${where}: block at ${at} differs from its last write`);
+    }
+    i = j;
+  }
 }
 
 for (const mode of ['fullsync', 'memsync', 'async'] as const) {
@@ -66,7 +93,9 @@ for (const mode of ['fullsync', 'memsync', 'async'] as const) {
     await waitNodeInSync(p.conf, p.a.name);
     const client = await NbdClient.connect({ path: p.sock(p.a) });
     t.after(() => client.disconnect().catch(() => undefined));
-    await writeLoad(client, client.size, 300, 7);
+    const expected = await writeLoad(client, client.size, 300, 7);
+    assert.ok(expected.size > 4000, `the load wrote ${expected.size} distinct blocks`);
+    await assertContent(client, expected, 'the primary after the load');
     await client.writeZeroes(3 * MiB, 2 * MiB);
     await client.trim(8 * MiB, MiB);
     await client.flush();
@@ -100,8 +129,9 @@ for (const [compression, checksum] of [['lzf', 'sha256'], ['hole', 'crc32']] as 
     // And these by regular replication.
     await client.write(8 * MiB, text);
     await client.writeZeroes(12 * MiB, MiB);
-    await writeLoad(client, client.size, 100, 3);
+    const expected = await writeLoad(client, client.size, 100, 3);
     await client.flush();
+    await assertContent(client, expected, 'the primary after the load');
     await waitNodeInSync(p.conf, p.a.name);
     await assertIdentical(p);
     assert.doesNotMatch(d.output(), /Hash mismatch|Unable to decompress/);
@@ -118,7 +148,8 @@ test('secondary killed during writes: primary degrades and keeps serving; only d
   const load = writeLoad(client, 16 * MiB, 400, 3);
   await sleep(100);
   await sec.kill();
-  await load; // every write is still acknowledged: the primary serves on alone
+  // Every write is still acknowledged, and reads back: the primary serves on alone.
+  await assertContent(client, await load, 'the degraded primary');
   await waitFor('degraded', async () => (await workerOf(p.conf, p.a.name))?.status === 'degraded');
   // More writes while degraded, to known extents (20..29).
   for (let e = 20; e < 30; e++) await client.write(e * MiB + 4096, randomBytes(8192));
@@ -295,7 +326,7 @@ describe('listener refusals', () => {
 
   test('garbage on the listen port closes that connection and the daemon keeps serving', async (t) => {
     const p = await makePair(t);
-    await up(t, p, p.b, 'secondary');
+    const sec = await up(t, p, p.b, 'secondary');
     const [host, port] = p.b.addr.split(':');
     for (const junk of [Buffer.from('GET / HTTP/1.0\r\n\r\n'), Buffer.from([2, 0xff, 0xff, 0xff, 0x7f]), randomBytes(4096)]) {
       await new Promise<void>((done) => {
@@ -306,7 +337,9 @@ describe('listener refusals', () => {
         s.resume();
       });
     }
+    assert.equal(sec.proc.exitCode, null, 'the secondary hastd is still running');
     await up(t, p, p.a, 'primary');
+    // The primary connects and synchronises: the listener still accepts a real peer.
     await waitNodeInSync(p.conf, p.a.name);
   });
 
