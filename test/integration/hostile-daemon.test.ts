@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { encodeFrame, FrameReader, type Frame, nvBytes, nvString, nvU64, nvU8 } from '../../src/secondary/wire.js';
-import { dataAreaHash, dumpOf, hastctl, makePair, startHastd, waitFor, waitInSync, workerOf } from '../harness/cluster.js';
+import { dumpOf, hastctl, makePair, startHastd, workerOf, waitNodeInSync } from '../harness/cluster.js';
+import { dataAreaHash } from '../harness/data-area.js';
+import { waitFor } from '../harness/wait.js';
 
 const PLAIN = { compression: 'none', checksum: 'none' } as const;
 
@@ -166,6 +168,6 @@ test('hostile control lines and peer bytes: connections closed, daemon alive, da
   await startHastd(t, p.conf, p.a);
   assert.equal((await hastctl(p.conf, p.a.name, ['role', 'primary', p.res])).code, 0);
   await waitFor('export socket', () => existsSync(p.sock(p.a)));
-  await waitInSync(p.conf, p.a.name, 60_000);
+  await waitNodeInSync(p.conf, p.a.name, 60_000);
   assert.equal((await workerOf(p.conf, p.b.name))?.status, 'complete');
 });

@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { NbdClient } from '../../src/nbd/client.js';
 import { encodeFrame, encodeHandshakeReply, FrameReader, nvBytes, nvU8, SYNCSRC } from '../../src/secondary/wire.js';
-import { dumpOf, freePort, hastctl, makePair, startHastd, waitFor, workerOf } from '../harness/cluster.js';
+import { dumpOf, freePort, hastctl, makePair, startHastd, workerOf } from '../harness/cluster.js';
+import { waitFor } from '../harness/wait.js';
 
 const PLAIN = { compression: 'none', checksum: 'none' } as const;
 type Behaviour = { kind: 'first' | 'second' | 'data'; junk: Buffer };
