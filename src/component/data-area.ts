@@ -23,7 +23,8 @@ export class DataAreaRangeError extends ErrnoError {
 
 /** A component seen from its data area: offset 0 is the component's byte `localOff`. */
 export class DataArea {
-  readonly component: Component;
+  // Private: a caller holding the component itself is exactly what this layer exists to avoid.
+  readonly #component: Component;
   /** Byte offset of the data area on the component (metadata `offset`). */
   readonly localOff: number;
   /** Size of the data area (metadata `datasize`). */
@@ -33,7 +34,7 @@ export class DataArea {
     if (!Number.isSafeInteger(localOff) || localOff < 0 || !Number.isSafeInteger(size) || size < 0) {
       throw new RangeError(`Invalid data area at offset ${localOff}, size ${size} on ${component.path}`);
     }
-    this.component = component;
+    this.#component = component;
     this.localOff = localOff;
     this.size = size;
   }
@@ -46,13 +47,13 @@ export class DataArea {
   // A rejected promise rather than a throw, as the component's own failures arrive: callers that
   // start a request and await it later see the refusal in the same place.
   #refuse(offset: number, length: number): Promise<never> {
-    return Promise.reject(new DataAreaRangeError(this.component.path, offset, length, this.size));
+    return Promise.reject(new DataAreaRangeError(this.#component.path, offset, length, this.size));
   }
 
   /** Read exactly buf.length bytes at a data-area offset. */
   read(buf: Buffer, offset: number): Promise<void> {
     if (!this.#inside(offset, buf.length)) return this.#refuse(offset, buf.length);
-    return this.component.read(buf, this.localOff + offset);
+    return this.#component.read(buf, this.localOff + offset);
   }
 
   /** Write all bytes of the buffers, contiguously, at a data-area offset. */
@@ -60,23 +61,23 @@ export class DataArea {
     let length = 0;
     for (const b of bufs) length += b.length;
     if (!this.#inside(offset, length)) return this.#refuse(offset, length);
-    return this.component.write(bufs, this.localOff + offset);
+    return this.#component.write(bufs, this.localOff + offset);
   }
 
   /** Discard a range (hole, BLKDISCARD or zero-fill: see Component.discard). */
   discard(offset: number, length: number): Promise<void> {
     if (!this.#inside(offset, length)) return this.#refuse(offset, length);
-    return this.component.discard(this.localOff + offset, length);
+    return this.#component.discard(this.localOff + offset, length);
   }
 
   /** Make a range read back as zeroes. */
   writeZeroes(offset: number, length: number): Promise<void> {
     if (!this.#inside(offset, length)) return this.#refuse(offset, length);
-    return this.component.writeZeroes(this.localOff + offset, length);
+    return this.#component.writeZeroes(this.localOff + offset, length);
   }
 
   /** Make completed writes durable (the whole component: fdatasync knows no ranges). */
   flush(): Promise<void> {
-    return this.component.flush();
+    return this.#component.flush();
   }
 }
