@@ -7,7 +7,7 @@ import { createServer, isIP, type Server, type Socket } from 'node:net';
 import { parsePeerAddress } from '../config/address.js';
 import { log } from '../log/log.js';
 import { type HandshakeFields, readHandshakeMessage, sendRefusal, writeFirstReply } from '../secondary/wire.js';
-import type { HastdParent } from './parent.js';
+import type { PeerParent } from './resource-state.js';
 import type { ParentToWorker } from './worker-ipc.js';
 
 /** Freshly accepted sockets get this long for the whole handshake (HAST-SPEC §6.5). */
@@ -16,9 +16,6 @@ export const HANDSHAKE_TIMEOUT_MS = 20_000;
 export const HAST_PROTO_VERSION = 2;
 /** Size of the session token (HAST-SPEC §6.3). */
 export const TOKEN_SIZE = 16;
-
-/** What the listener needs from the parent (a structural subset, so tests can pass a fake). */
-export type PeerParent = Pick<HastdParent, 'cfg' | 'resources' | 'stopWorker' | 'startWorker' | 'sendToWorker' | 'serialize'>;
 
 /** Drop the IPv4-mapped IPv6 prefix so ::ffff:10.0.0.1 compares equal to 10.0.0.1. */
 export function normalizeIp(ip: string): string {
@@ -265,7 +262,7 @@ async function listenOn(addr: string, acceptor: PeerAcceptor): Promise<Server> {
   return server;
 }
 
-export async function startPeerListeners(parent: HastdParent): Promise<PeerListeners> {
+export async function startPeerListeners(parent: PeerParent): Promise<PeerListeners> {
   const acceptor = new PeerAcceptor(parent);
   const servers = new Map<string, Server>();
   const closeAll = (): void => {

@@ -90,7 +90,7 @@ export async function runSync(
       } else if (from === 'primary') {
         const buf = Buffer.allocUnsafe(c.length);
         try {
-          await res.comp.read(buf, res.md.localOff + c.offset);
+          await res.data.read(buf, c.offset);
         } catch (err) {
           log.error('Unable to read synchronization data', err);
           res.stats.readErrors++;
@@ -107,7 +107,7 @@ export async function runSync(
           return;
         }
         try {
-          await res.comp.write([buf], res.md.localOff + c.offset);
+          await res.data.write([buf], c.offset);
           ok = true;
         } catch (err) {
           log.error('Unable to write synchronization data', err);
@@ -173,7 +173,7 @@ async function repairFromPeer(res: PrimaryResource, peer: SyncPeer, offset: numb
     return false;
   }
   try {
-    await res.comp.write([buf], res.md.localOff + offset);
+    await res.data.write([buf], offset);
   } catch (err) {
     log.error('Unable to repair the local copy', err);
     res.stats.writeErrors++;

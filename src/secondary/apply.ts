@@ -1,6 +1,7 @@
 // Secondary apply engine: runs the primary's requests against the local component, concurrently
 // where ranges do not overlap and in arrival order where they do. HAST-SPEC §6.4, §6.6 (memsync), §4.5.
 import type { Component } from '../component/component.js';
+import { DataArea } from '../component/data-area.js';
 import { emptyStats, type WorkerStats } from '../control/messages.js';
 import { debugLevel, log } from '../log/log.js';
 import { errnoCodeOf, FREEBSD_ERRNO, toFreeBsdErrno } from '../util/errno.js';
@@ -163,6 +164,7 @@ export class ApplyEngine {
   /** Called when the engine has room again after `full` was true. */
   onAvailable: (() => void) | null = null;
   readonly #opts: ApplyOptions;
+  readonly #data: DataArea;
   readonly #maxInFlight: number;
   readonly #maxBytes: number;
   readonly #active: Entry[] = [];
@@ -174,6 +176,7 @@ export class ApplyEngine {
 
   constructor(opts: ApplyOptions) {
     this.#opts = opts;
+    this.#data = new DataArea(opts.component, opts.localOff, opts.dataSize);
     this.#maxInFlight = opts.maxInFlight ?? 256;
     this.#maxBytes = opts.maxInFlightBytes ?? 64 << 20;
   }
@@ -264,23 +267,23 @@ export class ApplyEngine {
   }
 
   async #run(hio: ValidHio): Promise<HioReply> {
-    const { component, localOff } = this.#opts;
+    const data = this.#data;
     try {
       switch (hio.cmd) {
         case HIO_CMD.READ: {
           const buf = Buffer.allocUnsafe(hio.length);
-          await component.read(buf, localOff + hio.offset);
+          await data.read(buf, hio.offset);
           return { seq: hio.seq, data: buf };
         }
         case HIO_CMD.WRITE:
-          await component.write([hio.data ?? Buffer.alloc(0)], localOff + hio.offset);
+          await data.write([hio.data ?? Buffer.alloc(0)], hio.offset);
           return { seq: hio.seq };
         case HIO_CMD.DELETE:
-          await component.discard(localOff + hio.offset, hio.length);
+          await data.discard(hio.offset, hio.length);
           return { seq: hio.seq };
         case HIO_CMD.FLUSH:
           if (this.#flushUnsupported) return { seq: hio.seq, error: FREEBSD_ERRNO.EOPNOTSUPP };
-          await component.flush();
+          await data.flush();
           return { seq: hio.seq };
       }
     } catch (err) {

@@ -5,8 +5,8 @@ import { connect, createServer, type Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import type { HastConfig, ResourceConfig } from '../../../src/config/types.js';
 import type { Role } from '../../../src/control/messages.js';
-import { type AcceptOutcome, normalizeIp, PeerAcceptor, type PeerParent } from '../../../src/daemon/listen.js';
-import { ResourceState } from '../../../src/daemon/parent.js';
+import { type AcceptOutcome, normalizeIp, PeerAcceptor } from '../../../src/daemon/listen.js';
+import { type PeerParent, ResourceState } from '../../../src/daemon/resource-state.js';
 import type { ParentToWorker } from '../../../src/daemon/worker-ipc.js';
 import { encodeFrame, type Frame, FrameReader, nvBytes, nvString, nvU64, nvU8, type NvField } from '../../../src/secondary/wire.js';
 
