@@ -52,7 +52,7 @@ export class PeerConnection {
   #send: SendOptions;
   readonly #reader: MessageReader;
   #onMessage: ((msg: PeerMessage) => void) | undefined;
-  readonly #onClose: ((reason: Error | undefined) => void) | undefined;
+  #onClose: ((reason: Error | undefined) => void) | undefined;
   #closed = false;
   #closeReason: Error | undefined;
   #corked = false;
@@ -105,6 +105,14 @@ export class PeerConnection {
     while (handler !== undefined && this.#queue.length > 0 && this.#onMessage === handler) {
       handler(this.#queue.shift() as PeerMessage);
     }
+  }
+
+  /**
+   * Set or replace the close handler (the handshake hands the connection to the data phase). A
+   * connection that is already closed does not call it: check `closed` after setting it.
+   */
+  set onClose(handler: ((reason: Error | undefined) => void) | undefined) {
+    this.#onClose = handler;
   }
 
   /** Change the framing of later sends (e.g. the negotiated version after the handshake). */
@@ -335,6 +343,12 @@ export class PendingMap<E> {
   /** The entry for `seq` without removing it (memsync: the `received` reply keeps it waiting). */
   get(seq: bigint): E | undefined {
     return this.#map.get(seq);
+  }
+
+  /** The entry registered earliest and still pending (the primary's reply timeout looks at it). */
+  oldest(): E | undefined {
+    for (const e of this.#map.values()) return e;
+    return undefined;
   }
 
   /** Remove and return the entry for `seq`; undefined for an unknown seq (log and ignore it). */

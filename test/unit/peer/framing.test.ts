@@ -289,3 +289,28 @@ describe('MessageReader', () => {
     );
   });
 });
+
+// Where the two former readers (secondary/wire FrameReader, this MessageReader) disagreed, decided
+// from HAST-SPEC §6.2 and upstream hast_proto.c.
+describe('MessageReader: version 0 and an empty header', () => {
+  test('accepts header version 0, because upstream hast_proto_recv_hdr only refuses a version above 2 (§6.2)', () => {
+    const bytes = Buffer.from(GOLDEN_HANDSHAKE);
+    bytes[0] = 0;
+    const [msg] = readAll(bytes);
+    assert.equal(msg?.version, 0);
+    assert.equal(msg?.nv.getString('resource'), 'r0');
+  });
+
+  test('refuses an nv length of 0, because upstream never sends one and cannot receive one (proto_common_recv asserts size > 0)', () => {
+    assert.throws(() => readAll(Buffer.from([2, 0, 0, 0, 0])), isPeerError('EPEER_HEADER', /Invalid header size 0/));
+  });
+
+  test('a payload that fails its checksum names the header it came with (so its request can be failed)', () => {
+    const bytes = frame(new NvList().addUint64('seq', 7n), Buffer.from('abc'), { compression: 'none', checksum: 'crc32' });
+    bytes[bytes.length - 1] ^= 0x01;
+    assert.throws(
+      () => readAll(bytes),
+      (e: unknown) => e instanceof PeerProtocolError && e.code === 'EPEER_CHECKSUM' && e.header?.getUint64('seq') === 7n,
+    );
+  });
+});
