@@ -6,7 +6,8 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { Component } from '../../../src/component/component.js';
-import { ApplyEngine, checkHio, HIO_CMD, type HioReply, type HioRequest, MAXPHYS } from '../../../src/secondary/apply.js';
+import { HIO as HIO_CMD, MAXPHYS } from '../../../src/peer/constants.js';
+import { ApplyEngine, checkHio, type HioReply, type HioRequest } from '../../../src/secondary/apply.js';
 import { tmpDir } from '../../harness/tools.js';
 
 const LOCALOFF = 8192;
@@ -61,8 +62,9 @@ function req(cmd: number, seq: number, offset: number | null, length: number | n
   return {
     cmd,
     seq: BigInt(seq),
-    offset: offset === null ? null : BigInt(offset),
-    length: length === null ? null : BigInt(length),
+    // A missing field reads as -1, as peer/messages readRequest() reports it.
+    offset: offset ?? -1,
+    length: length ?? -1,
     memsync,
     data,
   };
