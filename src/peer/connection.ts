@@ -5,7 +5,8 @@ import type { NvList } from '../nv/codec.js';
 import type { ChecksumAlgorithm } from './checksum.js';
 import type { CompressionAlgorithm } from './compression/index.js';
 import { PeerProtocolError } from './errors.js';
-import { encodeMessage, HAST_PROTO_VERSION, MessageReader, type PayloadLimit, type PeerMessage } from './framing.js';
+import { HAST_PROTO_VERSION } from './constants.js';
+import { encodeMessage, MessageReader, type PayloadLimit, type PeerMessage } from './framing.js';
 
 /** How this side frames what it sends: its own configured algorithms and the negotiated version. */
 export interface SendOptions {
