@@ -66,7 +66,12 @@ export class PeerRemote implements RemoteLeg {
     // Nothing is expected on "out" after the handshake.
     this.#out.onMessage = () => this.disconnect('Unexpected data from the peer');
     this.#out.onClose = (reason) => this.#onClosed(reason, 'out');
-    if (this.#in.closed || this.#out.closed) this.disconnect('Connection closed');
+    // Closed between the handshake and here: the session never starts (nothing is pending yet).
+    if (this.#in.closed || this.#out.closed) {
+      this.#closed = true;
+      this.#out.close();
+      this.#in.close();
+    }
   }
 
   get connected(): boolean {

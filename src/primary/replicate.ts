@@ -99,7 +99,10 @@ class Replicator implements Omit<Replication, 'ready'> {
         mode: session.mode,
         onDisconnect: (why) => this.#onDisconnect(remote, why),
       });
-      if (!remote.connected) return 'failed';
+      if (!remote.connected) {
+        log.debug(1, `Unable to connect to ${this.#cfg.remoteAddr}: connection closed after the handshake`);
+        return 'failed';
+      }
       this.#remote = remote;
       res.remote = remote;
       res.staleLocal = session.syncSrc === 'secondary';
