@@ -2,29 +2,22 @@
 // optional payload, with the compression → checksum pipeline on send and its reverse on receive.
 //
 //   off  size      field
-//   0    1         protocol version (2; a receiver rejects anything above 2: "RPC version mismatch")
-//   1    4         length of the nv list in bytes, uint32 little-endian
+//   0    1         protocol version (2; a receiver rejects anything above 2: "RPC version mismatch";
+//                  0 and 1 are accepted, as upstream hast_proto_recv_hdr does)
+//   1    4         length of the nv list in bytes, uint32 little-endian (never 0: see below)
 //   5    nvlen     the nv list (HAST-SPEC §3.1)
 //   5+nvlen size   payload, present only when the nv list has `size` (uint32) = payload length as
 //                  sent (after compression); `compression`, `checksum` and `hash` describe it
 import { decodeNv, encodeNv, NV_TYPE, NvError, type NvList } from '../nv/codec.js';
 import { addChecksum, verifyChecksum, type ChecksumAlgorithm } from './checksum.js';
 import { compressPayload, decompressPayload, type CompressionAlgorithm } from './compression/index.js';
+import { HAST_PROTO_VERSION, MAX_NV_SIZE, MAXPHYS } from './constants.js';
 import { PeerProtocolError } from './errors.js';
 import { ByteQueue } from '../util/byte-queue.js';
 
-/** The protocol version we speak and the highest we accept. */
-export const HAST_PROTO_VERSION = 2;
+export { HAST_PROTO_VERSION, MAX_NV_SIZE, MAXPHYS };
 /** Size of the fixed message header. */
 export const MESSAGE_HEADER_SIZE = 5;
-/**
- * Largest nv list we accept. Real headers are well under 1 KiB (the largest, the handshake reply,
- * is about 300 bytes); bitmaps and data travel as payload, so 64 KiB is generous and bounds
- * what a hostile peer can make us buffer before the list is even parsed.
- */
-export const MAX_NV_SIZE = 64 * 1024;
-/** Largest I/O request (MAXPHYS, pinned at 1 MiB: DESIGN.md, HAST-SPEC §11.6). */
-export const MAXPHYS = 1024 * 1024;
 
 /** What the sender applies to a payload: its own configured algorithms. */
 export interface EncodeOptions {
@@ -165,6 +158,12 @@ export class MessageReader {
             { errno: 'ERPCMISMATCH' },
           );
         }
+        // Upstream cannot receive an empty list (proto_common_recv asserts size > 0) and never sends
+        // one (every message has at least one field): a zero length is malformed input, refused
+        // here instead of upstream's abort.
+        if (this.#nvLen === 0) {
+          throw new PeerProtocolError('EPEER_HEADER', 'Invalid header size 0 (empty nv list)');
+        }
         if (this.#nvLen > this.#maxNvSize) {
           throw new PeerProtocolError(
             'EPEER_TOO_LARGE',
@@ -202,7 +201,13 @@ export class MessageReader {
         if (raw === null) return null;
         const nv = this.#nv as NvList;
         this.#nv = undefined;
-        return this.#finish(nv, unpackPayload(nv, raw, this.#limit));
+        let payload: Buffer;
+        try {
+          payload = unpackPayload(nv, raw, this.#limit);
+        } catch (err) {
+          throw err instanceof PeerProtocolError ? err.withHeader(nv) : err;
+        }
+        return this.#finish(nv, payload);
       }
       default:
         return null;

@@ -12,9 +12,6 @@ import { ErrnoError } from '../util/errno.js';
 import { BitmapWriter } from './bitmap-writer.js';
 import { type LockHandle, RangeLock } from './range-lock.js';
 
-/** Largest single request (MAXPHYS), pinned as a protocol parameter (HAST-SPEC §11.6). */
-export const MAXPHYS = 1 << 20;
-
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**

@@ -4,7 +4,8 @@
 // extent only when every one of its chunks was copied. Resumable: the map is on disk.
 import { log } from '../log/log.js';
 import { humanizeNumber } from '../metadata/dump.js';
-import { MAXPHYS, type PrimaryResource } from './resource.js';
+import { MAXPHYS } from '../peer/constants.js';
+import type { PrimaryResource } from './resource.js';
 
 /** Chunks in flight during a sync (the pipeline depth). */
 const SYNC_WINDOW = 8;
