@@ -334,7 +334,7 @@ export class HastdParent implements PeerParent {
         }),
       ]);
       if (outcome !== null) return outcome;
-      const reason = `the primary worker did not report ready within ${Math.round(bound / 1000)} s; stopped it.`;
+      const reason = `The primary worker did not report ready within ${bound / 1000} s; stopped it.`;
       log.error(`[${res.cfg.name}] (primary) ${reason}`);
       await this.stopWorker(res);
       return { ok: false, reason, code: CONTROL_ERROR.WORKER_FAILED };
