@@ -88,6 +88,20 @@ test('demotion is refused while /dev/hast is mounted or open, and leaves nothing
   writeFileSync(join(mnt, 'b.txt'), 'after the refusal\n');
   sh('sync');
   assert.equal(readFileSync(join(mnt, 'a.txt'), 'utf8'), 'before\n');
+
+  // Unmounted lazily while a file on it is open (what vip-down.sh does when umount hangs): the
+  // mount tables no longer show it, but the file system still uses the device.
+  const user = spawn('sh', ['-c', `exec 3<${join(mnt, 'a.txt')}; exec sleep 60`], { stdio: 'ignore' });
+  registerKill(t, user.pid ?? -1);
+  await sleep(300);
+  sh('umount', '-l', mnt);
+  const lazy = await hastctl(conf, 'solo', ['role', 'secondary', res]);
+  assert.equal(lazy.code, 75, lazy.stderr);
+  assert.match(lazy.stderr, /device busy: .* is still in use/);
+  await killPid(user.pid);
+  await sleep(200); // the last reference is dropped, the superblock goes
+  sh('mount', dev, mnt);
+  assert.equal(readFileSync(join(mnt, 'b.txt'), 'utf8'), 'after the refusal\n');
   sh('umount', mnt);
 
   // Held open by a process (no mount): refused too.

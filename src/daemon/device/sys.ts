@@ -1,7 +1,7 @@
 // System helpers for the device layer: finding tools, running them, reading /proc/mounts and
 // loop-device state. DESIGN.md "The device on Linux".
 import { execFile } from 'node:child_process';
-import { accessSync, constants as fsConstants, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, openSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** The Debian package that ships each tool we run, for "install X" error messages. */
@@ -178,6 +178,16 @@ export function busyReason(dev: string): string | null {
   if (holders.length > 0) return `is in use by ${holders.join(', ')}`;
   const openers = openersOf(new Set(numbers.keys()));
   if (openers.length > 0) return `is held open by ${openers.slice(0, 5).join(', ')}${openers.length > 5 ? ', …' : ''}`;
+  // What the lists above cannot see: a file system unmounted lazily (umount -l) while files on it
+  // are still open keeps its device claimed, out of every mount table. O_EXCL on a block device
+  // fails with EBUSY while a file system or another exclusive user has claimed it.
+  for (const part of numbers.values()) {
+    try {
+      closeSync(openSync(`/dev/${part}`, fsConstants.O_RDONLY | fsConstants.O_EXCL));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EBUSY') return `is still in use (claimed by a file system that is not in the mount table, e.g. unmounted lazily with files open)`;
+    }
+  }
   return null;
 }
 
