@@ -31,6 +31,21 @@ hctl() {
 	$HASTCTL "$sub" $HASTCTL_ARGS "$@"
 }
 
+# set_role ROLE RESOURCE: `hastctl role ROLE RESOURCE`, logging a refusal or failure with hastctl's
+# message and exit status. Never passes --force: the refusals (exit 75) exist so that neither a
+# script nor ucarp makes two primaries or pulls a device from under a mounted file system; only the
+# administrator may override them. Returns hastctl's exit status.
+set_role() {
+	out=$(hctl role "$1" "$2" 2>&1)
+	rc=$?
+	case $rc in
+	0) return 0 ;;
+	75) log err "$2: hastctl role $1 refused (exit 75): $out" ;;
+	*) log err "$2: hastctl role $1 failed (exit $rc): $out" ;;
+	esac
+	return $rc
+}
+
 # status RESOURCE: `hastctl status RESOURCE` into $STATUS, read by sfield (one hastctl run per look:
 # each is a Node.js start-up, which counts on a busy host).
 status() {

@@ -30,8 +30,10 @@ for entry in $HAST_RESOURCES; do
 		if timeout "$UMOUNT_WAIT" umount "$mnt"; then
 			log notice "$res: $mnt unmounted"
 		else
-			# Still demote: staying primary beside a new master is how split-brains start.
-			log err "$res: umount $mnt failed or hung; lazy unmount and demoting anyway"
+			# Try to demote anyway: hastd refuses (75) while the lazily unmounted file system still
+			# uses the device, and then this host stays primary, connected, which keeps the new
+			# master from promoting (never two primaries).
+			log err "$res: umount $mnt failed or hung; lazy unmount, then trying to demote"
 			umount -l "$mnt" || true
 			failed=1
 		fi
@@ -39,19 +41,21 @@ for entry in $HAST_RESOURCES; do
 	role=$(field "$res" role)
 	case "$role" in
 	primary)
-		if hctl role secondary "$res"; then
+		# Refused (75) while the device is still mounted or open (a lazy umount with files open
+		# counts): this host stays primary and keeps serving, so the new MASTER's vip-up.sh sees a
+		# connected primary and refuses to promote; no second primary, no lost device. The
+		# administrator frees the device and reruns this script.
+		if set_role secondary "$res"; then
 			log notice "$res: role primary -> secondary"
 		else
-			log err "$res: hastctl role secondary failed"
 			failed=1
 		fi
 		;;
 	init)
 		if [ "$SECONDARY_FROM_INIT" = yes ]; then
-			if hctl role secondary "$res"; then
+			if set_role secondary "$res"; then
 				log notice "$res: role init -> secondary"
 			else
-				log err "$res: hastctl role secondary failed"
 				failed=1
 			fi
 		fi

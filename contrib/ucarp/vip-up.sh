@@ -62,8 +62,9 @@ for entry in $HAST_RESOURCES; do
 		done
 	fi
 	if [ "$role" != primary ]; then
-		if ! hctl role primary "$res"; then
-			log err "$res: hastctl role primary failed"
+		# Refused (75) while a primary is still connected to us; failed (66, 70, 71) when the worker
+		# could not open the disk or set up the device: either way no mount, no address.
+		if ! set_role primary "$res"; then
 			failed=1
 			continue
 		fi

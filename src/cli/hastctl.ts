@@ -52,16 +52,35 @@ async function cmdCreate(cfg: HastConfig, names: readonly string[], v: Record<st
   const keepDirty = sizeOpt('keepdirty', 'keepdirty');
   const mediaSize = sizeOpt('mediasize', 'mediasize');
   let first = 0;
+  const active = await activeRoles(cfg);
   for (const r of pick(cfg, names, false)) {
     if (typeof r === 'string') {
       warn(`Unknown resource ${r}.`);
       first ||= EX.DATAERR;
       continue;
     }
+    const role = active.get(r.name);
+    if (role !== undefined && role !== 'init') {
+      warn(
+        `[${r.name}] Refusing to create metadata: hastd runs the resource as ${role}, and new metadata would destroy the live ` +
+          `metadata under it. Run "hastctl role init ${r.name}" first (then "hastctl role secondary ${r.name}" to resynchronise).`,
+      );
+      first ||= EX.TEMPFAIL;
+      continue;
+    }
     let comp;
     try {
-      comp = await openComponent(r.localPath, { lock: false });
+      // The lock a worker holds (non-blocking flock), also held while we write.
+      comp = await openComponent(r.localPath, { lock: true });
     } catch (err) {
+      if ((err as { code?: string }).code === 'EBUSY') {
+        warn(
+          `[${r.name}] Refusing to create metadata: ${r.localPath} is locked by another process (a hastd worker, of this or ` +
+            `another hastd?). Stop what uses it (hastctl role init ${r.name}) and retry.`,
+        );
+        first ||= EX.TEMPFAIL;
+        continue;
+      }
       warn(`Unable to open ${r.localPath}: ${(err as Error).message}`);
       first ||= EX.NOINPUT;
       continue;
@@ -83,6 +102,23 @@ async function cmdCreate(cfg: HastConfig, names: readonly string[], v: Record<st
     }
   }
   return first;
+}
+
+/**
+ * The roles hastd runs the resources in, asked over the control socket. No daemon listening
+ * (no socket, nobody accepting) → empty: create works on a stopped node as upstream's does.
+ */
+async function activeRoles(cfg: HastConfig): Promise<Map<string, Role>> {
+  const out = new Map<string, Role>();
+  let reply: ControlReply;
+  try {
+    reply = await controlRequest(cfg.controlPath, { cmd: 'status', resources: ['all'] });
+  } catch (err) {
+    if (err instanceof ControlConnectError) return out;
+    throw err;
+  }
+  for (const r of reply.resources) if (r.role !== undefined) out.set(r.name, r.role);
+  return out;
 }
 
 async function cmdDump(cfg: HastConfig, names: readonly string[]): Promise<number> {
@@ -132,13 +168,13 @@ function firstError(reply: ControlReply): number {
   return 0;
 }
 
-async function cmdRole(cfg: HastConfig, args: readonly string[], debug: number): Promise<number> {
+async function cmdRole(cfg: HastConfig, args: readonly string[], debug: number, force: boolean): Promise<number> {
   const [role, ...names] = args;
   if (role === undefined || names.length === 0 || !(ROLES as readonly string[]).includes(role)) usage();
-  const reply = await talk(cfg, { cmd: 'role', role: role as Role, resources: names });
+  const reply = await talk(cfg, { cmd: 'role', role: role as Role, resources: names, ...(force ? { force: true } : {}) });
   if (typeof reply === 'number') return reply;
   for (const r of reply.resources) {
-    if (r.error !== undefined) warn(`[${r.name}] Received error ${r.error} from hastd.`);
+    if (r.error !== undefined) warn(r.message !== undefined ? `[${r.name}] ${r.message}` : `[${r.name}] Received error ${r.error} from hastd.`);
     else if (debug > 0) {
       process.stderr.write(
         r.previousRole === role ? `[${r.name}] Role unchanged (${role}).\n` : `[${r.name}] Role changed from ${r.previousRole} to ${role}.\n`,
@@ -179,6 +215,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
         extentsize: { type: 'string', short: 'e' },
         keepdirty: { type: 'string', short: 'k' },
         mediasize: { type: 'string', short: 'm' },
+        force: { type: 'boolean' },
       },
     });
     if (values.help === true) usage();
@@ -186,6 +223,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
       usage('-e, -k and -m are options of create');
     }
     if ((values.json === true || values.terse === true) && sub !== 'status' && sub !== 'list') usage('--json and -t are options of status and list');
+    if (values.force === true && sub !== 'role') usage('--force is an option of role');
     const debug = values.debug?.length ?? 0;
     const cfg = load(values.config ?? DEFAULT_CONFIG, values.node);
     switch (sub) {
@@ -194,7 +232,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
       case 'dump':
         return await cmdDump(cfg, positionals);
       case 'role':
-        return await cmdRole(cfg, positionals, debug);
+        return await cmdRole(cfg, positionals, debug, values.force === true);
       default:
         return await cmdStatus(cfg, positionals, values.json === true, values.terse === true);
     }

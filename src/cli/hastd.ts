@@ -152,7 +152,15 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 
   return new Promise((done) => {
+    // The first SIGTERM/SIGINT starts the shutdown (which waits for busy devices to be
+    // unmounted); a second one makes it remove them anyway (HastdParent.shutdown).
+    let stopping = false;
     const stop = (): void => {
+      if (stopping) {
+        void parent.shutdown();
+        return;
+      }
+      stopping = true;
       parent.shutdown().then(
         () => {
           hooks.close();

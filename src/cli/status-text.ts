@@ -24,6 +24,8 @@ export function formatResource(r: ResourceStatus): string {
   }
   const w = r.worker ?? null;
   lines.push(`  role: ${r.role ?? 'init'}`);
+  // Ours, only when set: why the resource is not where it was put (FreeBSD's lines otherwise).
+  if (r.lasterror !== undefined && r.lasterror !== null) lines.push(`  lasterror: ${r.lasterror}`);
   lines.push(`  provname: ${r.provname ?? ''}`);
   lines.push(`  localpath: ${r.localpath ?? ''}`);
   lines.push(`  extentsize: ${sized(w?.extentSize ?? 0)}`);

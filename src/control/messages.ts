@@ -6,14 +6,26 @@ export const ROLES = ['init', 'primary', 'secondary'] as const;
 export type Role = (typeof ROLES)[number];
 
 export type ControlRequest =
-  | { readonly cmd: 'role'; readonly role: Role; readonly resources: readonly string[] }
+  /** `force`: hastctl role --force, overrides the refusals (ours, not upstream's). */
+  | { readonly cmd: 'role'; readonly role: Role; readonly resources: readonly string[]; readonly force?: boolean }
   | { readonly cmd: 'status'; readonly resources: readonly string[] };
 
-/** Upstream error numbers in replies. */
+/**
+ * Error numbers in replies: upstream's (1, 2, 4), and ours for a refused or failed role change,
+ * which are sysexits(3) values because hastctl exits with the first per-resource error.
+ */
 export const CONTROL_ERROR = {
   NO_SUCH_RESOURCE: 1,
   INVALID_REQUEST: 2,
   UNKNOWN_COMMAND: 4,
+  /** The primary worker could not open the component or read its metadata (EX_NOINPUT). */
+  WORKER_NOINPUT: 66,
+  /** The worker failed, exited or did not report within its bound (EX_SOFTWARE). */
+  WORKER_FAILED: 70,
+  /** The export or /dev/hast could not be set up (EX_OSERR). */
+  WORKER_OSERR: 71,
+  /** Refused in the current state: a primary is connected to us, the device is busy (EX_TEMPFAIL). */
+  REFUSED: 75,
 } as const;
 
 /** Statistics and queue sizes reported by a worker (HAST-SPEC §2.5). */
@@ -64,7 +76,14 @@ export interface WorkerStatus {
 export interface ResourceStatus {
   readonly name: string;
   readonly error?: number;
+  /** With `error`, from our role refusals and failures: what happened and what to do. */
+  readonly message?: string;
   readonly role?: Role;
+  /**
+   * Why the resource is not (or no longer) where it was put: the last failure of its worker
+   * (start-up failure, unexpected exit), or null. Cleared by the next successful role change.
+   */
+  readonly lasterror?: string | null;
   /** The previous role, in replies to a role request. */
   readonly previousRole?: Role;
   readonly provname?: string;

@@ -19,7 +19,7 @@ import {
 import { readLine } from '../control/wire.js';
 import { log } from '../log/log.js';
 import type { PeerListeners } from './listen.js';
-import { type PeerParent, ResourceState } from './resource-state.js';
+import { type PeerParent, ResourceState, type StartOutcome } from './resource-state.js';
 import type { HookEvent, ParentToWorker, WorkerToParent } from './worker-ipc.js';
 import { WORKER_EXIT } from './worker-ipc.js';
 
@@ -27,6 +27,31 @@ import { WORKER_EXIT } from './worker-ipc.js';
 const STATUS_TIMEOUT_MS = 5000;
 /** Delay before a crashed primary worker is restarted (upstream: 1 s). */
 const RESTART_DELAY_MS = 1000;
+/** How long a stopped worker gets to exit after SIGTERM/SIGINT before SIGKILL. */
+const STOP_TIMEOUT_MS = 30_000;
+/** How long a primary worker gets to remove its device when asked to (nbdfuse, losetup, fusermount). */
+const RELEASE_TIMEOUT_MS = 60_000;
+/** While a shutdown waits for a busy device to be unmounted: how often it asks again. */
+const BUSY_POLL_MS = 1000;
+
+/** A role change that was refused or failed: `code` goes into the reply, `message` to the terminal. */
+export class RoleError extends Error {
+  readonly code: number;
+  constructor(code: number, message: string) {
+    super(message);
+    this.name = 'RoleError';
+    this.code = code;
+  }
+}
+
+/**
+ * How long `hastctl role primary` waits for the worker's 'ready': its start-up may wait for the
+ * peer (a connect of up to `timeout` s, then up to `timeout` s while the peer still says it is
+ * primary) besides attaching the device (nbdfuse gets 15 s), so 2 × timeout + 30 s.
+ */
+export function startTimeoutMs(cfg: ResourceConfig): number {
+  return (2 * cfg.timeout + 30) * 1000;
+}
 
 export interface ParentOptions {
   readonly debugLevel: number;
@@ -40,6 +65,16 @@ export interface ParentOptions {
   readonly startPeerListeners?: (parent: PeerParent) => Promise<PeerListeners>;
   /** A reload changed `pidfile` (HAST-SPEC §10.3); failures only warn. */
   readonly pidfileChanged?: (path: string) => void;
+  /** The worker entry point to fork (default dist/src/cli/worker.js); tests fork stubs. */
+  readonly workerScript?: string;
+  /** SIGTERM/SIGINT → SIGKILL bound of a worker stop (default 30 s). */
+  readonly stopTimeoutMs?: number;
+  /** Bound on a primary worker's start-up (default {@link startTimeoutMs} of the resource). */
+  readonly startTimeoutMs?: number;
+  /** Bound on a primary worker's device removal (default 60 s). */
+  readonly releaseTimeoutMs?: number;
+  /** Poll interval of a shutdown waiting for a busy device (default 1 s). */
+  readonly busyPollMs?: number;
 }
 
 /**
@@ -65,7 +100,15 @@ export class HastdParent implements PeerParent {
   #control: Server | null = null;
   #peers: PeerListeners | null = null;
   #statusId = 0;
+  #releaseId = 0;
   #shuttingDown = false;
+  #shutdownP: Promise<void> | null = null;
+  /** A second termination signal: busy devices are removed anyway. */
+  #forceStop = false;
+  #forced: () => void = () => undefined;
+  readonly #forcedP = new Promise<void>((resolve) => {
+    this.#forced = resolve;
+  });
   /** Serialises role changes and reloads (upstream's parent is single-threaded). */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -129,6 +172,7 @@ export class HastdParent implements PeerParent {
       if (typeof role !== 'string' || !(ROLES as readonly string[]).includes(role)) {
         return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid role.', resources: [] };
       }
+      const force = (req as { force?: unknown }).force === true;
       const out: ResourceStatus[] = [];
       for (const name of expanded) {
         const res = this.resources.get(name);
@@ -136,8 +180,18 @@ export class HastdParent implements PeerParent {
           out.push({ name, error: CONTROL_ERROR.NO_SUCH_RESOURCE });
           continue;
         }
-        const previous = await this.serialize(() => this.setRole(res, role as Role));
-        out.push({ name, previousRole: previous, role: res.role });
+        if (this.#shuttingDown) {
+          out.push({ name, error: CONTROL_ERROR.REFUSED, message: 'hastd is shutting down; role changes are refused.', role: res.role });
+          continue;
+        }
+        const previous = res.role;
+        try {
+          await this.serialize(() => this.setRole(res, role as Role, force));
+          out.push({ name, previousRole: previous, role: res.role });
+        } catch (err) {
+          if (!(err instanceof RoleError)) throw err;
+          out.push({ name, previousRole: previous, role: res.role, error: err.code, message: err.message });
+        }
       }
       return { resources: out };
     }
@@ -165,6 +219,7 @@ export class HastdParent implements PeerParent {
       checksum: c.checksum,
       compression: c.compression,
       workerpid: res.worker?.pid ?? 0,
+      lasterror: res.lastError,
       worker,
     };
   }
@@ -195,19 +250,120 @@ export class HastdParent implements PeerParent {
     }
   }
 
-  /** Change a resource's role (HAST-SPEC §5.3). Returns the previous role. */
-  async setRole(res: ResourceState, role: Role): Promise<Role> {
+  /**
+   * Change a resource's role (HAST-SPEC §5.3). Returns the previous role. Throws a RoleError
+   * (role unchanged unless said otherwise) when:
+   * - secondary → primary while a primary is connected to us (our secondary worker runs), unless
+   *   `force`;
+   * - primary → anything while /dev/hast/<provname> is mounted or held open, unless `force`, or
+   *   when its removal failed (the worker keeps serving);
+   * - → primary and the worker fails or exits before its 'ready', or does not report within its
+   *   bound: the role falls back to init and `lasterror` says why.
+   */
+  async setRole(res: ResourceState, role: Role, force = false): Promise<Role> {
     const old = res.role;
+    const name = res.cfg.name;
     if (old === role) {
-      log.debug(1, `[${res.cfg.name}] Role unchanged (${role}).`);
+      log.debug(1, `[${name}] Role unchanged (${role}).`);
       return old;
     }
-    log.info(`[${res.cfg.name}] (${old}) Role changed to ${role}.`);
+    if (role === 'primary' && old === 'secondary' && res.worker !== null && res.workerRole === 'secondary' && !force) {
+      const msg =
+        `Refusing to change the role from secondary to primary: a primary is connected to this node and replicating to it ` +
+        `(secondary worker pid ${res.worker.pid ?? 0}); two primaries would diverge. Demote the peer first ` +
+        `(hastctl role secondary ${name} there), or use --force if you are sure it no longer writes.`;
+      log.notice(`[${name}] (${old}) ${msg}`);
+      throw new RoleError(CONTROL_ERROR.REFUSED, msg);
+    }
+    if (old === 'primary' && res.worker !== null && res.workerRole === 'primary' && res.workerReady) {
+      const r = await this.#release(res, force);
+      if (!r.ok && !(r.timedOut && force)) {
+        const msg = r.timedOut
+          ? `Not changing the role from primary to ${role}: the primary worker did not answer within ` +
+            `${Math.round(this.#releaseMs() / 1000)} s when asked to remove its device; --force stops it anyway (SIGTERM, then SIGKILL).`
+          : r.busy
+            ? `Refusing to change the role from primary to ${role}: ${r.reason ?? 'device busy'}. The role stays primary and the device keeps ` +
+              `being served. --force removes the device anyway (as upstream destroys its gate device): the file system on it loses its disk.`
+            : `Not changing the role from primary to ${role}: ${r.reason ?? 'unable to remove the device'}. The role stays primary and the ` +
+              `device keeps being served; --force removes what it can.`;
+        log.notice(`[${name}] (${old}) ${msg}`);
+        throw new RoleError(r.timedOut ? CONTROL_ERROR.WORKER_FAILED : CONTROL_ERROR.REFUSED, msg);
+      }
+    }
+    log.info(`[${name}] (${old}) Role changed to ${role}.`);
     res.role = role;
+    res.force = force;
     await this.stopWorker(res);
-    if (role === 'primary') this.startWorker(res, 'primary');
-    this.hook(res.cfg, 'role', [old, role]);
-    return old;
+    if (role !== 'primary') {
+      res.lastError = null;
+      this.hook(res.cfg, 'role', [old, role]);
+      return old;
+    }
+    this.startWorker(res, 'primary');
+    const outcome = await this.#awaitStart(res);
+    if (outcome.ok) {
+      res.lastError = null;
+      this.hook(res.cfg, 'role', [old, role]);
+      return old;
+    }
+    log.warning(`[${name}] (primary) Changing resource role back to init.`);
+    res.role = 'init';
+    res.lastError = outcome.reason;
+    if (old !== 'init') this.hook(res.cfg, 'role', [old, 'init']);
+    const code =
+      outcome.code === WORKER_EXIT.NOINPUT
+        ? CONTROL_ERROR.WORKER_NOINPUT
+        : outcome.code === WORKER_EXIT.OSERR
+          ? CONTROL_ERROR.WORKER_OSERR
+          : CONTROL_ERROR.WORKER_FAILED;
+    throw new RoleError(code, `Unable to become primary: ${outcome.reason.replace(/\.?$/, '.')} The role fell back to init.`);
+  }
+
+  /** Wait for the start-up of the worker just forked by startWorker (fakes in tests set none). */
+  async #awaitStart(res: ResourceState): Promise<StartOutcome> {
+    const pending = res.startOutcome;
+    if (pending === null) return { ok: true };
+    const bound = this.opts.startTimeoutMs ?? startTimeoutMs(res.cfg);
+    res.startAwaited = true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const outcome = await Promise.race([
+        pending,
+        new Promise<null>((resolve) => {
+          timer = setTimeout(() => resolve(null), bound);
+        }),
+      ]);
+      if (outcome !== null) return outcome;
+      const reason = `The primary worker did not report ready within ${bound / 1000} s; stopped it.`;
+      log.error(`[${res.cfg.name}] (primary) ${reason}`);
+      await this.stopWorker(res);
+      return { ok: false, reason, code: CONTROL_ERROR.WORKER_FAILED };
+    } finally {
+      clearTimeout(timer);
+      res.startAwaited = false;
+    }
+  }
+
+  #releaseMs(): number {
+    return this.opts.releaseTimeoutMs ?? RELEASE_TIMEOUT_MS;
+  }
+
+  /** Ask the primary worker to remove its device (refused while busy unless `force`). */
+  #release(res: ResourceState, force: boolean): Promise<{ ok: boolean; busy?: boolean; reason?: string; timedOut?: boolean }> {
+    const w = res.worker;
+    if (w === null || !w.connected) return Promise.resolve({ ok: true });
+    const id = ++this.#releaseId;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        res.pendingRelease.delete(id);
+        resolve({ ok: false, timedOut: true });
+      }, this.#releaseMs());
+      res.pendingRelease.set(id, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      this.#send(w, { type: 'release', id, force });
+    });
   }
 
   /** Fire an exec hook for a resource event. */
@@ -218,7 +374,7 @@ export class HastdParent implements PeerParent {
 
   /** Fork a worker for the resource; sockets (secondary) are handed over by the caller. */
   startWorker(res: ResourceState, role: 'primary' | 'secondary'): ChildProcess {
-    const script = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'worker.js');
+    const script = this.opts.workerScript ?? join(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'worker.js');
     const child = fork(script, [res.cfg.name, role], {
       stdio: this.opts.foreground ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'ignore', 'ignore', 'ipc'],
       env: workerEnv(process.env),
@@ -228,6 +384,18 @@ export class HastdParent implements PeerParent {
     res.workerRole = role;
     res.workerReady = role === 'secondary';
     res.stopping = false;
+    res.failedReason = null;
+    res.settleStart = null;
+    res.startOutcome =
+      role === 'primary'
+        ? new Promise<StartOutcome>((resolve) => {
+            res.settleStart = (o) => {
+              res.settleStart = null;
+              res.startOutcome = null;
+              resolve(o);
+            };
+          })
+        : null;
     child.on('message', (m: WorkerToParent) => this.#onWorkerMessage(res, child, m));
     child.on('error', (err) => log.error(`[${res.cfg.name}] Worker process error`, err));
     child.on('exit', (code, signal) => this.#onWorkerExit(res, child, code, signal));
@@ -238,6 +406,7 @@ export class HastdParent implements PeerParent {
       debugLevel: this.opts.debugLevel,
       foreground: this.opts.foreground,
       stateDir: this.opts.stateDir,
+      force: res.force,
     });
     return child;
   }
@@ -256,7 +425,17 @@ export class HastdParent implements PeerParent {
         break;
       case 'ready':
         res.workerReady = true;
+        res.settleStart?.({ ok: true });
         break;
+      case 'failed':
+        res.failedReason = { reason: m.reason, code: m.code };
+        break;
+      case 'release-reply': {
+        const cb = res.pendingRelease.get(m.id);
+        res.pendingRelease.delete(m.id);
+        cb?.({ ok: m.ok, ...(m.busy !== undefined ? { busy: m.busy } : {}), ...(m.reason !== undefined ? { reason: m.reason } : {}) });
+        break;
+      }
     }
   }
 
@@ -267,8 +446,16 @@ export class HastdParent implements PeerParent {
     res.workerRole = null;
     for (const cb of res.pendingStatus.values()) cb(null);
     res.pendingStatus.clear();
+    for (const cb of res.pendingRelease.values()) cb({ ok: true });
+    res.pendingRelease.clear();
     const name = res.cfg.name;
-    if (res.stopping || this.#shuttingDown) return;
+    const why =
+      res.failedReason?.reason ??
+      (signal !== null ? `Worker process killed (signal=${signal}).` : `Worker process exited (pid=${child.pid}, exitcode=${code}).`);
+    const starting = res.startAwaited;
+    res.settleStart?.({ ok: false, reason: why, code: res.failedReason?.code ?? code ?? CONTROL_ERROR.WORKER_FAILED });
+    // setRole waits for this start and falls back to init itself: no restart, no second fallback.
+    if (starting || res.stopping || this.#shuttingDown) return;
     if (role === 'secondary') {
       log.debug(1, `[${name}] Secondary worker exited (code=${code ?? '-'}, signal=${signal ?? '-'}).`);
       return;
@@ -277,6 +464,7 @@ export class HastdParent implements PeerParent {
       log.warning(
         `[${name}] (primary) Worker process ${signal !== null ? `killed (signal=${signal})` : `exited ungracefully (pid=${child.pid}, exitcode=${code})`}.`,
       );
+      res.lastError = why;
       res.restartTimer = setTimeout(() => {
         res.restartTimer = null;
         if (res.role === 'primary' && res.worker === null && !this.#shuttingDown) {
@@ -292,10 +480,15 @@ export class HastdParent implements PeerParent {
     // Upstream falls back to init without a role hook (HAST-SPEC §11.17); we run the hook.
     log.warning(`[${name}] (primary) Changing resource role back to init.`);
     res.role = 'init';
+    res.lastError = why;
     this.hook(res.cfg, 'role', ['primary', 'init']);
   }
 
-  /** Stop a resource's worker (SIGTERM) and wait until it has exited. */
+  /**
+   * Stop a resource's worker and wait until it has exited: SIGTERM (SIGINT for a secondary), then
+   * SIGKILL when it is still there after the stop bound (a worker stuck on a lost request must not
+   * wedge role changes, reloads and peer accepts, which wait behind this).
+   */
   async stopWorker(res: ResourceState): Promise<void> {
     if (res.restartTimer !== null) {
       clearTimeout(res.restartTimer);
@@ -304,13 +497,28 @@ export class HastdParent implements PeerParent {
     const w = res.worker;
     if (w === null) return;
     res.stopping = true;
+    const bound = this.opts.stopTimeoutMs ?? STOP_TIMEOUT_MS;
+    const signal = res.workerRole === 'secondary' ? 'SIGINT' : 'SIGTERM';
     await new Promise<void>((resolve) => {
       if (w.exitCode !== null || w.signalCode !== null) {
         resolve();
         return;
       }
-      w.once('exit', () => resolve());
-      w.kill(res.workerRole === 'secondary' ? 'SIGINT' : 'SIGTERM');
+      const timer = setTimeout(() => {
+        log.warning(
+          `[${res.cfg.name}] (${res.workerRole ?? res.role}) Worker process (pid=${w.pid ?? 0}) did not exit within ${bound / 1000} s of ${signal}; killing it (SIGKILL).`,
+        );
+        try {
+          w.kill('SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }, bound);
+      w.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      w.kill(signal);
     });
     res.stopping = false;
   }
@@ -356,7 +564,13 @@ export class HastdParent implements PeerParent {
       if (d.pidFileChanged) this.opts.pidfileChanged?.(next.pidFile);
       for (const [name, res] of [...this.resources]) {
         if (d.resources.get(name)?.kind !== 'removed') continue;
-        await this.setRole(res, 'init');
+        try {
+          await this.setRole(res, 'init');
+        } catch (err) {
+          if (!(err instanceof RoleError)) throw err;
+          log.warning(`[${name}] Resource not removed: ${err.message}`);
+          continue;
+        }
         this.resources.delete(name);
         log.info(`Resource ${name} removed.`);
       }
@@ -371,12 +585,25 @@ export class HastdParent implements PeerParent {
         }
         const action = reloadAction(change, res.role);
         if (action === 'none') continue;
+        const oldCfg = res.cfg;
         res.cfg = rc;
         // A resource in init runs nothing: restarting it only means taking the new config.
         if (action === 'restart' && res.role !== 'init') {
           const role = res.role;
-          await this.setRole(res, 'init');
-          await this.setRole(res, role);
+          try {
+            await this.setRole(res, 'init');
+          } catch (err) {
+            if (!(err instanceof RoleError)) throw err;
+            res.cfg = oldCfg;
+            log.warning(`[${rc.name}] Resource not restarted with its new configuration: ${err.message}`);
+            continue;
+          }
+          try {
+            await this.setRole(res, role);
+          } catch (err) {
+            if (!(err instanceof RoleError)) throw err;
+            log.error(`[${rc.name}] Unable to restart the resource as ${role}: ${err.message}`);
+          }
         } else if (action === 'reload' && res.worker !== null) {
           log.info(`[${rc.name}] Resource ${rc.name} configuration was modified, reloading it.`);
           this.#send(res.worker, { type: 'reload', resource: rc });
@@ -386,16 +613,56 @@ export class HastdParent implements PeerParent {
     });
   }
 
-  /** SIGTERM/SIGINT: stop every worker and the control socket, then resolve. */
-  async shutdown(): Promise<void> {
-    if (this.#shuttingDown) return;
+  /**
+   * SIGTERM/SIGINT: stop every worker and the control socket, then resolve. Safe order: no new
+   * peer connections; each primary removes its device first, which is refused while a file
+   * system is mounted on it or a process holds it open: we then keep serving it (the control
+   * socket stays up, role changes are refused), say so at warning and look again every second.
+   * A second signal forces the removal (as upstream's forced gate destroy). Then the workers are
+   * stopped (SIGKILL after the stop bound). Calling it again returns the same promise.
+   */
+  shutdown(): Promise<void> {
+    if (this.#shutdownP !== null) {
+      if (!this.#forceStop) {
+        this.#forceStop = true;
+        log.warning('Second termination signal received: removing devices even if they are in use.');
+        this.#forced();
+      }
+      return this.#shutdownP;
+    }
+    this.#shutdownP = this.#shutdown();
+    return this.#shutdownP;
+  }
+
+  async #shutdown(): Promise<void> {
     this.#shuttingDown = true;
     log.info('Termination signal received, exiting.');
     this.#peers?.close();
+    await Promise.all([...this.resources.values()].map((res) => this.#releaseForShutdown(res)));
     closeControl(this.#control, this.cfg.controlPath);
     const waits: Promise<void>[] = [];
     for (const res of this.resources.values()) waits.push(this.stopWorker(res));
     await Promise.all(waits);
+  }
+
+  async #releaseForShutdown(res: ResourceState): Promise<void> {
+    let warned = false;
+    while (res.worker !== null && res.workerRole === 'primary' && res.workerReady) {
+      const r = await this.#release(res, this.#forceStop);
+      if (r.ok || r.timedOut === true) return;
+      if (r.busy !== true) {
+        log.error(`[${res.cfg.name}] (primary) ${r.reason ?? 'Unable to remove the device'}; stopping the worker anyway.`);
+        return;
+      }
+      if (!warned) {
+        log.warning(
+          `[${res.cfg.name}] (primary) Shutdown waits: ${r.reason ?? 'device busy'}. hastd keeps serving it until it is unmounted; ` +
+            'a second SIGTERM removes it anyway.',
+        );
+        warned = true;
+      }
+      await Promise.race([this.#forcedP, new Promise((resolve) => setTimeout(resolve, this.opts.busyPollMs ?? BUSY_POLL_MS))]);
+    }
   }
 }
 

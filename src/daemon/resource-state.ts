@@ -7,6 +7,9 @@ import type { HastConfig, ResourceConfig } from '../config/types.js';
 import type { Role, WorkerStatus } from '../control/messages.js';
 import type { ParentToWorker } from './worker-ipc.js';
 
+/** How a primary worker's start-up ended. */
+export type StartOutcome = { readonly ok: true } | { readonly ok: false; readonly reason: string; readonly code: number };
+
 /** Per-resource state kept by the parent. */
 export class ResourceState {
   cfg: ResourceConfig;
@@ -23,6 +26,22 @@ export class ResourceState {
   stopping = false;
   restartTimer: NodeJS.Timeout | null = null;
   readonly pendingStatus = new Map<number, (s: WorkerStatus | null) => void>();
+  /** Replies awaited from the primary worker to 'release' (device removal before a demotion). */
+  readonly pendingRelease = new Map<number, (r: { ok: boolean; reason?: string }) => void>();
+  /** Why the last start of a worker failed, or why it went away; shown as `lasterror`. */
+  lastError: string | null = null;
+  /** The reason a worker gave in its 'failed' message before exiting. */
+  failedReason: { reason: string; code: number } | null = null;
+  /**
+   * Set by startWorker for a primary until its 'ready', 'failed' or exit: what setRole waits for
+   * so that `hastctl role primary` reports the truth.
+   */
+  startOutcome: Promise<StartOutcome> | null = null;
+  settleStart: ((o: StartOutcome) => void) | null = null;
+  /** setRole is waiting for the start-up: an exit then is its failure, not a crash to restart. */
+  startAwaited = false;
+  /** The `--force` of the role change that started the current worker (WorkerInit.force). */
+  force = false;
   constructor(cfg: ResourceConfig) {
     this.cfg = cfg;
   }

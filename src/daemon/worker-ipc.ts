@@ -13,12 +13,23 @@ export interface WorkerInit {
   readonly foreground: boolean;
   /** Directory for worker state (FUSE mount points). */
   readonly stateDir: string;
+  /**
+   * `hastctl role --force`: the administrator overrides a refusal. The parent uses it for its own
+   * refusals (peer connected as primary, busy device); workers may use it for theirs (a peer that
+   * answers as primary, an inconsistent copy).
+   */
+  readonly force: boolean;
 }
 
 export type ParentToWorker =
   | WorkerInit
   | { readonly type: 'status'; readonly id: number }
   | { readonly type: 'reload'; readonly resource: ResourceConfig }
+  /**
+   * Primary: remove /dev/hast/<provname> before a demotion. Refused (ok false, the reason) while the
+   * device is mounted or held open, unless `force`; the worker keeps serving after a refusal.
+   */
+  | { readonly type: 'release'; readonly id: number; readonly force: boolean }
   /** Secondary: the accepted peer sockets follow as handles: first 'in' (primary's out), then 'out'. */
   | { readonly type: 'peer-socket'; readonly which: 'in' | 'out'; readonly first?: PeerFirstMessage };
 
@@ -33,7 +44,12 @@ export interface PeerFirstMessage {
 }
 
 export type WorkerToParent =
+  /** Primary: the component is open, the metadata read, the export and the device are set up. */
   | { readonly type: 'ready' }
+  /** The worker cannot start (or go on); it exits with `code` right after this message. */
+  | { readonly type: 'failed'; readonly reason: string; readonly code: number }
+  /** `busy`: refused because the device is mounted or held open (nothing was removed). */
+  | { readonly type: 'release-reply'; readonly id: number; readonly ok: boolean; readonly busy?: boolean; readonly reason?: string }
   | { readonly type: 'status-reply'; readonly id: number; readonly status: WorkerStatus }
   | { readonly type: 'event'; readonly event: HookEvent; readonly args: readonly string[] };
 

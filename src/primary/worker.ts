@@ -6,7 +6,7 @@ import { openComponent } from '../component/open.js';
 import { parseExportAddress } from '../config/index.js';
 import type { ResourceConfig } from '../config/types.js';
 import type { WorkerStatus } from '../control/messages.js';
-import { attachDevice, cleanupStaleDevice, type AttachedDevice } from '../daemon/device/index.js';
+import { DeviceError, attachDevice, cleanupStaleDevice, type AttachedDevice } from '../daemon/device/index.js';
 import type { ParentToWorker, WorkerInit, WorkerToParent } from '../daemon/worker-ipc.js';
 import { WORKER_EXIT } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
@@ -24,6 +24,29 @@ function send(msg: WorkerToParent): void {
   // callback ERR_IPC_CHANNEL_CLOSED is thrown as an unhandled 'error' event in mid-shutdown.
   if (process.send === undefined || !process.connected) return;
   process.send(msg, undefined, {}, () => undefined);
+}
+
+/** How often a shutdown refused by a busy device looks again whether it was unmounted. */
+const BUSY_POLL_MS = 1000;
+
+/**
+ * Log the failure, tell the parent why (so `hastctl role primary` can print it and `hastctl status`
+ * show it), then exit with `code`. The exit waits for the message to leave the IPC channel.
+ */
+async function fail(message: string, err: unknown, code: number): Promise<never> {
+  log.error(message, err);
+  const detail = err instanceof Error ? err.message : err === undefined ? '' : String(err);
+  const reason = detail === '' ? message : `${message.replace(/\.$/, '')}: ${detail}`;
+  if (process.send !== undefined && process.connected) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      process.send?.({ type: 'failed', reason, code } satisfies WorkerToParent, undefined, {}, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+  process.exit(code);
 }
 
 /**
@@ -58,16 +81,14 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
   try {
     comp = await openComponent(cfg.localPath, { lock: true });
   } catch (err) {
-    log.error(`Unable to open ${cfg.localPath}`, err);
-    process.exit(WORKER_EXIT.NOINPUT);
+    return fail(`Unable to open ${cfg.localPath}`, err, WORKER_EXIT.NOINPUT);
   }
   let res: PrimaryResource;
   try {
     const md = await readMetadata(comp, cfg.name);
     res = await PrimaryResource.open(cfg, comp, md);
   } catch (err) {
-    log.error('Unable to read metadata', err);
-    process.exit(WORKER_EXIT.NOINPUT);
+    return fail(`Unable to read metadata from ${cfg.localPath}`, err, WORKER_EXIT.NOINPUT);
   }
 
   const repl: Replication | null = cfg.remoteAddr === 'none' ? null : startReplication(res, cfg, send);
@@ -87,8 +108,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
       await nbd.listen({ kind: 'tcp', host: exp.host, port: exp.port });
     }
   } catch (err) {
-    log.error(`Unable to serve NBD at ${cfg.exportAddr}`, err);
-    process.exit(WORKER_EXIT.OSERR);
+    return fail(`Unable to serve NBD at ${cfg.exportAddr}`, err, WORKER_EXIT.OSERR);
   }
 
   let device: AttachedDevice | null = null;
@@ -99,9 +119,8 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
       device = await attachDevice({ provName: cfg.provName, socketPath: exp.path, mode: cfg.device, stateDir: init.stateDir });
       if (device !== null) log.info(`Device ${device.devicePath} created (${device.blockDevice}).`);
     } catch (err) {
-      log.error(`Unable to create /dev/hast/${cfg.provName}`, err);
       await nbd.close();
-      process.exit(WORKER_EXIT.OSERR);
+      return fail(`Unable to create /dev/hast/${cfg.provName}`, err, WORKER_EXIT.OSERR);
     }
   }
 
@@ -118,16 +137,47 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     device: device?.devicePath ?? null,
   });
 
+  /**
+   * Remove the device, refusing (DeviceError, nothing removed) while it is mounted or held open
+   * unless `force`. Used by the parent's 'release' before a demotion and by our own shutdown.
+   */
+  const releaseDevice = async (force: boolean): Promise<void> => {
+    if (device === null) return;
+    await device.detach(force);
+    log.info(`Device ${device.devicePath} removed.`);
+  };
+
   let exiting = false;
+  /** A second termination signal while the device is busy: remove it anyway. */
+  let forceExit = false;
   const shutdown = async (): Promise<void> => {
-    if (exiting) return;
+    if (exiting) {
+      if (!forceExit && device !== null) {
+        forceExit = true;
+        log.warning(`Second termination signal: removing ${device.devicePath} even if it is in use.`);
+      }
+      return;
+    }
     exiting = true;
     log.info('Termination signal received, exiting.');
-    if (device !== null) {
+    // Safe order: the device goes first, and only when nothing uses it. While a file system is
+    // mounted on it we keep serving (the file system keeps working) and look again every second;
+    // a second signal forces the removal (as upstream's forced gate destroy).
+    let warned = false;
+    for (;;) {
       try {
-        await device.detach();
+        await releaseDevice(forceExit);
+        break;
       } catch (err) {
-        log.error(`Unable to remove ${device.devicePath}`, err);
+        if (!(err instanceof DeviceError) || !err.busy) {
+          log.error(`Unable to remove ${device?.devicePath ?? 'the device'}`, err);
+          break;
+        }
+        if (!warned) {
+          log.warning(`${err.message}; still serving until it is unmounted (send the signal again to force)`);
+          warned = true;
+        }
+        await new Promise((r) => setTimeout(r, BUSY_POLL_MS));
       }
     }
     await nbd.close();
@@ -153,7 +203,16 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
   process.on('disconnect', () => void shutdown());
   process.on('message', (m: ParentToWorker) => {
     if (m.type === 'status') send({ type: 'status-reply', id: m.id, status: status() });
-    else if (m.type === 'reload') {
+    else if (m.type === 'release') {
+      releaseDevice(m.force).then(
+        () => send({ type: 'release-reply', id: m.id, ok: true }),
+        (err: unknown) => {
+          const reason = err instanceof Error ? err.message : String(err);
+          log.notice(`Not removing ${device?.devicePath ?? 'the device'}: ${reason}`);
+          send({ type: 'release-reply', id: m.id, ok: false, busy: err instanceof DeviceError && err.busy, reason });
+        },
+      );
+    } else if (m.type === 'reload') {
       cfg = m.resource;
       repl?.reload(cfg);
     }

@@ -8,10 +8,9 @@ import {
   DeviceError,
   cmdlineOf,
   findTool,
-  holdersOf,
+  busyReason,
   isAlive,
   isFuseMount,
-  mountsOfDevice,
   requireTool,
   run,
   sleep,
@@ -168,7 +167,7 @@ async function teardown(s: TeardownState): Promise<void> {
   const loops = s.blockDevice !== null && backingFileOf(s.blockDevice) !== null ? [s.blockDevice] : [];
   for (const loop of new Set([...loops, ...loopsOnOurFuse(s.paths.file, s.paths.mountDir)])) {
     assertNotBusy(loop, s.label, s.force);
-    await detachLoop(loop);
+    await detachLoop(loop, s.force);
   }
   await unmountFuse(s.paths.mountDir);
   if (s.pid > 0 && isNbdfuse(s.pid)) {
@@ -200,15 +199,18 @@ async function teardown(s: TeardownState): Promise<void> {
  * file system would lose its device and every later I/O on it fails. `force` is for crash cleanup.
  */
 export function assertNotBusy(blockDevice: string, label: string, force: boolean): void {
-  const mounted = mountsOfDevice(blockDevice);
-  const holders = holdersOf(blockDevice);
-  if (mounted.length === 0 && holders.length === 0) return;
-  const what = mounted.length > 0 ? `is mounted on ${mounted.join(', ')}` : `is in use by ${holders.join(', ')}`;
-  if (!force) throw new DeviceError(`device busy: ${label} ${what}; unmount it first`);
+  const what = busyReason(blockDevice);
+  if (what === null) return;
+  if (!force) throw new DeviceError(`device busy: ${label} ${what}; unmount it first`, { busy: true });
   log.warning(`Device ${label} (${blockDevice}) ${what}; removing it anyway (lazy detach).`);
 }
 
-async function detachLoop(loop: string): Promise<void> {
+/**
+ * Detach a loop device. A failure (the loop still bound afterwards) throws unless `force`: the
+ * caller then keeps everything above it (the FUSE mount, the symlink, the role) instead of leaving
+ * half a device behind.
+ */
+async function detachLoop(loop: string, force = true): Promise<void> {
   const losetup = findTool('losetup');
   if (losetup === null) {
     log.warning(`losetup not found; ${loop} left attached.`);
@@ -218,8 +220,9 @@ async function detachLoop(loop: string): Promise<void> {
     await run(losetup, ['-d', loop]);
   } catch (err) {
     // "No such device or address": already detached.
-    if (backingFileOf(loop) !== null) log.warning(`Unable to detach ${loop}`, err);
-    else log.debug(1, `${loop} already detached.`);
+    if (backingFileOf(loop) === null) log.debug(1, `${loop} already detached.`);
+    else if (!force) throw new DeviceError(`Unable to detach ${loop}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    else log.warning(`Unable to detach ${loop}`, err);
   }
 }
 

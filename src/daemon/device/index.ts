@@ -36,9 +36,11 @@ export interface AttachedDevice {
    * Remove the symlink and the block device. Refuses with a DeviceError ("device busy: … is
    * mounted on …; unmount it first") while a file system is mounted on it, leaving everything in
    * place; upstream destroys its gate device regardless, we do not pull a device from under a
-   * mounted file system on an orderly detach. Idempotent; "already gone" is logged, not thrown.
+   * mounted file system on an orderly detach. Also refused while a process holds it open or a
+   * kernel holder sits on it. `force` (hastctl role --force, a second SIGTERM) removes it anyway.
+   * A failed teardown step throws and keeps the symlink. Idempotent; "already gone" is logged.
    */
-  detach(): Promise<void>;
+  detach(force?: boolean): Promise<void>;
 }
 
 /** 'auto' → nbd when the kernel module and nbd-client are there, else fuse. */
@@ -88,13 +90,13 @@ export async function attachDevice(opts: AttachOptions): Promise<AttachedDevice 
     devicePath,
     blockDevice: dev.blockDevice,
     mode,
-    async detach(): Promise<void> {
+    async detach(force = false): Promise<void> {
       if (gone) {
         log.debug(1, `${devicePath} already removed.`);
         return;
       }
       // Busy check first (inside dev.detach) so a refused detach leaves the symlink in place.
-      await dev.detach(false, devicePath);
+      await dev.detach(force, devicePath);
       unlinkDevice(devicePath, dev.blockDevice);
       gone = true;
     },

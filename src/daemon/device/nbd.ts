@@ -49,6 +49,7 @@ export async function attachNbd(opts: { socketPath: string; blockSize: number })
       try {
         await run(client, ['-d', dev]);
       } catch (err) {
+        if (!force) throw new DeviceError(`Unable to disconnect ${dev}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
         log.warning(`Unable to disconnect ${dev}`, err);
       }
       detached = true;

@@ -1,7 +1,7 @@
 // System helpers for the device layer: finding tools, running them, reading /proc/mounts and
 // loop-device state. DESIGN.md "The device on Linux".
 import { execFile } from 'node:child_process';
-import { accessSync, constants as fsConstants, readFileSync, readdirSync, realpathSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, openSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** The Debian package that ships each tool we run, for "install X" error messages. */
@@ -16,9 +16,12 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
 
 /** A missing tool, a failed command or a refused operation on the device. */
 export class DeviceError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** The refusal of a teardown because something uses the device (nothing was removed). */
+  readonly busy: boolean;
+  constructor(message: string, options?: { cause?: unknown; busy?: boolean }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'DeviceError';
+    this.busy = options?.busy === true;
   }
 }
 
@@ -122,6 +125,110 @@ export function holdersOf(dev: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** "major:minor" of a block device and of each of its partitions (from sysfs). */
+function devNumbers(dev: string): { name: string; numbers: Map<string, string> } {
+  const name = safeRealpath(dev).replace(/^\/dev\//, '');
+  const numbers = new Map<string, string>();
+  const add = (part: string): void => {
+    try {
+      numbers.set(readFileSync(`/sys/class/block/${part}/dev`, 'utf8').trim(), part);
+    } catch {
+      // not a block device (any more)
+    }
+  };
+  add(name);
+  try {
+    for (const entry of readdirSync(`/sys/class/block/${name}`)) if (entry.startsWith(name) && entry !== name) add(entry);
+  } catch {
+    // no sysfs entry
+  }
+  return { name, numbers };
+}
+
+/**
+ * Why `dev` (a /dev/loopN or /dev/nbdN) must not be removed now, or null when nothing uses it:
+ * a file system mounted on it or one of its partitions (/proc/self/mountinfo, by major:minor, so
+ * any path to the device counts), a kernel holder (device-mapper, md: /sys/block/…/holders), or a
+ * process holding it open (/proc/<pid>/fd). This process is not counted.
+ */
+export function busyReason(dev: string): string | null {
+  const { numbers } = devNumbers(dev);
+  if (numbers.size === 0) return null;
+  const mounted: string[] = [];
+  try {
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const f = line.split(' ');
+      if (f[2] !== undefined && numbers.has(f[2]) && f[4] !== undefined) mounted.push(unescapeMount(f[4]));
+    }
+  } catch {
+    // no /proc: fall back to /proc/mounts by name
+  }
+  if (mounted.length === 0) mounted.push(...mountsOfDevice(dev));
+  if (mounted.length > 0) return `is mounted on ${[...new Set(mounted)].join(', ')}`;
+  const holders: string[] = [];
+  for (const part of numbers.values()) {
+    try {
+      holders.push(...readdirSync(`/sys/class/block/${part}/holders`));
+    } catch {
+      // none
+    }
+  }
+  if (holders.length > 0) return `is in use by ${holders.join(', ')}`;
+  const openers = openersOf(new Set(numbers.keys()));
+  if (openers.length > 0) return `is held open by ${openers.slice(0, 5).join(', ')}${openers.length > 5 ? ', …' : ''}`;
+  // What the lists above cannot see: a file system unmounted lazily (umount -l) while files on it
+  // are still open keeps its device claimed, out of every mount table. O_EXCL on a block device
+  // fails with EBUSY while a file system or another exclusive user has claimed it.
+  for (const part of numbers.values()) {
+    try {
+      closeSync(openSync(`/dev/${part}`, fsConstants.O_RDONLY | fsConstants.O_EXCL));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EBUSY') return `is still in use (claimed by a file system that is not in the mount table, e.g. unmounted lazily with files open)`;
+    }
+  }
+  return null;
+}
+
+/** Processes ("comm[pid]") with an open descriptor on a block device whose major:minor is in `numbers`. */
+function openersOf(numbers: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid);
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      const link = `/proc/${pid}/fd/${fd}`;
+      try {
+        if (!readlinkSync(link).startsWith('/dev/')) continue;
+        const st = statSync(link);
+        if (!st.isBlockDevice()) continue;
+        const mm = `${Math.floor(st.rdev / 256) & 0xfff}:${(st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00)}`;
+        if (!numbers.has(mm)) continue;
+      } catch {
+        continue;
+      }
+      let comm = '?';
+      try {
+        comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      } catch {
+        // exited meanwhile
+      }
+      out.push(`${comm}[${pid}]`);
+      break;
+    }
+  }
+  return out;
 }
 
 function safeRealpath(p: string): string {
