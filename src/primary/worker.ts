@@ -13,8 +13,9 @@ import { log } from '../log/log.js';
 import { readMetadata } from '../metadata/metadata.js';
 import { createNbdServer, type NbdBackend } from '../nbd/server.js';
 import { MAXPHYS } from '../peer/constants.js';
+import { ErrnoError } from '../util/errno.js';
 import { PrimaryResource } from './resource.js';
-import { startReplication, type Replication } from './replicate.js';
+import { startReplication, type Replication, type StartOutcome } from './replicate.js';
 
 /** Request slots per worker (upstream HAST_HIO_MAX): bounds memory whatever the client does. */
 const SLOTS = 256;
@@ -31,12 +32,16 @@ function send(msg: WorkerToParent): void {
  * connection attempt to the peer (and the startup wait while it is still primary) is over
  * (HAST-SPEC §5.5); the export and the device exist already, so I/O issued meanwhile just blocks.
  */
-function backendOf(res: PrimaryResource, ready: Promise<void>): NbdBackend {
+function backendOf(res: PrimaryResource, ready: Promise<StartOutcome>): NbdBackend {
   let open = false;
-  void ready.then(() => {
-    open = true;
+  void ready.then((outcome) => {
+    open = outcome === 'started';
   });
-  const gate = <T>(op: () => Promise<T>): Promise<T> => (open ? op() : ready.then(op));
+  // A refused start serves nothing: the peer is the primary.
+  const refused = (): never => {
+    throw new ErrnoError('EIO', 'the remote node is primary');
+  };
+  const gate = <T>(op: () => Promise<T>): Promise<T> => (open ? op() : ready.then((o) => (o === 'started' ? op() : refused())));
   return {
     size: res.size,
     readOnly: false,
@@ -70,9 +75,10 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     process.exit(WORKER_EXIT.NOINPUT);
   }
 
-  const repl: Replication | null = cfg.remoteAddr === 'none' ? null : startReplication(res, cfg, send);
+  const repl: Replication | null = cfg.remoteAddr === 'none' ? null : startReplication(res, cfg, send, init.force === true);
+  const ready: Promise<StartOutcome> = repl?.ready ?? Promise.resolve('started');
   const exp = parseExportAddress(cfg.exportAddr);
-  const nbd = createNbdServer(backendOf(res, repl?.ready ?? Promise.resolve()), {
+  const nbd = createNbdServer(backendOf(res, ready), {
     exportName: cfg.provName,
     description: `HAST resource ${cfg.name}`,
     maxInFlight: SLOTS,
@@ -119,10 +125,10 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
   });
 
   let exiting = false;
-  const shutdown = async (): Promise<void> => {
+  const shutdown = async (code: number = WORKER_EXIT.OK): Promise<void> => {
     if (exiting) return;
     exiting = true;
-    log.info('Termination signal received, exiting.');
+    if (code === WORKER_EXIT.OK) log.info('Termination signal received, exiting.');
     if (device !== null) {
       try {
         await device.detach();
@@ -146,7 +152,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
         // Already removed by the NBD server.
       }
     }
-    process.exit(WORKER_EXIT.OK);
+    process.exit(code);
   };
   process.on('SIGTERM', () => void shutdown());
   process.on('SIGINT', () => void shutdown());
@@ -159,4 +165,8 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     }
   });
   send({ type: 'ready' });
+  // One primary at a time: the peer stayed primary and the role change was not forced.
+  void ready.then((outcome) => {
+    if (outcome === 'refused') void shutdown(WORKER_EXIT.PEER_PRIMARY);
+  });
 }
