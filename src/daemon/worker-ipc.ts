@@ -53,5 +53,9 @@ export type WorkerToParent =
   | { readonly type: 'status-reply'; readonly id: number; readonly status: WorkerStatus }
   | { readonly type: 'event'; readonly event: HookEvent; readonly args: readonly string[] };
 
-/** Exit codes with a meaning to the parent (HAST-SPEC §5.4). */
-export const WORKER_EXIT = { OK: 0, TEMPFAIL: 75, NOINPUT: 66, CONFIG: 78, OSERR: 71 } as const;
+/**
+ * Exit codes with a meaning to the parent (HAST-SPEC §5.4). PEER_PRIMARY (EX_UNAVAILABLE): a
+ * `role primary` refused because the peer stayed primary for `timeout` seconds; the role goes
+ * back to init like any other non-restart exit.
+ */
+export const WORKER_EXIT = { OK: 0, TEMPFAIL: 75, NOINPUT: 66, CONFIG: 78, OSERR: 71, PEER_PRIMARY: 69 } as const;

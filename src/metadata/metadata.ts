@@ -121,11 +121,19 @@ export async function readMetadata(component: Component, expectedResource?: stri
   return md;
 }
 
-/** Rewrite the whole 4096-byte metadata block at offset 0 (no flush; callers flush when needed). */
-export async function writeMetadata(component: Component, md: Metadata): Promise<void> {
+/**
+ * Rewrite the whole 4096-byte metadata block at offset 0. `durable`: on stable storage when this
+ * resolves (O_DSYNC on the block when the component has it, else write + flush).
+ */
+export async function writeMetadata(component: Component, md: Metadata, durable = false): Promise<void> {
   const buf = encodeMetadata(md);
   try {
-    await component.write([buf], 0);
+    if (!durable) await component.write([buf], 0);
+    else if (component.writeDurable !== undefined) await component.writeDurable([buf], 0);
+    else {
+      await component.write([buf], 0);
+      await component.flush();
+    }
   } catch (err) {
     throw new MetadataError(`Unable to write metadata to ${component.path}: ${(err as Error).message}`, EX.IOERR, {
       cause: err,

@@ -1,7 +1,6 @@
 // The primary's side of connection setup (HAST-SPEC §6.3): open "out" and "in", run the handshake,
 // and act on what the secondary's answer decides: counters, bitmap merge, sync source, the
 // negotiated version and the memsync fallback.
-import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { parsePeerAddress } from '../config/index.js';
 import type { ResourceConfig } from '../config/types.js';
@@ -21,8 +20,6 @@ export interface Session {
   /** Replication mode for this session (memsync falls back to fullsync below version 2). */
   readonly mode: ResourceConfig['replication'];
   readonly syncSrc: SyncSrc;
-  /** The secondary's counters as it announced them (equalised after a finished sync, §7.1). */
-  readonly peerCounters: { readonly local: bigint; readonly remote: bigint };
 }
 
 /** `busy`: the peer answered that it is still primary (`wait`). */
@@ -90,12 +87,8 @@ export async function connectToSecondary(
 
     inn = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, version, maxPayload: 0 });
     const md = res.md;
-    let virgin = false;
-    if (md.resuid === 0n) {
-      md.resuid = randomBytes(8).readBigUInt64LE(0) || 1n;
-      await res.saveMetadata();
-      virgin = true;
-    }
+    const { virgin, persist } = res.counters.beforeHandshake();
+    await res.saveMetadata(persist);
     // The bitmap travels as the payload of the secondary's answer on "out"; set its limit before
     // the answer can arrive.
     const mapLimit = res.amap.diskMapSize + 1024;
@@ -115,10 +108,7 @@ export async function connectToSecondary(
     if (r2.extentSize !== md.extentSize) {
       throw new Error(`Extent size differs between nodes (local=${md.extentSize}, remote=${r2.extentSize}).`);
     }
-    if (r2.virgin && md.localCnt === 0n) {
-      md.localCnt = 1n;
-      await res.saveMetadata();
-    }
+    await res.saveMetadata(res.counters.onSyncReply({ localCnt: r2.localCnt, remoteCnt: r2.remoteCnt, virgin: r2.virgin }));
     if (r2.mapSize > 0) {
       const map = m2.payload;
       if (map === undefined) throw new Error('Handshake reply announces a bitmap but carries none');
@@ -137,7 +127,6 @@ export async function connectToSecondary(
       in: inn,
       mode,
       syncSrc: r2.syncSrc,
-      peerCounters: { local: r2.localCnt, remote: r2.remoteCnt },
     };
   } catch (err) {
     out?.close();

@@ -15,12 +15,24 @@ const RECONNECT_MS = 10_000;
 /** Retry interval of the startup wait while the peer is still primary. */
 const STARTUP_RETRY_MS = 1000;
 
+export type StartOutcome = 'started' | 'refused';
+
+/** The log line of a refused promotion: what happened and what the administrator can do. */
+export function peerPrimaryMessage(name: string): string {
+  return (
+    `Remote node is primary for ${name}: demote it first ('hastctl role secondary ${name}' on the other node), ` +
+    `or use 'hastctl role primary --force ${name}'.`
+  );
+}
+
 export interface Replication {
   /**
    * Settles when the first connection attempt is over, including the startup wait while the peer
-   * is still primary (HAST-SPEC §5.5, §6.3): the worker serves no I/O before.
+   * is still primary (HAST-SPEC §5.5, §6.3): the worker serves no I/O before. `refused`: the peer
+   * stayed primary for `timeout` seconds and the role change was not forced; the worker must exit
+   * with WORKER_EXIT.PEER_PRIMARY without serving anything.
    */
-  readonly ready: Promise<void>;
+  readonly ready: Promise<StartOutcome>;
   stop(): Promise<void>;
   reload(cfg: ResourceConfig): void;
   queueStats(): Partial<WorkerStats>;
@@ -32,6 +44,7 @@ class Replicator implements Omit<Replication, 'ready'> {
   readonly #res: PrimaryResource;
   #cfg: ResourceConfig;
   readonly #send: (msg: WorkerToParent) => void;
+  readonly #force: boolean;
   #remote: PeerRemote | null = null;
   #timer: NodeJS.Timeout | null = null;
   #reconnectAt = 0;
@@ -41,12 +54,12 @@ class Replicator implements Omit<Replication, 'ready'> {
   #syncing: Promise<void> | null = null;
   #lastSync: { bytes: number; seconds: number } | null = null;
   #sendQueue = 0;
-  #peerCounters: { local: bigint; remote: bigint } = { local: 0n, remote: 0n };
 
-  constructor(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void) {
+  constructor(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void, force: boolean) {
     this.#res = res;
     this.#cfg = cfg;
     this.#send = send;
+    this.#force = force;
   }
 
   get connected(): boolean {
@@ -55,10 +68,12 @@ class Replicator implements Omit<Replication, 'ready'> {
 
   /**
    * First connection attempt. If the peer answers that it is still primary (`wait`), retry every
-   * second for up to `timeout` seconds, then start anyway (HAST-SPEC §6.3 startup special case).
+   * second for up to `timeout` seconds (it may be demoting right now, as in a planned switchover),
+   * then refuse: two primaries is how both copies get written (HAST-SPEC §6.3 startup special
+   * case; upstream "starts anyway"). Only a forced role change starts anyway.
    * Afterwards the guard tick keeps the connection alive and reconnects every 10 s.
    */
-  async start(): Promise<void> {
+  async start(): Promise<StartOutcome> {
     let result = await this.#connect();
     if (result === 'busy') {
       const deadline = Date.now() + this.#cfg.timeout * 1000;
@@ -66,9 +81,15 @@ class Replicator implements Omit<Replication, 'ready'> {
         await new Promise((r) => setTimeout(r, STARTUP_RETRY_MS));
         result = await this.#connect();
       }
-      if (result === 'busy') log.warning('Remote node is still primary, starting anyway.');
+      if (result === 'busy' && !this.#force) {
+        this.#stopped = true;
+        log.error(peerPrimaryMessage(this.#cfg.name));
+        return 'refused';
+      }
+      if (result === 'busy') log.warning('Remote node is still primary, starting anyway (forced).');
     }
     if (!this.#stopped) this.#timer = setInterval(() => this.#tick(), 1000);
+    return 'started';
   }
 
   #event(event: 'connect' | 'disconnect' | 'syncstart' | 'syncdone' | 'syncintr' | 'split-brain'): void {
@@ -90,8 +111,6 @@ class Replicator implements Omit<Replication, 'ready'> {
     try {
       const session = await connectToSecondary(res, this.#cfg, () => this.#event('split-brain'));
       if (session.kind === 'busy') return 'busy';
-      this.#peerCounters = { local: session.peerCounters.local, remote: session.peerCounters.remote };
-      res.peerRemoteCnt = session.peerCounters.remote;
       const remote = new PeerRemote({
         out: session.out,
         in: session.in,
@@ -165,10 +184,7 @@ class Replicator implements Omit<Replication, 'ready'> {
         if (direction === 'secondary') res.staleLocal = false;
         // Equalise the counters (HAST-SPEC §7.1) once everything is copied.
         if (res.amap.nextSyncExtent(0) < 0) {
-          res.md.localCnt = this.#peerCounters.remote;
-          res.md.remoteCnt = this.#peerCounters.local;
-          res.peerRemoteCnt = this.#peerCounters.local;
-          await res.saveMetadata();
+          await res.saveMetadata(res.counters.onSyncComplete());
           break;
         }
         direction = 'primary';
@@ -206,8 +222,13 @@ class Replicator implements Omit<Replication, 'ready'> {
   }
 }
 
-export function startReplication(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void): Replication {
-  const r = new Replicator(res, cfg, send);
+export function startReplication(
+  res: PrimaryResource,
+  cfg: ResourceConfig,
+  send: (msg: WorkerToParent) => void,
+  force = false,
+): Replication {
+  const r = new Replicator(res, cfg, send, force);
   const ready = r.start();
   return Object.assign(r, { ready });
 }

@@ -10,6 +10,7 @@ import { log } from '../log/log.js';
 import { type Metadata, readBitmap, writeBitmap, writeMetadata } from '../metadata/metadata.js';
 import { ErrnoError } from '../util/errno.js';
 import { BitmapWriter } from './bitmap-writer.js';
+import { PrimaryCounters, type Persist } from './counters.js';
 import { type LockHandle, RangeLock } from './range-lock.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -39,8 +40,10 @@ export class PrimaryResource {
   readonly bitmapWriter: BitmapWriter;
   /** Set by the replication layer while both connections are up. */
   remote: RemoteLeg | null = null;
-  /** The secondary's remotecnt from the last handshake (HAST-SPEC §7.1); 0 if never connected. */
-  peerRemoteCnt = 0n;
+  /** When localcnt/remotecnt move (HAST-SPEC §7.1, and our detection rule in ./counters.ts). */
+  readonly counters: PrimaryCounters;
+  /** Metadata writes in order, each encoding md as it is when it runs: the newest always lands last. */
+  #mdChain: Promise<void> = Promise.resolve();
   /** While syncing from the secondary, reads of extents not yet synced go to the peer. */
   staleLocal = false;
   sync: SyncProgress | null = null;
@@ -57,6 +60,8 @@ export class PrimaryResource {
    * byte is trusted any more for the rest of this worker's life: every read goes to the peer.
    */
   #localFailed = false;
+  /** The metadata write that made the current divergence durable (null: none pending or failed). */
+  #bumpDurable: Promise<void> | null = null;
   #inFlight = 0;
   #idleWaiters: (() => void)[] = [];
   #closed = false;
@@ -67,6 +72,7 @@ export class PrimaryResource {
     this.md = { ...md };
     this.data = new DataArea(comp, md.localOff, md.dataSize);
     this.amap = amap;
+    this.counters = new PrimaryCounters(this.md);
     this.bitmapWriter = new BitmapWriter({
       image: () => this.amap.bitmap(),
       // metaflush: the bitmap write itself is durable (O_DSYNC on its range), so that a new dirty
@@ -92,7 +98,7 @@ export class PrimaryResource {
     amap.loadFromDisk(onDisk);
     const res = new PrimaryResource(cfg, comp, md, amap);
     res.md.prevRole = 'primary';
-    await writeMetadata(comp, res.md);
+    await res.saveMetadata();
     return res;
   }
 
@@ -292,6 +298,11 @@ export class PrimaryResource {
       else if (mode === 'memsync') remoteOk = await remoteAck;
       else remoteOk = true;
       if (localErr !== null && !remoteOk) throw localErr;
+      // Only the local copy has it: as good as a degraded write (detection needs the bump).
+      if (localErr === null && !remoteOk) {
+        this.#markForSync(offset, length);
+        await this.#unreplicated();
+      }
       if (localFlushFailed) this.#distrustLocal(localErr);
       else if (localErr !== null) this.#markLocalStale(offset, length);
       if (fua && mode !== 'async') await remote.flush();
@@ -348,20 +359,36 @@ export class PrimaryResource {
   }
 
   #finishRemote(offset: number, length: number, ok: boolean, handle: LockHandle): void {
-    if (!ok) this.#markForSync(offset, length);
+    if (!ok) {
+      this.#markForSync(offset, length);
+      // async: acknowledged already; record the divergence as soon as it is known.
+      this.#unreplicated().catch((err: unknown) => log.error('Unable to record the divergence', err));
+    }
     this.#complete(offset, length, handle);
   }
 
   async #degradedWrite(offset: number, length: number): Promise<void> {
-    // Not connected: the extent must be resynchronised later.
+    // Not replicated: the extent must be synchronised later.
     this.#markForSync(offset, length);
-    // HAST-SPEC §7.1: at most one localcnt bump per outage.
-    if (this.md.resuid === 0n) {
-      if (this.md.localCnt === 0n) this.md.localCnt = 1n;
-    } else if (this.md.localCnt === this.peerRemoteCnt) {
-      this.md.localCnt++;
-      await writeMetadata(this.comp, this.md);
+    await this.#unreplicated();
+  }
+
+  /**
+   * A write applied locally and not by the peer is about to be acknowledged: the first one of the
+   * worker (or since the last equalisation) bumps localcnt, durably, before any such write is
+   * acknowledged (./counters.ts). Writes racing the bump wait for the same metadata write.
+   */
+  async #unreplicated(): Promise<void> {
+    const persist = this.counters.onUnreplicatedWrite();
+    if (persist !== 'none') {
+      log.debug(1, `Increasing localcnt to ${this.md.localCnt}.`);
+      this.#bumpDurable = this.saveMetadata(persist).catch((err: unknown) => {
+        this.counters.onPersistFailed();
+        this.#bumpDurable = null;
+        throw new ErrnoError('EIO', `Unable to record the divergence in metadata: ${(err as Error).message}`);
+      });
     }
+    if (this.#bumpDurable !== null) await this.#bumpDurable;
   }
 
   #markForSync(offset: number, length: number): void {
@@ -395,8 +422,17 @@ export class PrimaryResource {
     }
   }
 
-  /** Persist metadata after a counter change made by the replication layer. */
-  saveMetadata(): Promise<void> {
-    return writeMetadata(this.comp, this.md);
+  /**
+   * Write the metadata block (`durable`: and flush it). Serialised: two writes of the same block in
+   * flight could land in either order.
+   */
+  saveMetadata(persist: Persist = 'write'): Promise<void> {
+    if (persist === 'none') return this.#mdChain;
+    const run = async (): Promise<void> => {
+      await writeMetadata(this.comp, this.md, persist === 'durable');
+    };
+    const p = this.#mdChain.then(run, run);
+    this.#mdChain = p.catch(() => undefined);
+    return p;
   }
 }

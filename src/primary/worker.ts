@@ -13,8 +13,9 @@ import { log } from '../log/log.js';
 import { readMetadata } from '../metadata/metadata.js';
 import { createNbdServer, type NbdBackend } from '../nbd/server.js';
 import { MAXPHYS } from '../peer/constants.js';
+import { ErrnoError } from '../util/errno.js';
 import { PrimaryResource } from './resource.js';
-import { startReplication, type Replication } from './replicate.js';
+import { peerPrimaryMessage, startReplication, type Replication, type StartOutcome } from './replicate.js';
 
 /** Request slots per worker (upstream HAST_HIO_MAX): bounds memory whatever the client does. */
 const SLOTS = 256;
@@ -54,12 +55,16 @@ async function fail(message: string, err: unknown, code: number): Promise<never>
  * connection attempt to the peer (and the startup wait while it is still primary) is over
  * (HAST-SPEC §5.5); the export and the device exist already, so I/O issued meanwhile just blocks.
  */
-function backendOf(res: PrimaryResource, ready: Promise<void>): NbdBackend {
+function backendOf(res: PrimaryResource, ready: Promise<StartOutcome>): NbdBackend {
   let open = false;
-  void ready.then(() => {
-    open = true;
+  void ready.then((outcome) => {
+    open = outcome === 'started';
   });
-  const gate = <T>(op: () => Promise<T>): Promise<T> => (open ? op() : ready.then(op));
+  // A refused start serves nothing: the peer is the primary.
+  const refused = (): never => {
+    throw new ErrnoError('EIO', 'the remote node is primary');
+  };
+  const gate = <T>(op: () => Promise<T>): Promise<T> => (open ? op() : ready.then((o) => (o === 'started' ? op() : refused())));
   return {
     size: res.size,
     readOnly: false,
@@ -91,9 +96,10 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     return fail(`Unable to read metadata from ${cfg.localPath}`, err, WORKER_EXIT.NOINPUT);
   }
 
-  const repl: Replication | null = cfg.remoteAddr === 'none' ? null : startReplication(res, cfg, send);
+  const repl: Replication | null = cfg.remoteAddr === 'none' ? null : startReplication(res, cfg, send, init.force === true);
+  const ready: Promise<StartOutcome> = repl?.ready ?? Promise.resolve('started');
   const exp = parseExportAddress(cfg.exportAddr);
-  const nbd = createNbdServer(backendOf(res, repl?.ready ?? Promise.resolve()), {
+  const nbd = createNbdServer(backendOf(res, ready), {
     exportName: cfg.provName,
     description: `HAST resource ${cfg.name}`,
     maxInFlight: SLOTS,
@@ -150,7 +156,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
   let exiting = false;
   /** A second termination signal while the device is busy: remove it anyway. */
   let forceExit = false;
-  const shutdown = async (): Promise<void> => {
+  const shutdown = async (code: number = WORKER_EXIT.OK): Promise<void> => {
     if (exiting) {
       if (!forceExit && device !== null) {
         forceExit = true;
@@ -159,7 +165,9 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
       return;
     }
     exiting = true;
-    log.info('Termination signal received, exiting.');
+    if (code === WORKER_EXIT.OK) log.info('Termination signal received, exiting.');
+    // A refused start removes its device whatever holds it: this node must not serve it.
+    if (code !== WORKER_EXIT.OK) forceExit = true;
     // Safe order: the device goes first, and only when nothing uses it. While a file system is
     // mounted on it we keep serving (the file system keeps working) and look again every second;
     // a second signal forces the removal (as upstream's forced gate destroy).
@@ -196,7 +204,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
         // Already removed by the NBD server.
       }
     }
-    process.exit(WORKER_EXIT.OK);
+    process.exit(code);
   };
   process.on('SIGTERM', () => void shutdown());
   process.on('SIGINT', () => void shutdown());
@@ -217,5 +225,12 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
       repl?.reload(cfg);
     }
   });
+  // `hastctl role primary` returns once the first connection attempt is over: a refusal (the peer
+  // stayed primary and the role change was not forced) reaches the administrator as its exit status.
+  if ((await ready) === 'refused') {
+    send({ type: 'failed', reason: peerPrimaryMessage(cfg.name), code: WORKER_EXIT.PEER_PRIMARY });
+    await shutdown(WORKER_EXIT.PEER_PRIMARY);
+    return;
+  }
   send({ type: 'ready' });
 }

@@ -235,15 +235,33 @@ describe('startup wait while the peer is still primary (HAST-SPEC §6.3)', () =>
     await assertIdentical(p);
   });
 
-  test('a peer that stays primary: after `timeout` seconds the primary starts anyway, degraded', async (t) => {
+  test('a peer that stays primary: after `timeout` seconds role primary is refused (exit 69), role back to init', async (t) => {
+    // Issue 13 finding 2: upstream "starts anyway" and both nodes accept writes.
     const p = await makePair(t, { replication: 'memsync', extra: 'timeout 3' });
     await up(t, p, p.b, 'primary');
+    const cb = await NbdClient.connect({ path: p.sock(p.b) });
+    await cb.write(0, Buffer.alloc(4096, 0x55));
+    await cb.flush();
+    await cb.disconnect();
+    const db = await dumpOf(p.conf, p.b.name);
+    const before = await dataAreaHash(p.img(p.b), db.localOff, db.dataSize);
     const a = await up(t, p, p.a, 'primary');
+    // A write issued during the wait is never served: the peer is the primary.
     const client = await NbdClient.connect({ path: p.sock(p.a) });
     t.after(() => client.disconnect().catch(() => undefined));
-    await client.write(0, Buffer.alloc(4096, 0x33));
-    assert.match(a.output(), /Remote node is still primary, starting anyway\./);
-    assert.equal((await workerOf(p.conf, p.a.name))?.status, 'degraded');
+    const w = client.write(0, Buffer.alloc(4096, 0x44)).then(() => 'acknowledged', () => 'failed');
+    await waitFor('role of a back to init', async () => (await statusJson(p.conf, p.a.name, p.res)).role === 'init', 15_000);
+    assert.equal(await w, 'failed');
+    assert.match(
+      a.output(),
+      /Remote node is primary for r0: demote it first \('hastctl role secondary r0' on the other node\), or use 'hastctl role primary --force r0'\./,
+    );
+    assert.match(a.output(), /exitcode=69/);
+    assert.doesNotMatch(a.output(), /starting anyway/);
+    assert.equal((await statusJson(p.conf, p.b.name, p.res)).role, 'primary');
+    assert.equal(await dataAreaHash(p.img(p.b), db.localOff, db.dataSize), before, "b's data is untouched");
+    const da = await dumpOf(p.conf, p.a.name);
+    assert.equal(da.localcnt, '0', 'the refused node did not count a divergence');
   });
 });
 
@@ -260,18 +278,20 @@ test('split-brain: both primaries written while apart are refused on reconnect, 
 
   const sec = await up(t, p, p.b, 'secondary');
   const prim = await up(t, p, p.a, 'primary');
-  const A = prim.pid;
+  const A1 = prim.pid;
   await waitNodeInSync(p.conf, p.a.name);
   const ca = await NbdClient.connect({ path: p.sock(p.a) });
   t.after(() => ca.disconnect().catch(() => undefined));
   await ca.write(0, Buffer.alloc(4096, 1));
   await waitNodeInSync(p.conf, p.a.name);
-  // Partition: stop node b, then make it primary on its own and write there.
+  // Partition: stop node b, write on a alone; then a goes down and b is made primary on its own
+  // (a peer that answers as primary would be refused, issue 13) and written there.
   await sec.stop();
   await ca.write(MiB, Buffer.alloc(4096, 2));
   await waitFor('degraded', async () => (await workerOf(p.conf, p.a.name))?.status === 'degraded');
+  await ca.disconnect();
+  await prim.stop();
   const secB = await startHastd(t, p.conf, p.b);
-  // Isolate b: its remote (node a) refuses it as long as a is primary, so b runs degraded.
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'primary', p.res])).code, 0);
   await waitFor('export on b', () => existsSync(p.sock(p.b)));
   const cb = await NbdClient.connect({ path: p.sock(p.b) });
@@ -279,9 +299,10 @@ test('split-brain: both primaries written while apart are refused on reconnect, 
   await cb.flush();
   await cb.disconnect();
   const bData = await dataAreaHash(p.img(p.b), (await dumpOf(p.conf, p.b.name)).localOff, 4 * MiB);
-  // b becomes secondary again: a's next connect attempt must detect split-brain.
+  // b becomes secondary again, a comes back as primary: its connect attempt must detect split-brain.
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
   const B = secB.pid;
+  const A = (await up(t, p, p.a, 'primary')).pid;
   await waitFor('split-brain hook on both nodes', () => {
     const log = existsSync(hookLog) ? readFileSync(hookLog, 'utf8') : '';
     return log.includes(`${A} split-brain r0\n`) && log.includes(`${B} split-brain r0\n`);
@@ -298,7 +319,7 @@ test('split-brain: both primaries written while apart are refused on reconnect, 
   await assertIdentical(p);
   const log = readFileSync(hookLog, 'utf8');
   for (const line of ['role r0 init primary', 'connect r0', 'disconnect r0', 'syncstart r0', 'syncdone r0']) {
-    assert.ok(log.includes(`${A} ${line}\n`), `node a's hook got "${line}":\n${log}`);
+    assert.ok(log.includes(`${A} ${line}\n`) || log.includes(`${A1} ${line}\n`), `node a's hook got "${line}":\n${log}`);
   }
   assert.ok(log.includes(`${B} role r0 init primary\n`));
   assert.ok(log.includes(`${B} connect r0\n`), 'the secondary fires connect too');
