@@ -46,6 +46,25 @@ export interface SyncProgress {
   readonly eta: number;
 }
 
+/**
+ * Ours: the consistency state of a copy (issue 13). A sync target is inconsistent, persistently,
+ * from its first received byte until the sync completed; `synchronized` is the percentage copied by
+ * the running pass when known.
+ */
+export interface DiskState {
+  readonly consistent: boolean;
+  readonly synchronized: number | null;
+}
+
+/**
+ * Percentage of a sync pass copied, from its size and what is left; below 100 until the target is
+ * told the sync is done. Null when unknown.
+ */
+export function syncedPercent(totalBytes: number | null, leftBytes: number | null): number | null {
+  if (totalBytes === null || leftBytes === null || totalBytes <= 0 || leftBytes < 0) return null;
+  return Math.max(0, Math.min(99, Math.floor(((totalBytes - leftBytes) * 100) / totalBytes)));
+}
+
 /** What a worker answers to a status query. */
 export interface WorkerStatus {
   readonly status: 'complete' | 'degraded';
@@ -59,6 +78,10 @@ export interface WorkerStatus {
   /** Path of the NBD export and of /dev/hast/<provname> when attached (primary). */
   readonly exportAddr: string | null;
   readonly device: string | null;
+  /** Ours: the local copy's consistency state. */
+  readonly disk?: DiskState;
+  /** Ours: the peer's copy, as a connected primary knows it (null when unknown). */
+  readonly peerDisk?: DiskState | null;
 }
 
 export interface ResourceStatus {

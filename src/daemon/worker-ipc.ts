@@ -13,6 +13,8 @@ export interface WorkerInit {
   readonly foreground: boolean;
   /** Directory for worker state (FUSE mount points). */
   readonly stateDir: string;
+  /** `hastctl role --force`: promote even an inconsistent copy (WORKER_EXIT.INCONSISTENT otherwise). */
+  readonly force?: boolean;
 }
 
 export type ParentToWorker =
@@ -30,6 +32,8 @@ export interface PeerFirstMessage {
   readonly localCnt: string;
   readonly remoteCnt: string;
   readonly peerAddr: string;
+  /** Ours: the primary advertised the consistency extension (`consistency`). */
+  readonly consistency?: boolean;
 }
 
 export type WorkerToParent =
@@ -38,4 +42,15 @@ export type WorkerToParent =
   | { readonly type: 'event'; readonly event: HookEvent; readonly args: readonly string[] };
 
 /** Exit codes with a meaning to the parent (HAST-SPEC §5.4). */
-export const WORKER_EXIT = { OK: 0, TEMPFAIL: 75, NOINPUT: 66, CONFIG: 78, OSERR: 71 } as const;
+export const WORKER_EXIT = {
+  OK: 0,
+  TEMPFAIL: 75,
+  NOINPUT: 66,
+  CONFIG: 78,
+  OSERR: 71,
+  /**
+   * Ours: a primary worker refused to start on a copy marked inconsistent (an unfinished sync
+   * target) without `force` (EX_NOPERM). Not restarted; the resource goes back to init.
+   */
+  INCONSISTENT: 77,
+} as const;

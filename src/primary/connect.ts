@@ -23,6 +23,10 @@ export interface Session {
   readonly syncSrc: SyncSrc;
   /** The secondary's counters as it announced them (equalised after a finished sync, §7.1). */
   readonly peerCounters: { readonly local: bigint; readonly remote: bigint };
+  /** Ours: the secondary acknowledged the consistency extension (a FreeBSD one never does). */
+  readonly consistency: boolean;
+  /** Ours, with `consistency`: the secondary's copy is marked inconsistent (an unfinished sync). */
+  readonly peerInconsistent: boolean;
 }
 
 /** `busy`: the peer answered that it is still primary (`wait`). */
@@ -100,7 +104,7 @@ export async function connectToSecondary(
     // the answer can arrive.
     const mapLimit = res.amap.diskMapSize + 1024;
     out.setMaxPayload(mapLimit);
-    inn.send(buildSecondConnect(cfg.name, r1.token, { resuid: md.resuid, localCnt: md.localCnt, remoteCnt: md.remoteCnt, virgin }));
+    inn.send(buildSecondConnect(cfg.name, r1.token, { resuid: md.resuid, localCnt: md.localCnt, remoteCnt: md.remoteCnt, virgin, consistency: true }));
 
     const m2 = await out.receive(timeoutMs);
     const r2 = readSyncReply(m2.nv, addr);
@@ -138,6 +142,8 @@ export async function connectToSecondary(
       mode,
       syncSrc: r2.syncSrc,
       peerCounters: { local: r2.localCnt, remote: r2.remoteCnt },
+      consistency: r2.consistency === true,
+      peerInconsistent: r2.inconsistent === true,
     };
   } catch (err) {
     out?.close();

@@ -395,6 +395,22 @@ export class PrimaryResource {
     }
   }
 
+  /**
+   * Mark the local copy inconsistent (it is about to become a sync target) or consistent again (the
+   * sync to it completed: the data is flushed first). Durable when this resolves.
+   */
+  async setInconsistent(inconsistent: boolean): Promise<void> {
+    if ((this.md.inconsistent === true) === inconsistent) return;
+    if (!inconsistent) await this.data.flush();
+    this.md.inconsistent = inconsistent;
+    try {
+      await writeMetadata(this.comp, this.md, true);
+    } catch (err) {
+      this.md.inconsistent = !inconsistent;
+      throw err;
+    }
+  }
+
   /** Persist metadata after a counter change made by the replication layer. */
   saveMetadata(): Promise<void> {
     return writeMetadata(this.comp, this.md);
