@@ -1,5 +1,5 @@
 // Text renderers for `hastctl status` / `hastctl list` (HAST-SPEC §2.5 layout, FreeBSD 10+ `list`).
-import type { ResourceStatus } from '../control/messages.js';
+import type { DiskState, ResourceStatus } from '../control/messages.js';
 import { humanizeNumber } from '../metadata/dump.js';
 
 function sized(n: number): string {
@@ -13,6 +13,12 @@ function duration(seconds: number): string {
   const m = Math.floor((s % 3600) / 60);
   const sec = s % 60;
   return `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}`;
+}
+
+/** `consistent`, `inconsistent` or `inconsistent, 37% synchronized`. */
+export function diskText(d: DiskState): string {
+  if (d.consistent) return 'consistent';
+  return d.synchronized === null ? 'inconsistent' : `inconsistent, ${d.synchronized}% synchronized`;
 }
 
 /** The verbose per-resource block. */
@@ -46,6 +52,9 @@ export function formatResource(r: ResourceStatus): string {
         `${humanizeNumber(Math.round(s.rate))}B/s, ETA ${duration(s.eta)} (from ${s.direction})`,
     );
   }
+  // Ours: the consistency state of each copy (issue 13); FreeBSD's lines are unchanged.
+  if (w?.disk !== undefined) lines.push(`  disk: ${diskText(w.disk)}`);
+  if (w?.peerDisk !== undefined && w.peerDisk !== null) lines.push(`  remote disk: ${diskText(w.peerDisk)}`);
   if (w?.device) lines.push(`  device: ${w.device}`);
   const st = w?.stats;
   lines.push('  statistics:');

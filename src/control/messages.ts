@@ -24,8 +24,12 @@ export const CONTROL_ERROR = {
   WORKER_FAILED: 70,
   /** The export or /dev/hast could not be set up (EX_OSERR). */
   WORKER_OSERR: 71,
+  /** The other node answered as primary for `timeout` seconds: not promoted (EX_UNAVAILABLE). */
+  PEER_PRIMARY: 69,
   /** Refused in the current state: a primary is connected to us, the device is busy (EX_TEMPFAIL). */
   REFUSED: 75,
+  /** The local copy is marked inconsistent (an unfinished sync target): not promoted (EX_NOPERM). */
+  INCONSISTENT: 77,
 } as const;
 
 /** Statistics and queue sizes reported by a worker (HAST-SPEC §2.5). */
@@ -58,6 +62,25 @@ export interface SyncProgress {
   readonly eta: number;
 }
 
+/**
+ * Ours: the consistency state of a copy (issue 13). A sync target is inconsistent, persistently,
+ * from its first received byte until the sync completed; `synchronized` is the percentage copied by
+ * the running pass when known.
+ */
+export interface DiskState {
+  readonly consistent: boolean;
+  readonly synchronized: number | null;
+}
+
+/**
+ * Percentage of a sync pass copied, from its size and what is left; below 100 until the target is
+ * told the sync is done. Null when unknown.
+ */
+export function syncedPercent(totalBytes: number | null, leftBytes: number | null): number | null {
+  if (totalBytes === null || leftBytes === null || totalBytes <= 0 || leftBytes < 0) return null;
+  return Math.max(0, Math.min(99, Math.floor(((totalBytes - leftBytes) * 100) / totalBytes)));
+}
+
 /** What a worker answers to a status query. */
 export interface WorkerStatus {
   readonly status: 'complete' | 'degraded';
@@ -71,6 +94,10 @@ export interface WorkerStatus {
   /** Path of the NBD export and of /dev/hast/<provname> when attached (primary). */
   readonly exportAddr: string | null;
   readonly device: string | null;
+  /** Ours: the local copy's consistency state. */
+  readonly disk?: DiskState;
+  /** Ours: the peer's copy, as a connected primary knows it (null when unknown). */
+  readonly peerDisk?: DiskState | null;
 }
 
 export interface ResourceStatus {

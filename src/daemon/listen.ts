@@ -9,6 +9,7 @@ import { log } from '../log/log.js';
 import type { NvList } from '../nv/codec.js';
 import { HAST_PROTO_VERSION, TOKEN_SIZE } from '../peer/constants.js';
 import { readFirstHeader, sendFirstReply, sendRefusal } from '../peer/handshake.js';
+import { hasConsistencyExt } from '../peer/messages.js';
 import type { PeerParent } from './resource-state.js';
 import type { ParentToWorker } from './worker-ipc.js';
 
@@ -207,6 +208,8 @@ export class PeerAcceptor {
         localCnt: (msg.getUint64('localcnt') ?? 0n).toString(),
         remoteCnt: (msg.getUint64('remotecnt') ?? 0n).toString(),
         peerAddr: peer,
+        // Ours, only when advertised (a FreeBSD primary's handshake is forwarded as before).
+        ...(hasConsistencyExt(msg) ? { consistency: true } : {}),
       },
     };
     this.#parent.sendToWorker(child, { type: 'peer-socket', which: 'in' }, pending.sock);

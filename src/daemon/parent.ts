@@ -315,7 +315,11 @@ export class HastdParent implements PeerParent {
         ? CONTROL_ERROR.WORKER_NOINPUT
         : outcome.code === WORKER_EXIT.OSERR
           ? CONTROL_ERROR.WORKER_OSERR
-          : CONTROL_ERROR.WORKER_FAILED;
+          : outcome.code === WORKER_EXIT.PEER_PRIMARY
+            ? CONTROL_ERROR.PEER_PRIMARY
+            : outcome.code === WORKER_EXIT.INCONSISTENT
+              ? CONTROL_ERROR.INCONSISTENT
+              : CONTROL_ERROR.WORKER_FAILED;
     throw new RoleError(code, `Unable to become primary: ${outcome.reason.replace(/\.?$/, '.')} The role fell back to init.`);
   }
 

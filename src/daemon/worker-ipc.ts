@@ -41,6 +41,8 @@ export interface PeerFirstMessage {
   readonly localCnt: string;
   readonly remoteCnt: string;
   readonly peerAddr: string;
+  /** Ours: the primary advertised the consistency extension (`consistency`). */
+  readonly consistency?: boolean;
 }
 
 export type WorkerToParent =
@@ -55,7 +57,8 @@ export type WorkerToParent =
 
 /**
  * Exit codes with a meaning to the parent (HAST-SPEC §5.4). PEER_PRIMARY (EX_UNAVAILABLE): a
- * `role primary` refused because the peer stayed primary for `timeout` seconds; the role goes
- * back to init like any other non-restart exit.
+ * `role primary` refused because the peer stayed primary for `timeout` seconds. INCONSISTENT
+ * (EX_NOPERM, ours): a primary worker refused to start on a copy marked inconsistent (an unfinished
+ * sync target) without `force`. Neither is restarted; the resource goes back to init.
  */
-export const WORKER_EXIT = { OK: 0, TEMPFAIL: 75, NOINPUT: 66, CONFIG: 78, OSERR: 71, PEER_PRIMARY: 69 } as const;
+export const WORKER_EXIT = { OK: 0, TEMPFAIL: 75, NOINPUT: 66, CONFIG: 78, OSERR: 71, PEER_PRIMARY: 69, INCONSISTENT: 77 } as const;

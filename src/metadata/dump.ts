@@ -61,6 +61,8 @@ export function formatDump(md: Metadata): string {
     `    localcnt: ${md.localCnt}`,
     `    remotecnt: ${md.remoteCnt}`,
     `    prevrole: ${md.prevRole}`,
+    // Ours, only when set: FreeBSD's lines otherwise.
+    ...(md.inconsistent === true ? ['    inconsistent: yes (unfinished synchronization)'] : []),
     '',
   ].join('\n');
 }

@@ -4,7 +4,9 @@
 // The block is an nv list zero-padded to 4096 bytes, elements in this order:
 //   resource (string), datasize (uint64), extentsize (uint32), keepdirty (uint32),
 //   offset (uint64, "localoff"), resuid (uint64), localcnt (uint64), remotecnt (uint64),
-//   prevrole (string: init|primary|secondary).
+//   prevrole (string: init|primary|secondary),
+// and ours, only while the copy is an unfinished sync target: inconsistent (uint8 1). FreeBSD reads
+// its fields by name and ignores it; a consistent copy's block is byte-identical to FreeBSD's.
 import type { Component } from '../component/component.js';
 import { NvError, NvList, decodeNv, encodeNv, nvEncodedSize } from '../nv/codec.js';
 import { EX } from '../util/sysexits.js';
@@ -26,6 +28,11 @@ export interface Metadata {
   localCnt: bigint;
   remoteCnt: bigint;
   prevRole: Role;
+  /**
+   * The copy is (or was, when interrupted) the target of an unfinished synchronisation: some of its
+   * extents may be older than the rest (HAST-SPEC §4.4, DESIGN.md "Sync"). Absent = consistent.
+   */
+  inconsistent?: boolean;
 }
 
 const WHAT = 'Metadata';
@@ -43,6 +50,7 @@ export function encodeMetadata(md: Metadata): Buffer {
       .addUint64('localcnt', md.localCnt)
       .addUint64('remotecnt', md.remoteCnt)
       .addString('prevrole', md.prevRole);
+    if (md.inconsistent === true) nv.addUint8('inconsistent', 1);
   } catch (err) {
     throw new MetadataError(`Unable to create metadata: ${(err as Error).message}`, EX.DATAERR, { cause: err });
   }
@@ -83,7 +91,13 @@ export function decodeMetadata(buf: Buffer): Metadata {
     // Not checked upstream; without these the data path would divide by zero or overlap the block.
     if (extentSize === 0) throw new MetadataError('Metadata field \'extentsize\' is 0');
     if (localOff < METADATA_SIZE) throw new MetadataError(`Metadata field 'offset' (${localOff}) is inside the metadata block`);
-    return { resource, dataSize, extentSize, keepDirty, localOff, resuid, localCnt, remoteCnt, prevRole };
+    // Ours and optional (absent on FreeBSD's blocks and on consistent copies); a non-zero value of
+    // any integer type counts: in doubt, inconsistent.
+    const flag = nv.find('inconsistent')?.value;
+    const inconsistent = (typeof flag === 'number' || typeof flag === 'bigint') && Number(flag) !== 0;
+    const md: Metadata = { resource, dataSize, extentSize, keepDirty, localOff, resuid, localCnt, remoteCnt, prevRole };
+    if (inconsistent) md.inconsistent = true;
+    return md;
   } catch (err) {
     if (err instanceof NvError) throw new MetadataError(err.message, EX.DATAERR, { cause: err });
     throw err;

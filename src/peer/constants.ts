@@ -17,6 +17,20 @@ export const TOKEN_SIZE = 16;
 /** `syncsrc` values on the wire (upstream HAST_SYNCSRC_*; 0 = undefined is never sent). */
 export const SYNCSRC = { primary: 1, secondary: 2 } as const;
 
+/**
+ * Our consistency extension (README "Deviations"). The primary advertises it with `consistency`
+ * (uint8, this version) in its second connect message, the secondary acknowledges it with the same
+ * field in its handshake reply; FreeBSD ignores unknown fields in both. Only when both did, the
+ * primary tells a sync target where it stands with a FLUSH request carrying `syncstate`
+ * (SYNCSTATE), and reports progress in KEEPALIVEs carrying `syncleft`: a FreeBSD secondary would
+ * only flush, or ignore the keepalive, were either ever sent to it.
+ */
+export const CONSISTENCY_EXT = 1;
+
+/** `syncstate` values: 1 = you are a sync target (persist inconsistent first), 2 = sync done. */
+export const SYNCSTATE = { target: 1, done: 2 } as const;
+export type SyncState = keyof typeof SYNCSTATE;
+
 /** Text of the split-brain refusal; the primary runs its hook when it receives exactly this. */
 export const SPLIT_BRAIN_ERRMSG = 'Split-brain condition!';
 

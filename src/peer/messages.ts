@@ -2,7 +2,7 @@
 // and replies (§6.4). Field names and nv types are upstream's, exactly; they appear only here.
 import { NV_TYPE, NvError, NvList, nameOfNvType } from '../nv/codec.js';
 import { PeerProtocolError } from './errors.js';
-import { HAST_PROTO_VERSION, HIO, type HioCmd, MAXPHYS, SYNCSRC, TOKEN_SIZE } from './constants.js';
+import { CONSISTENCY_EXT, HAST_PROTO_VERSION, HIO, type HioCmd, MAXPHYS, SYNCSRC, SYNCSTATE, type SyncState, TOKEN_SIZE } from './constants.js';
 import type { SyncSrc } from './decide.js';
 
 export { HIO, type HioCmd, SYNCSRC, TOKEN_SIZE };
@@ -64,16 +64,25 @@ export interface ConnectCounters {
   readonly remoteCnt: bigint;
   /** The primary has never been paired (its resuid was just generated). */
   readonly virgin: boolean;
+  /** Ours: the primary speaks the consistency extension (CONSISTENCY_EXT); absent = FreeBSD's bytes. */
+  readonly consistency?: boolean;
 }
 
 /**
  * Second message, on "in": `{resource, token: uint8[16], [virgin: int8 1], resuid: uint64,
- * localcnt: uint64, remotecnt: uint64}`.
+ * localcnt: uint64, remotecnt: uint64}`, and ours last: `[consistency: uint8 1]`.
  */
 export function buildSecondConnect(resource: string, token: Uint8Array, c: ConnectCounters): NvList {
   const nv = new NvList().addString('resource', resource).addUint8Array('token', token);
   if (c.virgin) nv.addInt8('virgin', 1);
-  return nv.addUint64('resuid', c.resuid).addUint64('localcnt', c.localCnt).addUint64('remotecnt', c.remoteCnt);
+  nv.addUint64('resuid', c.resuid).addUint64('localcnt', c.localCnt).addUint64('remotecnt', c.remoteCnt);
+  if (c.consistency === true) nv.addUint8('consistency', CONSISTENCY_EXT);
+  return nv;
+}
+
+/** Does a handshake header advertise our consistency extension (any version ≥ 1)? Lenient. */
+export function hasConsistencyExt(nv: NvList): boolean {
+  return (nv.getUint8('consistency') ?? 0) >= CONSISTENCY_EXT;
 }
 
 /** What the secondary's parent reads from any incoming connection's first header. */
@@ -117,6 +126,8 @@ export function readConnectCounters(nv: NvList, from: string): ConnectCounters {
     localCnt: nv.requireUint64('localcnt', what),
     remoteCnt: nv.requireUint64('remotecnt', what),
     virgin: nv.has('virgin'),
+    // Ours, only when advertised: a FreeBSD primary's header reads exactly as before.
+    ...(hasConsistencyExt(nv) ? { consistency: true } : {}),
   }));
 }
 
@@ -176,11 +187,16 @@ export interface SyncReply {
   readonly syncSrc: SyncSrc;
   /** Bitmap bytes that follow as payload; 0 = none. */
   readonly mapSize: number;
+  /** Ours: the secondary speaks the consistency extension (only when the primary advertised it). */
+  readonly consistency?: boolean;
+  /** Ours, with `consistency`: the secondary's copy is marked inconsistent (an unfinished sync). */
+  readonly inconsistent?: boolean;
 }
 
 /**
  * `{datasize: int64, extentsize: int32, localcnt: uint64, remotecnt: uint64, [virgin: int8 1],
- * syncsrc: uint8, mapsize: uint32}`; send it with the bitmap as payload (absent when mapSize 0).
+ * syncsrc: uint8, mapsize: uint32}`, and ours last: `[consistency: uint8 1, [inconsistent: uint8 1]]`;
+ * send it with the bitmap as payload (absent when mapSize 0).
  */
 export function buildSyncReply(r: SyncReply): NvList {
   const nv = new NvList()
@@ -189,7 +205,12 @@ export function buildSyncReply(r: SyncReply): NvList {
     .addUint64('localcnt', r.localCnt)
     .addUint64('remotecnt', r.remoteCnt);
   if (r.virgin) nv.addInt8('virgin', 1);
-  return nv.addUint8('syncsrc', SYNCSRC[r.syncSrc]).addUint32('mapsize', r.mapSize);
+  nv.addUint8('syncsrc', SYNCSRC[r.syncSrc]).addUint32('mapsize', r.mapSize);
+  if (r.consistency === true) {
+    nv.addUint8('consistency', CONSISTENCY_EXT);
+    if (r.inconsistent === true) nv.addUint8('inconsistent', 1);
+  }
+  return nv;
 }
 
 /**
@@ -212,7 +233,10 @@ export function readSyncReply(nv: NvList, from: string): SyncReply | { readonly 
       throw new PeerProtocolError('EPEER_HEADER', `${what} has invalid 'syncsrc' (${src})`);
     }
     const mapSize = nv.requireUint32('mapsize', what);
-    return { dataSize, extentSize, localCnt, remoteCnt, virgin: nv.has('virgin'), syncSrc, mapSize };
+    const r: SyncReply = { dataSize, extentSize, localCnt, remoteCnt, virgin: nv.has('virgin'), syncSrc, mapSize };
+    // Ours, only when acknowledged: a FreeBSD secondary's reply reads exactly as before.
+    if (!hasConsistencyExt(nv)) return r;
+    return { ...r, consistency: true, inconsistent: (nv.getUint8('inconsistent') ?? 0) !== 0 };
   });
 }
 
@@ -247,6 +271,22 @@ export function buildKeepalive(): NvList {
 }
 
 /**
+ * Ours (consistency extension, negotiated): a FLUSH `{cmd 4, seq, offset 0, length 0, syncstate}`
+ * telling the secondary it is a sync target (`target`, with `synctotal` = bytes to copy in this
+ * pass) or that the sync is done (`done`). Answered like any FLUSH, once the state is durable.
+ */
+export function buildSyncStateRequest(seq: bigint, state: SyncState, totalBytes = 0): NvList {
+  const nv = buildRequest(HIO.FLUSH, seq, 0, 0).addUint8('syncstate', SYNCSTATE[state]);
+  if (state === 'target') nv.addUint64('synctotal', BigInt(totalBytes));
+  return nv;
+}
+
+/** Ours (negotiated): a KEEPALIVE `{cmd 5, syncleft: uint64}` reporting the bytes still to copy. */
+export function buildSyncProgress(leftBytes: number): NvList {
+  return buildKeepalive().addUint64('syncleft', BigInt(leftBytes));
+}
+
+/**
  * A request as received, before validation. Lenient like upstream's nv_get_*: a missing or
  * mistyped field reads as 0 (cmd, seq) or -1 (offset, length, which are also -1 above 2^53 − 1),
  * so the secondary can still answer EINVAL for that `seq`.
@@ -257,6 +297,10 @@ export interface HioRequest {
   readonly offset: number;
   readonly length: number;
   readonly memsync: boolean;
+  /** Ours: `syncstate` of a FLUSH (SYNCSTATE value), 0 when absent. */
+  readonly syncState?: number;
+  /** Ours: `synctotal` of a sync-target FLUSH, `syncleft` of a progress KEEPALIVE; -1 when absent. */
+  readonly syncBytes?: number;
 }
 
 function u64AsNumber(nv: NvList, name: string): number {
@@ -273,6 +317,9 @@ export function readRequest(nv: NvList): HioRequest {
     offset: u64AsNumber(nv, 'offset'),
     length: u64AsNumber(nv, 'length'),
     memsync: nv.has('memsync'),
+    // Ours (consistency extension), only when present.
+    ...(nv.has('syncstate') ? { syncState: nv.getUint8('syncstate') ?? 0 } : {}),
+    ...(nv.has('synctotal') ? { syncBytes: u64AsNumber(nv, 'synctotal') } : nv.has('syncleft') ? { syncBytes: u64AsNumber(nv, 'syncleft') } : {}),
   };
 }
 

@@ -20,6 +20,10 @@ export interface Session {
   /** Replication mode for this session (memsync falls back to fullsync below version 2). */
   readonly mode: ResourceConfig['replication'];
   readonly syncSrc: SyncSrc;
+  /** Ours: the secondary acknowledged the consistency extension (a FreeBSD one never does). */
+  readonly consistency: boolean;
+  /** Ours, with `consistency`: the secondary's copy is marked inconsistent (an unfinished sync). */
+  readonly peerInconsistent: boolean;
 }
 
 /** `busy`: the peer answered that it is still primary (`wait`). */
@@ -93,7 +97,7 @@ export async function connectToSecondary(
     // the answer can arrive.
     const mapLimit = res.amap.diskMapSize + 1024;
     out.setMaxPayload(mapLimit);
-    inn.send(buildSecondConnect(cfg.name, r1.token, { resuid: md.resuid, localCnt: md.localCnt, remoteCnt: md.remoteCnt, virgin }));
+    inn.send(buildSecondConnect(cfg.name, r1.token, { resuid: md.resuid, localCnt: md.localCnt, remoteCnt: md.remoteCnt, virgin, consistency: true }));
 
     const m2 = await out.receive(timeoutMs);
     const r2 = readSyncReply(m2.nv, addr);
@@ -127,6 +131,8 @@ export async function connectToSecondary(
       in: inn,
       mode,
       syncSrc: r2.syncSrc,
+      consistency: r2.consistency === true,
+      peerInconsistent: r2.inconsistent === true,
     };
   } catch (err) {
     out?.close();

@@ -7,7 +7,8 @@ import { type PeerConnection, PendingMap } from '../peer/connection.js';
 import { HIO, type HioCmd, MAXPHYS } from '../peer/constants.js';
 import { PeerProtocolError } from '../peer/errors.js';
 import type { PeerMessage } from '../peer/framing.js';
-import { buildKeepalive, buildRequest, type HioReply, readReply } from '../peer/messages.js';
+import { buildKeepalive, buildRequest, buildSyncProgress, buildSyncStateRequest, type HioReply, readReply } from '../peer/messages.js';
+import type { SyncState } from '../peer/constants.js';
 import { ErrnoError, fromFreeBsdErrno } from '../util/errno.js';
 import type { RemoteLeg } from './resource.js';
 
@@ -184,6 +185,7 @@ export class PeerRemote implements RemoteLeg {
     memsync: boolean,
     onReceived: Pending['onReceived'],
     onDone: Pending['onDone'],
+    sync?: { readonly state: SyncState; readonly totalBytes: number },
   ): void {
     if (this.#closed) {
       onReceived?.(false);
@@ -194,7 +196,8 @@ export class PeerRemote implements RemoteLeg {
     // Register before sending: a reply can never find its request missing.
     this.#pending.add(seq, { cmd, sentAt: Date.now(), onReceived, onDone });
     this.#lastSend = Date.now();
-    this.#out.send(buildRequest(cmd, seq, offset, length, memsync), data ?? undefined);
+    const nv = sync !== undefined ? buildSyncStateRequest(seq, sync.state, sync.totalBytes) : buildRequest(cmd, seq, offset, length, memsync);
+    this.#out.send(nv, data ?? undefined);
   }
 
   // RemoteLeg ------------------------------------------------------------------------------
@@ -225,6 +228,23 @@ export class PeerRemote implements RemoteLeg {
 
   flush(): Promise<boolean> {
     return new Promise((resolve) => this.#request(HIO.FLUSH, 0, 0, null, false, null, (ok) => resolve(ok)));
+  }
+
+  /**
+   * Ours (consistency extension, only when negotiated): tell the secondary it is a sync target, or
+   * that the sync is done. Resolves true once the secondary has made the state durable.
+   */
+  syncState(state: SyncState, totalBytes = 0): Promise<boolean> {
+    return new Promise((resolve) =>
+      this.#request(HIO.FLUSH, 0, 0, null, false, null, (ok) => resolve(ok), { state, totalBytes }),
+    );
+  }
+
+  /** Ours (negotiated): the bytes still to copy, in a KEEPALIVE (no reply). */
+  syncProgress(leftBytes: number): void {
+    if (this.#closed) return;
+    this.#lastSend = Date.now();
+    this.#out.send(buildSyncProgress(leftBytes));
   }
 
   read(offset: number, length: number): Promise<Buffer> {

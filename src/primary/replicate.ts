@@ -2,7 +2,7 @@
 // (waiting while the peer is still primary), reconnects every 10 s, drives the guard tick and runs
 // resync after every connect. The handshake is ./connect.ts, the data phase ./remote.ts.
 import type { ResourceConfig } from '../config/types.js';
-import type { WorkerStats } from '../control/messages.js';
+import { type DiskState, syncedPercent, type WorkerStats } from '../control/messages.js';
 import type { WorkerToParent } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import { ErrnoError } from '../util/errno.js';
@@ -38,6 +38,8 @@ export interface Replication {
   queueStats(): Partial<WorkerStats>;
   /** Bytes moved by the last completed sync, for status and tests. */
   lastSync(): { bytes: number; seconds: number } | null;
+  /** Ours: the peer's copy as far as we know it while connected (null: not connected). */
+  peerDisk(): DiskState | null;
 }
 
 class Replicator implements Omit<Replication, 'ready'> {
@@ -54,6 +56,10 @@ class Replicator implements Omit<Replication, 'ready'> {
   #syncing: Promise<void> | null = null;
   #lastSync: { bytes: number; seconds: number } | null = null;
   #sendQueue = 0;
+  /** The peer speaks the consistency extension (this session). */
+  #peerExt = false;
+  /** The peer's copy is marked inconsistent, as it said in the handshake or we told it since. */
+  #peerInconsistent = false;
 
   constructor(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void, force: boolean) {
     this.#res = res;
@@ -98,7 +104,14 @@ class Replicator implements Omit<Replication, 'ready'> {
 
   #tick(): void {
     const now = Date.now();
-    if (this.#remote !== null) this.#remote.tick(now);
+    if (this.#remote !== null) {
+      this.#remote.tick(now);
+      // Progress for the target's own status (consistency extension), once a second.
+      const sync = this.#res.sync;
+      if (this.#peerExt && this.#peerInconsistent && sync !== null && sync.direction === 'primary') {
+        this.#remote.syncProgress(sync.leftBytes);
+      }
+    }
     else if (!this.#connecting && !this.#stopped && now >= this.#reconnectAt) void this.#connect();
   }
 
@@ -111,6 +124,8 @@ class Replicator implements Omit<Replication, 'ready'> {
     try {
       const session = await connectToSecondary(res, this.#cfg, () => this.#event('split-brain'));
       if (session.kind === 'busy') return 'busy';
+      this.#peerExt = session.consistency;
+      this.#peerInconsistent = session.peerInconsistent;
       const remote = new PeerRemote({
         out: session.out,
         in: session.in,
@@ -178,10 +193,17 @@ class Replicator implements Omit<Replication, 'ready'> {
     this.#syncing = (async () => {
       let direction = from;
       for (;;) {
+        if (!(await this.#markTarget(direction))) break;
         const result = await runSync(res, peer, direction, (e) => this.#event(e));
         if (result.outcome === 'complete') this.#lastSync = { bytes: result.bytes, seconds: result.seconds };
         if (result.outcome === 'interrupted' || !this.connected) break;
-        if (direction === 'secondary') res.staleLocal = false;
+        if (direction === 'secondary') {
+          res.staleLocal = false;
+          // Every stale extent is copied: the local copy is whole again (flushed, then cleared).
+          await this.#clearLocalInconsistent();
+        } else if (res.amap.nextSyncExtent(0) < 0 && !(await this.#markDone())) {
+          break;
+        }
         // Equalise the counters (HAST-SPEC §7.1) once everything is copied.
         if (res.amap.nextSyncExtent(0) < 0) {
           await res.saveMetadata(res.counters.onSyncComplete());
@@ -195,6 +217,75 @@ class Replicator implements Omit<Replication, 'ready'> {
         this.#syncing = null;
         res.sync = null;
       });
+  }
+
+  /**
+   * Before a pass copies a byte, its target is marked inconsistent, durably (issue 13): the local
+   * metadata when we are the target; the secondary through the consistency extension, when it speaks
+   * it (a FreeBSD secondary cannot be marked). False when the sync must not start.
+   */
+  async #markTarget(direction: 'primary' | 'secondary'): Promise<boolean> {
+    const res = this.#res;
+    const pending = res.amap.nextSyncExtent(0) >= 0;
+    if (direction === 'secondary') {
+      if (!pending) return true;
+      try {
+        if (res.md.inconsistent !== true) {
+          await res.setInconsistent(true);
+          log.info('Synchronization from the secondary starts: local copy marked inconsistent.');
+        }
+        return true;
+      } catch (err) {
+        log.error('Unable to mark the local copy inconsistent; not synchronizing', err);
+        this.#remote?.disconnect('Unable to store the consistency state');
+        return false;
+      }
+    }
+    const remote = this.#remote;
+    // A marked peer with nothing left to copy (it died before clearing its flag) is told it is done.
+    if (!this.#peerExt || remote === null || (!pending && !this.#peerInconsistent)) return true;
+    if (!(await remote.syncState('target', res.amap.syncPendingBytes))) {
+      if (remote.connected) {
+        log.error('The secondary could not mark its copy inconsistent; not synchronizing.');
+        remote.disconnect('The secondary could not store the consistency state');
+      }
+      return false;
+    }
+    this.#peerInconsistent = true;
+    return true;
+  }
+
+  /** After a pass from the secondary: the local copy is consistent again. */
+  async #clearLocalInconsistent(): Promise<void> {
+    if (this.#res.md.inconsistent !== true) return;
+    try {
+      await this.#res.setInconsistent(false);
+      log.info('Local copy marked consistent.');
+    } catch (err) {
+      // The flag stays: the next sync from the secondary (or --force) clears it.
+      log.error('Unable to mark the local copy consistent', err);
+    }
+  }
+
+  /** Everything copied to the secondary and acknowledged: tell it (it flushes, then clears its flag). */
+  async #markDone(): Promise<boolean> {
+    const remote = this.#remote;
+    if (!this.#peerExt || !this.#peerInconsistent || remote === null) return true;
+    if (await remote.syncState('done')) {
+      this.#peerInconsistent = false;
+      return true;
+    }
+    if (remote.connected) log.warning('The secondary could not mark its copy consistent; it will be told again at the next connection.');
+    return false;
+  }
+
+  peerDisk(): DiskState | null {
+    if (this.#remote === null) return null;
+    const sync = this.#res.sync;
+    const toPeer = sync !== null && sync.direction === 'primary';
+    // Without the extension we still know a peer we are copying to is incomplete.
+    if (!this.#peerInconsistent && !toPeer) return { consistent: true, synchronized: null };
+    return { consistent: false, synchronized: toPeer ? syncedPercent(sync.totalBytes, sync.leftBytes) : null };
   }
 
   // Lifecycle ------------------------------------------------------------------------------

@@ -435,4 +435,20 @@ export class PrimaryResource {
     this.#mdChain = p.catch(() => undefined);
     return p;
   }
+
+  /**
+   * Mark the local copy inconsistent (it is about to become a sync target) or consistent again (the
+   * sync to it completed: the data is flushed first). Durable when this resolves.
+   */
+  async setInconsistent(inconsistent: boolean): Promise<void> {
+    if ((this.md.inconsistent === true) === inconsistent) return;
+    if (!inconsistent) await this.data.flush();
+    this.md.inconsistent = inconsistent;
+    try {
+      await this.saveMetadata('durable');
+    } catch (err) {
+      this.md.inconsistent = !inconsistent;
+      throw err;
+    }
+  }
 }

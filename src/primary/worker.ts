@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import { openComponent } from '../component/open.js';
 import { parseExportAddress } from '../config/index.js';
 import type { ResourceConfig } from '../config/types.js';
-import type { WorkerStatus } from '../control/messages.js';
+import { syncedPercent, type WorkerStatus } from '../control/messages.js';
 import { DeviceError, attachDevice, cleanupStaleDevice, type AttachedDevice } from '../daemon/device/index.js';
 import type { ParentToWorker, WorkerInit, WorkerToParent } from '../daemon/worker-ipc.js';
 import { WORKER_EXIT } from '../daemon/worker-ipc.js';
@@ -80,6 +80,26 @@ function backendOf(res: PrimaryResource, ready: Promise<StartOutcome>): NbdBacke
   };
 }
 
+/** What `hastctl role primary` on an inconsistent copy says (the worker's log and failure reason). */
+export function inconsistentMessage(name: string): string {
+  return (
+    `Local copy of ${name} is inconsistent (an interrupted synchronization from the peer): connect it as ` +
+    `secondary to finish the synchronization, or use 'hastctl role primary --force ${name}' to promote ` +
+    'it anyway (data may be missing).'
+  );
+}
+
+/**
+ * Never serve a half-synchronised copy (issue 13) unless forced: exit with WORKER_EXIT.INCONSISTENT.
+ * Forced, the administrator has declared this copy the one to keep: the flag is cleared (written by
+ * PrimaryResource.open with the prevrole), so that a later worker restart is not refused again.
+ */
+async function refuseInconsistent(name: string, md: { inconsistent?: boolean }, force: boolean): Promise<void> {
+  if (!force) await fail(inconsistentMessage(name), undefined, WORKER_EXIT.INCONSISTENT);
+  log.warning(`Local copy of ${name} is inconsistent; promoted anyway (--force): data may be missing.`);
+  md.inconsistent = false;
+}
+
 export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
   let cfg: ResourceConfig = init.resource;
   let comp;
@@ -91,6 +111,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
   let res: PrimaryResource;
   try {
     const md = await readMetadata(comp, cfg.name);
+    if (md.inconsistent === true) await refuseInconsistent(cfg.name, md, init.force === true);
     res = await PrimaryResource.open(cfg, comp, md);
   } catch (err) {
     return fail(`Unable to read metadata from ${cfg.localPath}`, err, WORKER_EXIT.NOINPUT);
@@ -141,6 +162,12 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     lastSync: repl?.lastSync() ?? null,
     exportAddr: cfg.exportAddr,
     device: device?.devicePath ?? null,
+    disk: {
+      consistent: res.md.inconsistent !== true,
+      synchronized:
+        res.md.inconsistent === true && res.sync?.direction === 'secondary' ? syncedPercent(res.sync.totalBytes, res.sync.leftBytes) : null,
+    },
+    peerDisk: repl?.peerDisk() ?? null,
   });
 
   /**

@@ -4,7 +4,7 @@ import type { Component } from '../component/component.js';
 import { DataArea } from '../component/data-area.js';
 import { emptyStats, type WorkerStats } from '../control/messages.js';
 import { debugLevel, log } from '../log/log.js';
-import { HIO } from '../peer/constants.js';
+import { HIO, SYNCSTATE, type SyncState } from '../peer/constants.js';
 import { type HioRequest as HioHeader, requestProblem, writeDataProblem } from '../peer/messages.js';
 import { errnoCodeOf, FREEBSD_ERRNO, toFreeBsdErrno } from '../util/errno.js';
 
@@ -33,6 +33,10 @@ export interface ValidHio {
   readonly length: number;
   readonly memsync: boolean;
   readonly data: Buffer | null;
+  /** Ours: a FLUSH carrying `syncstate` (consistency extension); null for every other request. */
+  readonly syncState: SyncState | null;
+  /** With syncState 'target': bytes the primary is about to copy (-1 unknown). */
+  readonly syncBytes: number;
 }
 
 /** Why a request was refused (logged; the primary gets EINVAL). */
@@ -50,7 +54,20 @@ export function checkHio(req: HioRequest, dataSize: number, sectorSize: number):
     case HIO.KEEPALIVE:
       return { ok: true, hio: null };
     case HIO.FLUSH:
-      return { ok: true, hio: { cmd: HIO.FLUSH, seq: req.seq, offset: 0, length: 0, memsync: false, data: null } };
+      return {
+        ok: true,
+        hio: {
+          cmd: HIO.FLUSH,
+          seq: req.seq,
+          offset: 0,
+          length: 0,
+          memsync: false,
+          data: null,
+          // An unknown syncstate is a plain FLUSH, as it would be on FreeBSD.
+          syncState: req.syncState === SYNCSTATE.target ? 'target' : req.syncState === SYNCSTATE.done ? 'done' : null,
+          syncBytes: req.syncBytes ?? -1,
+        },
+      };
     case HIO.READ:
     case HIO.WRITE:
     case HIO.DELETE:
@@ -63,6 +80,8 @@ export function checkHio(req: HioRequest, dataSize: number, sectorSize: number):
           length: req.length,
           memsync: req.cmd === HIO.WRITE && req.memsync,
           data: req.cmd === HIO.WRITE ? req.data : null,
+          syncState: null,
+          syncBytes: -1,
         },
       };
     default:
@@ -98,6 +117,14 @@ export interface ApplyOptions {
   readonly sendReply: (reply: HioReply) => void;
   /** Runs once, before the first request of the session touches the disk (§4.5 bitmap zero-fill). */
   readonly onFirstRequest?: () => Promise<void>;
+  /**
+   * Ours (consistency extension): persist the sync-target state durably. 'target' runs as a barrier:
+   * no later request is applied before it resolved, and none touches the disk after it failed.
+   * 'done' runs after every earlier write and a flush of the data area. Throw on failure.
+   */
+  readonly onSyncState?: (state: SyncState, totalBytes: number) => Promise<void>;
+  /** Ours: a progress KEEPALIVE from the primary (bytes still to copy). */
+  readonly onSyncProgress?: (leftBytes: number) => void;
   /** Requests admitted at once (default 256). */
   readonly maxInFlight?: number;
   /** Payload bytes admitted at once (default 64 MiB). */
@@ -113,6 +140,9 @@ export interface ApplyOptions {
  *
  *   arrival:  W1[0,8)  W2[4,12)  R3[100,104)  F4
  *   waits:    -        W1        -            W1, W2
+ *
+ * A sync-target FLUSH (consistency extension) is a barrier: every later request waits for it, so
+ * the `inconsistent` flag is on stable storage before the first byte of the sync can land.
  */
 interface Entry {
   readonly hio: ValidHio;
@@ -126,6 +156,7 @@ interface Entry {
 function conflicts(earlier: Entry, later: Entry): boolean {
   const e = earlier.hio.cmd;
   const l = later.hio.cmd;
+  if (earlier.hio.syncState === 'target') return true;
   if (e === HIO.FLUSH) return false;
   if (l === HIO.FLUSH) return e !== HIO.READ;
   if (e === HIO.READ && l === HIO.READ) return false;
@@ -145,6 +176,8 @@ export class ApplyEngine {
   #bytes = 0;
   #ready: Promise<void> | null = null;
   #flushUnsupported = false;
+  /** A sync-target barrier failed: nothing after it may touch the disk. */
+  #broken = false;
   #idleWaiters: (() => void)[] = [];
   #stopped = false;
 
@@ -184,7 +217,10 @@ export class ApplyEngine {
       return;
     }
     const hio = check.hio;
-    if (hio === null) return;
+    if (hio === null) {
+      if ((req.syncBytes ?? -1) >= 0) this.#opts.onSyncProgress?.(req.syncBytes ?? 0);
+      return;
+    }
     switch (hio.cmd) {
       case HIO.READ:
         this.stats.reads++;
@@ -242,6 +278,8 @@ export class ApplyEngine {
 
   async #run(hio: ValidHio): Promise<HioReply> {
     const data = this.#data;
+    if (this.#broken) return { seq: hio.seq, error: FREEBSD_ERRNO.EIO };
+    if (hio.syncState !== null) return await this.#runSyncState(hio);
     try {
       switch (hio.cmd) {
         case HIO.READ: {
@@ -266,6 +304,29 @@ export class ApplyEngine {
       log.error(`Request failed: ${describeHio(hio.cmd, hio.offset, hio.length)}`, err);
       this.#countError(hio.cmd);
       return { seq: hio.seq, error: toFreeBsdErrno(code) };
+    }
+  }
+
+  /** A `syncstate` FLUSH: persist the state (after flushing the sync data, for 'done'). */
+  async #runSyncState(hio: ValidHio): Promise<HioReply> {
+    const state = hio.syncState ?? 'done';
+    try {
+      if (state === 'done' && !this.#flushUnsupported) {
+        try {
+          await this.#data.flush();
+        } catch (err) {
+          const code = errnoCodeOf(err);
+          if (code !== 'EOPNOTSUPP' && code !== 'ENOTSUP') throw err;
+          this.#flushUnsupported = true;
+        }
+      }
+      await this.#opts.onSyncState?.(state, hio.syncBytes);
+      return { seq: hio.seq };
+    } catch (err) {
+      if (state === 'target') this.#broken = true;
+      log.error(state === 'target' ? 'Unable to mark the local copy inconsistent' : 'Unable to mark the local copy consistent', err);
+      this.stats.flushErrors++;
+      return { seq: hio.seq, error: FREEBSD_ERRNO.EIO };
     }
   }
 

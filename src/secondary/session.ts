@@ -58,6 +58,8 @@ export class SecondarySession {
   #backlog: PeerMessage[] = [];
   #paused = false;
   #dead = false;
+  /** Ours: a sync to this copy in this session, as the primary reported it (consistency extension). */
+  #sync: { totalBytes: number; leftBytes: number } | null = null;
 
   constructor(opts: SessionOptions) {
     this.#o = opts;
@@ -73,6 +75,51 @@ export class SecondarySession {
 
   get #peer(): string {
     return this.#o.first.peerAddr;
+  }
+
+  /**
+   * The local copy's consistency state for `hastctl status`: `inconsistent` from the metadata (the
+   * flag is written before the first sync byte and cleared after the sync's flush), with the bytes
+   * the primary still has to copy when it reports them (null: unknown).
+   */
+  consistency(): { inconsistent: boolean; totalBytes: number | null; leftBytes: number | null } {
+    const inconsistent = this.#o.md.inconsistent === true;
+    const s = inconsistent ? this.#sync : null;
+    return {
+      inconsistent,
+      totalBytes: s !== null && s.totalBytes >= 0 ? s.totalBytes : null,
+      leftBytes: s !== null && s.leftBytes >= 0 ? s.leftBytes : null,
+    };
+  }
+
+  /** Persist a sync-state change from the primary (consistency extension): durable, then go on. */
+  async #onSyncState(state: 'target' | 'done', totalBytes: number): Promise<void> {
+    const { md, comp } = this.#o;
+    if (state === 'target') {
+      this.#sync = { totalBytes, leftBytes: totalBytes };
+      if (md.inconsistent === true) return;
+      md.inconsistent = true;
+      try {
+        await writeMetadata(comp, md, true);
+      } catch (err) {
+        md.inconsistent = false;
+        // Nothing after the barrier may land: the engine refuses it, and the session ends.
+        setImmediate(() => this.#fatal('Unable to mark the local copy inconsistent', err));
+        throw err;
+      }
+      log.info('Synchronization from the primary starts: local copy marked inconsistent.');
+      return;
+    }
+    this.#sync = null;
+    if (md.inconsistent !== true) return;
+    md.inconsistent = false;
+    try {
+      await writeMetadata(comp, md, true);
+    } catch (err) {
+      md.inconsistent = true;
+      throw err;
+    }
+    log.info('Synchronization complete: local copy marked consistent.');
   }
 
   /** Answer the handshake (§7.2); returns false when the session ended there. */
@@ -106,8 +153,11 @@ export class SecondarySession {
       case 'adopt':
         md.resuid = p.resuid;
         md.prevRole = 'secondary';
+        // A full sync follows: this copy is a sync target from now on (only a primary that speaks
+        // the extension will ever tell us the sync is done).
+        if (d.sendBitmap === 'all-ones' && first.consistency === true) md.inconsistent = true;
         try {
-          await writeMetadata(comp, md);
+          await writeMetadata(comp, md, md.inconsistent === true);
         } catch (err) {
           log.error('Unable to write metadata', err);
           this.#end(EX.NOINPUT);
@@ -140,6 +190,8 @@ export class SecondarySession {
       virgin,
       syncSrc: d.syncSrc,
       mapSize: map?.length ?? 0,
+      consistency: first.consistency === true,
+      inconsistent: md.inconsistent === true,
     });
     if (!(await this.#sendHandshake(reply, map))) {
       log.error(`Unable to send activemap to ${this.#peer}`);
@@ -177,6 +229,10 @@ export class SecondarySession {
       onFirstRequest: async () => {
         await writeBitmap(comp, md, Buffer.alloc(reservedMapSize(md)));
         log.debug(1, 'Local activemap cleared.');
+      },
+      onSyncState: (state, total) => this.#onSyncState(state, total),
+      onSyncProgress: (left) => {
+        if (this.#sync !== null) this.#sync.leftBytes = left;
       },
       ...(this.#o.maxInFlight !== undefined ? { maxInFlight: this.#o.maxInFlight } : {}),
     });

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Component } from '../component/component.js';
 import { openComponent } from '../component/open.js';
 import type { ResourceConfig } from '../config/types.js';
-import { emptyStats, type WorkerStatus } from '../control/messages.js';
+import { emptyStats, syncedPercent, type WorkerStatus } from '../control/messages.js';
 import type { HookEvent, ParentToWorker, PeerFirstMessage, WorkerInit, WorkerToParent } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import { readMetadata } from '../metadata/metadata.js';
@@ -61,9 +61,13 @@ export async function runSecondaryWorker(init: WorkerInit): Promise<void> {
       }
       case 'status': {
         const stats = session?.stats() ?? null;
+        // A sync target is neither complete nor clean (issue 13: it said `complete, dirty: 0`).
+        const c = session?.consistency() ?? { inconsistent: false, totalBytes: null, leftBytes: null };
+        const pct = syncedPercent(c.totalBytes, c.leftBytes);
         const status: WorkerStatus = {
-          status: 'complete',
-          dirty: 0,
+          status: c.inconsistent ? 'degraded' : 'complete',
+          dirty: c.inconsistent ? (c.leftBytes ?? 0) : 0,
+          disk: { consistent: !c.inconsistent, synchronized: c.inconsistent ? pct : null },
           extentSize: geometry.extentSize,
           keepDirty: geometry.keepDirty,
           stats: stats ?? emptyStats(),

@@ -161,7 +161,7 @@ describe('daemon and roles', () => {
     assert.equal((st1.worker as { status: string }).status, 'degraded');
 
     const text = await hastctl(conf, 'solo', ['status', 'r0']);
-    assert.match(text.stdout, /^r0:\n  role: primary\n  provname: r0\n  localpath: .*r0\.img\n  extentsize: 2097152 \(2\.0MB\)\n  keepdirty: 64\n  remoteaddr: none\n  replication: memsync\n  status: degraded\n  workerpid: \d+\n  dirty: \d+ \(.*B\)\n  statistics:\n/);
+    assert.match(text.stdout, /^r0:\n  role: primary\n  provname: r0\n  localpath: .*r0\.img\n  extentsize: 2097152 \(2\.0MB\)\n  keepdirty: 64\n  remoteaddr: none\n  replication: memsync\n  status: degraded\n  workerpid: \d+\n  dirty: \d+ \(.*B\)\n  disk: consistent\n  statistics:\n/);
 
     const info = await run('nbdinfo', ['--json', `nbd+unix:///?socket=${sock}`]);
     assert.equal(info.code, 0, info.stderr);

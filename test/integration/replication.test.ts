@@ -217,7 +217,10 @@ describe('startup wait while the peer is still primary (HAST-SPEC §6.3)', () =>
   test('I/O waits until the peer gives up primary, then the new primary connects and replicates', async (t) => {
     const p = await makePair(t, { replication: 'fullsync', extra: 'timeout 15' });
     await up(t, p, p.b, 'primary');
-    const a = await up(t, p, p.a, 'primary');
+    const a = await startHastd(t, p.conf, p.a);
+    // `role primary` returns when the startup wait is over: b demotes while it waits.
+    const promote = hastctl(p.conf, p.a.name, ['role', 'primary', p.res]);
+    await waitFor('export socket of a', () => existsSync(p.sock(p.a)));
     const client = await NbdClient.connect({ path: p.sock(p.a) });
     t.after(() => client.disconnect().catch(() => undefined));
     let done = false;
@@ -228,6 +231,8 @@ describe('startup wait while the peer is still primary (HAST-SPEC §6.3)', () =>
     await sleep(1500);
     assert.equal(done, false, 'no I/O is served while the startup wait lasts');
     assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
+    const promoted = await promote;
+    assert.equal(promoted.code, 0, promoted.stderr);
     await write;
     await waitNodeInSync(p.conf, p.a.name);
     assert.match(a.output(), /Connected to tcp4:\/\/127\.0\.0\.2/);
@@ -245,18 +250,23 @@ describe('startup wait while the peer is still primary (HAST-SPEC §6.3)', () =>
     await cb.disconnect();
     const db = await dumpOf(p.conf, p.b.name);
     const before = await dataAreaHash(p.img(p.b), db.localOff, db.dataSize);
-    const a = await up(t, p, p.a, 'primary');
+    const a = await startHastd(t, p.conf, p.a);
+    const promote = hastctl(p.conf, p.a.name, ['role', 'primary', p.res]);
+    await waitFor('export socket of a', () => existsSync(p.sock(p.a)));
     // A write issued during the wait is never served: the peer is the primary.
     const client = await NbdClient.connect({ path: p.sock(p.a) });
     t.after(() => client.disconnect().catch(() => undefined));
     const w = client.write(0, Buffer.alloc(4096, 0x44)).then(() => 'acknowledged', () => 'failed');
-    await waitFor('role of a back to init', async () => (await statusJson(p.conf, p.a.name, p.res)).role === 'init', 15_000);
+    const refused = await promote;
+    assert.equal(refused.code, 69, 'hastctl role primary exits EX_UNAVAILABLE');
+    assert.match(refused.stderr, /Remote node is primary for r0: demote it first/);
+    assert.equal((await statusJson(p.conf, p.a.name, p.res)).role, 'init');
     assert.equal(await w, 'failed');
     assert.match(
       a.output(),
       /Remote node is primary for r0: demote it first \('hastctl role secondary r0' on the other node\), or use 'hastctl role primary --force r0'\./,
     );
-    assert.match(a.output(), /exitcode=69/);
+    assert.match(a.output(), /Changing resource role back to init/);
     assert.doesNotMatch(a.output(), /starting anyway/);
     assert.equal((await statusJson(p.conf, p.b.name, p.res)).role, 'primary');
     assert.equal(await dataAreaHash(p.img(p.b), db.localOff, db.dataSize), before, "b's data is untouched");

@@ -160,3 +160,43 @@ describe('bitmap area', () => {
     await assert.rejects(writeBitmap(comp, md, Buffer.alloc(600)), MetadataError);
   });
 });
+
+// Ours (issue 13): `inconsistent` (uint8 1) after prevrole, present only while the copy is an
+// unfinished sync target; FreeBSD reads its fields by name and ignores it.
+describe('metadata consistency flag', () => {
+  // type 2 (uint8), namesize 13, dsize 1 | "inconsistent" + NUL padded to 16 | 01 padded to 8.
+  const FLAG = hex('02 0d 01000000 | 696e636f6e73697374656e74 00 000000 | 01 00000000000000');
+
+  test('a consistent copy is byte-identical to the FreeBSD block (false and absent alike)', () => {
+    assert.deepEqual(encodeMetadata({ ...GOLDEN_MD, inconsistent: false }), GOLDEN_BLOCK);
+    assert.deepEqual(encodeMetadata(GOLDEN_MD), GOLDEN_BLOCK);
+  });
+
+  test('an inconsistent copy appends the flag after prevrole, nothing else changes', () => {
+    const out = encodeMetadata({ ...GOLDEN_MD, inconsistent: true });
+    const list = Buffer.concat([GOLDEN_LIST, FLAG]);
+    assert.deepEqual(out, Buffer.concat([list, Buffer.alloc(4096 - list.length)]));
+    assert.deepEqual(decodeMetadata(out), { ...GOLDEN_MD, inconsistent: true });
+  });
+
+  test('a FreeBSD block (no flag) decodes as consistent', () => {
+    assert.equal(decodeMetadata(GOLDEN_BLOCK).inconsistent, undefined);
+    assert.equal('inconsistent' in decodeMetadata(GOLDEN_BLOCK), false);
+  });
+
+  test('a flag of 0 or of another integer type is read by value', () => {
+    assert.equal(decodeMetadata(variant('', (nv) => nv.addUint8('inconsistent', 0))).inconsistent, undefined);
+    assert.equal(decodeMetadata(variant('', (nv) => nv.addUint32('inconsistent', 1))).inconsistent, true);
+  });
+
+  test('writeMetadata(durable) makes the flag stable before it resolves', async () => {
+    const comp = new MemComponent(1 * MiB);
+    let flushed = 0;
+    comp.flush = async () => {
+      flushed++;
+    };
+    await writeMetadata(comp, { ...GOLDEN_MD, dataSize: 1000, localOff: 4608, inconsistent: true }, true);
+    assert.equal(flushed, 1);
+    assert.equal((await readMetadata(comp, 'r0')).inconsistent, true);
+  });
+});

@@ -11,7 +11,9 @@ import {
   buildReply,
   buildRequest,
   buildSecondConnect,
+  buildSyncProgress,
   buildSyncReply,
+  buildSyncStateRequest,
   HIO,
   isErrorReply,
   nameOfHioCmd,
@@ -219,5 +221,55 @@ describe('I/O requests and replies', () => {
 
   test('nameOfHioCmd() uses upstream names', () => {
     assert.deepEqual([1, 2, 3, 4, 5, 9].map(nameOfHioCmd), ['READ', 'WRITE', 'DELETE', 'FLUSH', 'KEEPALIVE', 'UNKNOWN(9)']);
+  });
+});
+
+// Ours (issue 13): the consistency extension. Golden bytes laid out by hand per HAST-SPEC §3.1: a
+// peer that does not speak it sends and receives exactly FreeBSD's bytes.
+describe('consistency extension', () => {
+  const token = new Uint8Array(16).fill(7);
+  const i64 = (v: number) => { const b = Buffer.alloc(8); b.writeBigInt64LE(BigInt(v)); return [...b]; };
+  const i32 = (v: number) => { const b = Buffer.alloc(4); b.writeInt32LE(v); return [...b]; };
+  const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return [...b]; };
+  const SECOND = [...el(17, 'resource', str('r')), ...el(10, 'token', [...token]), ...el(8, 'resuid', u64(5)), ...el(8, 'localcnt', u64(1)), ...el(8, 'remotecnt', u64(0))];
+  const REPLY = [
+    ...el(7, 'datasize', i64(1048576)), ...el(5, 'extentsize', i32(65536)), ...el(8, 'localcnt', u64(0)), ...el(8, 'remotecnt', u64(1)),
+    ...el(2, 'syncsrc', [1]), ...el(6, 'mapsize', u32(0)),
+  ];
+  const reply = { dataSize: 1048576, extentSize: 65536, localCnt: 0n, remoteCnt: 1n, virgin: false, syncSrc: 'primary', mapSize: 0 } as const;
+
+  test('second connect: FreeBSD bytes without it, `consistency: uint8 1` appended with it', () => {
+    const c = { resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: false };
+    assert.deepEqual(encodeNv(buildSecondConnect('r', token, c)), Buffer.from(SECOND));
+    const ext = buildSecondConnect('r', token, { ...c, consistency: true });
+    assert.deepEqual(encodeNv(ext), Buffer.from([...SECOND, ...el(2, 'consistency', [1])]));
+    assert.equal(readConnectCounters(ext, 'X').consistency, true);
+    assert.equal('consistency' in readConnectCounters(buildSecondConnect('r', token, c), 'X'), false);
+  });
+
+  test('sync reply: FreeBSD bytes unless the primary advertised it; the state rides along', () => {
+    assert.deepEqual(encodeNv(buildSyncReply(reply)), Buffer.from(REPLY));
+    assert.deepEqual(encodeNv(buildSyncReply({ ...reply, inconsistent: true })), Buffer.from(REPLY), 'never without the extension');
+    const ext = buildSyncReply({ ...reply, consistency: true, inconsistent: true });
+    assert.deepEqual(encodeNv(ext), Buffer.from([...REPLY, ...el(2, 'consistency', [1]), ...el(2, 'inconsistent', [1])]));
+    assert.deepEqual(readSyncReply(ext, 'X'), { ...reply, consistency: true, inconsistent: true });
+    assert.deepEqual(readSyncReply(buildSyncReply(reply), 'X'), reply);
+  });
+
+  test('sync state rides on a FLUSH, progress on a KEEPALIVE: what FreeBSD would do with them is harmless', () => {
+    const target = buildSyncStateRequest(9n, 'target', 4096);
+    assert.deepEqual(
+      encodeNv(target),
+      Buffer.from([
+        ...el(2, 'cmd', [HIO.FLUSH]), ...el(8, 'seq', u64(9)), ...el(8, 'offset', u64(0)), ...el(8, 'length', u64(0)),
+        ...el(2, 'syncstate', [1]), ...el(8, 'synctotal', u64(4096)),
+      ]),
+    );
+    assert.deepEqual(readRequest(target), { cmd: HIO.FLUSH, seq: 9n, offset: 0, length: 0, memsync: false, syncState: 1, syncBytes: 4096 });
+    assert.equal(requestProblem(readRequest(target), { dataSize: 1 << 20, sectorSize: 512 }), null, 'a valid FLUSH to anyone');
+    assert.deepEqual(readRequest(buildSyncStateRequest(10n, 'done')).syncState, 2);
+    const progress = buildSyncProgress(777);
+    assert.deepEqual(encodeNv(progress), Buffer.from([...el(2, 'cmd', [HIO.KEEPALIVE]), ...el(8, 'syncleft', u64(777))]));
+    assert.equal(progress.has('seq') || progress.has('size'), false, 'no reply, no payload to a FreeBSD secondary');
   });
 });

@@ -214,4 +214,95 @@ describe('ApplyEngine', () => {
     assert.equal(eng.full, false);
     assert.equal(available, 1);
   });
+
+  // Consistency extension (issue 13): a FLUSH carrying `syncstate`.
+  const syncReq = (seq: number, state: 1 | 2, total = 0): HioRequest => ({ ...req(HIO.FLUSH, seq, 0, 0), syncState: state, syncBytes: total });
+
+  test('a sync-target FLUSH is a barrier: no later request touches the disk before the flag is stored', async (t) => {
+    const dir = tmpDir(t);
+    const comp = await fileComponent(join(dir, 'c'));
+    t.after(() => comp.close());
+    const replies: HioReply[] = [];
+    const calls: [string, number][] = [];
+    let store = (): void => undefined;
+    const eng = new ApplyEngine({
+      component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r),
+      onSyncState: async (state, total) => {
+        calls.push([state, total]);
+        await new Promise<void>((r) => { store = r; });
+      },
+    });
+    eng.submit(syncReq(1, 1, 4096));
+    eng.submit(req(HIO.WRITE, 2, 0, 512, Buffer.alloc(512, 7)));
+    eng.submit(req(HIO.WRITE, 3, 65536, 512, Buffer.alloc(512, 8)));
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(calls, [['target', 4096]]);
+    assert.equal(replies.length, 0, "nothing completes before the flag is durable");
+    assert.deepEqual(readFile(comp.path, LOCALOFF, 512), Buffer.alloc(512, 0xee), 'no sync byte on disk yet');
+    store();
+    await eng.idle();
+    assert.deepEqual(replies.map((r) => [r.seq, r.error]), [[1n, undefined], [2n, undefined], [3n, undefined]]);
+    assert.deepEqual(readFile(comp.path, LOCALOFF, 512), Buffer.alloc(512, 7));
+  });
+
+  test('a failed sync-target FLUSH answers EIO and nothing after it touches the disk', async (t) => {
+    const dir = tmpDir(t);
+    const comp = await fileComponent(join(dir, 'c'));
+    t.after(() => comp.close());
+    const replies: HioReply[] = [];
+    const eng = new ApplyEngine({
+      component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r),
+      onSyncState: () => Promise.reject(new Error('metadata write failed')),
+    });
+    eng.submit(syncReq(1, 1));
+    eng.submit(req(HIO.WRITE, 2, 0, 512, Buffer.alloc(512, 7)));
+    await eng.idle();
+    assert.deepEqual(replies.map((r) => [r.seq, r.error]), [[1n, 5], [2n, 5]]);
+    assert.deepEqual(readFile(comp.path, LOCALOFF, 512), Buffer.alloc(512, 0xee));
+  });
+
+  test('a sync-done FLUSH waits for earlier writes, flushes, then clears the state', async (t) => {
+    const dir = tmpDir(t);
+    const comp = await fileComponent(join(dir, 'c'));
+    t.after(() => comp.close());
+    const order: string[] = [];
+    const flush = comp.flush.bind(comp);
+    comp.flush = async () => {
+      order.push('flush');
+      await flush();
+    };
+    const replies: HioReply[] = [];
+    const eng = new ApplyEngine({
+      component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => {
+        order.push(`reply ${r.seq}`);
+        replies.push(r);
+      },
+      onSyncState: async (state) => {
+        order.push(state);
+      },
+    });
+    const release = comp.gate(LOCALOFF);
+    eng.submit(req(HIO.WRITE, 1, 0, 512, Buffer.alloc(512, 9)));
+    eng.submit(syncReq(2, 2));
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(order, []);
+    release();
+    await eng.idle();
+    assert.deepEqual(order, ['reply 1', 'flush', 'done', 'reply 2']);
+  });
+
+  test('a KEEPALIVE with syncleft reports progress and gets no reply', async (t) => {
+    const dir = tmpDir(t);
+    const comp = await fileComponent(join(dir, 'c'));
+    t.after(() => comp.close());
+    const replies: HioReply[] = [];
+    const left: number[] = [];
+    const eng = new ApplyEngine({
+      component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r), onSyncProgress: (n) => left.push(n),
+    });
+    eng.submit({ ...req(HIO.KEEPALIVE, 0, null, null), syncBytes: 12345 });
+    await eng.idle();
+    assert.deepEqual(left, [12345]);
+    assert.deepEqual(replies, []);
+  });
 });

@@ -11,7 +11,8 @@ import { openComponent } from '../../../src/component/open.js';
 import { type Metadata as SecondaryMetadata, readMetadata as readMd, writeMetadata as writeMd } from '../../../src/metadata/metadata.js';
 import { HIO, type HioCmd } from '../../../src/peer/constants.js';
 import { encodeMessage, MessageReader, type PeerMessage as Frame } from '../../../src/peer/framing.js';
-import { buildRequest } from '../../../src/peer/messages.js';
+import { buildRequest, buildSyncStateRequest } from '../../../src/peer/messages.js';
+import { NvList } from '../../../src/nv/codec.js';
 import { SecondarySession } from '../../../src/secondary/session.js';
 import { tmpDir } from '../../harness/tools.js';
 
@@ -79,7 +80,11 @@ interface Rig {
   started: Promise<boolean>;
 }
 
-async function rig(t: TestContext, md: SecondaryMetadata, first: { resuid: bigint; localCnt?: bigint; remoteCnt?: bigint; virgin?: boolean }): Promise<Rig> {
+async function rig(
+  t: TestContext,
+  md: SecondaryMetadata,
+  first: { resuid: bigint; localCnt?: bigint; remoteCnt?: bigint; virgin?: boolean; consistency?: boolean },
+): Promise<Rig> {
   const dir = tmpDir(t);
   const path = join(dir, 'disk');
   const fd = openSync(path, 'w');
@@ -98,6 +103,7 @@ async function rig(t: TestContext, md: SecondaryMetadata, first: { resuid: bigin
     first: {
       version: 2, virgin: first.virgin ?? false, resuid: first.resuid.toString(),
       localCnt: (first.localCnt ?? 0n).toString(), remoteCnt: (first.remoteCnt ?? 0n).toString(), peerAddr: 'tcp://127.0.0.1:1',
+      ...(first.consistency === true ? { consistency: true } : {}),
     },
     emit: async (e) => {
       events.push(e);
@@ -197,5 +203,57 @@ describe('SecondarySession', () => {
     while (r.exits.length === 0) await new Promise((res) => setImmediate(res));
     assert.deepEqual(r.events, ['connect', 'disconnect']);
     assert.deepEqual(r.exits, [75]);
+  });
+
+  // Consistency extension (issue 13).
+  const onDisk = async (t: TestContext, path: string): Promise<SecondaryMetadata> => {
+    const comp = await openComponent(path, { lock: false });
+    t.after(() => comp.close());
+    return readMd(comp, 'r0');
+  };
+
+  test('a FreeBSD-like primary (no consistency) gets exactly the old reply bytes, and no flag is set', async (t) => {
+    const r = await rig(t, baseMd(), { resuid: 77n });
+    const raw: Buffer[] = [];
+    r.out.on('data', (c: Buffer) => raw.push(c));
+    const reply = await frames(r.out).next();
+    assert.equal(await r.started, true);
+    // The old reply laid out in spec order (HAST-SPEC §6.3 step 7), with the all-ones bitmap.
+    const nv = new NvList()
+      .addInt64('datasize', BigInt(DATASIZE)).addInt32('extentsize', EXTENT).addUint64('localcnt', 0n).addUint64('remotecnt', 0n)
+      .addInt8('virgin', 1).addUint8('syncsrc', 1).addUint32('mapsize', 512);
+    const golden = Buffer.concat(encodeMessage(nv, Buffer.alloc(512, 0xff), { compression: 'hole', checksum: 'crc32', version: 2 }));
+    assert.deepEqual(Buffer.concat(raw), golden);
+    assert.equal(reply.nv.has('consistency'), false);
+    assert.equal((await onDisk(t, r.path)).inconsistent, undefined, 'nobody would ever tell it the sync is done');
+  });
+
+  test('adopting with a full sync from a primary that speaks it: inconsistent on disk before the reply', async (t) => {
+    const r = await rig(t, baseMd(), { resuid: 77n, consistency: true });
+    const reply = await frames(r.out).next();
+    assert.equal(reply.nv.getUint8('consistency'), 1);
+    assert.equal(reply.nv.getUint8('inconsistent'), 1);
+    assert.equal((await onDisk(t, r.path)).inconsistent, true);
+    assert.equal(r.session.consistency().inconsistent, true);
+  });
+
+  test('sync target, then sync done: the flag is set before the first sync write and cleared after', async (t) => {
+    const r = await rig(t, baseMd({ resuid: 9n }), { resuid: 9n, consistency: true });
+    const fromOut = frames(r.out);
+    const replies = frames(r.inn);
+    const hs = await fromOut.next();
+    assert.equal(hs.nv.has('inconsistent'), false);
+    await r.started;
+    const opts = { compression: 'hole', checksum: 'crc32' } as const;
+    for (const b of encodeMessage(buildSyncStateRequest(1n, 'target', 8192), undefined, opts)) r.out.write(b);
+    send(r.out, { cmd: HIO.WRITE, seq: 2n, offset: 0, length: 4096, data: Buffer.alloc(4096, 0x42) });
+    assert.deepEqual([(await replies.next()).nv.getUint64('seq'), (await replies.next()).nv.getUint64('seq')], [1n, 2n]);
+    assert.equal((await onDisk(t, r.path)).inconsistent, true);
+    assert.deepEqual(r.session.consistency(), { inconsistent: true, totalBytes: 8192, leftBytes: 8192 });
+    for (const b of encodeMessage(buildSyncStateRequest(3n, 'done'), undefined, opts)) r.out.write(b);
+    const done = await replies.next();
+    assert.deepEqual([done.nv.getUint64('seq'), done.nv.has('error')], [3n, false]);
+    assert.equal((await onDisk(t, r.path)).inconsistent, undefined);
+    assert.equal(r.session.consistency().inconsistent, false);
   });
 });
