@@ -110,7 +110,10 @@ export class PeerAcceptor {
     try {
       msg = await readFirstHeader(sock, this.#timeoutMs);
     } catch (err) {
-      log.error(`Unable to receive header from ${peer}`, err);
+      // A connection closed before saying anything is a liveness probe (contrib/ucarp's peer_alive).
+      const probe = err instanceof Error && /closed before/i.test(err.message);
+      if (probe) log.info(`Connection from ${peer} closed before the handshake header (probe).`);
+      else log.error(`Unable to receive header from ${peer}`, err);
       return { kind: 'closed', reason: err instanceof Error ? err.message : String(err) };
     }
     // The rest runs serialized with role changes, so a role cannot change under our feet.

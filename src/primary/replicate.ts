@@ -159,7 +159,9 @@ class Replicator implements Omit<Replication, 'ready'> {
     if (this.#remote !== remote) return;
     this.#remote = null;
     this.#res.remote = null;
-    log.warning(`Disconnected from ${this.#cfg.remoteAddr} (${why}).`);
+    // Our own stop is planned; anything else is an outage worth a warning.
+    if (this.#stopped) log.info(`Disconnected from ${this.#cfg.remoteAddr} (${why}).`);
+    else log.warning(`Disconnected from ${this.#cfg.remoteAddr} (${why}).`);
     this.#event('disconnect');
     this.#reconnectAt = Date.now() + RECONNECT_MS;
   }

@@ -252,7 +252,9 @@ export class SecondarySession {
           reason instanceof PeerProtocolError && reason.code !== 'EPEER_CONNECTION'
             ? 'Unable to receive request'
             : 'Unable to receive request header';
-        this.#fatal(what, timeoutAsUpstream(reason));
+        // An orderly close (EOF) is the primary stopping: a planned switchover, not an alert.
+        const orderly = reason instanceof PeerProtocolError && reason.message.startsWith('Connection closed by');
+        this.#fatal(what, timeoutAsUpstream(reason), orderly ? 'info' : 'error');
       },
     });
     // Nothing is expected on the reply connection; reading it only notices the peer closing it.
@@ -329,9 +331,10 @@ export class SecondarySession {
   }
 
   /** Network failure: log, fire `disconnect`, exit 75 (HAST-SPEC §6.5, §8). */
-  #fatal(what: string, err: unknown): void {
+  #fatal(what: string, err: unknown, level: 'error' | 'info' = 'error'): void {
     if (this.#dead) return;
-    log.error(what, err);
+    if (level === 'error') log.error(what, err);
+    else log.info(`${what}: ${err instanceof Error ? err.message : String(err)}`);
     this.#dead = true;
     this.#teardown();
     void this.#o.emit('disconnect').then(() => this.#o.exit(EX.TEMPFAIL));
