@@ -108,6 +108,8 @@ export interface BenchReport {
     readonly backing: string;
     /** Size of each block device of the device phase, when it ran. */
     readonly deviceSize: number | null;
+    /** The /dev/hast/<name> the device phase measured (gone after the run), when it ran. */
+    readonly hastDevice: string | null;
     /** 1-minute load average when the run started and ended (other work on the machine skews figures). */
     readonly loadAvg: { readonly before: number; readonly after: number };
   };

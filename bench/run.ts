@@ -74,6 +74,7 @@ async function bench(scope: Scope, opts: BenchOptions, tools: Record<string, str
     exportSize: io?.exportSize ?? null,
     backing: backing.description,
     deviceSize: device?.deviceSize ?? null,
+    hastDevice: device?.hastDevice ?? null,
     loadAvg: { before: loadBefore, after: loadavg()[0] ?? 0 },
   };
   const notRun = {
