@@ -1,5 +1,5 @@
-// The fio jobs of the benchmark and how one is run against an NBD URI: fio's nbd engine (libnbd),
-// JSON output read back into MB/s, IOPS and completion-latency percentiles.
+// The fio jobs of the benchmark and how one is run against an NBD URI (fio's nbd engine, libnbd) or
+// a block device (libaio, O_DIRECT): JSON output read back into MB/s, IOPS and completion-latency percentiles.
 import { readFileSync } from 'node:fs';
 import { run } from '../test/harness/process.js';
 
@@ -27,6 +27,17 @@ export const RSS_JOBS: readonly FioJob[] = [
   { id: 'seqwrite-1m-qd128', title: '1 MiB seq write QD128', rw: 'write', bs: 1 << 20, iodepth: 128 },
   { id: 'randwrite-4k-qd128', title: '4 KiB randwrite QD128', rw: 'randwrite', bs: 4096, iodepth: 128 },
 ];
+
+/** The jobs of the block-device phase (fio libaio, O_DIRECT, on /dev/loopN and /dev/hast/<name>). */
+export const DEVICE_JOBS: readonly FioJob[] = [
+  { id: 'seqwrite-1m', title: '1 MiB seq write QD8', rw: 'write', bs: 1 << 20, iodepth: 8 },
+  { id: 'randwrite-4k-qd32', title: '4 KiB randwrite QD32', rw: 'randwrite', bs: 4096, iodepth: 32 },
+  { id: 'randwrite-4k-qd1', title: '4 KiB randwrite QD1', rw: 'randwrite', bs: 4096, iodepth: 1 },
+  { id: 'randread-4k-qd32', title: '4 KiB randread QD32', rw: 'randread', bs: 4096, iodepth: 32 },
+];
+
+/** The jobs of the io phase that are compared with the C replicator (qemu-nbd quorum). */
+export const QUORUM_JOB_IDS: readonly string[] = ['seqwrite-1m', 'randwrite-4k-qd32', 'randwrite-4k-qd1'];
 
 /** One fio run's figures (MB = 10^6 bytes; latencies are completion latencies in µs). */
 export interface FioFigures {
@@ -61,15 +72,19 @@ export function parseFioJson(text: string, job: FioJob): FioFigures {
   return { mbps: d.bw_bytes / 1e6, iops: d.iops, p50us: p50 / 1000, p99us: p99 / 1000 };
 }
 
+/** Where a job runs: an NBD export (fio's nbd engine) or a block device (libaio, O_DIRECT). */
+export type FioTarget = string | { readonly device: string };
+
 /**
- * Run `job` for `runtimeSec` seconds (time based, over the whole export) against the NBD export at
- * `uri`; fio's JSON goes to `outFile` (its stdout also carries libnbd chatter).
+ * Run `job` for `runtimeSec` seconds (time based, over the whole export or device) against
+ * `target`: an NBD URI (fio's nbd engine) or `{ device }` (libaio with O_DIRECT on the block
+ * device); fio's JSON goes to `outFile` (its stdout also carries libnbd chatter).
  */
-export async function runFio(uri: string, job: FioJob, runtimeSec: number, outFile: string): Promise<FioFigures> {
+export async function runFio(target: FioTarget, job: FioJob, runtimeSec: number, outFile: string): Promise<FioFigures> {
+  const where = typeof target === 'string' ? ['--ioengine=nbd', `--uri=${target}`] : ['--ioengine=libaio', '--direct=1', `--filename=${target.device}`];
   const args = [
     `--name=${job.id}`,
-    '--ioengine=nbd',
-    `--uri=${uri}`,
+    ...where,
     `--rw=${job.rw}`,
     `--bs=${job.bs}`,
     `--iodepth=${job.iodepth}`,
@@ -79,7 +94,8 @@ export async function runFio(uri: string, job: FioJob, runtimeSec: number, outFi
     '--output-format=json',
     `--output=${outFile}`,
   ];
+  const label = typeof target === 'string' ? target : target.device;
   const r = await run('fio', args, { timeoutMs: Math.ceil(runtimeSec * 1000) + 120_000 });
-  if (r.code !== 0) throw new Error(`fio ${job.id} against ${uri} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0) throw new Error(`fio ${job.id} against ${label} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
   return parseFioJson(readFileSync(outFile, 'utf8'), job);
 }

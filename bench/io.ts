@@ -1,5 +1,5 @@
-// Phase "io": the fio jobs against the anchor (nbdkit file) and four hastd targets, all started
-// once with identical export sizes and contents; repetitions interleave targets so that machine
+// Phase "io": the fio jobs against the anchors (nbdkit file; qemu-nbd quorum replicating to nbdkit on
+// 127.0.0.2) and four hastd targets, all started once with identical export sizes and contents; repetitions interleave targets so that machine
 // noise spreads over all of them alike.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,11 +8,12 @@ import { fillPattern, sparseFile } from './fill.js';
 import { FIO_JOBS, type FioFigures, runFio } from './fio.js';
 import { startPair, startSolo } from './hastd.js';
 import { startNbdkitFile } from './nbdkit.js';
+import { startQuorum } from './quorum.js';
 import type { BenchOptions } from './options.js';
 import type { Scope } from './scope.js';
 import { progress } from './stats.js';
 
-export const IO_TARGETS = ['nbdkit', 'primary', 'memsync', 'fullsync', 'async'] as const;
+export const IO_TARGETS = ['nbdkit', 'quorum', 'primary', 'memsync', 'fullsync', 'async'] as const;
 export type IoTarget = (typeof IO_TARGETS)[number];
 
 /** Raw samples: samples[jobId][target] = one FioFigures per repetition. */
@@ -43,9 +44,10 @@ export async function ioPhase(parent: Scope, opts: BenchOptions): Promise<IoPhas
     sparseFile(anchorFile, solo.dataSize);
     if (fill) fillPattern(anchorFile, 0, solo.dataSize);
     const anchor = await startNbdkitFile(scope, join(dir, 'anchor.sock'), anchorFile);
-    const uris: Record<IoTarget, string> = { nbdkit: anchor.uri, primary: solo.uri, memsync: memsync.uri, fullsync: fullsync.uri, async: async.uri };
+    const quorum = await startQuorum(scope, dir, solo.dataSize, fill);
+    const uris: Record<IoTarget, string> = { nbdkit: anchor.uri, quorum: quorum.uri, primary: solo.uri, memsync: memsync.uri, fullsync: fullsync.uri, async: async.uri };
     const samples: IoSamples = {};
-    for (const job of FIO_JOBS) samples[job.id] = { nbdkit: [], primary: [], memsync: [], fullsync: [], async: [] };
+    for (const job of FIO_JOBS) samples[job.id] = { nbdkit: [], quorum: [], primary: [], memsync: [], fullsync: [], async: [] };
     const out = join(dir, 'fio.json');
     for (let rep = 1; rep <= opts.reps; rep++) {
       for (const job of FIO_JOBS) {

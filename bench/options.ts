@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/metadata/size.js';
 
-export const PHASES = ['io', 'resync', 'reconnect', 'rss'] as const;
+export const PHASES = ['io', 'device', 'resync', 'reconnect', 'rss'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface BenchOptions {
@@ -27,7 +27,7 @@ export interface BenchOptions {
 
 export const USAGE = `usage: npm run bench -- [options]   (or: node dist/bench/run.js [options])
   --reps N            repetitions per measurement, median shown (env BENCH_REPS; default 3)
-  --size SIZE         export size of every fio target (env BENCH_SIZE; default 1G)
+  --size SIZE         component size of every fio target (env BENCH_SIZE; default 1G)
   --runtime SECONDS   seconds per fio job (env BENCH_RUNTIME; default 10)
   --resync-size SIZE  component size of the full resync (env BENCH_RESYNC_SIZE; default 2G)
   --dirty N           extents dirtied for the reconnect resync (env BENCH_DIRTY; default 32)
@@ -37,7 +37,15 @@ export const USAGE = `usage: npm run bench -- [options]   (or: node dist/bench/r
   --phases LIST       comma-separated subset of ${PHASES.join(',')} (default: all)
   --json FILE         write the results there (default bench/results/<date>.json)
   -h, --help          this text
-SIZE takes k/M/G suffixes (powers of 1024). Temporary files go under $TMPDIR.`;
+Phases: io = fio --ioengine=nbd against nbdkit file, the C replicator (qemu-nbd quorum: a local file
+plus NBD to nbdkit on 127.0.0.2), a lone hastd primary and memsync/fullsync/async pairs;
+device = fio libaio O_DIRECT on a loop device over a plain file, nbdfuse + loop over nbdkit, and
+/dev/hast/<name> of a memsync pair with "device fuse" (needs root; skipped, and reported as not run,
+without it); resync, reconnect = full and reconnect resync beside nbdcopy; rss = peak RSS at QD128.
+Needs fio, nbdkit, nbdcopy, qemu-nbd (Debian: fio nbdkit libnbd-bin qemu-utils); the device phase
+also nbdfuse, losetup, fusermount3 (libnbd-bin, mount, fuse3). SIZE takes k/M/G suffixes (powers of
+1024). Backing files go on tmpfs: as root a tmpfs the bench mounts under $TMPDIR, otherwise /dev/shm
+(else $TMPDIR); they take about 10 x SIZE of memory during the io phase.`;
 
 /** Thrown for bad flags; run.ts prints it with the usage and exits 64. */
 export class UsageError extends Error {

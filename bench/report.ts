@@ -1,13 +1,14 @@
 // The benchmark's result: medians and ratios (ours ÷ anchor) computed from the raw samples, the
 // issue's targets beside them, rendered as a text table (stdout) and kept as JSON (for tracking).
-import { FIO_JOBS, type FioFigures } from './fio.js';
+import { DEVICE_TARGETS, type DevicePhaseResult, type DeviceTarget } from './device.js';
+import { DEVICE_JOBS, FIO_JOBS, type FioFigures, QUORUM_JOB_IDS } from './fio.js';
 import { IO_TARGETS, type IoPhaseResult, type IoTarget } from './io.js';
 import type { BenchOptions } from './options.js';
 import type { ResyncPhaseResult, FullSample, ReconnectSample } from './resync.js';
 import type { RssRow } from './rss.js';
 import { median } from './stats.js';
 
-/** A target from issue 5: the figure must be `op` value. */
+/** A target from issue 5 or 14: the figure must be `op` value. */
 export interface Goal {
   readonly op: '>=' | '<=';
   readonly value: number;
@@ -22,6 +23,43 @@ export interface IoRow extends FioFigures {
   readonly ratio: number;
   readonly goal: Goal | null;
   readonly samples: readonly FioFigures[];
+}
+
+/** The replicated targets beside the C replicator (qemu-nbd quorum), from the io phase's samples. */
+export interface QuorumRow extends FioFigures {
+  readonly job: string;
+  readonly title: string;
+  readonly target: 'quorum' | 'fullsync' | 'memsync';
+  /** This target's median IOPS ÷ quorum's. */
+  readonly ratio: number;
+  /** This target's median p99 ÷ quorum's (lower is better). */
+  readonly p99Ratio: number;
+  readonly goal: Goal | null;
+  readonly p99Goal: Goal | null;
+}
+
+/** One block device in one job of the device phase. */
+export interface DeviceRow extends FioFigures {
+  readonly job: string;
+  readonly title: string;
+  readonly target: DeviceTarget;
+  /** Median IOPS ÷ that of nbdfuse + loop over nbdkit (the device transport alone). */
+  readonly ratioNbdfuse: number;
+  /** Median IOPS ÷ that of the loop device on a plain file (the local disk). */
+  readonly ratioLoop: number;
+  readonly goal: Goal | null;
+  readonly samples: readonly FioFigures[];
+}
+
+/** One line of issue 14's targets table: met, missed, reported only (goal null), or not run. */
+export interface TargetLine {
+  readonly workload: string;
+  readonly target: string;
+  /** The figure of this run, or null when its phase did not run. */
+  readonly actual: number | null;
+  readonly goal: Goal | null;
+  /** Why there is no figure (phase not chosen, skipped, failed). */
+  readonly note: string | null;
 }
 
 export interface FullResyncRow {
@@ -66,10 +104,23 @@ export interface BenchReport {
     readonly tools: Record<string, string>;
     readonly options: BenchOptions;
     readonly exportSize: number | null;
+    /** Where the backing files were (tmpfs mounted by the bench, /dev/shm, or $TMPDIR). */
+    readonly backing: string;
+    /** Size of each block device of the device phase, when it ran. */
+    readonly deviceSize: number | null;
+    /** The /dev/hast/<name> the device phase measured (gone after the run), when it ran. */
+    readonly hastDevice: string | null;
     /** 1-minute load average when the run started and ended (other work on the machine skews figures). */
     readonly loadAvg: { readonly before: number; readonly after: number };
   };
   readonly io: readonly IoRow[];
+  /** fullsync and memsync ÷ qemu-nbd quorum (empty when the io phase did not run). */
+  readonly quorum: readonly QuorumRow[];
+  readonly device: readonly DeviceRow[];
+  /** Why the device phase did not run (e.g. not root), or null when it ran or was not chosen. */
+  readonly deviceSkipped: string | null;
+  /** Issue 14's targets table, met / missed / reported / not run. */
+  readonly targets: readonly TargetLine[];
   readonly resync: FullResyncRow | null;
   readonly reconnect: ReconnectRow | null;
   readonly rss: readonly RssReportRow[];
@@ -113,6 +164,108 @@ export function ioRows(r: IoPhaseResult): IoRow[] {
   return rows;
 }
 
+const QUORUM_TARGETS = ['quorum', 'fullsync', 'memsync'] as const;
+
+export function quorumRows(r: IoPhaseResult): QuorumRow[] {
+  const rows: QuorumRow[] = [];
+  for (const job of FIO_JOBS) {
+    if (!QUORUM_JOB_IDS.includes(job.id)) continue;
+    const byTarget = r.samples[job.id];
+    if (byTarget === undefined || byTarget.quorum.length === 0) continue;
+    const anchor = medianFigures(byTarget.quorum);
+    for (const target of QUORUM_TARGETS) {
+      const m = medianFigures(byTarget[target]);
+      const ratio = m.iops / anchor.iops;
+      const p99Ratio = m.p99us / anchor.p99us;
+      rows.push({
+        job: job.id,
+        title: job.title,
+        target,
+        ...m,
+        ratio,
+        p99Ratio,
+        goal: target === 'quorum' ? null : goal('>=', 1.0, ratio),
+        p99Goal: target === 'memsync' ? goal('<=', 1.5, p99Ratio) : null,
+      });
+    }
+  }
+  return rows;
+}
+
+export function deviceRows(r: DevicePhaseResult): DeviceRow[] {
+  const rows: DeviceRow[] = [];
+  for (const job of DEVICE_JOBS) {
+    const byTarget = r.samples[job.id];
+    if (byTarget === undefined) continue;
+    const fuse = medianFigures(byTarget.nbdfuse);
+    const loop = medianFigures(byTarget.loop);
+    for (const target of DEVICE_TARGETS) {
+      const m = medianFigures(byTarget[target]);
+      const ratioNbdfuse = m.iops / fuse.iops;
+      rows.push({
+        job: job.id,
+        title: job.title,
+        target,
+        ...m,
+        ratioNbdfuse,
+        ratioLoop: m.iops / loop.iops,
+        goal: target === 'hast' ? goal('>=', 0.9, ratioNbdfuse) : null,
+        samples: byTarget[target],
+      });
+    }
+  }
+  return rows;
+}
+
+/** Issue 14's targets, filled in from this run's rows; `notRun` says why a phase has no rows. */
+export function targetLines(
+  quorum: readonly QuorumRow[],
+  device: readonly DeviceRow[],
+  resync: FullResyncRow | null,
+  rss: readonly RssReportRow[],
+  notRun: { io: string; device: string; resync: string; rss: string },
+): TargetLine[] {
+  const lines: TargetLine[] = [];
+  const none = (workload: string, target: string, note: string): TargetLine => ({ workload, target, actual: null, goal: null, note });
+  for (const mode of ['fullsync', 'memsync'] as const) {
+    for (const id of QUORUM_JOB_IDS) {
+      const title = FIO_JOBS.find((j) => j.id === id)?.title ?? id;
+      const row = quorum.find((q) => q.job === id && q.target === mode);
+      const w = `${mode} ÷ qemu-nbd quorum, ${title}`;
+      lines.push(row === undefined ? none(w, '≥ 1.0', notRun.io) : { workload: w, target: '≥ 1.0', actual: row.ratio, goal: row.goal, note: null });
+    }
+  }
+  for (const id of QUORUM_JOB_IDS) {
+    const title = FIO_JOBS.find((j) => j.id === id)?.title ?? id;
+    const row = quorum.find((q) => q.job === id && q.target === 'memsync');
+    const w = `memsync p99 ÷ quorum p99, ${title}`;
+    lines.push(row === undefined ? none(w, '≤ 1.5', notRun.io) : { workload: w, target: '≤ 1.5', actual: row.p99Ratio, goal: row.p99Goal, note: null });
+  }
+  for (const job of DEVICE_JOBS) {
+    const row = device.find((d) => d.job === job.id && d.target === 'hast');
+    const w = `/dev/hast ÷ nbdfuse over nbdkit, ${job.title}`;
+    lines.push(row === undefined ? none(w, '≥ 0.9', notRun.device) : { workload: w, target: '≥ 0.9', actual: row.ratioNbdfuse, goal: row.goal, note: null });
+  }
+  for (const job of DEVICE_JOBS) {
+    if (job.rw !== 'write' && job.rw !== 'randwrite') continue;
+    const row = device.find((d) => d.job === job.id && d.target === 'hast');
+    const w = `/dev/hast ÷ loop on a plain file, ${job.title}`;
+    lines.push(row === undefined ? none(w, 'report', notRun.device) : { workload: w, target: 'report', actual: row.ratioLoop, goal: null, note: null });
+  }
+  lines.push(
+    resync === null
+      ? none('full resync ÷ nbdcopy', '≥ 0.8', notRun.resync)
+      : { workload: 'full resync ÷ nbdcopy', target: '≥ 0.8', actual: resync.ratio, goal: resync.goal, note: null },
+  );
+  const workers = rss.filter((r) => r.process === 'worker');
+  if (workers.length === 0) lines.push(none('peak RSS per worker at QD128 (MiB)', '≤ 256', notRun.rss));
+  else {
+    const worst = workers.reduce((a, b) => (b.peakMiB > a.peakMiB ? b : a));
+    lines.push({ workload: 'peak RSS per worker at QD128 (MiB)', target: '≤ 256', actual: worst.peakMiB, goal: worst.goal, note: null });
+  }
+  return lines;
+}
+
 export function fullResyncRow(samples: readonly FullSample[]): FullResyncRow | null {
   const first = samples[0];
   if (first === undefined) return null;
@@ -151,19 +304,31 @@ export function rssRows(rows: readonly RssRow[]): RssReportRow[] {
   return rows.map((r) => ({ ...r, goal: r.process === 'worker' ? goal('<=', 256, r.peakMiB) : null }));
 }
 
-export function buildReport(
-  meta: BenchReport['meta'],
-  io: IoPhaseResult | null,
-  resync: ResyncPhaseResult | null,
-  rss: readonly RssRow[],
-  errors: readonly PhaseError[],
-): BenchReport {
+/** What the phases produced, and why a phase produced nothing (for the targets table). */
+export interface PhaseResults {
+  readonly io: IoPhaseResult | null;
+  readonly device: DevicePhaseResult | null;
+  readonly deviceSkipped: string | null;
+  readonly resync: ResyncPhaseResult | null;
+  readonly rss: readonly RssRow[];
+  readonly notRun: { io: string; device: string; resync: string; rss: string };
+}
+
+export function buildReport(meta: BenchReport['meta'], r: PhaseResults, errors: readonly PhaseError[]): BenchReport {
+  const quorum = r.io === null ? [] : quorumRows(r.io);
+  const device = r.device === null ? [] : deviceRows(r.device);
+  const resync = r.resync === null ? null : fullResyncRow(r.resync.full);
+  const rss = rssRows(r.rss);
   return {
     meta,
-    io: io === null ? [] : ioRows(io),
-    resync: resync === null ? null : fullResyncRow(resync.full),
-    reconnect: resync === null ? null : reconnectRow(resync.reconnect),
-    rss: rssRows(rss),
+    io: r.io === null ? [] : ioRows(r.io),
+    quorum,
+    device,
+    deviceSkipped: r.deviceSkipped,
+    targets: targetLines(quorum, device, resync, rss, r.notRun),
+    resync,
+    reconnect: r.resync === null ? null : reconnectRow(r.resync.reconnect),
+    rss,
     errors,
   };
 }
@@ -206,6 +371,7 @@ export function renderTable(rep: BenchReport): string {
   const o = rep.meta.options;
   const out: string[] = [];
   out.push(`hastd benchmark ${rep.meta.date} on ${rep.meta.host} (${rep.meta.cpus} CPUs, node ${rep.meta.node}); median of ${o.reps}; load ${rep.meta.loadAvg.before.toFixed(1)} → ${rep.meta.loadAvg.after.toFixed(1)}`);
+  out.push(`backing files: ${rep.meta.backing}`);
   if (o.resourceExtra !== null) out.push(`every hastd resource has the extra hast.conf line: ${o.resourceExtra}`);
   if (rep.io.length > 0) {
     out.push('');
@@ -217,6 +383,32 @@ export function renderTable(rep: BenchReport): string {
       last = r.title;
     }
     out.push(...columns(rows, 2));
+  }
+  if (rep.quorum.length > 0) {
+    out.push('');
+    out.push("the C replicator: qemu-nbd quorum (local file + NBD to nbdkit file on 127.0.0.2), same fio nbd jobs; ratio = IOPS ÷ quorum's, p99 ratio = p99 ÷ quorum's");
+    const rows: string[][] = [['job', 'target', 'ratio', 'MB/s', 'IOPS', 'p50 µs', 'p99 µs', 'p99 ratio', 'goal', 'p99 goal']];
+    let last = '';
+    for (const r of rep.quorum) {
+      rows.push([r.title === last ? '' : r.title, r.target, r.ratio.toFixed(2), num(r.mbps), num(r.iops), num(r.p50us), num(r.p99us), r.p99Ratio.toFixed(2), goalText(r.goal), goalText(r.p99Goal)]);
+      last = r.title;
+    }
+    out.push(...columns(rows, 2));
+  }
+  if (rep.device.length > 0) {
+    out.push('');
+    out.push(
+      `block devices of ${bytes(rep.meta.deviceSize ?? 0)}, fio --ioengine=libaio --direct=1, ${o.runtime} s per job: loop = loop on a plain file, nbdfuse = nbdfuse + loop over nbdkit file, hast = /dev/hast of a memsync pair (device fuse); ratios = IOPS ÷ nbdfuse's, ÷ loop's`,
+    );
+    const rows: string[][] = [['job', 'target', '÷ nbdfuse', '÷ loop', 'MB/s', 'IOPS', 'p50 µs', 'p99 µs', 'goal']];
+    let last = '';
+    for (const r of rep.device) {
+      rows.push([r.title === last ? '' : r.title, r.target, r.ratioNbdfuse.toFixed(2), r.ratioLoop.toFixed(3), num(r.mbps), num(r.iops), num(r.p50us), num(r.p99us), goalText(r.goal)]);
+      last = r.title;
+    }
+    out.push(...columns(rows, 2));
+  } else if (rep.deviceSkipped !== null) {
+    out.push('', `block-device phase NOT RUN: ${rep.deviceSkipped}`);
   }
   if (rep.resync !== null) {
     const s = rep.resync;
@@ -253,6 +445,16 @@ export function renderTable(rep: BenchReport): string {
     const rows: string[][] = [['node', 'role', 'process', 'pid', 'MiB', 'goal']];
     for (const r of rep.rss) rows.push([r.node, r.role, r.process, String(r.pid), r.peakMiB.toFixed(1), goalText(r.goal)]);
     out.push(...columns(rows, 3));
+  }
+  if (rep.targets.length > 0) {
+    out.push('');
+    out.push('targets of issue 14 (ratios of this run)');
+    const rows: string[][] = [['workload', 'target', 'this run', 'verdict']];
+    for (const t of rep.targets) {
+      const verdict = t.actual === null ? `not run (${t.note ?? 'phase not chosen'})` : t.goal === null ? 'reported' : t.goal.met ? 'met' : 'MISSED';
+      rows.push([t.workload, t.target, t.actual === null ? '—' : t.actual.toFixed(2), verdict]);
+    }
+    out.push(...columns(rows, 2));
   }
   for (const e of rep.errors) out.push('', `phase ${e.phase} FAILED: ${e.message}`);
   return `${out.join('\n')}\n`;

@@ -10,7 +10,7 @@ test('defaults follow issue 5: 3 repetitions, 10 s jobs, a 2 GiB resync', () => 
   assert.equal(o.reps, 3);
   assert.equal(o.runtime, 10);
   assert.equal(o.resyncSize, 2 * 2 ** 30);
-  assert.deepEqual(o.phases, ['io', 'resync', 'reconnect', 'rss']);
+  assert.deepEqual(o.phases, ['io', 'device', 'resync', 'reconnect', 'rss']);
 });
 
 test('flags win over BENCH_* variables, which win over --quick defaults', () => {
