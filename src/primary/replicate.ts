@@ -2,11 +2,12 @@
 // (waiting while the peer is still primary), reconnects every 10 s, drives the guard tick and runs
 // resync after every connect. The handshake is ./connect.ts, the data phase ./remote.ts.
 import type { ResourceConfig } from '../config/types.js';
-import type { WorkerStats } from '../control/messages.js';
+import type { PeerLinkStatus, WorkerStats } from '../control/messages.js';
 import type { WorkerToParent } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import { ErrnoError } from '../util/errno.js';
 import { connectToSecondary } from './connect.js';
+import { PeerLink } from './peer-link.js';
 import { PeerRemote } from './remote.js';
 import type { PrimaryResource } from './resource.js';
 import { runSync, type SyncPeer } from './sync.js';
@@ -24,6 +25,8 @@ export interface Replication {
   stop(): Promise<void>;
   reload(cfg: ResourceConfig): void;
   queueStats(): Partial<WorkerStats>;
+  /** The link to the peer for status: why degraded, the peer's role, last (dis)connect. */
+  peerStatus(): PeerLinkStatus;
   /** Bytes moved by the last completed sync, for status and tests. */
   lastSync(): { bytes: number; seconds: number } | null;
 }
@@ -40,7 +43,7 @@ class Replicator implements Omit<Replication, 'ready'> {
   #everConnected = false;
   #syncing: Promise<void> | null = null;
   #lastSync: { bytes: number; seconds: number } | null = null;
-  #sendQueue = 0;
+  readonly #link = new PeerLink();
   #peerCounters: { local: bigint; remote: bigint } = { local: 0n, remote: 0n };
 
   constructor(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void) {
@@ -89,7 +92,10 @@ class Replicator implements Omit<Replication, 'ready'> {
     const res = this.#res;
     try {
       const session = await connectToSecondary(res, this.#cfg, () => this.#event('split-brain'));
-      if (session.kind === 'busy') return 'busy';
+      if (session.kind === 'busy') {
+        this.#link.busy(session.errmsg);
+        return 'busy';
+      }
       this.#peerCounters = { local: session.peerCounters.local, remote: session.peerCounters.remote };
       res.peerRemoteCnt = session.peerCounters.remote;
       const remote = new PeerRemote({
@@ -97,10 +103,12 @@ class Replicator implements Omit<Replication, 'ready'> {
         in: session.in,
         cfg: this.#cfg,
         mode: session.mode,
+        version: session.version,
         onDisconnect: (why) => this.#onDisconnect(remote, why),
       });
       if (!remote.connected) {
         log.debug(1, `Unable to connect to ${this.#cfg.remoteAddr}: connection closed after the handshake`);
+        this.#link.failed(new Error('Connection closed after the handshake'));
         return 'failed';
       }
       this.#remote = remote;
@@ -108,11 +116,13 @@ class Replicator implements Omit<Replication, 'ready'> {
       res.staleLocal = session.syncSrc === 'secondary';
       log.info(`${this.#everConnected ? 'Successfully reconnected' : 'Connected'} to ${this.#cfg.remoteAddr}.`);
       this.#everConnected = true;
+      this.#link.connected();
       this.#event('connect');
       this.#startSync(session.syncSrc);
       return 'connected';
     } catch (err) {
       const msg = (err as Error).message;
+      this.#link.failed(err);
       log.debug(1, `Unable to connect to ${this.#cfg.remoteAddr}: ${msg}`);
       if (!/ECONNREFUSED|timed out/.test(msg)) log.warning(`Unable to connect to ${this.#cfg.remoteAddr}`, err);
       return 'failed';
@@ -126,6 +136,7 @@ class Replicator implements Omit<Replication, 'ready'> {
     this.#remote = null;
     this.#res.remote = null;
     log.warning(`Disconnected from ${this.#cfg.remoteAddr} (${why}).`);
+    this.#link.disconnected(why);
     this.#event('disconnect');
     this.#reconnectAt = Date.now() + RECONNECT_MS;
   }
@@ -198,7 +209,11 @@ class Replicator implements Omit<Replication, 'ready'> {
   }
 
   queueStats(): Partial<WorkerStats> {
-    return { recvQueue: this.#remote?.pending ?? 0, sendQueue: this.#sendQueue };
+    return { recvQueue: this.#remote?.pending ?? 0, sendQueue: this.#remote?.unwritten.messages ?? 0 };
+  }
+
+  peerStatus(): PeerLinkStatus {
+    return this.#link.snapshot(this.#remote?.unwritten.bytes ?? 0);
   }
 
   lastSync(): { bytes: number; seconds: number } | null {

@@ -116,6 +116,8 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     lastSync: repl?.lastSync() ?? null,
     exportAddr: cfg.exportAddr,
     device: device?.devicePath ?? null,
+    ...(repl !== null ? { peer: repl.peerStatus() } : {}),
+    ...(cfg.replication === 'async' ? { asyncBacklog: res.asyncBudget.snapshot() } : {}),
   });
 
   let exiting = false;

@@ -57,6 +57,8 @@ export class SecondarySession {
   /** Requests parsed while the engine was full, in arrival order (back-pressure). */
   #backlog: PeerMessage[] = [];
   #paused = false;
+  /** The reply socket needs drain: no more requests are read or started until it has room. */
+  #replyBlocked = false;
   #dead = false;
 
   constructor(opts: SessionOptions) {
@@ -161,7 +163,8 @@ export class SecondarySession {
     try {
       await writeMessage(this.#o.inSock, nv, payload ?? undefined, opts);
       return true;
-    } catch {
+    } catch (err) {
+      log.warning(`Unable to send the handshake reply to ${this.#peer}`, err);
       return false;
     }
   }
@@ -212,13 +215,7 @@ export class SecondarySession {
       onClose: (reason) => this.#fatal('Unable to send reply', timeoutAsUpstream(reason)),
     });
     engine.onAvailable = () => {
-      if (this.#dead || !this.#paused) return;
-      this.#paused = false;
-      this.#pump();
-      if (!this.#paused) {
-        this.#requests?.resumeReading();
-        this.#requests?.setReceiveTimeout({ ms: this.#recvTimeoutMs });
-      }
+      if (!this.#dead) this.#pump();
     };
     inSock.resume();
     outSock.resume();
@@ -233,20 +230,30 @@ export class SecondarySession {
     this.#pump();
   }
 
-  /** Hand queued requests to the engine while it has room; stop reading when it is full. */
+  /**
+   * Hand queued requests to the engine while it has room and the reply socket takes more; stop
+   * reading while either is not so.
+   */
   #pump(): void {
     const engine = this.#engine;
     if (engine === null) return;
-    while (!this.#dead && !engine.full) {
+    while (!this.#dead && !engine.full && !this.#replyBlocked) {
       const msg = this.#backlog.shift();
       if (msg === undefined) break;
       engine.submit({ ...readRequest(msg.nv), data: msg.payload ?? null });
     }
-    // Back-pressure: stop reading while the engine is full; the receive timeout pauses too.
-    if (engine.full && !this.#paused && !this.#dead) {
+    if (this.#dead) return;
+    // Back-pressure: stop reading while blocked; the receive timeout pauses too (the primary is
+    // not silent, we are not listening). A primary that stops reading replies meets the send timeout.
+    const block = engine.full || this.#replyBlocked;
+    if (block && !this.#paused) {
       this.#paused = true;
       this.#requests?.pauseReading();
       this.#requests?.setReceiveTimeout(undefined);
+    } else if (!block && this.#paused) {
+      this.#paused = false;
+      this.#requests?.resumeReading();
+      this.#requests?.setReceiveTimeout({ ms: this.#recvTimeoutMs });
     }
   }
 
@@ -269,6 +276,15 @@ export class SecondarySession {
     for (const r of batch) {
       const opts = { ...(r.received === true ? { received: true } : {}), ...(r.error !== undefined ? { error: r.error } : {}) };
       conn.send(buildReply(r.seq, opts), r.data);
+    }
+    // Replies the socket cannot take yet stop the reading of new requests (bounded memory).
+    if (conn.needsDrain && !this.#replyBlocked) {
+      this.#replyBlocked = true;
+      this.#pump();
+      conn.onDrain(() => {
+        this.#replyBlocked = false;
+        if (!this.#dead) this.#pump();
+      });
     }
   }
 
@@ -315,7 +331,7 @@ export class SecondarySession {
   stats(): WorkerStats | null {
     const e = this.#engine;
     if (e === null) return null;
-    return { ...e.queueStats(), sendQueue: this.#replies.length };
+    return { ...e.queueStats(), sendQueue: this.#replies.length + (this.#replyConn?.unwritten.messages ?? 0) };
   }
 }
 
