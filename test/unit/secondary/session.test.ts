@@ -72,6 +72,8 @@ function frames(sock: Socket): { next(): Promise<Frame>; closed: Promise<void> }
 interface Rig {
   out: Socket;
   inn: Socket;
+  /** The secondary's end of the reply connection. */
+  secOut: Socket;
   events: HookEvent[];
   exits: number[];
   path: string;
@@ -106,7 +108,7 @@ async function rig(t: TestContext, md: SecondaryMetadata, first: { resuid: bigin
     recvTimeoutMs: 60_000,
   });
   t.after(() => session.shutdown(0));
-  return { out, inn, events, exits, path, session, started: session.start() };
+  return { out, inn, secOut, events, exits, path, session, started: session.start() };
 }
 
 function send(sock: Socket, req: { cmd: HioCmd; seq: bigint; offset: number; length: number; memsync?: boolean; data?: Buffer }): void {
@@ -183,6 +185,26 @@ describe('SecondarySession', () => {
     closeSync(fd);
     assert.deepEqual(bm, Buffer.alloc(512), 'bitmap zero-filled on the first request');
     assert.deepEqual(data, Buffer.alloc(4096), 'data at localoff');
+  });
+
+  test('a primary that stops reading replies stops the secondary reading requests (bounded reply memory)', async (t) => {
+    const r = await rig(t, baseMd({ resuid: 9n }), { resuid: 9n });
+    const fromOut = frames(r.out);
+    await fromOut.next();
+    await r.started;
+    // 2,000 READs of 64 KiB: 125 MiB of replies, none of which the primary reads for now.
+    const n = 2000;
+    for (let i = 1; i <= n; i++) send(r.out, { cmd: HIO.READ, seq: BigInt(i), offset: (i % 64) * EXTENT, length: EXTENT });
+    let peak = 0;
+    for (let i = 0; i < 30; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      peak = Math.max(peak, r.secOut.writableLength);
+    }
+    // Bounded by the engine's window (256 × 64 KiB) and one batch of replies, not by the 2,000.
+    assert.ok(peak < 40 << 20, `the reply socket buffered ${peak} bytes`);
+    const replies = frames(r.inn);
+    for (let i = 1; i <= n; i++) assert.equal((await replies.next()).nv.getUint64('seq'), BigInt(i));
+    assert.deepEqual(r.exits, []);
   });
 
   test('garbage on the request connection closes both connections and fires disconnect', async (t) => {
