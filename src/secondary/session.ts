@@ -25,6 +25,8 @@ export const RECV_TIMEOUT_MS = 20_000;
  * validation and is answered EINVAL instead of dropping the connection.
  */
 const MAX_REQUEST_PAYLOAD = MAXPHYS + 4096;
+/** Reply payload bytes batched for one write before new requests wait (fast reads fill it in one tick). */
+const REPLY_BATCH_BYTES = 4 << 20;
 
 export interface SessionOptions {
   readonly cfg: ResourceConfig;
@@ -57,8 +59,10 @@ export class SecondarySession {
   /** Requests parsed while the engine was full, in arrival order (back-pressure). */
   #backlog: PeerMessage[] = [];
   #paused = false;
+  /** Payload bytes of #replies (replies waiting for the next batch). */
+  #queuedReplyBytes = 0;
   /** The reply socket needs drain: no more requests are read or started until it has room. */
-  #replyBlocked = false;
+  #awaitingDrain = false;
   #dead = false;
 
   constructor(opts: SessionOptions) {
@@ -257,10 +261,16 @@ export class SecondarySession {
     }
   }
 
+  /** Replies waiting for the socket: new requests are not started meanwhile (bounded memory). */
+  get #replyBlocked(): boolean {
+    return this.#awaitingDrain || this.#queuedReplyBytes >= REPLY_BATCH_BYTES;
+  }
+
   /** Replies are batched per tick and written corked (one syscall for many small replies). */
   #queueReply(r: HioReply): void {
     if (this.#dead) return;
     this.#replies.push(r);
+    this.#queuedReplyBytes += r.data?.length ?? 0;
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
     setImmediate(() => this.#flushReplies());
@@ -272,20 +282,21 @@ export class SecondarySession {
     if (this.#dead || conn === null) return;
     const batch = this.#replies;
     this.#replies = [];
+    this.#queuedReplyBytes = 0;
     // PeerConnection corks everything sent in this tick into one write.
     for (const r of batch) {
       const opts = { ...(r.received === true ? { received: true } : {}), ...(r.error !== undefined ? { error: r.error } : {}) };
       conn.send(buildReply(r.seq, opts), r.data);
     }
     // Replies the socket cannot take yet stop the reading of new requests (bounded memory).
-    if (conn.needsDrain && !this.#replyBlocked) {
-      this.#replyBlocked = true;
-      this.#pump();
+    if (conn.needsDrain && !this.#awaitingDrain) {
+      this.#awaitingDrain = true;
       conn.onDrain(() => {
-        this.#replyBlocked = false;
+        this.#awaitingDrain = false;
         if (!this.#dead) this.#pump();
       });
     }
+    this.#pump();
   }
 
   /** Network failure: log, fire `disconnect`, exit 75 (HAST-SPEC §6.5, §8). */
