@@ -3,11 +3,15 @@
 // why the resource is degraded and how its last connection ended.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
 import { ASYNC_MAX_BYTES, ASYNC_MAX_WRITES } from '../../src/primary/async-budget.js';
-import { dumpOf, hastctl, makePair, startRole, statusJson, waitNodeInSync } from '../harness/cluster.js';
+import { HIO } from '../../src/peer/constants.js';
+import { encodeMessage, MessageReader } from '../../src/peer/framing.js';
+import { buildHandshakeReply, buildReply, buildSyncReply, readRequest } from '../../src/peer/messages.js';
+import { dumpOf, freePort, hastctl, makePair, startHastd, startRole, statusJson, waitNodeInSync } from '../harness/cluster.js';
 import { dataAreaHash } from '../harness/data-area.js';
 import { sleep, waitFor } from '../harness/wait.js';
 
@@ -121,4 +125,58 @@ test('status says why the resource is degraded: the last disconnect and its caus
   assert.match(text, /\n {2}lastdisconnect: \d{4}-.* \(.+\)\n/);
   // FreeBSD's lines keep their order, ours come after the queues.
   assert.ok(text.indexOf('    queues:') < text.indexOf('  peer:'));
+});
+
+test('a secondary whose FLUSH fails: the FLUSH succeeds on the primary, the written extents stay dirty, the link drops with the cause', async (t) => {
+  const PLAIN = { compression: 'none', checksum: 'none' } as const;
+  const p = await makePair(t, { replication: 'fullsync', size: 16 << 20 });
+  const md = await dumpOf(p.conf, p.a.name);
+  const fakePort = await freePort('127.0.0.2');
+  writeFileSync(p.conf, readFileSync(p.conf, 'utf8').replace(`remote tcp4://${p.b.addr}`, `remote tcp4://127.0.0.2:${fakePort}`));
+  // A fake secondary speaking the real protocol: applies nothing, answers writes OK and FLUSH with EIO.
+  let outSock: Socket | null = null;
+  const fake = createServer((s) => {
+    s.on('error', () => undefined);
+    const reader = new MessageReader({ maxPayload: 2 << 20 });
+    s.on('data', (d: Buffer) => {
+      for (const f of reader.push(d)) {
+        if (outSock === null && f.nv.getString('resource') !== undefined && f.nv.getUint8Array('token') === undefined) {
+          outSock = s;
+          s.write(Buffer.concat(encodeMessage(buildHandshakeReply(2, randomBytes(16)), undefined, PLAIN)));
+        } else if (f.nv.getUint8Array('token') !== undefined) {
+          const repl = s;
+          outSock?.write(Buffer.concat(encodeMessage(buildSyncReply({
+            dataSize: md.dataSize, extentSize: md.extentSize, localCnt: 0n, remoteCnt: 0n, virgin: true, syncSrc: 'primary', mapSize: 0,
+          }), undefined, PLAIN)));
+          const reqs = new MessageReader({ maxPayload: 2 << 20 });
+          outSock?.on('data', (chunk: Buffer) => {
+            for (const m of reqs.push(chunk)) {
+              const req = readRequest(m.nv);
+              if (req.cmd === HIO.KEEPALIVE) continue;
+              repl.write(Buffer.concat(encodeMessage(buildReply(req.seq, { error: req.cmd === HIO.FLUSH ? 5 : 0 }), undefined, PLAIN)));
+            }
+          });
+        }
+      }
+    });
+  });
+  await new Promise<void>((r) => fake.listen(fakePort, '127.0.0.2', () => r()));
+  t.after(() => fake.close());
+  await startHastd(t, p.conf, p.a);
+  assert.equal((await hastctl(p.conf, p.a.name, ['role', 'primary', p.res])).code, 0);
+  await waitFor('export socket', () => existsSync(p.sock(p.a)));
+  await waitFor('connected', async () => ((await statusJson(p.conf, p.a.name, p.res)).worker as { status?: string } | null)?.status === 'complete');
+  const c = await NbdClient.connect({ path: p.sock(p.a) });
+  t.after(() => c.disconnect().catch(() => undefined));
+  const extent = md.extentSize;
+  await c.write(3 * extent, Buffer.alloc(4096, 3));
+  await c.write(5 * extent, Buffer.alloc(4096, 5));
+  await c.flush(); // succeeds: the local flush did
+  const w = await waitFor('degraded after the failed flush', async () => {
+    const st = (await statusJson(p.conf, p.a.name, p.res)).worker as { status: string; dirty: number; peer: { disconnectCause: string | null } };
+    return st.status === 'degraded' ? st : null;
+  });
+  assert.equal(w.peer.disconnectCause, 'Remote flush failed (EIO)');
+  assert.ok(w.dirty >= 2 * extent, `dirty ${w.dirty}: both written extents must be resynchronized`);
+  assert.deepEqual(await c.read(3 * extent, 4096), Buffer.alloc(4096, 3));
 });
