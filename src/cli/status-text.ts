@@ -1,5 +1,5 @@
 // Text renderers for `hastctl status` / `hastctl list` (HAST-SPEC §2.5 layout, FreeBSD 10+ `list`).
-import type { DiskState, ResourceStatus } from '../control/messages.js';
+import type { DiskState, ResourceStatus, WorkerStatus } from '../control/messages.js';
 import { humanizeNumber } from '../metadata/dump.js';
 
 function sized(n: number): string {
@@ -69,7 +69,27 @@ export function formatResource(r: ResourceStatus): string {
   lines.push(
     `    queues: local: ${st?.localQueue ?? 0}, send: ${st?.sendQueue ?? 0}, recv: ${st?.recvQueue ?? 0}, done: ${st?.doneQueue ?? 0}, idle: ${st?.idleQueue ?? 0}`,
   );
+  lines.push(...peerLines(w));
   return `${lines.join('\n')}\n`;
+}
+
+/** (ours, after FreeBSD's lines) The primary's peer link and its async backlog. */
+function peerLines(w: WorkerStatus | null): string[] {
+  const lines: string[] = [];
+  const p = w?.peer;
+  if (p !== undefined) {
+    lines.push(`  peer: ${p.reason === null ? (w?.status === 'complete' ? 'connected' : 'not yet connected') : `${p.reason}${p.message !== null ? ` (${p.message})` : ''}`}`);
+    lines.push(`  peerrole: ${p.role ?? 'unknown'}`);
+    lines.push(`  lastconnect: ${p.lastConnect ?? 'never'}`);
+    lines.push(`  lastdisconnect: ${p.lastDisconnect === null ? 'never' : `${p.lastDisconnect} (${p.disconnectCause ?? 'unknown'})`}`);
+  }
+  const a = w?.asyncBacklog;
+  if (a !== undefined) {
+    lines.push(
+      `  async unconfirmed: ${a.writes} writes, ${humanizeNumber(a.bytes)}B (max ${a.maxWrites}, ${humanizeNumber(a.maxBytes)}B; peak ${a.peakWrites}, ${humanizeNumber(a.peakBytes)}B; waiting ${a.waiting})`,
+    );
+  }
+  return lines;
 }
 
 /** The terse FreeBSD 10+ `status` table (offered as `hastctl status -t`). */

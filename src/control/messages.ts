@@ -98,6 +98,39 @@ export interface WorkerStatus {
   readonly disk?: DiskState;
   /** Ours: the peer's copy, as a connected primary knows it (null when unknown). */
   readonly peerDisk?: DiskState | null;
+  /** (ours) The primary's link to its peer: why degraded, the peer's role, last (dis)connect. */
+  readonly peer?: PeerLinkStatus;
+  /** (ours) async mode: writes acknowledged locally and not yet confirmed by the peer. */
+  readonly asyncBacklog?: AsyncBacklog;
+}
+
+/** Why the link to the peer is down (null while connected or before the first attempt). */
+export type PeerDownReason = 'split-brain' | 'refused' | 'unreachable' | 'mismatch' | 'protocol' | 'timeout' | 'disconnected';
+
+export interface PeerLinkStatus {
+  readonly reason: PeerDownReason | null;
+  /** The error of the last failed attempt or the disconnect (the peer's errmsg when it refused). */
+  readonly message: string | null;
+  /** What the peer last said it is: primary when it answered that it still is one. */
+  readonly role: 'primary' | 'secondary' | null;
+  /** ISO 8601 times of the last established connection and of its end, and why it ended. */
+  readonly lastConnect: string | null;
+  readonly lastDisconnect: string | null;
+  readonly disconnectCause: string | null;
+  /** Bytes sent but not yet written to the socket (the `send` queue counts the requests). */
+  readonly sendQueueBytes: number;
+}
+
+export interface AsyncBacklog {
+  readonly writes: number;
+  readonly bytes: number;
+  readonly maxWrites: number;
+  readonly maxBytes: number;
+  /** The most at once since the worker started. */
+  readonly peakWrites: number;
+  readonly peakBytes: number;
+  /** Writes waiting for room: not acknowledged yet (back-pressure to the client). */
+  readonly waiting: number;
 }
 
 export interface ResourceStatus {

@@ -66,6 +66,11 @@ export class PeerConnection {
   #lastReceive = performance.now();
   #sendTimeoutMs: number;
   #sendTimer: NodeJS.Timeout | undefined;
+  /** Messages handed to send() whose last byte the socket has not yet written (status `send` queue). */
+  #unwritten = 0;
+  readonly #written = (): void => {
+    this.#unwritten--;
+  };
 
   constructor(opts: PeerConnectionOptions) {
     this.socket = opts.socket;
@@ -157,9 +162,15 @@ export class PeerConnection {
       });
     }
     let ok = true;
-    for (const part of parts) ok = this.socket.write(part);
+    this.#unwritten++;
+    for (let i = 0; i < parts.length; i++) ok = i === parts.length - 1 ? this.socket.write(parts[i] as Buffer, this.#written) : this.socket.write(parts[i] as Buffer);
     if (!ok) this.#armSendTimer();
     return true;
+  }
+
+  /** Messages sent but not yet written to the socket, and their bytes in its buffer. */
+  get unwritten(): { readonly messages: number; readonly bytes: number } {
+    return { messages: this.#closed ? 0 : this.#unwritten, bytes: this.#closed ? 0 : this.socket.writableLength };
   }
 
   /** True when the socket's send buffer is full: the caller should wait for onDrain(). */

@@ -10,6 +10,7 @@ import { HAST_PROTO_VERSION, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
 import type { SyncSrc } from '../peer/decide.js';
 import { buildFirstConnect, buildSecondConnect, isErrorReply, readHandshakeReply, readSyncReply } from '../peer/messages.js';
 import { ErrnoError } from '../util/errno.js';
+import { ConnectError } from './peer-link.js';
 import type { PrimaryResource } from './resource.js';
 
 /** A finished handshake: both connections, ready for the data phase. */
@@ -19,6 +20,8 @@ export interface Session {
   readonly in: PeerConnection;
   /** Replication mode for this session (memsync falls back to fullsync below version 2). */
   readonly mode: ResourceConfig['replication'];
+  /** The negotiated protocol version. */
+  readonly version: number;
   readonly syncSrc: SyncSrc;
   /** Ours: the secondary acknowledged the consistency extension (a FreeBSD one never does). */
   readonly consistency: boolean;
@@ -27,7 +30,7 @@ export interface Session {
 }
 
 /** `busy`: the peer answered that it is still primary (`wait`). */
-export type ConnectResult = Session | { readonly kind: 'busy' };
+export type ConnectResult = Session | { readonly kind: 'busy'; readonly errmsg: string };
 
 /** Handshake messages carry no payload except the bitmap, which follows the resource's settings. */
 const PLAIN = { compression: 'none', checksum: 'none' } as const;
@@ -83,9 +86,9 @@ export async function connectToSecondary(
     if (r1.kind === 'error' && r1.wait) {
       log.warning(r1.errmsg);
       out.close();
-      return { kind: 'busy' };
+      return { kind: 'busy', errmsg: r1.errmsg };
     }
-    if (r1.kind === 'error') throw new Error(`Remote node refused the connection: ${r1.errmsg}`);
+    if (r1.kind === 'error') throw new ConnectError('refused', `Remote node refused the connection: ${r1.errmsg}`);
     const version = r1.version;
     out.setSendOptions({ version });
 
@@ -106,11 +109,11 @@ export async function connectToSecondary(
         log.error('Split-brain detected.');
         onSplitBrain();
       }
-      throw new Error(`Remote node refused the connection: ${r2.errmsg}`);
+      throw new ConnectError(r2.errmsg === SPLIT_BRAIN_ERRMSG ? 'split-brain' : 'refused', `Remote node refused the connection: ${r2.errmsg}`);
     }
-    if (r2.dataSize !== md.dataSize) throw new Error(`Data size differs between nodes (local=${md.dataSize}, remote=${r2.dataSize}).`);
+    if (r2.dataSize !== md.dataSize) throw new ConnectError('mismatch', `Data size differs between nodes (local=${md.dataSize}, remote=${r2.dataSize}).`);
     if (r2.extentSize !== md.extentSize) {
-      throw new Error(`Extent size differs between nodes (local=${md.extentSize}, remote=${r2.extentSize}).`);
+      throw new ConnectError('mismatch', `Extent size differs between nodes (local=${md.extentSize}, remote=${r2.extentSize}).`);
     }
     await res.saveMetadata(res.counters.onSyncReply({ localCnt: r2.localCnt, remoteCnt: r2.remoteCnt, virgin: r2.virgin }));
     if (r2.mapSize > 0) {
@@ -130,6 +133,7 @@ export async function connectToSecondary(
       out,
       in: inn,
       mode,
+      version,
       syncSrc: r2.syncSrc,
       consistency: r2.consistency === true,
       peerInconsistent: r2.inconsistent === true,

@@ -4,7 +4,7 @@
 import type { ResourceConfig } from '../config/types.js';
 import { log } from '../log/log.js';
 import { type PeerConnection, PendingMap } from '../peer/connection.js';
-import { HIO, type HioCmd, MAXPHYS } from '../peer/constants.js';
+import { HAST_PROTO_VERSION, HIO, type HioCmd, MAXPHYS } from '../peer/constants.js';
 import { PeerProtocolError } from '../peer/errors.js';
 import type { PeerMessage } from '../peer/framing.js';
 import { buildKeepalive, buildRequest, buildSyncProgress, buildSyncStateRequest, type HioReply, readReply } from '../peer/messages.js';
@@ -33,6 +33,8 @@ export interface RemoteOptions {
   readonly cfg: ResourceConfig;
   /** The replication mode of this session (memsync may have fallen back to fullsync). */
   readonly mode: ResourceConfig['replication'];
+  /** The negotiated protocol version: below 2, memsync stays fullsync across reloads. */
+  readonly version?: number;
   /** Called once when the leg is gone, before the outstanding requests fail. */
   readonly onDisconnect: (why: string) => void;
 }
@@ -44,7 +46,10 @@ export class PeerRemote implements RemoteLeg {
   #cfg: ResourceConfig;
   #mode: ResourceConfig['replication'];
   readonly #onDisconnect: (why: string) => void;
+  readonly #version: number;
   #seq = 0n;
+  #flushUnsupported = false;
+  readonly #drainWaiters: (() => void)[] = [];
   readonly #pending = new PendingMap<Pending>();
   #lastSend = Date.now();
   #lastRecv = Date.now();
@@ -55,6 +60,7 @@ export class PeerRemote implements RemoteLeg {
     this.#in = opts.in;
     this.#cfg = opts.cfg;
     this.#mode = opts.mode;
+    this.#version = opts.version ?? HAST_PROTO_VERSION;
     this.#onDisconnect = opts.onDisconnect;
     this.#applyConfig();
     this.#in.setMaxPayload(MAX_REPLY_PAYLOAD);
@@ -84,11 +90,36 @@ export class PeerRemote implements RemoteLeg {
     return this.#pending.size;
   }
 
-  /** A reloaded configuration: framing and timeouts apply at once, and the configured mode. */
+  /** Messages not yet written to the socket, and their bytes (status `send` queue). */
+  get unwritten(): { readonly messages: number; readonly bytes: number } {
+    return this.#out.unwritten;
+  }
+
+  /** The peer answered a FLUSH with EOPNOTSUPP (remembered as upstream does, HAST-SPEC §8). */
+  get flushUnsupported(): boolean {
+    return this.#flushUnsupported;
+  }
+
+  /**
+   * A reloaded configuration: framing and timeouts apply at once, and the configured mode, except
+   * that memsync stays fullsync with a version-1 peer (the fallback of the handshake).
+   */
   reload(cfg: ResourceConfig): void {
     this.#cfg = cfg;
-    this.#mode = cfg.replication;
+    this.#mode = cfg.replication === 'memsync' && this.#version < HAST_PROTO_VERSION ? 'fullsync' : cfg.replication;
     this.#applyConfig();
+  }
+
+  /** Resolves when the send buffer has room again: at once if it has, or once disconnected. */
+  whenWritable(): Promise<void> {
+    if (this.#closed || !this.#out.needsDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      if (this.#drainWaiters.push(resolve) === 1) this.#out.onDrain(() => this.#wakeDrainWaiters());
+    });
+  }
+
+  #wakeDrainWaiters(): void {
+    for (const w of this.#drainWaiters.splice(0)) w();
   }
 
   #applyConfig(): void {
@@ -123,6 +154,7 @@ export class PeerRemote implements RemoteLeg {
     this.#out.close();
     this.#in.close();
     this.#onDisconnect(why);
+    this.#wakeDrainWaiters();
     // Every outstanding remote request fails; the data path marks their extents for resync.
     this.#pending.drainAll((p) => complete(p, false, null, 'ENOTCONN'));
   }
@@ -130,7 +162,7 @@ export class PeerRemote implements RemoteLeg {
   #onClosed(reason: Error | undefined, which: 'in' | 'out'): void {
     if (this.#closed) return;
     if (!(reason instanceof PeerProtocolError) || reason.code === 'EPEER_CONNECTION') {
-      this.disconnect(reason instanceof PeerProtocolError && reason.errno === 'ETIMEDOUT' ? 'Timeout while sending' : 'Connection closed');
+      this.disconnect(closeCause(reason));
       return;
     }
     if (which === 'out') {
@@ -226,8 +258,19 @@ export class PeerRemote implements RemoteLeg {
     return (await Promise.all(parts)).every(Boolean);
   }
 
+  /**
+   * A failed FLUSH (other than EOPNOTSUPP, or the disconnect itself) disconnects: the peer's disk
+   * may have lost acknowledged writes, and the degraded path with its resync on reconnect takes
+   * over (the data path marks the extents first, resource.ts #remoteFlush).
+   */
   flush(): Promise<boolean> {
-    return new Promise((resolve) => this.#request(HIO.FLUSH, 0, 0, null, false, null, (ok) => resolve(ok)));
+    return new Promise((resolve) =>
+      this.#request(HIO.FLUSH, 0, 0, null, false, null, (ok, _data, errno) => {
+        if (!ok && (errno === 'EOPNOTSUPP' || errno === 'ENOTSUP')) this.#flushUnsupported = true;
+        else if (!ok && errno !== 'ENOTCONN') this.disconnect(`Remote flush failed (${errno ?? 'EIO'})`);
+        resolve(ok);
+      }),
+    );
   }
 
   /**
@@ -255,6 +298,17 @@ export class PeerRemote implements RemoteLeg {
       });
     });
   }
+}
+
+/**
+ * Why a connection closed, for the log and status: a reset (ECONNRESET, EPIPE) reads differently
+ * from the peer closing it, a send timeout, or bad bytes.
+ */
+function closeCause(reason: Error | undefined): string {
+  if (reason === undefined) return 'Connection closed';
+  if (reason instanceof PeerProtocolError) return reason.errno === 'ETIMEDOUT' ? 'Timeout while sending' : reason.message;
+  const code = (reason as NodeJS.ErrnoException).code;
+  return code !== undefined && !reason.message.includes(code) ? `${reason.message} (${code})` : `Connection error: ${reason.message}`;
 }
 
 /** Finish a request: a failed one also releases a memsync writer waiting for `received`. */

@@ -2,11 +2,12 @@
 // (waiting while the peer is still primary), reconnects every 10 s, drives the guard tick and runs
 // resync after every connect. The handshake is ./connect.ts, the data phase ./remote.ts.
 import type { ResourceConfig } from '../config/types.js';
-import { type DiskState, syncedPercent, type WorkerStats } from '../control/messages.js';
+import { type DiskState, type PeerLinkStatus, syncedPercent, type WorkerStats } from '../control/messages.js';
 import type { WorkerToParent } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import { ErrnoError } from '../util/errno.js';
 import { connectToSecondary } from './connect.js';
+import { PeerLink } from './peer-link.js';
 import { PeerRemote } from './remote.js';
 import type { PrimaryResource } from './resource.js';
 import { runSync, type SyncPeer } from './sync.js';
@@ -36,6 +37,8 @@ export interface Replication {
   stop(): Promise<void>;
   reload(cfg: ResourceConfig): void;
   queueStats(): Partial<WorkerStats>;
+  /** The link to the peer for status: why degraded, the peer's role, last (dis)connect. */
+  peerStatus(): PeerLinkStatus;
   /** Bytes moved by the last completed sync, for status and tests. */
   lastSync(): { bytes: number; seconds: number } | null;
   /** Ours: the peer's copy as far as we know it while connected (null: not connected). */
@@ -60,6 +63,7 @@ class Replicator implements Omit<Replication, 'ready'> {
   #peerExt = false;
   /** The peer's copy is marked inconsistent, as it said in the handshake or we told it since. */
   #peerInconsistent = false;
+  readonly #link = new PeerLink();
 
   constructor(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void, force: boolean) {
     this.#res = res;
@@ -123,7 +127,10 @@ class Replicator implements Omit<Replication, 'ready'> {
     const res = this.#res;
     try {
       const session = await connectToSecondary(res, this.#cfg, () => this.#event('split-brain'));
-      if (session.kind === 'busy') return 'busy';
+      if (session.kind === 'busy') {
+        this.#link.busy(session.errmsg);
+        return 'busy';
+      }
       this.#peerExt = session.consistency;
       this.#peerInconsistent = session.peerInconsistent;
       const remote = new PeerRemote({
@@ -131,10 +138,12 @@ class Replicator implements Omit<Replication, 'ready'> {
         in: session.in,
         cfg: this.#cfg,
         mode: session.mode,
+        version: session.version,
         onDisconnect: (why) => this.#onDisconnect(remote, why),
       });
       if (!remote.connected) {
         log.debug(1, `Unable to connect to ${this.#cfg.remoteAddr}: connection closed after the handshake`);
+        this.#link.failed(new Error('Connection closed after the handshake'));
         return 'failed';
       }
       this.#remote = remote;
@@ -142,11 +151,13 @@ class Replicator implements Omit<Replication, 'ready'> {
       res.staleLocal = session.syncSrc === 'secondary';
       log.info(`${this.#everConnected ? 'Successfully reconnected' : 'Connected'} to ${this.#cfg.remoteAddr}.`);
       this.#everConnected = true;
+      this.#link.connected();
       this.#event('connect');
       this.#startSync(session.syncSrc);
       return 'connected';
     } catch (err) {
       const msg = (err as Error).message;
+      this.#link.failed(err);
       log.debug(1, `Unable to connect to ${this.#cfg.remoteAddr}: ${msg}`);
       if (!/ECONNREFUSED|timed out/.test(msg)) log.warning(`Unable to connect to ${this.#cfg.remoteAddr}`, err);
       return 'failed';
@@ -162,6 +173,7 @@ class Replicator implements Omit<Replication, 'ready'> {
     // Our own stop is planned; anything else is an outage worth a warning.
     if (this.#stopped) log.info(`Disconnected from ${this.#cfg.remoteAddr} (${why}).`);
     else log.warning(`Disconnected from ${this.#cfg.remoteAddr} (${why}).`);
+    this.#link.disconnected(why);
     this.#event('disconnect');
     this.#reconnectAt = Date.now() + RECONNECT_MS;
   }
@@ -307,7 +319,11 @@ class Replicator implements Omit<Replication, 'ready'> {
   }
 
   queueStats(): Partial<WorkerStats> {
-    return { recvQueue: this.#remote?.pending ?? 0, sendQueue: this.#sendQueue };
+    return { recvQueue: this.#remote?.pending ?? 0, sendQueue: this.#remote?.unwritten.messages ?? 0 };
+  }
+
+  peerStatus(): PeerLinkStatus {
+    return this.#link.snapshot(this.#remote?.unwritten.bytes ?? 0);
   }
 
   lastSync(): { bytes: number; seconds: number } | null {

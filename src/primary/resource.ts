@@ -9,6 +9,7 @@ import { emptyStats, type SyncProgress, type WorkerStats } from '../control/mess
 import { log } from '../log/log.js';
 import { type Metadata, readBitmap, writeBitmap, writeMetadata } from '../metadata/metadata.js';
 import { ErrnoError } from '../util/errno.js';
+import { AsyncBudget } from './async-budget.js';
 import { BitmapWriter } from './bitmap-writer.js';
 import { PrimaryCounters, type Persist } from './counters.js';
 import { type LockHandle, RangeLock } from './range-lock.js';
@@ -23,8 +24,13 @@ export interface RemoteLeg {
   /** Resolves `received` when the ack rule of the mode is met, `done` when the peer finished. */
   write(offset: number, data: Buffer): { received: Promise<boolean>; done: Promise<boolean> };
   writeZeroes(offset: number, length: number, discard: boolean): Promise<boolean>;
+  /** Resolves false when the peer did not flush; a failure other than "unsupported" disconnects. */
   flush(): Promise<boolean>;
   read(offset: number, length: number): Promise<Buffer>;
+  /** The peer answered a FLUSH with EOPNOTSUPP: it has no cache it can flush (HAST-SPEC §8). */
+  readonly flushUnsupported?: boolean;
+  /** Resolves when the send buffer has room again (at once if it has, or once disconnected). */
+  whenWritable?(): Promise<void>;
 }
 
 export class PrimaryResource {
@@ -38,6 +44,8 @@ export class PrimaryResource {
   readonly lock = new RangeLock();
   readonly stats: Mutable<WorkerStats> = emptyStats();
   readonly bitmapWriter: BitmapWriter;
+  /** async mode: writes acknowledged locally and not yet confirmed by the peer (./async-budget.ts). */
+  readonly asyncBudget = new AsyncBudget();
   /** Set by the replication layer while both connections are up. */
   remote: RemoteLeg | null = null;
   /** When localcnt/remotecnt move (HAST-SPEC §7.1, and our detection rule in ./counters.ts). */
@@ -62,6 +70,12 @@ export class PrimaryResource {
   #localFailed = false;
   /** The metadata write that made the current divergence durable (null: none pending or failed). */
   #bumpDurable: Promise<void> | null = null;
+  /**
+   * Extents sent to the peer since the last FLUSH the peer completed (one issued after them). If a
+   * remote flush fails, the peer's copy of any of them may be lost: all are marked for resync.
+   */
+  #unflushed = new Set<number>();
+  #warnedFlushUnsupported = false;
   #inFlight = 0;
   #idleWaiters: (() => void)[] = [];
   #closed = false;
@@ -240,6 +254,7 @@ export class PrimaryResource {
     // Bookkeeping finishes here unless the remote leg outlives the acknowledgement.
     let completeNow = true;
     let remoteStarted = false;
+    let budgetHeld = -1;
     try {
       const data = build !== undefined ? await build() : given;
       // Write-ahead bitmap: the extent's bit is on disk before any data of this write can be.
@@ -255,6 +270,7 @@ export class PrimaryResource {
       let remoteAck: Promise<boolean> = remoteDone;
       if (remote !== null) {
         remoteStarted = true;
+        this.#noteSent(offset, length);
         if (data !== null) {
           const r = remote.write(offset, data);
           remoteAck = r.received;
@@ -296,7 +312,15 @@ export class PrimaryResource {
       let remoteOk: boolean;
       if (mode === 'fullsync' || localErr !== null) remoteOk = await remoteDone;
       else if (mode === 'memsync') remoteOk = await remoteAck;
-      else remoteOk = true;
+      else {
+        // async: within the budget of unconfirmed writes, and not while the socket needs drain;
+        // otherwise the write waits here, unacknowledged (back-pressure to the client).
+        const bytes = data?.length ?? 0;
+        await this.asyncBudget.acquire(bytes);
+        budgetHeld = bytes;
+        await remote.whenWritable?.();
+        remoteOk = true;
+      }
       if (localErr !== null && !remoteOk) throw localErr;
       // Only the local copy has it: as good as a degraded write (detection needs the bump).
       if (localErr === null && !remoteOk) {
@@ -305,18 +329,22 @@ export class PrimaryResource {
       }
       if (localFlushFailed) this.#distrustLocal(localErr);
       else if (localErr !== null) this.#markLocalStale(offset, length);
-      if (fua && mode !== 'async') await remote.flush();
+      if (fua && mode !== 'async') await this.#remoteFlush(remote);
       // The extent stays dirty until the peer positively finished (fix of upstream bug 12).
       completeNow = false;
+      const held = budgetHeld;
       remoteDone.then(
-        (ok) => this.#finishRemote(offset, length, ok, handle),
-        () => this.#finishRemote(offset, length, false, handle),
+        (ok) => this.#finishRemote(offset, length, ok, handle, held),
+        () => this.#finishRemote(offset, length, false, handle, held),
       );
     } catch (err) {
       if (remoteStarted) this.#markForSync(offset, length);
       throw err;
     } finally {
-      if (completeNow) this.#complete(offset, length, handle);
+      if (completeNow) {
+        if (budgetHeld >= 0) this.asyncBudget.release(budgetHeld);
+        this.#complete(offset, length, handle);
+      }
     }
   }
 
@@ -358,7 +386,8 @@ export class PrimaryResource {
     return this.#localFailed ? Math.ceil(this.md.dataSize / this.md.extentSize) : this.#staleExtents.size;
   }
 
-  #finishRemote(offset: number, length: number, ok: boolean, handle: LockHandle): void {
+  #finishRemote(offset: number, length: number, ok: boolean, handle: LockHandle, budgetHeld: number): void {
+    if (budgetHeld >= 0) this.asyncBudget.release(budgetHeld);
     if (!ok) {
       this.#markForSync(offset, length);
       // async: acknowledged already; record the divergence as soon as it is known.
@@ -406,7 +435,7 @@ export class PrimaryResource {
     try {
       this.stats.flushes++;
       const remote = this.remote;
-      const remoteP = remote !== null ? remote.flush() : Promise.resolve(false);
+      const remoteP = remote !== null ? this.#remoteFlush(remote) : Promise.resolve(false);
       let localErr: unknown = null;
       try {
         await this.data.flush();
@@ -450,5 +479,39 @@ export class PrimaryResource {
       this.md.inconsistent = !inconsistent;
       throw err;
     }
+  }
+
+  #noteSent(offset: number, length: number): void {
+    const es = this.md.extentSize;
+    for (let e = Math.floor(offset / es); e * es < offset + length; e++) this.#unflushed.add(e);
+  }
+
+  /**
+   * A FLUSH to the peer covering every extent sent before it. When it fails, the peer's copy may
+   * lack acknowledged data that the client was told is durable: each such extent is marked for
+   * resync and the bitmap is on disk before the caller acknowledges; the remote leg disconnects
+   * (remote.ts), so the resource is degraded and the reconnect resyncs them. The client's FLUSH or
+   * FUA still succeeds on the local flush alone: the data is durable on the primary, as DRBD
+   * keeps a primary serving when the peer's disk fails. A peer that cannot flush at all
+   * (EOPNOTSUPP, e.g. a FreeBSD node with a file component) is warned about once, as upstream
+   * counts "either side succeeded".
+   */
+  async #remoteFlush(remote: RemoteLeg): Promise<boolean> {
+    const covered = this.#unflushed;
+    this.#unflushed = new Set();
+    const ok = await remote.flush();
+    if (ok) return true;
+    if (remote.flushUnsupported === true) {
+      if (!this.#warnedFlushUnsupported) log.warning('The remote node cannot flush its disk (EOPNOTSUPP); writes there are not made durable by FLUSH.');
+      this.#warnedFlushUnsupported = true;
+      return false;
+    }
+    for (const e of this.#unflushed) covered.add(e);
+    this.#unflushed = new Set();
+    let changed = false;
+    for (const e of covered) changed = this.amap.markExtentsForSync(e) || changed;
+    if (covered.size > 0) log.warning(`Remote flush failed; ${covered.size} extent(s) written since the last remote flush are marked for resynchronization.`);
+    if (changed) await this.bitmapWriter.persist();
+    return false;
   }
 }

@@ -168,6 +168,8 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
         res.md.inconsistent === true && res.sync?.direction === 'secondary' ? syncedPercent(res.sync.totalBytes, res.sync.leftBytes) : null,
     },
     peerDisk: repl?.peerDisk() ?? null,
+    ...(repl !== null ? { peer: repl.peerStatus() } : {}),
+    ...(cfg.replication === 'async' ? { asyncBacklog: res.asyncBudget.snapshot() } : {}),
   });
 
   /**

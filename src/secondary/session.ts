@@ -25,6 +25,8 @@ export const RECV_TIMEOUT_MS = 20_000;
  * validation and is answered EINVAL instead of dropping the connection.
  */
 const MAX_REQUEST_PAYLOAD = MAXPHYS + 4096;
+/** Reply payload bytes batched for one write before new requests wait (fast reads fill it in one tick). */
+const REPLY_BATCH_BYTES = 4 << 20;
 
 export interface SessionOptions {
   readonly cfg: ResourceConfig;
@@ -57,6 +59,10 @@ export class SecondarySession {
   /** Requests parsed while the engine was full, in arrival order (back-pressure). */
   #backlog: PeerMessage[] = [];
   #paused = false;
+  /** Payload bytes of #replies (replies waiting for the next batch). */
+  #queuedReplyBytes = 0;
+  /** The reply socket needs drain: no more requests are read or started until it has room. */
+  #awaitingDrain = false;
   #dead = false;
   /** Ours: a sync to this copy in this session, as the primary reported it (consistency extension). */
   #sync: { totalBytes: number; leftBytes: number } | null = null;
@@ -213,7 +219,8 @@ export class SecondarySession {
     try {
       await writeMessage(this.#o.inSock, nv, payload ?? undefined, opts);
       return true;
-    } catch {
+    } catch (err) {
+      log.warning(`Unable to send the handshake reply to ${this.#peer}`, err);
       return false;
     }
   }
@@ -270,13 +277,7 @@ export class SecondarySession {
       onClose: (reason) => this.#fatal('Unable to send reply', timeoutAsUpstream(reason)),
     });
     engine.onAvailable = () => {
-      if (this.#dead || !this.#paused) return;
-      this.#paused = false;
-      this.#pump();
-      if (!this.#paused) {
-        this.#requests?.resumeReading();
-        this.#requests?.setReceiveTimeout({ ms: this.#recvTimeoutMs });
-      }
+      if (!this.#dead) this.#pump();
     };
     inSock.resume();
     outSock.resume();
@@ -291,27 +292,43 @@ export class SecondarySession {
     this.#pump();
   }
 
-  /** Hand queued requests to the engine while it has room; stop reading when it is full. */
+  /**
+   * Hand queued requests to the engine while it has room and the reply socket takes more; stop
+   * reading while either is not so.
+   */
   #pump(): void {
     const engine = this.#engine;
     if (engine === null) return;
-    while (!this.#dead && !engine.full) {
+    while (!this.#dead && !engine.full && !this.#replyBlocked) {
       const msg = this.#backlog.shift();
       if (msg === undefined) break;
       engine.submit({ ...readRequest(msg.nv), data: msg.payload ?? null });
     }
-    // Back-pressure: stop reading while the engine is full; the receive timeout pauses too.
-    if (engine.full && !this.#paused && !this.#dead) {
+    if (this.#dead) return;
+    // Back-pressure: stop reading while blocked; the receive timeout pauses too (the primary is
+    // not silent, we are not listening). A primary that stops reading replies meets the send timeout.
+    const block = engine.full || this.#replyBlocked;
+    if (block && !this.#paused) {
       this.#paused = true;
       this.#requests?.pauseReading();
       this.#requests?.setReceiveTimeout(undefined);
+    } else if (!block && this.#paused) {
+      this.#paused = false;
+      this.#requests?.resumeReading();
+      this.#requests?.setReceiveTimeout({ ms: this.#recvTimeoutMs });
     }
+  }
+
+  /** Replies waiting for the socket: new requests are not started meanwhile (bounded memory). */
+  get #replyBlocked(): boolean {
+    return this.#awaitingDrain || this.#queuedReplyBytes >= REPLY_BATCH_BYTES;
   }
 
   /** Replies are batched per tick and written corked (one syscall for many small replies). */
   #queueReply(r: HioReply): void {
     if (this.#dead) return;
     this.#replies.push(r);
+    this.#queuedReplyBytes += r.data?.length ?? 0;
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
     setImmediate(() => this.#flushReplies());
@@ -323,11 +340,21 @@ export class SecondarySession {
     if (this.#dead || conn === null) return;
     const batch = this.#replies;
     this.#replies = [];
+    this.#queuedReplyBytes = 0;
     // PeerConnection corks everything sent in this tick into one write.
     for (const r of batch) {
       const opts = { ...(r.received === true ? { received: true } : {}), ...(r.error !== undefined ? { error: r.error } : {}) };
       conn.send(buildReply(r.seq, opts), r.data);
     }
+    // Replies the socket cannot take yet stop the reading of new requests (bounded memory).
+    if (conn.needsDrain && !this.#awaitingDrain) {
+      this.#awaitingDrain = true;
+      conn.onDrain(() => {
+        this.#awaitingDrain = false;
+        if (!this.#dead) this.#pump();
+      });
+    }
+    this.#pump();
   }
 
   /** Network failure: log, fire `disconnect`, exit 75 (HAST-SPEC §6.5, §8). */
@@ -374,7 +401,7 @@ export class SecondarySession {
   stats(): WorkerStats | null {
     const e = this.#engine;
     if (e === null) return null;
-    return { ...e.queueStats(), sendQueue: this.#replies.length };
+    return { ...e.queueStats(), sendQueue: this.#replies.length + (this.#replyConn?.unwritten.messages ?? 0) };
   }
 }
 

@@ -34,7 +34,10 @@ async function pair(t: TestContext): Promise<[Socket, Socket]> {
   return [client, s];
 }
 
-async function leg(t: TestContext): Promise<{ remote: PeerRemote; secOut: Socket; secIn: Socket; why: string[] }> {
+async function leg(
+  t: TestContext,
+  opts: { mode?: ResourceConfig['replication']; version?: number } = {},
+): Promise<{ remote: PeerRemote; secOut: Socket; secIn: Socket; why: string[] }> {
   const [out, secOut] = await pair(t);
   const [inn, secIn] = await pair(t);
   const why: string[] = [];
@@ -42,7 +45,8 @@ async function leg(t: TestContext): Promise<{ remote: PeerRemote; secOut: Socket
     out: new PeerConnection({ socket: out, compression: 'none', checksum: 'none' }),
     in: new PeerConnection({ socket: inn, compression: 'none', checksum: 'none' }),
     cfg: CFG,
-    mode: 'fullsync',
+    mode: opts.mode ?? 'fullsync',
+    ...(opts.version !== undefined ? { version: opts.version } : {}),
     onDisconnect: (w) => why.push(w),
   });
   t.after(() => remote.disconnect('test over'));
@@ -108,5 +112,72 @@ describe('PeerRemote', () => {
     assert.equal(await remote.flush(), true);
     assert.deepEqual(seen, [HIO.READ, HIO.WRITE, HIO.FLUSH]);
     assert.equal(remote.connected, true);
+  });
+
+  /** A fake secondary answering every request with `error` (FreeBSD errno) for FLUSH, success otherwise. */
+  function answer(secOut: Socket, secIn: Socket, flushError: number, seen: { memsync: boolean }[] = []): void {
+    const reader = new MessageReader();
+    secOut.on('data', (chunk: Buffer) => {
+      for (const msg of reader.push(chunk)) {
+        const req = readRequest(msg.nv);
+        if (req.cmd === HIO.KEEPALIVE) continue;
+        seen.push({ memsync: req.memsync });
+        const error = req.cmd === HIO.FLUSH ? flushError : 0;
+        for (const b of encodeMessage(buildReply(req.seq, { error }), undefined, { compression: 'none', checksum: 'none' })) secIn.write(b);
+      }
+    });
+  }
+
+  test('a FLUSH answered with EIO fails and disconnects, naming the cause', async (t) => {
+    const { remote, secOut, secIn, why } = await leg(t);
+    answer(secOut, secIn, 5);
+    assert.equal(await remote.write(0, Buffer.alloc(512, 1)).done, true);
+    assert.equal(await remote.flush(), false);
+    assert.equal(remote.connected, false);
+    assert.deepEqual(why, ['Remote flush failed (EIO)']);
+  });
+
+  test('a FLUSH answered with EOPNOTSUPP fails, is remembered, and keeps the connection', async (t) => {
+    const { remote, secOut, secIn, why } = await leg(t);
+    answer(secOut, secIn, 45);
+    assert.equal(await remote.flush(), false);
+    assert.equal(remote.flushUnsupported, true);
+    assert.equal(remote.connected, true);
+    assert.deepEqual(why, []);
+  });
+
+  test('reload keeps the fullsync fallback of a version-1 peer; a version-2 peer gets memsync', async (t) => {
+    for (const [version, memsync] of [[1, false], [2, true]] as const) {
+      const { remote, secOut, secIn } = await leg(t, { mode: version === 1 ? 'fullsync' : 'memsync', version });
+      const seen: { memsync: boolean }[] = [];
+      answer(secOut, secIn, 0, seen);
+      remote.reload({ ...CFG, replication: 'memsync' });
+      assert.equal(await remote.write(0, Buffer.alloc(512, 1)).done, true);
+      assert.deepEqual(seen, [{ memsync }], `version ${version}`);
+    }
+  });
+
+  test('a reset connection is told apart from a timeout in the disconnect cause', async (t) => {
+    const { remote, secIn, why } = await leg(t);
+    const pendingWrite = remote.write(0, Buffer.alloc(512, 1)).done;
+    secIn.resetAndDestroy();
+    assert.equal(await pendingWrite, false);
+    assert.equal(why.length, 1);
+    assert.match(why[0] ?? '', /ECONNRESET/);
+    assert.doesNotMatch(why[0] ?? '', /[Tt]imeout/);
+  });
+
+  test('the send queue counts requests not yet written to the socket', async (t) => {
+    const { remote, secOut } = await leg(t);
+    secOut.pause(); // the fake secondary stops reading: requests pile up in our socket buffer
+    const big = Buffer.alloc(1024 * 1024, 3);
+    for (let i = 0; i < 64; i++) void remote.write(i * big.length, big);
+    await new Promise((r) => setTimeout(r, 200));
+    const q = remote.unwritten;
+    assert.ok(q.messages > 0 && q.messages <= 64, `messages ${q.messages}`);
+    assert.ok(q.bytes > 0, `bytes ${q.bytes}`);
+    secOut.resume();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(remote.unwritten.messages, 0);
   });
 });

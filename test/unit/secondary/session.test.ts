@@ -1,6 +1,7 @@
 // Secondary session over loopback sockets: handshake reply per HAST-SPEC §6.3 step 7 / §7.2, then
 // framed requests (§6.4) applied to a file component; garbage on the wire ends the session (§8).
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -73,6 +74,8 @@ function frames(sock: Socket): { next(): Promise<Frame>; closed: Promise<void> }
 interface Rig {
   out: Socket;
   inn: Socket;
+  /** The secondary's end of the reply connection. */
+  secOut: Socket;
   events: HookEvent[];
   exits: number[];
   path: string;
@@ -112,7 +115,7 @@ async function rig(
     recvTimeoutMs: 60_000,
   });
   t.after(() => session.shutdown(0));
-  return { out, inn, events, exits, path, session, started: session.start() };
+  return { out, inn, secOut, events, exits, path, session, started: session.start() };
 }
 
 function send(sock: Socket, req: { cmd: HioCmd; seq: bigint; offset: number; length: number; memsync?: boolean; data?: Buffer }): void {
@@ -189,6 +192,31 @@ describe('SecondarySession', () => {
     closeSync(fd);
     assert.deepEqual(bm, Buffer.alloc(512), 'bitmap zero-filled on the first request');
     assert.deepEqual(data, Buffer.alloc(4096), 'data at localoff');
+  });
+
+  test('a primary that stops reading replies stops the secondary reading requests (bounded reply memory)', async (t) => {
+    const r = await rig(t, baseMd({ resuid: 9n }), { resuid: 9n });
+    const fromOut = frames(r.out);
+    await fromOut.next();
+    await r.started;
+    // Incompressible data first (hole compression would shrink zeroes to nothing).
+    const w = frames(r.inn);
+    for (let e = 0; e < 64; e++) send(r.out, { cmd: HIO.WRITE, seq: BigInt(100_000 + e), offset: e * EXTENT, length: EXTENT, data: randomBytes(EXTENT) });
+    for (let e = 0; e < 64; e++) await w.next();
+    r.inn.pause();
+    // 2,000 READs of 64 KiB: 125 MiB of replies, none of which the primary reads for now.
+    const n = 2000;
+    for (let i = 1; i <= n; i++) send(r.out, { cmd: HIO.READ, seq: BigInt(i), offset: (i % 64) * EXTENT, length: EXTENT });
+    let peak = 0;
+    for (let i = 0; i < 30; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      peak = Math.max(peak, r.secOut.writableLength);
+    }
+    // Bounded by the engine's window (256 × 64 KiB) and one batch of replies, not by the 2,000.
+    assert.ok(peak < 40 << 20, `the reply socket buffered ${peak} bytes`);
+    r.inn.resume();
+    for (let i = 1; i <= n; i++) assert.equal((await w.next()).nv.getUint64('seq'), BigInt(i));
+    assert.deepEqual(r.exits, []);
   });
 
   test('garbage on the request connection closes both connections and fires disconnect', async (t) => {
