@@ -2,9 +2,10 @@
 // HAST-SPEC §5.2–5.4 (roles and workers), §10 (lifecycle, signals, reload), §2.8 (control).
 import { fork, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parsePeerAddress } from '../config/address.js';
 import { diffConfig, reloadAction } from '../config/diff.js';
 import type { HastConfig, ResourceConfig } from '../config/types.js';
 import {
@@ -70,6 +71,8 @@ export interface ParentOptions {
   /** SIGTERM/SIGINT → SIGKILL bound of a worker stop (default 30 s). */
   readonly stopTimeoutMs?: number;
   /** Bound on a primary worker's start-up (default {@link startTimeoutMs} of the resource). */
+  /** Tests: replaces the TCP probe of the peer before a refused promotion (see probePeer). */
+  readonly probePeer?: (remoteAddr: string, sourceAddr: string | null) => Promise<boolean>;
   readonly startTimeoutMs?: number;
   /** Bound on a primary worker's device removal (default 60 s). */
   readonly releaseTimeoutMs?: number;
@@ -267,7 +270,14 @@ export class HastdParent implements PeerParent {
       log.debug(1, `[${name}] Role unchanged (${role}).`);
       return old;
     }
-    if (role === 'primary' && old === 'secondary' && res.worker !== null && res.workerRole === 'secondary' && !force) {
+    if (
+      role === 'primary' &&
+      old === 'secondary' &&
+      res.worker !== null &&
+      res.workerRole === 'secondary' &&
+      !force &&
+      (await this.#peerAnswers(res))
+    ) {
       const msg =
         `Refusing to change the role from secondary to primary: a primary is connected to this node and replicating to it ` +
         `(secondary worker pid ${res.worker.pid ?? 0}); two primaries would diverge. Demote the peer first ` +
@@ -350,6 +360,24 @@ export class HastdParent implements PeerParent {
 
   #releaseMs(): number {
     return this.opts.releaseTimeoutMs ?? RELEASE_TIMEOUT_MS;
+  }
+
+  /**
+   * Whether the node our secondary worker is connected to still answers on the HAST link. A primary
+   * whose host lost power leaves our worker connected until its receive timeout (no FIN, no RST);
+   * promoting then is the failover, not a second primary. A TCP connect to the peer's listen
+   * address within PEER_PROBE_MS tells the two apart (as contrib/ucarp's peer_alive does).
+   */
+  async #peerAnswers(res: ResourceState): Promise<boolean> {
+    const name = res.cfg.name;
+    const answers = await (this.opts.probePeer ?? probePeer)(res.cfg.remoteAddr, res.cfg.sourceAddr);
+    if (!answers) {
+      log.notice(
+        `[${name}] (secondary) The connected primary does not answer on ${res.cfg.remoteAddr}: its node is down; ` +
+          'dropping the stale connection.',
+      );
+    }
+    return answers;
   }
 
   /** Ask the primary worker to remove its device (refused while busy unless `force`). */
@@ -668,6 +696,38 @@ export class HastdParent implements PeerParent {
       await Promise.race([this.#forcedP, new Promise((resolve) => setTimeout(resolve, this.opts.busyPollMs ?? BUSY_POLL_MS))]);
     }
   }
+}
+
+/** How long the failover probe of #peerAnswers waits for the peer's listener. */
+const PEER_PROBE_MS = 1500;
+
+/** True when a TCP connection to the peer's HAST listen address opens within PEER_PROBE_MS. */
+export function probePeer(remoteAddr: string, sourceAddr: string | null): Promise<boolean> {
+  let remote: ReturnType<typeof parsePeerAddress>;
+  let source: ReturnType<typeof parsePeerAddress> | null;
+  try {
+    remote = parsePeerAddress(remoteAddr);
+    source = sourceAddr !== null ? parsePeerAddress(sourceAddr, 0) : null;
+  } catch {
+    // `remote none` or unparsable: nothing to ask, count it as answering (refuse, as before).
+    return Promise.resolve(true);
+  }
+  return new Promise((resolve) => {
+    const sock = connect({
+      host: remote.host,
+      port: remote.port,
+      ...(remote.family !== 0 ? { family: remote.family } : {}),
+      ...(source !== null ? { localAddress: source.host } : {}),
+    });
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), PEER_PROBE_MS);
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
 }
 
 async function listenControl(path: string, onConn: (s: Socket) => void): Promise<Server> {

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { parseConfig } from '../../../src/config/index.js';
-import { HastdParent, type ParentOptions } from '../../../src/daemon/parent.js';
+import { HastdParent, type ParentOptions, probePeer } from '../../../src/daemon/parent.js';
 import type { ResourceState } from '../../../src/daemon/resource-state.js';
 import { tmpDir } from '../../harness/tools.js';
 
@@ -134,11 +134,18 @@ test('a worker that ignores SIGTERM is killed after the stop bound, and the queu
   assert.equal(res.worker, null);
 });
 
-test('role primary on a secondary with a connected primary is refused unless --force', async (t) => {
-  const { parent, res } = rig(t, stub(t, `process.on('SIGINT', () => process.exit(0)); process.on('SIGTERM', () => process.exit(0));
+const BOTH_ROLES = `process.on('SIGINT', () => process.exit(0)); process.on('SIGTERM', () => process.exit(0));
   if (init.role === 'primary') await send({ type: 'ready' });
   process.on('message', (m) => { if (m.type === 'init') return; });
-  setInterval(() => undefined, 1000);`));
+  setInterval(() => undefined, 1000);`;
+
+test('role primary on a secondary with a connected primary is refused unless --force', async (t) => {
+  const probes: string[] = [];
+  const probePeer = async (addr: string): Promise<boolean> => {
+    probes.push(addr);
+    return true;
+  };
+  const { parent, res } = rig(t, stub(t, BOTH_ROLES), { probePeer });
   await parent.handleRequest({ cmd: 'role', role: 'secondary', resources: ['r0'] });
   // What the peer listener does when a primary connects: a secondary worker.
   const secondary = parent.startWorker(res, 'secondary');
@@ -147,12 +154,35 @@ test('role primary on a secondary with a connected primary is refused unless --f
   assert.match(refused.resources[0]?.message ?? '', /a primary is connected to this node.*--force/);
   assert.equal(res.role, 'secondary');
   assert.equal(res.worker, secondary, 'the secondary worker keeps serving the primary');
+  assert.deepEqual(probes, [res.cfg.remoteAddr], 'the peer was asked whether it still answers');
 
   const forced = await parent.handleRequest({ cmd: 'role', role: 'primary', resources: ['r0'], force: true });
   assert.equal(forced.resources[0]?.error, undefined);
   assert.equal(res.role, 'primary');
   assert.equal(secondary.exitCode !== null || secondary.signalCode !== null, true, 'the secondary worker was stopped');
   await parent.shutdown();
+});
+
+test('a connected primary that no longer answers on the HAST link (its node lost power) does not block the failover', async (t) => {
+  const { parent, res } = rig(t, stub(t, BOTH_ROLES), { probePeer: async () => false });
+  await parent.handleRequest({ cmd: 'role', role: 'secondary', resources: ['r0'] });
+  const secondary = parent.startWorker(res, 'secondary');
+  const promoted = await parent.handleRequest({ cmd: 'role', role: 'primary', resources: ['r0'] });
+  assert.equal(promoted.resources[0]?.error, undefined, promoted.resources[0]?.message);
+  assert.equal(res.role, 'primary');
+  assert.equal(secondary.exitCode !== null || secondary.signalCode !== null, true, 'the stale secondary worker was stopped');
+});
+
+test('probePeer: a listening address answers, a closed port does not', async (t) => {
+  const { createServer } = await import('node:net');
+  const srv = createServer((s) => s.destroy());
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  t.after(() => srv.close());
+  const port = (srv.address() as { port: number }).port;
+  assert.equal(await probePeer(`tcp://127.0.0.1:${port}`, null), true);
+  srv.close();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await probePeer(`tcp://127.0.0.1:${port}`, null), false);
 });
 
 test('a demotion refused by the worker (device busy) keeps the role and the worker; --force demotes', async (t) => {
