@@ -1,7 +1,7 @@
 // The fio jobs of the benchmark and how one is run against an NBD URI: fio's nbd engine (libnbd),
 // JSON output read back into MB/s, IOPS and completion-latency percentiles.
 import { readFileSync } from 'node:fs';
-import { run } from '../test/harness/cluster.js';
+import { run } from '../test/harness/process.js';
 
 export interface FioJob {
   /** Stable key in the JSON output. */

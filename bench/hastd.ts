@@ -13,8 +13,8 @@ import {
   type Pair,
   startRole,
   statusJson,
-  waitInSync,
   writeConfig,
+  waitNodeInSync,
 } from '../test/harness/cluster.js';
 import { fillPattern, sparseFile } from './fill.js';
 import { nbdUri } from './fio.js';
@@ -81,7 +81,7 @@ export async function startPair(
   const daemons = new Map<string, HastdProcess>();
   daemons.set(pair.b.name, await startRole(scope, pair.conf, pair.b, RES, 'secondary', pair.sock(pair.b)));
   daemons.set(pair.a.name, await startRole(scope, pair.conf, pair.a, RES, 'primary', pair.sock(pair.a)));
-  await waitInSync(pair.conf, pair.a.name);
+  await waitNodeInSync(pair.conf, pair.a.name);
   return { conf: pair.conf, primary: pair.a, secondary: pair.b, sock: pair.sock(pair.a), uri: nbdUri(pair.sock(pair.a)), ...l, daemons, pair };
 }
 

@@ -3,9 +3,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { killPid } from '../test/harness/cleanup.js';
-import { sleep } from '../test/harness/cluster.js';
 import { nbdUri } from './fio.js';
 import type { Scope } from './scope.js';
+import { sleep } from '../test/harness/wait.js';
 
 export interface NbdkitServer {
   readonly pid: number;

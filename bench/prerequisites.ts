@@ -1,8 +1,8 @@
 // What the benchmark needs before it starts: fio with its nbd engine, nbdkit, nbdcopy and a built
 // hastd. It refuses to run, saying what to install, rather than fail half-way.
 import { existsSync } from 'node:fs';
-import { HASTD, run } from '../test/harness/cluster.js';
 import { hasTool } from '../test/harness/tools.js';
+import { HASTD, run } from '../test/harness/process.js';
 
 /** The external programs the benchmark drives; it refuses to start without them. */
 export const REQUIRED_TOOLS = ['fio', 'nbdkit', 'nbdcopy'] as const;

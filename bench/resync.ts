@@ -9,13 +9,15 @@ import { join } from 'node:path';
 import { controlRequest } from '../src/control/client.js';
 import type { WorkerStatus } from '../src/control/messages.js';
 import { NbdClient } from '../src/nbd/client.js';
-import { hastctl, type NodeSpec, run, startRole, waitFor } from '../test/harness/cluster.js';
+import { hastctl, type NodeSpec, startRole } from '../test/harness/cluster.js';
 import { fillPattern, sparseFile } from './fill.js';
 import { type HastdTarget, startPair } from './hastd.js';
 import { startNbdkitFile } from './nbdkit.js';
 import type { BenchOptions } from './options.js';
 import type { Scope } from './scope.js';
 import { progress, secondsSince } from './stats.js';
+import { run } from '../test/harness/process.js';
+import { inSync, waitFor } from '../test/harness/wait.js';
 
 /** One full resync and one nbdcopy of the same bytes. */
 export interface FullSample {
@@ -65,15 +67,14 @@ async function workerAt(node: NodeSpec, res: string): Promise<WorkerStatus | nul
  * that sync's figures.
  */
 async function waitSynced(t: PairTarget, timeoutMs: number): Promise<{ bytes: number; seconds: number }> {
-  const w = await waitFor(
+  return waitFor(
     'the resync to complete',
     async () => {
       const s = await workerAt(t.primary, t.pair.res);
-      return s !== null && s.status === 'complete' && s.dirty === 0 && s.sync === null ? s.lastSync : null;
+      return inSync(s) ? s?.lastSync : null;
     },
     timeoutMs,
   );
-  return w as { bytes: number; seconds: number };
 }
 
 /**

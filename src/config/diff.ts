@@ -1,14 +1,22 @@
 // What a SIGHUP reload must do, as a pure comparison of two resolved configs. HAST-SPEC §10.3
-// (upstream hastd.c resource_needs_restart / resource_needs_reload).
+// (upstream hastd.c resource_needs_restart / resource_needs_reload). The parent acts on it.
 import type { HastConfig, ResourceConfig } from './types.js';
 
-/** Fields whose change restarts the resource whatever its role (upstream: name, local; ours: export, device). */
-export const RESTART_FIELDS = ['provName', 'localPath', 'exportAddr', 'device'] as const;
-/** Fields a primary can take live (control command 11); init/secondary restart instead. */
-export const RELOAD_FIELDS = [
-  'remoteAddr', 'sourceAddr', 'replication', 'checksum', 'compression', 'timeout', 'exec', 'metaFlush',
-] as const;
-export type ResourceField = (typeof RESTART_FIELDS)[number] | (typeof RELOAD_FIELDS)[number];
+/** Every resource field but the name, which is how resources are matched across the two configs. */
+export type ResourceField = Exclude<keyof ResourceConfig, 'name'>;
+
+/**
+ * How a change of each field is applied. `restart`: whatever the role (upstream: name, local;
+ * ours: export, device). `reload`: a primary takes it live (control command 11), init and secondary
+ * restart. Typed over every field, so a field added to ResourceConfig does not compile until it is
+ * classified here: none can change without the reload noticing. Listed in the order of `changed`.
+ */
+const FIELD_CHANGE = {
+  provName: 'restart', localPath: 'restart', exportAddr: 'restart', device: 'restart',
+  remoteAddr: 'reload', sourceAddr: 'reload', replication: 'reload', checksum: 'reload',
+  compression: 'reload', timeout: 'reload', exec: 'reload', metaFlush: 'reload',
+} as const satisfies Record<ResourceField, 'restart' | 'reload'>;
+const FIELDS = Object.keys(FIELD_CHANGE) as ResourceField[];
 
 /**
  * Per-resource outcome of a reload. The role decides between restart and live reload, so the
@@ -16,20 +24,25 @@ export type ResourceField = (typeof RESTART_FIELDS)[number] | (typeof RELOAD_FIE
  */
 export interface ResourceChange {
   readonly kind: 'added' | 'removed' | 'unchanged' | 'changed';
-  /** True when a RESTART_FIELDS member changed: restart in every role. */
+  /** True when a field whose change restarts in every role changed. */
   readonly restartAlways: boolean;
-  /** The fields that differ, in RESTART_FIELDS then RELOAD_FIELDS order (empty unless 'changed'). */
+  /** The fields that differ, restart fields first (empty unless 'changed'). */
   readonly changed: readonly ResourceField[];
 }
 
 export interface ConfigDiff {
-  /** Control address differs: open the new socket first, then close the old. */
+  /**
+   * The control socket's path differs: open the new socket first, then close the old. Compared as
+   * paths, not as configured: `uds:///p`, `unix:///p` and `/p` are one socket, and rebinding it
+   * would unlink the fresh socket when the old one is closed.
+   */
   readonly controlChanged: boolean;
   readonly pidFileChanged: boolean;
-  /** Listen addresses compared as configured strings, as upstream does. */
-  readonly listenAdded: readonly string[];
-  readonly listenRemoved: readonly string[];
-  readonly listenKept: readonly string[];
+  /**
+   * The `listen` list differs as configured, order included: the listeners are then given the new
+   * list, and they keep, open and close sockets address by address (daemon/listen.ts).
+   */
+  readonly listenChanged: boolean;
   /** By resource name: old resources in old order, then added ones in new order. */
   readonly resources: ReadonlyMap<string, ResourceChange>;
 }
@@ -40,8 +53,6 @@ export type ReloadAction = 'add' | 'remove' | 'restart' | 'reload' | 'none';
  * Compares the running config with a newly loaded one. Pure; never throws.
  */
 export function diffConfig(oldCfg: HastConfig, newCfg: HastConfig): ConfigDiff {
-  const oldListen = new Set(oldCfg.listen);
-  const newListen = new Set(newCfg.listen);
   const resources = new Map<string, ResourceChange>();
   const newByName = new Map(newCfg.resources.map((r) => [r.name, r] as const));
   const oldNames = new Set(oldCfg.resources.map((r) => r.name));
@@ -51,10 +62,10 @@ export function diffConfig(oldCfg: HastConfig, newCfg: HastConfig): ConfigDiff {
       resources.set(o.name, { kind: 'removed', restartAlways: false, changed: [] });
       continue;
     }
-    const changed = changedFields(o, n);
+    const changed = FIELDS.filter((f) => o[f] !== n[f]);
     resources.set(o.name, {
       kind: changed.length === 0 ? 'unchanged' : 'changed',
-      restartAlways: changed.some((f) => (RESTART_FIELDS as readonly string[]).includes(f)),
+      restartAlways: changed.some((f) => FIELD_CHANGE[f] === 'restart'),
       changed,
     });
   }
@@ -62,19 +73,11 @@ export function diffConfig(oldCfg: HastConfig, newCfg: HastConfig): ConfigDiff {
     if (!oldNames.has(n.name)) resources.set(n.name, { kind: 'added', restartAlways: false, changed: [] });
   }
   return {
-    controlChanged: oldCfg.controlAddr !== newCfg.controlAddr,
+    controlChanged: oldCfg.controlPath !== newCfg.controlPath,
     pidFileChanged: oldCfg.pidFile !== newCfg.pidFile,
-    listenAdded: newCfg.listen.filter((a) => !oldListen.has(a)),
-    listenRemoved: oldCfg.listen.filter((a) => !newListen.has(a)),
-    listenKept: newCfg.listen.filter((a) => oldListen.has(a)),
+    listenChanged: oldCfg.listen.length !== newCfg.listen.length || oldCfg.listen.some((a, i) => a !== newCfg.listen[i]),
     resources,
   };
-}
-
-function changedFields(o: ResourceConfig, n: ResourceConfig): ResourceField[] {
-  const out: ResourceField[] = [];
-  for (const f of [...RESTART_FIELDS, ...RELOAD_FIELDS]) if (o[f] !== n[f]) out.push(f);
-  return out;
 }
 
 /**

@@ -6,19 +6,14 @@ import { lookup } from 'node:dns/promises';
 import { createServer, isIP, type Server, type Socket } from 'node:net';
 import { parsePeerAddress } from '../config/address.js';
 import { log } from '../log/log.js';
-import { type HandshakeFields, readHandshakeMessage, sendRefusal, writeFirstReply } from '../secondary/wire.js';
-import type { HastdParent } from './parent.js';
+import type { NvList } from '../nv/codec.js';
+import { HAST_PROTO_VERSION, TOKEN_SIZE } from '../peer/constants.js';
+import { readFirstHeader, sendFirstReply, sendRefusal } from '../peer/handshake.js';
+import type { PeerParent } from './resource-state.js';
 import type { ParentToWorker } from './worker-ipc.js';
 
 /** Freshly accepted sockets get this long for the whole handshake (HAST-SPEC §6.5). */
 export const HANDSHAKE_TIMEOUT_MS = 20_000;
-/** Highest protocol version we speak (HAST-SPEC §6.2). */
-export const HAST_PROTO_VERSION = 2;
-/** Size of the session token (HAST-SPEC §6.3). */
-export const TOKEN_SIZE = 16;
-
-/** What the listener needs from the parent (a structural subset, so tests can pass a fake). */
-export type PeerParent = Pick<HastdParent, 'cfg' | 'resources' | 'stopWorker' | 'startWorker' | 'sendToWorker' | 'serialize'>;
 
 /** Drop the IPv4-mapped IPv6 prefix so ::ffff:10.0.0.1 compares equal to 10.0.0.1. */
 export function normalizeIp(ip: string): string {
@@ -110,9 +105,9 @@ export class PeerAcceptor {
       log.warning(`Client ${peer} isn't known.`);
       return { kind: 'closed', reason: 'unknown client' };
     }
-    let msg: HandshakeFields;
+    let msg: NvList;
     try {
-      msg = await readHandshakeMessage(sock, this.#timeoutMs);
+      msg = await readFirstHeader(sock, this.#timeoutMs);
     } catch (err) {
       log.error(`Unable to receive header from ${peer}`, err);
       return { kind: 'closed', reason: err instanceof Error ? err.message : String(err) };
@@ -127,12 +122,14 @@ export class PeerAcceptor {
     return { kind: 'refused', reason, errmsg };
   }
 
-  async #decide(sock: Socket, raddr: string, peer: string, msg: HandshakeFields): Promise<AcceptOutcome> {
-    if (msg.resource === null) {
+  async #decide(sock: Socket, raddr: string, peer: string, msg: NvList): Promise<AcceptOutcome> {
+    // Fields are read leniently, like upstream's nv_get_*: each check below names what is wrong,
+    // in upstream's order (resource, access, role, then the token).
+    const name = msg.getString('resource');
+    if (name === undefined) {
       log.error(`Header from ${peer} has no 'resource' field.`);
       return { kind: 'closed', reason: 'no resource field' };
     }
-    const name = msg.resource;
     const res = this.#parent.resources.get(name);
     if (res === undefined) {
       return this.#refuse(sock, `No resource '${name}' as requested by ${peer}.`, 'Resource not configured.');
@@ -148,11 +145,11 @@ export class PeerAcceptor {
         res.role === 'primary',
       );
     }
-    if (msg.token === null) return this.#first(sock, name, peer, msg);
+    if (!msg.has('token')) return this.#first(sock, name, peer, msg);
     return this.#second(sock, name, peer, msg);
   }
 
-  async #first(sock: Socket, name: string, peer: string, msg: HandshakeFields): Promise<AcceptOutcome> {
+  async #first(sock: Socket, name: string, peer: string, msg: NvList): Promise<AcceptOutcome> {
     const res = this.#parent.resources.get(name);
     if (res === undefined) return { kind: 'closed', reason: 'resource vanished' };
     // A new session replaces whatever the old one left: a running worker or a half-open "in".
@@ -161,10 +158,11 @@ export class PeerAcceptor {
       await this.#parent.stopWorker(res);
     }
     this.#dropPending(name, 'Old first connection');
-    const version = Math.min(msg.version ?? 1, HAST_PROTO_VERSION);
+    // A peer that sends no version speaks version 1 (HAST-SPEC §6.3 step 3).
+    const version = Math.min(msg.getUint8('version') ?? 1, HAST_PROTO_VERSION);
     const token = randomBytes(TOKEN_SIZE);
     try {
-      await writeFirstReply(sock, version, token);
+      await sendFirstReply(sock, version, token);
     } catch (err) {
       log.error(`[${name}] (secondary) Unable to send response to ${peer}`, err);
       return { kind: 'closed', reason: 'send failed' };
@@ -181,11 +179,11 @@ export class PeerAcceptor {
     return { kind: 'first', resource: name, version };
   }
 
-  async #second(sock: Socket, name: string, peer: string, msg: HandshakeFields): Promise<AcceptOutcome> {
+  async #second(sock: Socket, name: string, peer: string, msg: NvList): Promise<AcceptOutcome> {
     const res = this.#parent.resources.get(name);
     if (res === undefined) return { kind: 'closed', reason: 'resource vanished' };
-    const token = msg.token;
-    if (token === null || token.length !== TOKEN_SIZE) {
+    const token = msg.getUint8Array('token');
+    if (token === undefined || token.length !== TOKEN_SIZE) {
       log.error(`[${name}] (secondary) Received token of invalid size from ${peer}.`);
       return { kind: 'closed', reason: 'invalid token size' };
     }
@@ -203,10 +201,11 @@ export class PeerAcceptor {
       which: 'out',
       first: {
         version: pending.version,
-        virgin: msg.virgin,
-        resuid: msg.resuid.toString(),
-        localCnt: msg.localCnt.toString(),
-        remoteCnt: msg.remoteCnt.toString(),
+        // Missing counters read as 0, as upstream's nv_get_uint64 (the decision table judges them).
+        virgin: msg.has('virgin'),
+        resuid: (msg.getUint64('resuid') ?? 0n).toString(),
+        localCnt: (msg.getUint64('localcnt') ?? 0n).toString(),
+        remoteCnt: (msg.getUint64('remotecnt') ?? 0n).toString(),
         peerAddr: peer,
       },
     };
@@ -265,7 +264,7 @@ async function listenOn(addr: string, acceptor: PeerAcceptor): Promise<Server> {
   return server;
 }
 
-export async function startPeerListeners(parent: HastdParent): Promise<PeerListeners> {
+export async function startPeerListeners(parent: PeerParent): Promise<PeerListeners> {
   const acceptor = new PeerAcceptor(parent);
   const servers = new Map<string, Server>();
   const closeAll = (): void => {

@@ -5,6 +5,7 @@ import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { diffConfig, reloadAction } from '../config/diff.js';
 import type { HastConfig, ResourceConfig } from '../config/types.js';
 import {
   CONTROL_ERROR,
@@ -18,6 +19,7 @@ import {
 import { readLine } from '../control/wire.js';
 import { log } from '../log/log.js';
 import type { PeerListeners } from './listen.js';
+import { type PeerParent, ResourceState } from './resource-state.js';
 import type { HookEvent, ParentToWorker, WorkerToParent } from './worker-ipc.js';
 import { WORKER_EXIT } from './worker-ipc.js';
 
@@ -35,7 +37,7 @@ export interface ParentOptions {
   /** Runs an exec hook (never blocks, never throws). */
   readonly runHook: (exec: string, args: readonly string[]) => void;
   /** Accept peer connections (installed by the replication layer). */
-  readonly startPeerListeners?: (parent: HastdParent) => Promise<PeerListeners>;
+  readonly startPeerListeners?: (parent: PeerParent) => Promise<PeerListeners>;
   /** A reload changed `pidfile` (HAST-SPEC §10.3); failures only warn. */
   readonly pidfileChanged?: (path: string) => void;
 }
@@ -56,28 +58,7 @@ export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   };
 }
 
-/** Per-resource state kept by the parent. */
-export class ResourceState {
-  cfg: ResourceConfig;
-  role: Role = 'init';
-  worker: ChildProcess | null = null;
-  workerRole: 'primary' | 'secondary' | null = null;
-  /**
-   * False from the fork of a primary worker until its 'ready': it installs its message handler
-   * only after opening the component, so a status query sent earlier is dropped and would wait
-   * for STATUS_TIMEOUT_MS (found by the fault campaign: `hastctl status` stalled during restarts).
-   */
-  workerReady = false;
-  /** Set while the parent itself is stopping the worker (no restart, no fallback). */
-  stopping = false;
-  restartTimer: NodeJS.Timeout | null = null;
-  readonly pendingStatus = new Map<number, (s: WorkerStatus | null) => void>();
-  constructor(cfg: ResourceConfig) {
-    this.cfg = cfg;
-  }
-}
-
-export class HastdParent {
+export class HastdParent implements PeerParent {
   cfg: HastConfig;
   readonly opts: ParentOptions;
   readonly resources = new Map<string, ResourceState>();
@@ -349,7 +330,8 @@ export class HastdParent {
       return;
     }
     await this.serialize(async () => {
-      const listenChanged = this.#peers !== null && next.listen.join('\n') !== this.cfg.listen.join('\n');
+      const d = diffConfig(this.cfg, next);
+      const listenChanged = this.#peers !== null && d.listenChanged;
       if (listenChanged) {
         try {
           await this.#peers?.update(next.listen);
@@ -358,7 +340,7 @@ export class HastdParent {
           return;
         }
       }
-      if (next.controlPath !== this.cfg.controlPath) {
+      if (d.controlChanged) {
         let fresh: Server;
         try {
           fresh = await listenControl(next.controlPath, (sock) => this.#onControl(sock));
@@ -371,37 +353,31 @@ export class HastdParent {
         this.#control = fresh;
         log.info(`Control socket changed from ${this.cfg.controlAddr} to ${next.controlAddr}.`);
       }
-      if (next.pidFile !== this.cfg.pidFile) this.opts.pidfileChanged?.(next.pidFile);
-      const newNames = new Set(next.resources.map((r) => r.name));
+      if (d.pidFileChanged) this.opts.pidfileChanged?.(next.pidFile);
       for (const [name, res] of [...this.resources]) {
-        if (!newNames.has(name)) {
-          await this.setRole(res, 'init');
-          this.resources.delete(name);
-          log.info(`Resource ${name} removed.`);
-        }
+        if (d.resources.get(name)?.kind !== 'removed') continue;
+        await this.setRole(res, 'init');
+        this.resources.delete(name);
+        log.info(`Resource ${name} removed.`);
       }
       for (const rc of next.resources) {
+        const change = d.resources.get(rc.name);
         const res = this.resources.get(rc.name);
+        if (change === undefined) continue;
         if (res === undefined) {
           this.resources.set(rc.name, new ResourceState(rc));
           log.info(`Resource ${rc.name} added.`);
           continue;
         }
-        const old = res.cfg;
-        if (JSON.stringify(old) === JSON.stringify(rc)) continue;
-        const needsRestart =
-          old.provName !== rc.provName ||
-          old.localPath !== rc.localPath ||
-          old.exportAddr !== rc.exportAddr ||
-          old.device !== rc.device ||
-          res.role !== 'primary';
+        const action = reloadAction(change, res.role);
+        if (action === 'none') continue;
         res.cfg = rc;
-        if (res.role === 'init') continue;
-        if (needsRestart) {
+        // A resource in init runs nothing: restarting it only means taking the new config.
+        if (action === 'restart' && res.role !== 'init') {
           const role = res.role;
           await this.setRole(res, 'init');
           await this.setRole(res, role);
-        } else if (res.worker !== null) {
+        } else if (action === 'reload' && res.worker !== null) {
           log.info(`[${rc.name}] Resource ${rc.name} configuration was modified, reloading it.`);
           this.#send(res.worker, { type: 'reload', resource: rc });
         }

@@ -1,6 +1,8 @@
 // A small promise-based NBD client (fixed newstyle, NBD_OPT_GO, optional structured replies) for
 // tests and the demo; many requests in flight, matched by cookie (proto.md "Transmission").
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ByteQueue } from '../util/byte-queue.js';
 import {
   NBD_CMD,
   NBD_CMD_FLAG,
@@ -38,7 +40,8 @@ export class NbdError extends Error {
   }
 }
 
-export type NbdClientAddress = { path: string } | { host: string; port: number };
+/** Where the server is; `stream` is an already connected byte stream (tests script a server on one). */
+export type NbdClientAddress = { path: string } | { host: string; port: number } | { stream: Duplex };
 
 export interface NbdClientOptions {
   /** Export to ask for (default ""). */
@@ -62,13 +65,11 @@ interface Pending {
 
 /** Accumulates socket bytes; `read(n)` resolves with exactly n bytes (handshake only). */
 class HandshakeReader {
-  #chunks: Buffer[] = [];
-  #len = 0;
+  readonly #queue = new ByteQueue();
   #want: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
   #error: Error | null = null;
   push(b: Buffer): void {
-    this.#chunks.push(b);
-    this.#len += b.length;
+    this.#queue.push(b);
     this.#serve();
   }
   fail(e: Error): void {
@@ -85,19 +86,13 @@ class HandshakeReader {
     });
   }
   rest(): Buffer {
-    const r = Buffer.concat(this.#chunks);
-    this.#chunks = [];
-    this.#len = 0;
-    return r;
+    return this.#queue.readAll();
   }
   #serve(): void {
     const w = this.#want;
-    if (w === null || this.#len < w.n) return;
-    const all = Buffer.concat(this.#chunks);
-    this.#chunks = all.length > w.n ? [all.subarray(w.n)] : [];
-    this.#len -= w.n;
+    if (w === null || this.#queue.length < w.n) return;
     this.#want = null;
-    w.resolve(all.subarray(0, w.n));
+    w.resolve(this.#queue.read(w.n));
   }
 }
 
@@ -119,16 +114,15 @@ export class NbdClient {
   readonly structuredReplies: boolean;
   /** Largest request the server accepts (NBD_INFO_BLOCK_SIZE maximum; 32 MiB if not sent). */
   readonly maxBlockSize: number;
-  readonly #socket: Socket;
+  readonly #socket: Duplex;
   readonly #pending = new Map<number, Pending>();
   #nextCookie = 1;
-  #chunks: Buffer[] = [];
-  #buffered = 0;
+  readonly #queue = new ByteQueue();
   #closedError: NbdError | null = null;
   #idle: (() => void) | null = null;
   readonly #closed: Promise<void>;
 
-  private constructor(socket: Socket, size: number, flags: number, structured: boolean, maxBlock: number, rest: Buffer) {
+  private constructor(socket: Duplex, size: number, flags: number, structured: boolean, maxBlock: number, rest: Buffer) {
     this.#socket = socket;
     this.size = size;
     this.transmissionFlags = flags;
@@ -145,7 +139,7 @@ export class NbdClient {
    * Rejects with an NbdError when the server refuses the export or speaks something else.
    */
   static async connect(addr: NbdClientAddress, opts: NbdClientOptions = {}): Promise<NbdClient> {
-    const socket = 'path' in addr ? netConnect(addr.path) : netConnect(addr.port, addr.host);
+    const socket = 'stream' in addr ? addr.stream : 'path' in addr ? netConnect(addr.path) : netConnect(addr.port, addr.host);
     const reader = new HandshakeReader();
     const onData = (b: Buffer): void => reader.push(b);
     const onClose = (): void => reader.fail(new NbdError('ECONNRESET', 0, 'NBD server closed the connection during the handshake'));
@@ -314,66 +308,40 @@ export class NbdClient {
     this.#socket.destroy();
   }
 
-  #peek(n: number): Buffer | null {
-    if (this.#buffered < n) return null;
-    const first = this.#chunks[0];
-    if (first !== undefined && first.length >= n) return first.subarray(0, n);
-    const all = Buffer.concat(this.#chunks);
-    this.#chunks = [all];
-    return all.subarray(0, n);
-  }
-
-  #consume(n: number): void {
-    let left = n;
-    while (left > 0) {
-      const c = this.#chunks[0];
-      if (c === undefined) break;
-      if (c.length <= left) {
-        left -= c.length;
-        this.#chunks.shift();
-      } else {
-        this.#chunks[0] = c.subarray(left);
-        left = 0;
-      }
-    }
-    this.#buffered -= n;
-  }
-
   #onData(b: Buffer): void {
-    this.#chunks.push(b);
-    this.#buffered += b.length;
+    const q = this.#queue;
+    q.push(b);
     while (this.#closedError === null) {
-      const m = this.#peek(4);
-      if (m === null) return;
-      const magic = m.readUInt32BE(0);
+      if (q.length < 4) return;
+      const magic = q.peekUInt32BE(0);
       if (magic === NBD_SIMPLE_REPLY_MAGIC) {
-        const h = this.#peek(16);
-        if (h === null) return;
-        const error = h.readUInt32BE(4);
-        const cookie = h.readUInt32BE(12);
+        if (q.length < 16) return;
+        const error = q.peekUInt32BE(4);
+        const cookie = q.peekUInt32BE(12);
         const p = this.#pending.get(cookie);
         if (p === undefined) return this.#protocolError(`reply for unknown cookie ${cookie}`);
         const dataLen = p.type === NBD_CMD.READ && error === 0 ? p.length : 0;
-        const all = this.#peek(16 + dataLen);
-        if (all === null) return;
-        const data = dataLen > 0 ? Buffer.from(all.subarray(16, 16 + dataLen)) : null;
-        this.#consume(16 + dataLen);
+        if (q.length < 16 + dataLen) return;
+        q.skip(16);
+        // Copied: the caller keeps read data, and must not pin (or see reused) socket chunks.
+        let data: Buffer | null = null;
+        if (dataLen > 0) {
+          data = Buffer.allocUnsafe(dataLen);
+          q.readInto(data, 0, dataLen);
+        }
         this.#finish(cookie, p, error === 0 ? null : this.#errorOf(p, error, ''), data);
       } else if (magic === NBD_STRUCTURED_REPLY_MAGIC) {
-        const h = this.#peek(20);
-        if (h === null) return;
-        const flags = h.readUInt16BE(4);
-        const type = h.readUInt16BE(6);
-        const cookie = h.readUInt32BE(12);
-        const len = h.readUInt32BE(16);
+        if (q.length < 20) return;
+        const flags = q.peekUInt16BE(4);
+        const type = q.peekUInt16BE(6);
+        const cookie = q.peekUInt32BE(12);
+        const len = q.peekUInt32BE(16);
         const p = this.#pending.get(cookie);
         if (p === undefined) return this.#protocolError(`chunk for unknown cookie ${cookie}`);
         if (len > p.length + MAX_REPLY_EXTRA) return this.#protocolError(`chunk of ${len} bytes`);
-        const all = this.#peek(20 + len);
-        if (all === null) return;
-        const payload = all.subarray(20, 20 + len);
-        this.#chunk(p, type, payload);
-        this.#consume(20 + len);
+        if (q.length < 20 + len) return;
+        q.skip(20);
+        this.#chunk(p, type, q.read(len));
         if ((flags & NBD_REPLY_FLAG.DONE) !== 0) this.#finish(cookie, p, p.error, p.buf);
       } else {
         return this.#protocolError(`bad reply magic 0x${magic.toString(16)}`);

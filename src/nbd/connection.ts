@@ -1,6 +1,7 @@
 // One NBD connection: handshake, then the transmission phase with many requests in flight, replies
 // in completion order and batched socket writes (proto.md "Transmission", "Request types").
 import type { Duplex } from 'node:stream';
+import { ByteQueue } from '../util/byte-queue.js';
 import type { NbdBackend } from './backend.js';
 import {
   NBD_CMD,
@@ -23,7 +24,8 @@ import {
   writeSimpleReply,
   type NbdExtent,
 } from './reply.js';
-import { decodeRequest, isRequestMagic, newRequest, type NbdRequest } from './request.js';
+import { decodeRequest, newRequest, type NbdRequest } from './request.js';
+import { validateRequest, type RequestLimits } from './validate.js';
 
 export type NbdLogLevel = 'error' | 'warning' | 'info' | 'debug';
 export type NbdLog = (level: NbdLogLevel, msg: string) => void;
@@ -51,7 +53,7 @@ type Phase = 'header' | 'payload' | 'drain';
 /*
  * Reading side, per connection:
  *
- *   socket 'data' ──► chunks[] ──► header (28 B, decoded in place or from a scratch copy)
+ *   socket 'data' ──► ByteQueue ──► header (28 B, decoded in place or from a scratch copy)
  *                                    │ WRITE with payload: 'payload' (subarray when contiguous,
  *                                    │ else one Buffer of exactly `length`), refused WRITE: 'drain'
  *                                    ▼
@@ -66,8 +68,7 @@ export class Connection {
   readonly #peer: string;
   #handshake: NbdHandshake | null;
   #neg: Negotiated | null = null;
-  #chunks: Buffer[] = [];
-  #buffered = 0;
+  readonly #queue = new ByteQueue();
   readonly #scratch = Buffer.allocUnsafeSlow(NBD_REQUEST_SIZE);
   readonly #req: NbdRequest = newRequest();
   #phase: Phase = 'header';
@@ -80,7 +81,8 @@ export class Connection {
   #ending = false;
   #dead = false;
   #corked = false;
-  #size = 0;
+  /** What requests are validated against; null until the handshake is done. */
+  #limits: RequestLimits | null = null;
   readonly #closed: Promise<void>;
 
   constructor(host: ConnectionHost, socket: Duplex, peer: string) {
@@ -144,8 +146,7 @@ export class Connection {
       this.#onHandshakeData(chunk);
       return;
     }
-    this.#chunks.push(chunk);
-    this.#buffered += chunk.length;
+    this.#queue.push(chunk);
     this.#process();
   }
 
@@ -175,14 +176,21 @@ export class Connection {
     }
     this.#handshake = null;
     this.#neg = step.negotiated;
-    this.#size = this.#host.backend.size;
+    const backend = this.#host.backend;
+    this.#limits = {
+      size: backend.size,
+      maxBlockSize: this.#host.maxBlockSize,
+      readOnly: backend.readOnly,
+      canFastZero: backend.canFastZero,
+      structuredReplies: step.negotiated.structuredReplies,
+      metaContextId: step.negotiated.metaContextId,
+    };
     this.#host.log(
       'debug',
       `NBD connection ${this.#peer}: export "${step.negotiated.exportName}", structured replies ${step.negotiated.structuredReplies ? 'on' : 'off'}`,
     );
     if (step.rest.length > 0) {
-      this.#chunks.push(step.rest);
-      this.#buffered += step.rest.length;
+      this.#queue.push(step.rest);
       this.#process();
     }
   }
@@ -199,8 +207,7 @@ export class Connection {
     if (this.#dead) return;
     this.#host.log('warning', `NBD connection ${this.#peer} closed: ${reason}`);
     this.#dead = true;
-    this.#chunks = [];
-    this.#buffered = 0;
+    this.#queue.clear();
     this.#socket.destroy();
   }
 
@@ -214,8 +221,8 @@ export class Connection {
   #process(): void {
     while (!this.#dead && !this.#ending) {
       if (this.#phase === 'drain') {
-        const n = Math.min(this.#drainLeft, this.#buffered);
-        this.#drop(n);
+        const n = Math.min(this.#drainLeft, this.#queue.length);
+        this.#queue.skip(n);
         this.#drainLeft -= n;
         if (this.#drainLeft > 0) return;
         this.#phase = 'header';
@@ -227,14 +234,15 @@ export class Connection {
           this.#phase = 'header';
           continue;
         }
-        if (this.#buffered < p.length) return;
-        const data = this.#takePayload(p.length);
+        if (this.#queue.length < p.length) return;
+        // A subarray when header and payload came in one chunk, else one copy of exactly `length`.
+        const data = this.#queue.read(p.length);
         this.#pending = null;
         this.#phase = 'header';
         this.#dispatchWrite(p.cookieHi, p.cookieLo, p.offset, data, p.fua);
         continue;
       }
-      if (this.#buffered < NBD_REQUEST_SIZE) return;
+      if (this.#queue.length < NBD_REQUEST_SIZE) return;
       if (this.#socket.writableLength > MAX_UNSENT_REPLY_BYTES) {
         this.#waitingDrain = true;
         this.#socket.pause();
@@ -258,86 +266,44 @@ export class Connection {
   }
 
   #readHeader(): NbdRequest {
-    const first = this.#chunks[0];
-    if (first !== undefined && first.length >= NBD_REQUEST_SIZE) {
-      decodeRequest(first, 0, this.#req);
-      this.#drop(NBD_REQUEST_SIZE);
+    const q = this.#queue;
+    if (q.contiguous >= NBD_REQUEST_SIZE) {
+      decodeRequest(q.read(NBD_REQUEST_SIZE), 0, this.#req);
     } else {
-      this.#copyOut(this.#scratch, NBD_REQUEST_SIZE);
+      q.readInto(this.#scratch, 0, NBD_REQUEST_SIZE);
       decodeRequest(this.#scratch, 0, this.#req);
     }
     return this.#req;
   }
 
-  /** Copy n buffered bytes into dst and consume them. */
-  #copyOut(dst: Buffer, n: number): void {
-    let got = 0;
-    while (got < n) {
-      const c = this.#chunks[0];
-      if (c === undefined) break;
-      const k = Math.min(c.length, n - got);
-      c.copy(dst, got, 0, k);
-      got += k;
-      if (k === c.length) this.#chunks.shift();
-      else this.#chunks[0] = c.subarray(k);
-    }
-    this.#buffered -= n;
-  }
-
-  #drop(n: number): void {
-    let left = n;
-    while (left > 0) {
-      const c = this.#chunks[0];
-      if (c === undefined) break;
-      if (c.length <= left) {
-        left -= c.length;
-        this.#chunks.shift();
-      } else {
-        this.#chunks[0] = c.subarray(left);
-        left = 0;
-      }
-    }
-    this.#buffered -= n;
-  }
-
-  /** A WRITE payload: a subarray when contiguous, else one Buffer of exactly n bytes. */
-  #takePayload(n: number): Buffer {
-    const first = this.#chunks[0];
-    if (first !== undefined && first.length >= n) {
-      const data = first.subarray(0, n);
-      this.#drop(n);
-      return data;
-    }
-    const data = Buffer.allocUnsafe(n);
-    this.#copyOut(data, n);
-    return data;
-  }
-
   /** Validate one request (a slot is held) and start it, or answer with an error. */
   #handleRequest(req: NbdRequest): void {
-    const neg = this.#neg;
-    if (neg === null) return;
-    if (!isRequestMagic(req)) {
-      this.#failRequest(`bad request magic 0x${req.magic.toString(16).padStart(8, '0')}`);
-      return;
-    }
+    const limits = this.#limits;
+    if (limits === null) return;
+    const v = validateRequest(req, limits);
     const { cookieHi, cookieLo, offset, length, flags, type } = req;
+    switch (v.kind) {
+      case 'fatal':
+        this.#failRequest(v.reason);
+        return;
+      case 'error':
+        this.#complete(cookieHi, cookieLo, v.error, v.message);
+        if (type === NBD_CMD.WRITE) {
+          // Refused: the payload still follows on the wire and must be read and discarded.
+          this.#drainLeft = length;
+          this.#phase = 'drain';
+        }
+        return;
+      case 'noop':
+        this.#complete(cookieHi, cookieLo, 0);
+        return;
+      case 'ok':
+        break;
+    }
     const backend = this.#host.backend;
-    const max = this.#host.maxBlockSize;
-    const inRange = offset >= 0 && offset + length <= this.#size;
     const fua = (flags & NBD_CMD_FLAG.FUA) !== 0;
     switch (type) {
-      case NBD_CMD.READ: {
-        if (length > max) {
-          this.#failRequest(`NBD_CMD_READ length ${length} exceeds the maximum block size ${max}`);
-          return;
-        }
-        const allowed = NBD_CMD_FLAG.FUA | (neg.structuredReplies ? NBD_CMD_FLAG.DF : 0);
-        const err = (flags & ~allowed) !== 0 || length === 0 || !inRange ? NBD_E.EINVAL : 0;
-        if (err !== 0) {
-          this.#complete(cookieHi, cookieLo, err);
-          return;
-        }
+      case NBD_CMD.READ:
         backend.read(offset, length).then(
           (data) => {
             if (data.length !== length) this.#complete(cookieHi, cookieLo, NBD_E.EIO, 'short read');
@@ -346,28 +312,10 @@ export class Connection {
           (e: unknown) => this.#complete(cookieHi, cookieLo, nbdErrnoOf(e), messageOf(e)),
         );
         return;
-      }
-      case NBD_CMD.WRITE: {
-        if (length > max) {
-          // The payload is too large to drain safely: the stream is lost.
-          this.#failRequest(`NBD_CMD_WRITE length ${length} exceeds the maximum block size ${max}`);
-          return;
-        }
-        let err = 0;
-        if ((flags & ~NBD_CMD_FLAG.FUA) !== 0 || length === 0) err = NBD_E.EINVAL;
-        else if (backend.readOnly) err = NBD_E.EPERM;
-        else if (!inRange) err = NBD_E.ENOSPC;
-        if (err !== 0) {
-          // Refused: the payload still follows on the wire and must be read and discarded.
-          this.#complete(cookieHi, cookieLo, err);
-          this.#drainLeft = length;
-          this.#phase = 'drain';
-          return;
-        }
+      case NBD_CMD.WRITE:
         this.#pending = { cookieHi, cookieLo, offset, length, fua };
         this.#phase = 'payload';
         return;
-      }
       case NBD_CMD.DISC:
         this.#inFlight--;
         this.#host.release();
@@ -376,48 +324,19 @@ export class Connection {
         this.#maybeFinish();
         return;
       case NBD_CMD.FLUSH:
-        if ((flags & ~NBD_CMD_FLAG.FUA) !== 0) {
-          this.#complete(cookieHi, cookieLo, NBD_E.EINVAL);
-          return;
-        }
         this.#track(cookieHi, cookieLo, backend.flush());
         return;
-      case NBD_CMD.TRIM: {
-        let err = 0;
-        if ((flags & ~NBD_CMD_FLAG.FUA) !== 0 || !inRange) err = NBD_E.EINVAL;
-        else if (backend.readOnly) err = NBD_E.EPERM;
-        if (err !== 0 || length === 0) {
-          this.#complete(cookieHi, cookieLo, err);
-          return;
-        }
+      case NBD_CMD.TRIM:
         this.#track(cookieHi, cookieLo, backend.trim(offset, length, fua));
         return;
-      }
-      case NBD_CMD.CACHE:
-        this.#complete(cookieHi, cookieLo, (flags & ~NBD_CMD_FLAG.FUA) !== 0 || !inRange ? NBD_E.EINVAL : 0);
-        return;
       case NBD_CMD.WRITE_ZEROES: {
-        const fastZero = (flags & NBD_CMD_FLAG.FAST_ZERO) !== 0;
-        const allowed = NBD_CMD_FLAG.FUA | NBD_CMD_FLAG.NO_HOLE | (backend.canFastZero ? NBD_CMD_FLAG.FAST_ZERO : 0);
-        let err = 0;
-        if ((flags & ~allowed) !== 0) err = NBD_E.EINVAL;
-        else if (backend.readOnly) err = NBD_E.EPERM;
-        else if (!inRange) err = NBD_E.ENOSPC;
-        if (err !== 0 || length === 0) {
-          this.#complete(cookieHi, cookieLo, err);
-          return;
-        }
         const noHole = (flags & NBD_CMD_FLAG.NO_HOLE) !== 0;
+        const fastZero = (flags & NBD_CMD_FLAG.FAST_ZERO) !== 0;
         this.#track(cookieHi, cookieLo, backend.writeZeroes(offset, length, { fua, noHole, fastZero }));
         return;
       }
       case NBD_CMD.BLOCK_STATUS: {
-        const ctx = neg.metaContextId;
-        const allowed = NBD_CMD_FLAG.FUA | NBD_CMD_FLAG.REQ_ONE;
-        if (ctx === null || (flags & ~allowed) !== 0 || length === 0 || !inRange) {
-          this.#complete(cookieHi, cookieLo, NBD_E.EINVAL);
-          return;
-        }
+        const ctx = limits.metaContextId as number; // validated: a context is selected
         const reqOne = (flags & NBD_CMD_FLAG.REQ_ONE) !== 0;
         const status = backend.blockStatus?.(offset, length) ?? Promise.resolve([{ length, flags: 0 }]);
         status.then(
@@ -427,6 +346,7 @@ export class Connection {
         return;
       }
       default:
+        // validateRequest() accepts no other command.
         this.#complete(cookieHi, cookieLo, NBD_E.EINVAL, `unknown command ${nameOfNbdCmd(type)}`);
     }
   }

@@ -1,5 +1,6 @@
 // Fixed newstyle handshake and option haggling as a sans-I/O state machine: bytes in, bytes out,
 // and a verdict (proto.md "Handshake", "Option types", "Option reply types", INFO/GO, meta contexts).
+import { ByteQueue } from '../util/byte-queue.js';
 import {
   BASE_ALLOCATION,
   NBD_FLAG,
@@ -132,8 +133,7 @@ class OptionReader {
 export class NbdHandshake {
   readonly #cfg: HandshakeConfig;
   #phase: Phase = 'clientFlags';
-  #chunks: Buffer[] = [];
-  #buffered = 0;
+  readonly #queue = new ByteQueue();
   #noZeroes = false;
   #structured = false;
   #metaContextId: number | null = null;
@@ -150,10 +150,7 @@ export class NbdHandshake {
   push(chunk: Buffer): HandshakeStep {
     const send: Buffer[] = [];
     if (this.#phase === 'done') return { state: 'close', send, reason: 'data after the end of the handshake', protocolError: true };
-    if (chunk.length > 0) {
-      this.#chunks.push(chunk);
-      this.#buffered += chunk.length;
-    }
+    this.#queue.push(chunk);
     for (;;) {
       switch (this.#phase as Phase) {
         case 'clientFlags': {
@@ -192,8 +189,8 @@ export class NbdHandshake {
           break;
         }
         case 'skip': {
-          const n = Math.min(this.#skipLeft, this.#buffered);
-          this.#drop(n);
+          const n = Math.min(this.#skipLeft, this.#queue.length);
+          this.#queue.skip(n);
           this.#skipLeft -= n;
           if (this.#skipLeft > 0) return { state: 'more', send };
           send.push(errorReply(this.#option, NBD_REP.ERR_TOO_BIG, 'option data too long'));
@@ -219,46 +216,9 @@ export class NbdHandshake {
     return { state: 'close', send, reason, protocolError };
   }
 
-  /** Remove and return exactly n buffered bytes (copied: handshake data is small), or null. */
+  /** Remove and return exactly n buffered bytes, or null until they have all arrived. */
   #take(n: number): Buffer | null {
-    if (this.#buffered < n) return null;
-    if (n === 0) return Buffer.alloc(0);
-    const out = Buffer.allocUnsafe(n);
-    let got = 0;
-    while (got < n) {
-      const c = this.#chunks[0];
-      if (c === undefined) break;
-      const k = Math.min(c.length, n - got);
-      c.copy(out, got, 0, k);
-      got += k;
-      if (k === c.length) this.#chunks.shift();
-      else this.#chunks[0] = c.subarray(k);
-    }
-    this.#buffered -= n;
-    return out;
-  }
-
-  #drop(n: number): void {
-    let left = n;
-    while (left > 0) {
-      const c = this.#chunks[0];
-      if (c === undefined) break;
-      if (c.length <= left) {
-        left -= c.length;
-        this.#chunks.shift();
-      } else {
-        this.#chunks[0] = c.subarray(left);
-        left = 0;
-      }
-    }
-    this.#buffered -= n;
-  }
-
-  #rest(): Buffer {
-    const rest = this.#chunks.length === 1 ? (this.#chunks[0] ?? Buffer.alloc(0)) : Buffer.concat(this.#chunks);
-    this.#chunks = [];
-    this.#buffered = 0;
-    return rest;
+    return this.#queue.length < n ? null : this.#queue.read(n);
   }
 
   #acceptsName(name: string): boolean {
@@ -292,7 +252,7 @@ export class NbdHandshake {
         b.writeUInt16BE(this.#flags(), 8);
         send.push(b);
         this.#phase = 'done';
-        return { state: 'transmission', send, negotiated: this.#negotiated(name), rest: this.#rest() };
+        return { state: 'transmission', send, negotiated: this.#negotiated(name), rest: this.#queue.readAll() };
       }
       case NBD_OPT.ABORT:
         send.push(encodeOptionReply(opt, NBD_REP.ACK));
@@ -392,7 +352,7 @@ export class NbdHandshake {
     send.push(encodeOptionReply(opt, NBD_REP.ACK));
     if (opt === NBD_OPT.INFO) return null;
     this.#phase = 'done';
-    return { state: 'transmission', send, negotiated: this.#negotiated(name), rest: this.#rest() };
+    return { state: 'transmission', send, negotiated: this.#negotiated(name), rest: this.#queue.readAll() };
   }
 
   /*

@@ -5,7 +5,8 @@ import type { NvList } from '../nv/codec.js';
 import type { ChecksumAlgorithm } from './checksum.js';
 import type { CompressionAlgorithm } from './compression/index.js';
 import { PeerProtocolError } from './errors.js';
-import { encodeMessage, HAST_PROTO_VERSION, MessageReader, type PayloadLimit, type PeerMessage } from './framing.js';
+import { HAST_PROTO_VERSION } from './constants.js';
+import { encodeMessage, MessageReader, type PayloadLimit, type PeerMessage } from './framing.js';
 
 /** How this side frames what it sends: its own configured algorithms and the negotiated version. */
 export interface SendOptions {
@@ -52,7 +53,7 @@ export class PeerConnection {
   #send: SendOptions;
   readonly #reader: MessageReader;
   #onMessage: ((msg: PeerMessage) => void) | undefined;
-  readonly #onClose: ((reason: Error | undefined) => void) | undefined;
+  #onClose: ((reason: Error | undefined) => void) | undefined;
   #closed = false;
   #closeReason: Error | undefined;
   #corked = false;
@@ -105,6 +106,14 @@ export class PeerConnection {
     while (handler !== undefined && this.#queue.length > 0 && this.#onMessage === handler) {
       handler(this.#queue.shift() as PeerMessage);
     }
+  }
+
+  /**
+   * Set or replace the close handler (the handshake hands the connection to the data phase). A
+   * connection that is already closed does not call it: check `closed` after setting it.
+   */
+  set onClose(handler: ((reason: Error | undefined) => void) | undefined) {
+    this.#onClose = handler;
   }
 
   /** Change the framing of later sends (e.g. the negotiated version after the handshake). */
@@ -335,6 +344,12 @@ export class PendingMap<E> {
   /** The entry for `seq` without removing it (memsync: the `received` reply keeps it waiting). */
   get(seq: bigint): E | undefined {
     return this.#map.get(seq);
+  }
+
+  /** The entry registered earliest and still pending (the primary's reply timeout looks at it). */
+  oldest(): E | undefined {
+    for (const e of this.#map.values()) return e;
+    return undefined;
   }
 
   /** Remove and return the entry for `seq`; undefined for an unknown seq (log and ignore it). */

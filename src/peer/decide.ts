@@ -1,5 +1,6 @@
 // The split-brain decision table (HAST-SPEC §7.2), evaluated by the secondary worker when a primary
 // connects. Pure: the caller does the metadata write, the bitmap read, the reply and the exit.
+import { SPLIT_BRAIN_ERRMSG } from './constants.js';
 
 /** The secondary's stored values (S in the spec). */
 export interface SecondaryCounters {
@@ -43,7 +44,7 @@ export interface RefuseDecision {
  */
 export interface SplitBrainDecision {
   readonly kind: 'split-brain';
-  readonly errmsg: 'Split-brain condition!';
+  readonly errmsg: typeof SPLIT_BRAIN_ERRMSG;
 }
 
 /**
@@ -59,8 +60,6 @@ export interface SyncDecision {
 
 export type SyncDecisionResult = AdoptDecision | RefuseDecision | SplitBrainDecision | SyncDecision;
 
-/** Text of the split-brain refusal; the primary runs its hook when it receives exactly this. */
-export const SPLIT_BRAIN_ERRMSG = 'Split-brain condition!';
 
 /**
  * Decide what a secondary does with a connecting primary, from both nodes' resuid and counters.

@@ -1,5 +1,6 @@
 // Errors of the node-to-node protocol (HAST-SPEC §6, §8): malformed or refused input from a peer.
 // Tier "connection error" of STYLE §2.7: the caller logs the reason once and closes that connection.
+import type { NvList } from '../nv/codec.js';
 
 /** Stable codes for PeerProtocolError, listed once. */
 export const PEER_ERROR_CODES = [
@@ -26,9 +27,21 @@ export class PeerProtocolError extends Error {
   override readonly name = 'PeerProtocolError';
   readonly code: PeerErrorCode;
   readonly errno: string;
-  constructor(code: PeerErrorCode, message: string, options?: { errno?: string; cause?: unknown }) {
+  /**
+   * The decoded header of the message whose payload failed (checksum, decompression): the
+   * receiver can still tell which request the broken reply was for and fail that one with EIO.
+   */
+  readonly header: NvList | undefined;
+  constructor(code: PeerErrorCode, message: string, options?: { errno?: string; cause?: unknown; header?: NvList }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.errno = options?.errno ?? 'EINVAL';
+    this.header = options?.header;
+  }
+
+  /** The same error, naming the header of the message it belongs to. */
+  withHeader(header: NvList): PeerProtocolError {
+    const cause: unknown = this.cause;
+    return new PeerProtocolError(this.code, this.message, { errno: this.errno, cause, header });
   }
 }

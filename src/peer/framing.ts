@@ -2,28 +2,22 @@
 // optional payload, with the compression → checksum pipeline on send and its reverse on receive.
 //
 //   off  size      field
-//   0    1         protocol version (2; a receiver rejects anything above 2: "RPC version mismatch")
-//   1    4         length of the nv list in bytes, uint32 little-endian
+//   0    1         protocol version (2; a receiver rejects anything above 2: "RPC version mismatch";
+//                  0 and 1 are accepted, as upstream hast_proto_recv_hdr does)
+//   1    4         length of the nv list in bytes, uint32 little-endian (never 0: see below)
 //   5    nvlen     the nv list (HAST-SPEC §3.1)
 //   5+nvlen size   payload, present only when the nv list has `size` (uint32) = payload length as
 //                  sent (after compression); `compression`, `checksum` and `hash` describe it
 import { decodeNv, encodeNv, NV_TYPE, NvError, type NvList } from '../nv/codec.js';
 import { addChecksum, verifyChecksum, type ChecksumAlgorithm } from './checksum.js';
 import { compressPayload, decompressPayload, type CompressionAlgorithm } from './compression/index.js';
+import { HAST_PROTO_VERSION, MAX_NV_SIZE, MAXPHYS } from './constants.js';
 import { PeerProtocolError } from './errors.js';
+import { ByteQueue } from '../util/byte-queue.js';
 
-/** The protocol version we speak and the highest we accept. */
-export const HAST_PROTO_VERSION = 2;
+export { HAST_PROTO_VERSION, MAX_NV_SIZE, MAXPHYS };
 /** Size of the fixed message header. */
 export const MESSAGE_HEADER_SIZE = 5;
-/**
- * Largest nv list we accept. Real headers are well under 1 KiB (the largest, the handshake reply,
- * is about 300 bytes); bitmaps and data travel as payload, so 64 KiB is generous and bounds
- * what a hostile peer can make us buffer before the list is even parsed.
- */
-export const MAX_NV_SIZE = 64 * 1024;
-/** Largest I/O request (MAXPHYS, pinned at 1 MiB: DESIGN.md, HAST-SPEC §11.6). */
-export const MAXPHYS = 1024 * 1024;
 
 /** What the sender applies to a payload: its own configured algorithms. */
 export interface EncodeOptions {
@@ -92,10 +86,8 @@ type State = (typeof STATE)[keyof typeof STATE];
 export class MessageReader {
   #maxPayload: PayloadLimit;
   readonly #maxNvSize: number;
-  /** Received bytes not yet consumed, oldest first; `#chunks[0]` starts at `#head`. */
-  #chunks: Buffer[] = [];
-  #head = 0;
-  #buffered = 0;
+  /** Received bytes not yet consumed, and a payload being assembled when it spans chunks. */
+  readonly #queue = new ByteQueue();
   #state: State = STATE.HEADER;
   #error: PeerProtocolError | undefined;
   // Current message.
@@ -104,9 +96,6 @@ export class MessageReader {
   #nv: NvList | undefined;
   #size = 0;
   #limit = 0;
-  /** Payload being assembled when it spans chunks. */
-  #payload: Buffer | undefined;
-  #payloadFill = 0;
 
   constructor(opts: MessageReaderOptions = {}) {
     this.#maxPayload = opts.maxPayload ?? MAXPHYS;
@@ -120,12 +109,12 @@ export class MessageReader {
 
   /** Bytes received and not yet part of a returned message. */
   get buffered(): number {
-    return this.#buffered + this.#payloadFill;
+    return this.#queue.buffered;
   }
 
   /** True between messages: no partial message is buffered. */
   get idle(): boolean {
-    return this.#state === STATE.HEADER && this.#buffered === 0;
+    return this.#state === STATE.HEADER && this.#queue.length === 0;
   }
 
   /**
@@ -135,10 +124,7 @@ export class MessageReader {
   push(chunk: Buffer): PeerMessage[] {
     if (this.#error !== undefined) throw this.#error;
     const out: PeerMessage[] = [];
-    if (chunk.length > 0) {
-      this.#chunks.push(chunk);
-      this.#buffered += chunk.length;
-    }
+    this.#queue.push(chunk);
     try {
       for (;;) {
         const msg = this.#step();
@@ -147,9 +133,7 @@ export class MessageReader {
       }
     } catch (err) {
       this.#state = STATE.FAILED;
-      this.#chunks = [];
-      this.#buffered = 0;
-      this.#payload = undefined;
+      this.#queue.clear();
       this.#error =
         err instanceof PeerProtocolError
           ? err
@@ -163,8 +147,8 @@ export class MessageReader {
   #step(): PeerMessage | null | undefined {
     switch (this.#state) {
       case STATE.HEADER: {
-        if (this.#buffered < MESSAGE_HEADER_SIZE) return null;
-        const h = this.#take(MESSAGE_HEADER_SIZE);
+        if (this.#queue.length < MESSAGE_HEADER_SIZE) return null;
+        const h = this.#queue.read(MESSAGE_HEADER_SIZE);
         this.#version = h.readUInt8(0);
         this.#nvLen = h.readUInt32LE(1);
         if (this.#version > HAST_PROTO_VERSION) {
@@ -173,6 +157,12 @@ export class MessageReader {
             `RPC version mismatch (received version ${this.#version}, highest supported ${HAST_PROTO_VERSION})`,
             { errno: 'ERPCMISMATCH' },
           );
+        }
+        // Upstream cannot receive an empty list (proto_common_recv asserts size > 0) and never sends
+        // one (every message has at least one field): a zero length is malformed input, refused
+        // here instead of upstream's abort.
+        if (this.#nvLen === 0) {
+          throw new PeerProtocolError('EPEER_HEADER', 'Invalid header size 0 (empty nv list)');
         }
         if (this.#nvLen > this.#maxNvSize) {
           throw new PeerProtocolError(
@@ -184,8 +174,8 @@ export class MessageReader {
         return undefined;
       }
       case STATE.NV: {
-        if (this.#buffered < this.#nvLen) return null;
-        const nv = decodeHeader(this.#take(this.#nvLen));
+        if (this.#queue.length < this.#nvLen) return null;
+        const nv = decodeHeader(this.#queue.read(this.#nvLen));
         const size = nv.find('size');
         if (size === undefined) return this.#finish(nv, undefined);
         if (size.type !== NV_TYPE.UINT32) {
@@ -206,11 +196,18 @@ export class MessageReader {
         return undefined;
       }
       case STATE.PAYLOAD: {
-        const raw = this.#takePayload();
+        // Inside one chunk: a subarray; spanning chunks: one copy, assembled as bytes arrive.
+        const raw = this.#queue.readRun(this.#size);
         if (raw === null) return null;
         const nv = this.#nv as NvList;
         this.#nv = undefined;
-        return this.#finish(nv, unpackPayload(nv, raw, this.#limit));
+        let payload: Buffer;
+        try {
+          payload = unpackPayload(nv, raw, this.#limit);
+        } catch (err) {
+          throw err instanceof PeerProtocolError ? err.withHeader(nv) : err;
+        }
+        return this.#finish(nv, payload);
       }
       default:
         return null;
@@ -220,65 +217,6 @@ export class MessageReader {
   #finish(nv: NvList, payload: Buffer | undefined): PeerMessage {
     this.#state = STATE.HEADER;
     return { version: this.#version, nv, payload };
-  }
-
-  /** Consume `n` buffered bytes (n ≤ #buffered) as one Buffer; a subarray when in one chunk. */
-  #take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
-    const first = this.#chunks[0] as Buffer;
-    if (first.length - this.#head >= n) {
-      const out = first.subarray(this.#head, this.#head + n);
-      this.#advance(n);
-      return out;
-    }
-    const out = Buffer.allocUnsafe(n);
-    this.#copyInto(out, 0, n);
-    return out;
-  }
-
-  /** Copy `n` bytes from the chunk list into `dst` at `at`, consuming them. */
-  #copyInto(dst: Buffer, at: number, n: number): void {
-    let done = 0;
-    while (done < n) {
-      const c = this.#chunks[0] as Buffer;
-      const len = Math.min(c.length - this.#head, n - done);
-      c.copy(dst, at + done, this.#head, this.#head + len);
-      done += len;
-      this.#advance(len);
-    }
-  }
-
-  #advance(n: number): void {
-    this.#buffered -= n;
-    this.#head += n;
-    while (this.#chunks.length > 0 && this.#head >= (this.#chunks[0] as Buffer).length) {
-      this.#head -= (this.#chunks.shift() as Buffer).length;
-    }
-  }
-
-  /**
-   * The payload once complete, else null. A payload inside one chunk is handed on as a subarray;
-   * one that spans chunks is assembled into a single buffer as bytes arrive (one copy, and the
-   * socket's chunks are released as they are consumed).
-   */
-  #takePayload(): Buffer | null {
-    if (this.#payload === undefined) {
-      if (this.#buffered >= this.#size && (this.#chunks[0] as Buffer).length - this.#head >= this.#size) {
-        return this.#take(this.#size);
-      }
-      this.#payload = Buffer.allocUnsafe(this.#size);
-      this.#payloadFill = 0;
-    }
-    const n = Math.min(this.#buffered, this.#size - this.#payloadFill);
-    if (n > 0) {
-      this.#copyInto(this.#payload, this.#payloadFill, n);
-      this.#payloadFill += n;
-    }
-    if (this.#payloadFill < this.#size) return null;
-    const out = this.#payload;
-    this.#payload = undefined;
-    this.#payloadFill = 0;
-    return out;
   }
 }
 

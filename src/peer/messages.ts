@@ -2,18 +2,10 @@
 // and replies (§6.4). Field names and nv types are upstream's, exactly; they appear only here.
 import { NV_TYPE, NvError, NvList, nameOfNvType } from '../nv/codec.js';
 import { PeerProtocolError } from './errors.js';
-import { HAST_PROTO_VERSION, MAXPHYS } from './framing.js';
+import { HAST_PROTO_VERSION, HIO, type HioCmd, MAXPHYS, SYNCSRC, TOKEN_SIZE } from './constants.js';
 import type { SyncSrc } from './decide.js';
 
-/** Request commands (upstream HIO_*). */
-export const HIO = { READ: 1, WRITE: 2, DELETE: 3, FLUSH: 4, KEEPALIVE: 5 } as const;
-export type HioCmd = (typeof HIO)[keyof typeof HIO];
-
-/** `syncsrc` values on the wire (upstream HAST_SYNCSRC_*; 0 = undefined is never sent). */
-export const SYNCSRC = { primary: 1, secondary: 2 } as const;
-
-/** Length of the session token issued by the secondary's parent. */
-export const TOKEN_SIZE = 16;
+export { HIO, type HioCmd, SYNCSRC, TOKEN_SIZE };
 
 /** Upstream's name for a command in logs: "READ", ..., "UNKNOWN(n)". */
 export function nameOfHioCmd(cmd: number): string {
@@ -321,6 +313,19 @@ export function requestProblem(r: HioRequest, limits: RequestLimits): string | n
   if (r.length % limits.sectorSize !== 0) return `Length ${r.length} is not multiple of sector size.`;
   if (r.offset + r.length > limits.dataSize) {
     return `Data offset is too large (${r.offset + r.length} > ${limits.dataSize}).`;
+  }
+  return null;
+}
+
+/**
+ * The secondary's check of a WRITE's payload once the header passed requestProblem(): the data must
+ * be there and be exactly `length` bytes. Null when acceptable (and for every other command).
+ */
+export function writeDataProblem(r: HioRequest, data: Buffer | null): string | null {
+  if (r.cmd !== HIO.WRITE) return null;
+  if (data === null) return 'Write request carries no data.';
+  if (data.length !== r.length) {
+    return `Write data size differs from request length (${data.length} != ${r.length}).`;
   }
   return null;
 }

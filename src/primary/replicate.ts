@@ -1,40 +1,19 @@
-// Primary side of replication (HAST-SPEC §6): opens both connections to the secondary, runs the
-// handshake, provides the remote leg of the data path (many requests in flight, matched by seq),
-// keepalives, timeouts, reconnects every 10 s, and drives resync after every connect.
-import { randomBytes } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
-import { parsePeerAddress } from '../config/index.js';
+// Primary side of replication (HAST-SPEC §6): the lifecycle of the remote leg. Connects at start
+// (waiting while the peer is still primary), reconnects every 10 s, drives the guard tick and runs
+// resync after every connect. The handshake is ./connect.ts, the data phase ./remote.ts.
 import type { ResourceConfig } from '../config/types.js';
 import type { WorkerStats } from '../control/messages.js';
 import type { WorkerToParent } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
-import {
-  decodePayload,
-  encodeFrame,
-  encodeRequest,
-  type Frame,
-  FrameReader,
-  type NvFields,
-  nvBytes,
-  nvI8,
-  nvString,
-  nvU64,
-  nvU8,
-  SYNCSRC,
-} from '../secondary/wire.js';
-import { ErrnoError, fromFreeBsdErrno } from '../util/errno.js';
-import { MAXPHYS, type PrimaryResource, type RemoteLeg } from './resource.js';
+import { ErrnoError } from '../util/errno.js';
+import { connectToSecondary } from './connect.js';
+import { PeerRemote } from './remote.js';
+import type { PrimaryResource } from './resource.js';
 import { runSync, type SyncPeer } from './sync.js';
 
-const HIO = { READ: 1, WRITE: 2, DELETE: 3, FLUSH: 4, KEEPALIVE: 5 } as const;
-const PROTO_VERSION = 2;
 const RECONNECT_MS = 10_000;
 /** Retry interval of the startup wait while the peer is still primary. */
 const STARTUP_RETRY_MS = 1000;
-const KEEPALIVE_MS = 10_000;
-/** nv type codes used when reading replies. */
-const NVT = { INT8: 1, UINT8: 2, INT16: 3, INT32: 5, UINT32: 6, INT64: 7, UINT64: 8 } as const;
-const ZEROES = Buffer.alloc(MAXPHYS);
 
 export interface Replication {
   /**
@@ -49,72 +28,11 @@ export interface Replication {
   lastSync(): { bytes: number; seconds: number } | null;
 }
 
-interface Pending {
-  readonly cmd: number;
-  readonly sentAt: number;
-  onReceived: ((ok: boolean) => void) | null;
-  onDone: (ok: boolean, data: Buffer | null, errno: string | null) => void;
-}
-
-/** Read one framed message from a socket (handshake phase only). */
-function readFrame(sock: Socket, reader: FrameReader, timeoutMs: number): Promise<Frame> {
-  return new Promise((resolve, reject) => {
-    const tryNext = (): boolean => {
-      try {
-        const f = reader.next();
-        if (f !== null) {
-          finish(null, f);
-          return true;
-        }
-      } catch (err) {
-        finish(err as Error);
-        return true;
-      }
-      return false;
-    };
-    const timer = setTimeout(() => finish(new ErrnoError('ETIMEDOUT', 'Timeout while waiting for the handshake reply')), timeoutMs);
-    const onData = (chunk: Buffer): void => {
-      reader.push(chunk);
-      tryNext();
-    };
-    const onEnd = (): void => finish(new ErrnoError('ECONNRESET', 'Connection closed by the peer'));
-    const onError = (err: Error): void => finish(err);
-    function finish(err: Error | null, f?: Frame): void {
-      clearTimeout(timer);
-      sock.off('data', onData);
-      sock.off('end', onEnd);
-      sock.off('close', onEnd);
-      sock.off('error', onError);
-      sock.pause();
-      if (err !== null) reject(err);
-      else if (f !== undefined) resolve(f);
-    }
-    if (tryNext()) return;
-    sock.on('data', onData);
-    sock.on('end', onEnd);
-    sock.on('close', onEnd);
-    sock.on('error', onError);
-    sock.resume();
-  });
-}
-
-function num(nv: NvFields, name: string, type: number): number | null {
-  const v = nv.int(name, type);
-  return v === null ? null : Number(v);
-}
-
-class Replicator implements Omit<Replication, 'ready'>, RemoteLeg {
+class Replicator implements Omit<Replication, 'ready'> {
   readonly #res: PrimaryResource;
   #cfg: ResourceConfig;
   readonly #send: (msg: WorkerToParent) => void;
-  #out: Socket | null = null;
-  #in: Socket | null = null;
-  #version = PROTO_VERSION;
-  #mode: ResourceConfig['replication'];
-  #seq = 0n;
-  readonly #pending = new Map<bigint, Pending>();
-  #lastSend = Date.now();
-  #lastRecv = Date.now();
+  #remote: PeerRemote | null = null;
   #timer: NodeJS.Timeout | null = null;
   #reconnectAt = 0;
   #connecting = false;
@@ -123,16 +41,16 @@ class Replicator implements Omit<Replication, 'ready'>, RemoteLeg {
   #syncing: Promise<void> | null = null;
   #lastSync: { bytes: number; seconds: number } | null = null;
   #sendQueue = 0;
+  #peerCounters: { local: bigint; remote: bigint } = { local: 0n, remote: 0n };
 
   constructor(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void) {
     this.#res = res;
     this.#cfg = cfg;
     this.#send = send;
-    this.#mode = cfg.replication;
   }
 
   get connected(): boolean {
-    return this.#out !== null && this.#in !== null;
+    return this.#remote !== null;
   }
 
   /**
@@ -159,54 +77,8 @@ class Replicator implements Omit<Replication, 'ready'>, RemoteLeg {
 
   #tick(): void {
     const now = Date.now();
-    if (this.connected) {
-      // A reply overdue beyond `timeout` means the peer is gone (HAST-SPEC §6.5).
-      const timeoutMs = this.#cfg.timeout * 1000;
-      for (const p of this.#pending.values()) {
-        if (now - p.sentAt > timeoutMs && now - this.#lastRecv > timeoutMs) {
-          this.#disconnect('Timeout while waiting for a reply');
-          return;
-        }
-        break; // Map order = send order: the oldest is first.
-      }
-      if (now - this.#lastSend >= KEEPALIVE_MS && this.#pending.size === 0) {
-        this.#write(encodeRequest(this.#version, { cmd: HIO.KEEPALIVE }, this.#payloadOpts()));
-      }
-    } else if (!this.#connecting && !this.#stopped && now >= this.#reconnectAt) {
-      void this.#connect();
-    }
-  }
-
-  #payloadOpts(): { compression: ResourceConfig['compression']; checksum: ResourceConfig['checksum'] } {
-    return { compression: this.#cfg.compression, checksum: this.#cfg.checksum };
-  }
-
-  #open(timeoutMs: number): Promise<Socket> {
-    const remote = parsePeerAddress(this.#cfg.remoteAddr);
-    const source = this.#cfg.sourceAddr !== null ? parsePeerAddress(this.#cfg.sourceAddr, 0) : null;
-    return new Promise((resolve, reject) => {
-      const sock = connect({
-        host: remote.host,
-        port: remote.port,
-        ...(remote.family !== 0 ? { family: remote.family } : {}),
-        ...(source !== null ? { localAddress: source.host, ...(source.port !== 0 ? { localPort: source.port } : {}) } : {}),
-        noDelay: true,
-      });
-      const timer = setTimeout(() => {
-        sock.destroy();
-        reject(new ErrnoError('ETIMEDOUT', `Unable to connect to ${this.#cfg.remoteAddr}: timed out`));
-      }, timeoutMs);
-      sock.once('connect', () => {
-        clearTimeout(timer);
-        sock.off('error', onErr);
-        resolve(sock);
-      });
-      const onErr = (err: Error): void => {
-        clearTimeout(timer);
-        reject(err);
-      };
-      sock.once('error', onErr);
-    });
+    if (this.#remote !== null) this.#remote.tick(now);
+    else if (!this.#connecting && !this.#stopped && now >= this.#reconnectAt) void this.#connect();
   }
 
   /** One connection attempt: `busy` when the peer says it is still primary (`wait`). */
@@ -214,91 +86,32 @@ class Replicator implements Omit<Replication, 'ready'>, RemoteLeg {
     if (this.#connecting || this.#stopped || this.connected) return 'failed';
     this.#connecting = true;
     this.#reconnectAt = Date.now() + RECONNECT_MS;
-    const timeoutMs = this.#cfg.timeout * 1000;
-    let out: Socket | null = null;
-    let inn: Socket | null = null;
     const res = this.#res;
     try {
-      out = await this.#open(timeoutMs);
-      out.on('error', () => undefined);
-      const outReader = new FrameReader({ maxNv: 64 * 1024, maxPayload: 0 });
-      out.write(Buffer.concat(encodeFrame(PROTO_VERSION, [nvString('resource', this.#cfg.name), nvU8('version', PROTO_VERSION)], null, { compression: 'none', checksum: 'none' })));
-      const r1 = await readFrame(out, outReader, timeoutMs);
-      const err1 = r1.nv.string('errmsg');
-      if (err1 !== null && r1.nv.has('wait')) {
-        log.warning(err1);
-        out.destroy();
-        return 'busy';
+      const session = await connectToSecondary(res, this.#cfg, () => this.#event('split-brain'));
+      if (session.kind === 'busy') return 'busy';
+      this.#peerCounters = { local: session.peerCounters.local, remote: session.peerCounters.remote };
+      res.peerRemoteCnt = session.peerCounters.remote;
+      const remote = new PeerRemote({
+        out: session.out,
+        in: session.in,
+        cfg: this.#cfg,
+        mode: session.mode,
+        onDisconnect: (why) => this.#onDisconnect(remote, why),
+      });
+      if (!remote.connected) {
+        log.debug(1, `Unable to connect to ${this.#cfg.remoteAddr}: connection closed after the handshake`);
+        return 'failed';
       }
-      if (err1 !== null) throw new Error(`Remote node refused the connection: ${err1}`);
-      const version = num(r1.nv, 'version', NVT.UINT8) ?? 1;
-      if (version > PROTO_VERSION) throw new Error(`Invalid version received (${version})`);
-      const token = r1.nv.bytes('token');
-      if (token === null || token.length !== 16) throw new Error("Handshake header from the peer has no 'token' field");
-      this.#version = version;
-
-      inn = await this.#open(timeoutMs);
-      inn.on('error', () => undefined);
-      const md = res.md;
-      let virgin = false;
-      if (md.resuid === 0n) {
-        md.resuid = randomBytes(8).readBigUInt64LE(0) || 1n;
-        await res.saveMetadata();
-        virgin = true;
-      }
-      const fields = [nvString('resource', this.#cfg.name), nvBytes('token', token)];
-      if (virgin) fields.push(nvI8('virgin', 1));
-      fields.push(nvU64('resuid', md.resuid), nvU64('localcnt', md.localCnt), nvU64('remotecnt', md.remoteCnt));
-      inn.write(Buffer.concat(encodeFrame(version, fields, null, { compression: 'none', checksum: 'none' })));
-
-      // The bitmap travels as the payload of the secondary's answer on "out".
-      const mapLimit = res.amap.diskMapSize + 1024;
-      const replyReader = new FrameReader({ maxNv: 64 * 1024, maxPayload: mapLimit });
-      const r2 = await readFrame(out, replyReader, timeoutMs);
-      const err2 = r2.nv.string('errmsg');
-      if (err2 !== null) {
-        if (err2 === 'Split-brain condition!') {
-          log.error('Split-brain detected, exiting.'.replace(', exiting', ''));
-          this.#event('split-brain');
-        }
-        throw new Error(`Remote node refused the connection: ${err2}`);
-      }
-      const dataSize = num(r2.nv, 'datasize', NVT.INT64);
-      const extentSize = num(r2.nv, 'extentsize', NVT.INT32);
-      if (dataSize !== md.dataSize) throw new Error(`Data size differs between nodes (local=${md.dataSize}, remote=${dataSize}).`);
-      if (extentSize !== md.extentSize) throw new Error(`Extent size differs between nodes (local=${md.extentSize}, remote=${extentSize}).`);
-      const peerLocal = r2.nv.int('localcnt', NVT.UINT64) ?? 0n;
-      const peerRemote = r2.nv.int('remotecnt', NVT.UINT64) ?? 0n;
-      const syncSrc = num(r2.nv, 'syncsrc', NVT.UINT8) ?? SYNCSRC.PRIMARY;
-      const mapSize = num(r2.nv, 'mapsize', NVT.UINT32) ?? 0;
-      if (r2.nv.has('virgin') && md.localCnt === 0n) {
-        md.localCnt = 1n;
-        await res.saveMetadata();
-      }
-      if (mapSize > 0) {
-        if (r2.payload === null) throw new Error('Handshake reply announces a bitmap but carries none');
-        const map = decodePayload(r2.nv, r2.payload, mapLimit);
-        res.amap.mergeRemote(map.subarray(0, Math.min(map.length, res.amap.diskMapSize)));
-      }
-      // The merged map is on disk before resync starts: an interrupted sync resumes after a crash.
-      await res.bitmapWriter.persist();
-      this.#peerCounters = { local: peerLocal, remote: peerRemote };
-      res.peerRemoteCnt = peerRemote;
-      this.#mode = this.#cfg.replication;
-      if (this.#mode === 'memsync' && version < 2) {
-        log.warning('The connected node uses an old protocol version, falling back to fullsync.');
-        this.#mode = 'fullsync';
-      }
-      this.#attach(out, inn);
-      res.staleLocal = syncSrc === SYNCSRC.SECONDARY;
+      this.#remote = remote;
+      res.remote = remote;
+      res.staleLocal = session.syncSrc === 'secondary';
       log.info(`${this.#everConnected ? 'Successfully reconnected' : 'Connected'} to ${this.#cfg.remoteAddr}.`);
       this.#everConnected = true;
       this.#event('connect');
-      this.#startSync(syncSrc === SYNCSRC.SECONDARY ? 'secondary' : 'primary');
+      this.#startSync(session.syncSrc);
       return 'connected';
     } catch (err) {
-      out?.destroy();
-      inn?.destroy();
       const msg = (err as Error).message;
       log.debug(1, `Unable to connect to ${this.#cfg.remoteAddr}: ${msg}`);
       if (!/ECONNREFUSED|timed out/.test(msg)) log.warning(`Unable to connect to ${this.#cfg.remoteAddr}`, err);
@@ -308,121 +121,27 @@ class Replicator implements Omit<Replication, 'ready'>, RemoteLeg {
     }
   }
 
-  #peerCounters: { local: bigint; remote: bigint } = { local: 0n, remote: 0n };
-
-  #attach(out: Socket, inn: Socket): void {
-    this.#out = out;
-    this.#in = inn;
-    this.#lastRecv = Date.now();
-    this.#lastSend = Date.now();
-    const reader = new FrameReader({ maxNv: 64 * 1024, maxPayload: MAXPHYS + 1024 });
-    const onBroken = (why: string) => () => this.#disconnect(why);
-    out.on('close', onBroken('Connection closed'));
-    inn.on('close', onBroken('Connection closed'));
-    out.on('data', () => this.#disconnect('Unexpected data from the peer'));
-    inn.on('data', (chunk: Buffer) => {
-      this.#lastRecv = Date.now();
-      reader.push(chunk);
-      try {
-        for (let f = reader.next(); f !== null; f = reader.next()) this.#onReply(f);
-      } catch (err) {
-        this.#disconnect(`Unable to receive reply header: ${(err as Error).message}`);
-      }
-    });
-    out.resume();
-    inn.resume();
-    this.#res.remote = this;
+  #onDisconnect(remote: PeerRemote, why: string): void {
+    if (this.#remote !== remote) return;
+    this.#remote = null;
+    this.#res.remote = null;
+    log.warning(`Disconnected from ${this.#cfg.remoteAddr} (${why}).`);
+    this.#event('disconnect');
+    this.#reconnectAt = Date.now() + RECONNECT_MS;
   }
 
-  #onReply(f: Frame): void {
-    const seq = f.nv.int('seq', NVT.UINT64);
-    if (seq === null) throw new Error("Header has no 'seq' field");
-    const p = this.#pending.get(seq);
-    if (p === undefined) {
-      log.warning(`Unknown request with seq ${seq}, ignoring.`);
-      return;
-    }
-    if (f.nv.has('received')) {
-      p.onReceived?.(true);
-      p.onReceived = null;
-      return;
-    }
-    this.#pending.delete(seq);
-    const errNum = num(f.nv, 'error', NVT.INT16);
-    const errno = errNum !== null && errNum !== 0 ? fromFreeBsdErrno(errNum) : null;
-    let data: Buffer | null = null;
-    if (errno === null && p.cmd === HIO.READ) {
-      if (f.payload === null) {
-        p.onDone(false, null, 'EIO');
-        return;
-      }
-      data = decodePayload(f.nv, f.payload, MAXPHYS);
-    }
-    p.onReceived?.(errno === null);
-    p.onReceived = null;
-    p.onDone(errno === null, data, errno);
-  }
-
-  #write(bufs: Buffer[]): boolean {
-    const out = this.#out;
-    if (out === null) return false;
-    this.#lastSend = Date.now();
-    out.cork();
-    for (const b of bufs) out.write(b);
-    process.nextTick(() => out.uncork());
-    return true;
-  }
-
-  #request(cmd: number, offset: number, length: number, data: Buffer | null, memsync: boolean, onReceived: Pending['onReceived'], onDone: Pending['onDone']): void {
-    if (!this.connected) {
-      onReceived?.(false);
-      onDone(false, null, 'ENOTCONN');
-      return;
-    }
-    const seq = ++this.#seq;
-    // Register before sending: a reply can never find its request missing.
-    this.#pending.set(seq, { cmd, sentAt: Date.now(), onReceived, onDone });
-    const req: Parameters<typeof encodeRequest>[1] = { cmd, seq, offset: BigInt(offset), length: BigInt(length), memsync };
-    if (data !== null) req.data = data;
-    this.#write(encodeRequest(this.#version, req, this.#payloadOpts()));
-  }
-
-  // RemoteLeg ------------------------------------------------------------------------------
-
-  write(offset: number, data: Buffer): { received: Promise<boolean>; done: Promise<boolean> } {
-    let onReceived: (ok: boolean) => void = () => undefined;
-    const received = new Promise<boolean>((r) => {
-      onReceived = r;
-    });
-    const done = new Promise<boolean>((resolve) => {
-      this.#request(HIO.WRITE, offset, data.length, data, this.#mode === 'memsync', onReceived, (ok) => resolve(ok));
-    });
-    return { received: this.#mode === 'memsync' ? received : done, done };
-  }
-
-  async writeZeroes(offset: number, length: number, discard: boolean): Promise<boolean> {
-    if (discard) {
-      return new Promise((resolve) => this.#request(HIO.DELETE, offset, length, null, false, null, (ok) => resolve(ok)));
-    }
-    const parts: Promise<boolean>[] = [];
-    for (let at = offset; at < offset + length; at += MAXPHYS) {
-      const n = Math.min(MAXPHYS, offset + length - at);
-      parts.push(new Promise((resolve) => this.#request(HIO.WRITE, at, n, ZEROES.subarray(0, n), false, null, (ok) => resolve(ok))));
-    }
-    return (await Promise.all(parts)).every(Boolean);
-  }
-
-  flush(): Promise<boolean> {
-    return new Promise((resolve) => this.#request(HIO.FLUSH, 0, 0, null, false, null, (ok) => resolve(ok)));
-  }
+  // Remote requests of the sync (ENOTCONN while disconnected) ------------------------------
 
   read(offset: number, length: number): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      this.#request(HIO.READ, offset, length, null, false, null, (ok, data, errno) => {
-        if (ok && data !== null && data.length === length) resolve(data);
-        else reject(new ErrnoError(errno ?? 'EIO', `Remote request failed (${errno ?? 'EIO'})`));
-      });
-    });
+    const remote = this.#remote;
+    if (remote === null) return Promise.reject(new ErrnoError('ENOTCONN', 'Remote request failed (ENOTCONN)'));
+    return remote.read(offset, length);
+  }
+
+  write(offset: number, data: Buffer): { received: Promise<boolean>; done: Promise<boolean> } {
+    const remote = this.#remote;
+    if (remote === null) return { received: Promise.resolve(false), done: Promise.resolve(false) };
+    return remote.write(offset, data);
   }
 
   // Sync -----------------------------------------------------------------------------------
@@ -464,44 +183,22 @@ class Replicator implements Omit<Replication, 'ready'>, RemoteLeg {
 
   // Lifecycle ------------------------------------------------------------------------------
 
-  #disconnect(why: string): void {
-    if (this.#out === null && this.#in === null) return;
-    const out = this.#out;
-    const inn = this.#in;
-    this.#out = null;
-    this.#in = null;
-    this.#res.remote = null;
-    out?.destroy();
-    inn?.destroy();
-    log.warning(`Disconnected from ${this.#cfg.remoteAddr} (${why}).`);
-    this.#event('disconnect');
-    // Every outstanding remote request fails; the data path marks their extents for resync.
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const p of pending) {
-      p.onReceived?.(false);
-      p.onReceived = null;
-      p.onDone(false, null, 'ENOTCONN');
-    }
-    this.#reconnectAt = Date.now() + RECONNECT_MS;
-  }
-
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer !== null) clearInterval(this.#timer);
-    this.#disconnect('Shutting down');
+    this.#remote?.disconnect('Shutting down');
     await this.#syncing;
   }
 
   reload(cfg: ResourceConfig): void {
     const addrChanged = cfg.remoteAddr !== this.#cfg.remoteAddr || cfg.sourceAddr !== this.#cfg.sourceAddr;
     this.#cfg = cfg;
-    this.#mode = cfg.replication;
-    if (addrChanged) this.#disconnect('Remote address changed');
+    this.#remote?.reload(cfg);
+    if (addrChanged) this.#remote?.disconnect('Remote address changed');
   }
 
   queueStats(): Partial<WorkerStats> {
-    return { recvQueue: this.#pending.size, sendQueue: this.#sendQueue };
+    return { recvQueue: this.#remote?.pending ?? 0, sendQueue: this.#sendQueue };
   }
 
   lastSync(): { bytes: number; seconds: number } | null {

@@ -3,6 +3,7 @@
 // backend; it knows nothing of NBD framing.
 import { Activemap } from '../activemap/activemap.js';
 import type { Component } from '../component/component.js';
+import { DataArea } from '../component/data-area.js';
 import type { ResourceConfig } from '../config/types.js';
 import { emptyStats, type SyncProgress, type WorkerStats } from '../control/messages.js';
 import { log } from '../log/log.js';
@@ -10,9 +11,6 @@ import { type Metadata, readBitmap, writeBitmap, writeMetadata } from '../metada
 import { ErrnoError } from '../util/errno.js';
 import { BitmapWriter } from './bitmap-writer.js';
 import { type LockHandle, RangeLock } from './range-lock.js';
-
-/** Largest single request (MAXPHYS), pinned as a protocol parameter (HAST-SPEC §11.6). */
-export const MAXPHYS = 1 << 20;
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -30,7 +28,10 @@ export interface RemoteLeg {
 
 export class PrimaryResource {
   readonly cfg: ResourceConfig;
+  /** The whole component: metadata and bitmap I/O (src/metadata) and close. */
   readonly comp: Component;
+  /** User data, addressed by data-area offset: every data read, write, trim and flush. */
+  readonly data: DataArea;
   readonly md: Mutable<Metadata>;
   readonly amap: Activemap;
   readonly lock = new RangeLock();
@@ -64,6 +65,7 @@ export class PrimaryResource {
     this.cfg = cfg;
     this.comp = comp;
     this.md = { ...md };
+    this.data = new DataArea(comp, md.localOff, md.dataSize);
     this.amap = amap;
     this.bitmapWriter = new BitmapWriter({
       image: () => this.amap.bitmap(),
@@ -139,7 +141,7 @@ export class PrimaryResource {
     }
     const buf = Buffer.allocUnsafe(length);
     try {
-      await this.comp.read(buf, this.md.localOff + offset);
+      await this.data.read(buf, offset);
       return buf;
     } catch (err) {
       this.stats.readErrors++;
@@ -259,10 +261,9 @@ export class PrimaryResource {
       let localErr: unknown = null;
       let localFlushFailed = false;
       try {
-        const pos = this.md.localOff + offset;
-        if (data !== null) await this.comp.write([data], pos);
-        else if (kind === 'trim') await this.comp.discard(pos, length);
-        else await this.comp.writeZeroes(pos, length);
+        if (data !== null) await this.data.write([data], offset);
+        else if (kind === 'trim') await this.data.discard(offset, length);
+        else await this.data.writeZeroes(offset, length);
       } catch (err) {
         localErr = err;
         if (kind === 'trim') this.stats.deleteErrors++;
@@ -271,7 +272,7 @@ export class PrimaryResource {
       }
       if (fua && localErr === null) {
         try {
-          await this.comp.flush();
+          await this.data.flush();
         } catch (err) {
           localErr = err;
           localFlushFailed = true;
@@ -381,7 +382,7 @@ export class PrimaryResource {
       const remoteP = remote !== null ? remote.flush() : Promise.resolve(false);
       let localErr: unknown = null;
       try {
-        await this.comp.flush();
+        await this.data.flush();
       } catch (err) {
         this.stats.flushErrors++;
         localErr = err;

@@ -4,7 +4,8 @@
 // extent only when every one of its chunks was copied. Resumable: the map is on disk.
 import { log } from '../log/log.js';
 import { humanizeNumber } from '../metadata/dump.js';
-import { MAXPHYS, type PrimaryResource } from './resource.js';
+import { MAXPHYS } from '../peer/constants.js';
+import type { PrimaryResource } from './resource.js';
 
 /** Chunks in flight during a sync (the pipeline depth). */
 const SYNC_WINDOW = 8;
@@ -90,7 +91,7 @@ export async function runSync(
       } else if (from === 'primary') {
         const buf = Buffer.allocUnsafe(c.length);
         try {
-          await res.comp.read(buf, res.md.localOff + c.offset);
+          await res.data.read(buf, c.offset);
         } catch (err) {
           log.error('Unable to read synchronization data', err);
           res.stats.readErrors++;
@@ -107,7 +108,7 @@ export async function runSync(
           return;
         }
         try {
-          await res.comp.write([buf], res.md.localOff + c.offset);
+          await res.data.write([buf], c.offset);
           ok = true;
         } catch (err) {
           log.error('Unable to write synchronization data', err);
@@ -173,7 +174,7 @@ async function repairFromPeer(res: PrimaryResource, peer: SyncPeer, offset: numb
     return false;
   }
   try {
-    await res.comp.write([buf], res.md.localOff + offset);
+    await res.data.write([buf], offset);
   } catch (err) {
     log.error('Unable to repair the local copy', err);
     res.stats.writeErrors++;

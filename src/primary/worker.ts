@@ -12,7 +12,8 @@ import { WORKER_EXIT } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import { readMetadata } from '../metadata/metadata.js';
 import { createNbdServer, type NbdBackend } from '../nbd/server.js';
-import { MAXPHYS, PrimaryResource } from './resource.js';
+import { MAXPHYS } from '../peer/constants.js';
+import { PrimaryResource } from './resource.js';
 import { startReplication, type Replication } from './replicate.js';
 
 /** Request slots per worker (upstream HAST_HIO_MAX): bounds memory whatever the client does. */

@@ -1,26 +1,18 @@
 // Secondary apply engine: runs the primary's requests against the local component, concurrently
 // where ranges do not overlap and in arrival order where they do. HAST-SPEC §6.4, §6.6 (memsync), §4.5.
 import type { Component } from '../component/component.js';
+import { DataArea } from '../component/data-area.js';
 import { emptyStats, type WorkerStats } from '../control/messages.js';
 import { debugLevel, log } from '../log/log.js';
+import { HIO } from '../peer/constants.js';
+import { type HioRequest as HioHeader, requestProblem, writeDataProblem } from '../peer/messages.js';
 import { errnoCodeOf, FREEBSD_ERRNO, toFreeBsdErrno } from '../util/errno.js';
 
-/** Request commands on the wire (upstream HIO_*). */
-export const HIO_CMD = { READ: 1, WRITE: 2, DELETE: 3, FLUSH: 4, KEEPALIVE: 5 } as const;
-
-/** Largest READ/WRITE (MAXPHYS), pinned as a protocol parameter (HAST-SPEC §11.6). */
-export const MAXPHYS = 1 << 20;
-
 /**
- * One request as received from the primary, before validation. Integer fields are the raw nv
- * values (null when the field is missing); `data` is the decoded payload of a WRITE.
+ * One request as received from the primary, before validation: the header as peer/messages reads
+ * it (missing offset/length are -1) and `data`, the decoded payload of a WRITE.
  */
-export interface HioRequest {
-  readonly cmd: number;
-  readonly seq: bigint;
-  readonly offset: bigint | null;
-  readonly length: bigint | null;
-  readonly memsync: boolean;
+export interface HioRequest extends HioHeader {
   readonly data: Buffer | null;
 }
 
@@ -47,67 +39,50 @@ export interface ValidHio {
 export type HioCheck = { readonly ok: true; readonly hio: ValidHio | null } | { readonly ok: false; readonly reason: string };
 
 /**
- * Validate a request as upstream's requnpack() does (HAST-SPEC §6.4). Returns `hio: null` for a
- * KEEPALIVE (nothing to do, no reply), the validated request otherwise, or the reason to refuse.
+ * Validate a request as upstream's requnpack() does (HAST-SPEC §6.4; the checks are
+ * peer/messages requestProblem and writeDataProblem). Returns `hio: null` for a KEEPALIVE (nothing
+ * to do, no reply), the validated request otherwise, or the reason to refuse.
  */
 export function checkHio(req: HioRequest, dataSize: number, sectorSize: number): HioCheck {
-  if (req.cmd === 0) return { ok: false, reason: "Header contains no 'cmd' field." };
-  if (req.cmd === HIO_CMD.KEEPALIVE) return { ok: true, hio: null };
-  if (req.seq === 0n) return { ok: false, reason: "Header contains no 'seq' field." };
+  const reason = requestProblem(req, { dataSize, sectorSize }) ?? writeDataProblem(req, req.data);
+  if (reason !== null) return { ok: false, reason };
   switch (req.cmd) {
-    case HIO_CMD.FLUSH:
-      return { ok: true, hio: { cmd: HIO_CMD.FLUSH, seq: req.seq, offset: 0, length: 0, memsync: false, data: null } };
-    case HIO_CMD.READ:
-    case HIO_CMD.WRITE:
-    case HIO_CMD.DELETE:
-      break;
+    case HIO.KEEPALIVE:
+      return { ok: true, hio: null };
+    case HIO.FLUSH:
+      return { ok: true, hio: { cmd: HIO.FLUSH, seq: req.seq, offset: 0, length: 0, memsync: false, data: null } };
+    case HIO.READ:
+    case HIO.WRITE:
+    case HIO.DELETE:
+      return {
+        ok: true,
+        hio: {
+          cmd: req.cmd,
+          seq: req.seq,
+          offset: req.offset,
+          length: req.length,
+          memsync: req.cmd === HIO.WRITE && req.memsync,
+          data: req.cmd === HIO.WRITE ? req.data : null,
+        },
+      };
     default:
+      // requestProblem() refuses every other command.
       return { ok: false, reason: `Header contains invalid 'cmd' (${req.cmd}).` };
   }
-  if (req.offset === null) return { ok: false, reason: "Header is missing 'offset' field." };
-  if (req.length === null) return { ok: false, reason: "Header is missing 'length' field." };
-  const { offset, length } = req;
-  if (length === 0n) return { ok: false, reason: 'Data length is zero.' };
-  if (req.cmd !== HIO_CMD.DELETE && length > BigInt(MAXPHYS)) {
-    return { ok: false, reason: `Data length is too large (${length} > ${MAXPHYS}).` };
-  }
-  const sector = BigInt(sectorSize);
-  if (offset % sector !== 0n) return { ok: false, reason: `Offset ${offset} is not multiple of sector size.` };
-  if (length % sector !== 0n) return { ok: false, reason: `Length ${length} is not multiple of sector size.` };
-  if (offset + length > BigInt(dataSize)) {
-    return { ok: false, reason: `Data offset is too large (${offset + length} > ${dataSize}).` };
-  }
-  if (req.cmd === HIO_CMD.WRITE) {
-    if (req.data === null) return { ok: false, reason: 'Write request carries no data.' };
-    if (BigInt(req.data.length) !== length) {
-      return { ok: false, reason: `Write data size differs from request length (${req.data.length} != ${length}).` };
-    }
-  }
-  return {
-    ok: true,
-    hio: {
-      cmd: req.cmd,
-      seq: req.seq,
-      offset: Number(offset),
-      length: Number(length),
-      memsync: req.cmd === HIO_CMD.WRITE && req.memsync,
-      data: req.cmd === HIO_CMD.WRITE ? req.data : null,
-    },
-  };
 }
 
 /** "WRITE(offset, length)" as upstream's reqlog() prints requests. */
-export function describeHio(cmd: number, offset: number | bigint | null, length: number | bigint | null): string {
+export function describeHio(cmd: number, offset: number, length: number): string {
   switch (cmd) {
-    case HIO_CMD.READ:
+    case HIO.READ:
       return `READ(${offset}, ${length})`;
-    case HIO_CMD.WRITE:
+    case HIO.WRITE:
       return `WRITE(${offset}, ${length})`;
-    case HIO_CMD.DELETE:
+    case HIO.DELETE:
       return `DELETE(${offset}, ${length})`;
-    case HIO_CMD.FLUSH:
+    case HIO.FLUSH:
       return 'FLUSH';
-    case HIO_CMD.KEEPALIVE:
+    case HIO.KEEPALIVE:
       return 'KEEPALIVE';
     default:
       return `UNKNOWN(${cmd})`;
@@ -151,9 +126,9 @@ interface Entry {
 function conflicts(earlier: Entry, later: Entry): boolean {
   const e = earlier.hio.cmd;
   const l = later.hio.cmd;
-  if (e === HIO_CMD.FLUSH) return false;
-  if (l === HIO_CMD.FLUSH) return e !== HIO_CMD.READ;
-  if (e === HIO_CMD.READ && l === HIO_CMD.READ) return false;
+  if (e === HIO.FLUSH) return false;
+  if (l === HIO.FLUSH) return e !== HIO.READ;
+  if (e === HIO.READ && l === HIO.READ) return false;
   return earlier.start < later.end && later.start < earlier.end;
 }
 
@@ -163,6 +138,7 @@ export class ApplyEngine {
   /** Called when the engine has room again after `full` was true. */
   onAvailable: (() => void) | null = null;
   readonly #opts: ApplyOptions;
+  readonly #data: DataArea;
   readonly #maxInFlight: number;
   readonly #maxBytes: number;
   readonly #active: Entry[] = [];
@@ -174,6 +150,7 @@ export class ApplyEngine {
 
   constructor(opts: ApplyOptions) {
     this.#opts = opts;
+    this.#data = new DataArea(opts.component, opts.localOff, opts.dataSize);
     this.#maxInFlight = opts.maxInFlight ?? 256;
     this.#maxBytes = opts.maxInFlightBytes ?? 64 << 20;
   }
@@ -209,23 +186,23 @@ export class ApplyEngine {
     const hio = check.hio;
     if (hio === null) return;
     switch (hio.cmd) {
-      case HIO_CMD.READ:
+      case HIO.READ:
         this.stats.reads++;
         break;
-      case HIO_CMD.WRITE:
+      case HIO.WRITE:
         this.stats.writes++;
         break;
-      case HIO_CMD.DELETE:
+      case HIO.DELETE:
         this.stats.deletes++;
         break;
-      case HIO_CMD.FLUSH:
+      case HIO.FLUSH:
         this.stats.flushes++;
         break;
     }
     if (debugLevel() >= 2) log.debug(2, `recv: Got request: ${describeHio(hio.cmd, hio.offset, hio.length)}.`);
     // memsync: the early "received" reply goes out before the data touches the disk (§6.6).
     if (hio.memsync) this.#reply({ seq: hio.seq, received: true });
-    const bytes = hio.cmd === HIO_CMD.READ || hio.cmd === HIO_CMD.WRITE ? hio.length : 0;
+    const bytes = hio.cmd === HIO.READ || hio.cmd === HIO.WRITE ? hio.length : 0;
     const entry: Entry = { hio, start: hio.offset, end: hio.offset + hio.length, bytes, deps: 0, waiters: [] };
     for (const earlier of this.#active) {
       if (conflicts(earlier, entry)) {
@@ -264,28 +241,28 @@ export class ApplyEngine {
   }
 
   async #run(hio: ValidHio): Promise<HioReply> {
-    const { component, localOff } = this.#opts;
+    const data = this.#data;
     try {
       switch (hio.cmd) {
-        case HIO_CMD.READ: {
+        case HIO.READ: {
           const buf = Buffer.allocUnsafe(hio.length);
-          await component.read(buf, localOff + hio.offset);
+          await data.read(buf, hio.offset);
           return { seq: hio.seq, data: buf };
         }
-        case HIO_CMD.WRITE:
-          await component.write([hio.data ?? Buffer.alloc(0)], localOff + hio.offset);
+        case HIO.WRITE:
+          await data.write([hio.data ?? Buffer.alloc(0)], hio.offset);
           return { seq: hio.seq };
-        case HIO_CMD.DELETE:
-          await component.discard(localOff + hio.offset, hio.length);
+        case HIO.DELETE:
+          await data.discard(hio.offset, hio.length);
           return { seq: hio.seq };
-        case HIO_CMD.FLUSH:
+        case HIO.FLUSH:
           if (this.#flushUnsupported) return { seq: hio.seq, error: FREEBSD_ERRNO.EOPNOTSUPP };
-          await component.flush();
+          await data.flush();
           return { seq: hio.seq };
       }
     } catch (err) {
       const code = errnoCodeOf(err);
-      if (hio.cmd === HIO_CMD.FLUSH && (code === 'EOPNOTSUPP' || code === 'ENOTSUP')) this.#flushUnsupported = true;
+      if (hio.cmd === HIO.FLUSH && (code === 'EOPNOTSUPP' || code === 'ENOTSUP')) this.#flushUnsupported = true;
       log.error(`Request failed: ${describeHio(hio.cmd, hio.offset, hio.length)}`, err);
       this.#countError(hio.cmd);
       return { seq: hio.seq, error: toFreeBsdErrno(code) };
@@ -293,9 +270,9 @@ export class ApplyEngine {
   }
 
   #countError(cmd: number): void {
-    if (cmd === HIO_CMD.READ) this.stats.readErrors++;
-    else if (cmd === HIO_CMD.WRITE) this.stats.writeErrors++;
-    else if (cmd === HIO_CMD.DELETE) this.stats.deleteErrors++;
+    if (cmd === HIO.READ) this.stats.readErrors++;
+    else if (cmd === HIO.WRITE) this.stats.writeErrors++;
+    else if (cmd === HIO.DELETE) this.stats.deleteErrors++;
     else this.stats.flushErrors++;
   }
 

@@ -6,21 +6,30 @@ import type { ResourceConfig } from '../config/types.js';
 import type { WorkerStats } from '../control/messages.js';
 import type { HookEvent, PeerFirstMessage } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
+import type { NvList } from '../nv/codec.js';
+import { bitmapSize, type Metadata, readBitmap, reservedMapSize, writeBitmap, writeMetadata } from '../metadata/metadata.js';
+import { PeerConnection } from '../peer/connection.js';
+import { MAXPHYS, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
+import { decideSync } from '../peer/decide.js';
+import { PeerProtocolError } from '../peer/errors.js';
+import type { PeerMessage } from '../peer/framing.js';
+import { writeMessage } from '../peer/handshake.js';
+import { buildErrorReply, buildReply, buildSyncReply, readRequest } from '../peer/messages.js';
 import { EX } from '../util/sysexits.js';
-import { ApplyEngine, type HioReply, MAXPHYS } from './apply.js';
-import { decideSecondary } from './handshake.js';
-import { clearMap, mapSize, readMap, type SecondaryMetadata, writeMd } from './local.js';
-import { encodeErrmsg, encodeHandshakeReply, encodeReply, FrameReader, requestFromFrame, SYNCSRC } from './wire.js';
+import { ApplyEngine, type HioReply } from './apply.js';
 
 /** Receive timeout on the request connection: 2 × the primary's 10 s keepalive (HAST-SPEC §6.5). */
 export const RECV_TIMEOUT_MS = 20_000;
-/** Bound on a request's nv header; real ones are well under 200 bytes. */
-const MAX_REQUEST_NV = 64 * 1024;
+/**
+ * Largest request payload read off the wire. Above MAXPHYS so an oversized WRITE still reaches
+ * validation and is answered EINVAL instead of dropping the connection.
+ */
+const MAX_REQUEST_PAYLOAD = MAXPHYS + 4096;
 
 export interface SessionOptions {
   readonly cfg: ResourceConfig;
   readonly comp: Component;
-  readonly md: SecondaryMetadata;
+  readonly md: Metadata;
   /** The primary's "out" (first) connection: requests arrive here, the handshake reply goes here. */
   readonly inSock: Socket;
   /** The primary's "in" (second) connection: replies go here. */
@@ -39,10 +48,14 @@ export class SecondarySession {
   readonly #o: SessionOptions;
   #cfg: ResourceConfig;
   #engine: ApplyEngine | null = null;
+  /** The primary's "out": requests arrive here. */
+  #requests: PeerConnection | null = null;
+  /** The primary's "in": replies go here. */
+  #replyConn: PeerConnection | null = null;
   #replies: HioReply[] = [];
   #flushScheduled = false;
-  #recvTimer: NodeJS.Timeout | null = null;
-  #sendTimer: NodeJS.Timeout | null = null;
+  /** Requests parsed while the engine was full, in arrival order (back-pressure). */
+  #backlog: PeerMessage[] = [];
   #paused = false;
   #dead = false;
 
@@ -54,6 +67,8 @@ export class SecondarySession {
   /** Apply a reloaded configuration (checksum, compression, timeout take effect at once). */
   reload(cfg: ResourceConfig): void {
     this.#cfg = cfg;
+    this.#replyConn?.setSendOptions(this.#payloadOpts());
+    this.#replyConn?.setSendTimeout(cfg.timeout * 1000);
   }
 
   get #peer(): string {
@@ -73,19 +88,18 @@ export class SecondarySession {
       remoteCnt: BigInt(first.remoteCnt),
       virgin: first.virgin,
     };
-    const d = decideSecondary({ resuid: md.resuid, localCnt: md.localCnt, remoteCnt: md.remoteCnt }, p);
+    const d = decideSync({ resuid: md.resuid, localCnt: md.localCnt, remoteCnt: md.remoteCnt }, p);
     let map: Buffer | null;
-    let syncSrc: number;
     let virgin = false;
     switch (d.kind) {
-      case 'mismatch':
+      case 'refuse':
         log.error(d.errmsg);
-        await this.#sendRaw(inSock, encodeErrmsg(first.version, d.errmsg));
+        await this.#sendHandshake(buildErrorReply(d.errmsg), null);
         this.#end(EX.CONFIG);
         return false;
       case 'split-brain':
         log.error('Split-brain detected, exiting.');
-        await this.#sendRaw(inSock, encodeErrmsg(first.version, 'Split-brain condition!'));
+        await this.#sendHandshake(buildErrorReply(SPLIT_BRAIN_ERRMSG), null);
         await this.#o.emit('split-brain');
         this.#end(EX.CONFIG);
         return false;
@@ -93,39 +107,41 @@ export class SecondarySession {
         md.resuid = p.resuid;
         md.prevRole = 'secondary';
         try {
-          await writeMd(comp, md);
+          await writeMetadata(comp, md);
         } catch (err) {
           log.error('Unable to write metadata', err);
           this.#end(EX.NOINPUT);
           return false;
         }
-        map = d.bitmap === 'none' ? null : Buffer.alloc(mapSize(md, comp.sectorSize), 0xff);
-        syncSrc = SYNCSRC.PRIMARY;
+        map = d.sendBitmap === 'none' ? null : Buffer.alloc(bitmapSize(md, comp.sectorSize), 0xff);
         virgin = true;
         break;
       case 'sync':
+        if (d.bitmap === 'all-ones') {
+          if (d.warning !== undefined) log.warning(d.warning);
+          map = Buffer.alloc(bitmapSize(md, comp.sectorSize), 0xff);
+          break;
+        }
         try {
-          map = await readMap(comp, md);
+          map = await readBitmap(comp, md);
         } catch (err) {
           log.error('Unable to read activemap', err);
           this.#end(EX.NOINPUT);
           return false;
         }
-        syncSrc = d.syncSrc === 'secondary' ? SYNCSRC.SECONDARY : SYNCSRC.PRIMARY;
-        break;
-      case 'never':
-        log.warning(d.warning);
-        map = Buffer.alloc(mapSize(md, comp.sectorSize), 0xff);
-        syncSrc = d.syncSrc === 'secondary' ? SYNCSRC.SECONDARY : SYNCSRC.PRIMARY;
         break;
     }
     if (map !== null && map.length === 0) map = null;
-    const reply = encodeHandshakeReply(
-      first.version,
-      { dataSize: md.dataSize, extentSize: md.extentSize, localCnt: md.localCnt, remoteCnt: md.remoteCnt, virgin, syncSrc, map },
-      this.#payloadOpts(),
-    );
-    if (!(await this.#sendRaw(inSock, reply))) {
+    const reply = buildSyncReply({
+      dataSize: md.dataSize,
+      extentSize: md.extentSize,
+      localCnt: md.localCnt,
+      remoteCnt: md.remoteCnt,
+      virgin,
+      syncSrc: d.syncSrc,
+      mapSize: map?.length ?? 0,
+    });
+    if (!(await this.#sendHandshake(reply, map))) {
       log.error(`Unable to send activemap to ${this.#peer}`);
       this.#end(EX.TEMPFAIL);
       return false;
@@ -139,20 +155,15 @@ export class SecondarySession {
     return { compression: this.#cfg.compression, checksum: this.#cfg.checksum };
   }
 
-  #sendRaw(sock: Socket, bufs: readonly Buffer[]): Promise<boolean> {
-    return new Promise((resolve) => {
-      if (sock.destroyed || !sock.writable) {
-        resolve(false);
-        return;
-      }
-      sock.cork();
-      const last = bufs.length - 1;
-      bufs.forEach((b, i) => {
-        if (i < last) sock.write(b);
-        else sock.write(b, (err) => resolve(err == null));
-      });
-      sock.uncork();
-    });
+  /** A handshake answer on the request connection (step 7); false when it could not be written. */
+  async #sendHandshake(nv: NvList, payload: Buffer | null): Promise<boolean> {
+    const opts = { ...this.#payloadOpts(), version: this.#o.first.version };
+    try {
+      await writeMessage(this.#o.inSock, nv, payload ?? undefined, opts);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   #startDataPhase(): void {
@@ -164,72 +175,79 @@ export class SecondarySession {
       sendReply: (r) => this.#queueReply(r),
       // By the first request the primary has merged our bitmap and stored it (§4.5).
       onFirstRequest: async () => {
-        await clearMap(comp, md);
+        await writeBitmap(comp, md, Buffer.alloc(reservedMapSize(md)));
         log.debug(1, 'Local activemap cleared.');
       },
       ...(this.#o.maxInFlight !== undefined ? { maxInFlight: this.#o.maxInFlight } : {}),
     });
     this.#engine = engine;
-    const reader = new FrameReader({ maxNv: MAX_REQUEST_NV, maxPayload: MAXPHYS + 4096 });
-    const pump = (): void => {
-      try {
-        while (!this.#dead && !engine.full) {
-          const frame = reader.next();
-          if (frame === null) break;
-          engine.submit(requestFromFrame(frame, MAXPHYS));
-        }
-      } catch (err) {
-        this.#fatal('Unable to receive request', err);
-        return;
-      }
-      // Back-pressure: stop reading while the engine is full; the receive timeout pauses too.
-      if (engine.full && !this.#paused) {
-        this.#paused = true;
-        inSock.pause();
-        this.#stopRecvTimer();
-      }
-    };
+    const version = this.#o.first.version;
+    this.#requests = new PeerConnection({
+      socket: inSock,
+      name: this.#peer,
+      ...this.#payloadOpts(),
+      version,
+      maxPayload: MAX_REQUEST_PAYLOAD,
+      receiveTimeout: { ms: this.#recvTimeoutMs },
+      onMessage: (msg) => this.#onRequest(msg),
+      onClose: (reason) => {
+        // Garbage is a bad request; anything else (EOF, reset, silence) is a lost connection.
+        const what =
+          reason instanceof PeerProtocolError && reason.code !== 'EPEER_CONNECTION'
+            ? 'Unable to receive request'
+            : 'Unable to receive request header';
+        this.#fatal(what, timeoutAsUpstream(reason));
+      },
+    });
+    // Nothing is expected on the reply connection; reading it only notices the peer closing it.
+    this.#replyConn = new PeerConnection({
+      socket: outSock,
+      name: this.#peer,
+      ...this.#payloadOpts(),
+      version,
+      maxPayload: 0,
+      // A peer that stops reading for longer than `timeout` is as good as gone (HAST-SPEC §6.5).
+      sendTimeoutMs: this.#cfg.timeout * 1000,
+      onMessage: () => undefined,
+      onClose: (reason) => this.#fatal('Unable to send reply', timeoutAsUpstream(reason)),
+    });
     engine.onAvailable = () => {
       if (this.#dead || !this.#paused) return;
       this.#paused = false;
-      pump();
+      this.#pump();
       if (!this.#paused) {
-        inSock.resume();
-        this.#armRecvTimer();
+        this.#requests?.resumeReading();
+        this.#requests?.setReceiveTimeout({ ms: this.#recvTimeoutMs });
       }
     };
-    inSock.on('data', (chunk: Buffer) => {
-      this.#armRecvTimer();
-      reader.push(chunk);
-      pump();
-    });
-    inSock.on('end', () => this.#fatal('Unable to receive request header', new Error('Connection closed by the peer')));
-    // Nothing is expected on the reply connection; reading it only notices the peer closing it.
-    outSock.on('data', () => undefined);
-    outSock.on('end', () => this.#fatal('Unable to send reply', new Error('Connection closed by the peer')));
-    outSock.on('drain', () => this.#stopSendTimer());
-    this.#armRecvTimer();
     inSock.resume();
     outSock.resume();
   }
 
-  #armRecvTimer(): void {
-    this.#stopRecvTimer();
-    if (this.#dead) return;
-    this.#recvTimer = setTimeout(
-      () => this.#fatal('Unable to receive request header', new Error('Operation timed out')),
-      this.#o.recvTimeoutMs ?? RECV_TIMEOUT_MS,
-    );
+  get #recvTimeoutMs(): number {
+    return this.#o.recvTimeoutMs ?? RECV_TIMEOUT_MS;
   }
 
-  #stopRecvTimer(): void {
-    if (this.#recvTimer !== null) clearTimeout(this.#recvTimer);
-    this.#recvTimer = null;
+  #onRequest(msg: PeerMessage): void {
+    this.#backlog.push(msg);
+    this.#pump();
   }
 
-  #stopSendTimer(): void {
-    if (this.#sendTimer !== null) clearTimeout(this.#sendTimer);
-    this.#sendTimer = null;
+  /** Hand queued requests to the engine while it has room; stop reading when it is full. */
+  #pump(): void {
+    const engine = this.#engine;
+    if (engine === null) return;
+    while (!this.#dead && !engine.full) {
+      const msg = this.#backlog.shift();
+      if (msg === undefined) break;
+      engine.submit({ ...readRequest(msg.nv), data: msg.payload ?? null });
+    }
+    // Back-pressure: stop reading while the engine is full; the receive timeout pauses too.
+    if (engine.full && !this.#paused && !this.#dead) {
+      this.#paused = true;
+      this.#requests?.pauseReading();
+      this.#requests?.setReceiveTimeout(undefined);
+    }
   }
 
   /** Replies are batched per tick and written corked (one syscall for many small replies). */
@@ -243,24 +261,14 @@ export class SecondarySession {
 
   #flushReplies(): void {
     this.#flushScheduled = false;
-    if (this.#dead) return;
-    const out = this.#o.outSock;
+    const conn = this.#replyConn;
+    if (this.#dead || conn === null) return;
     const batch = this.#replies;
     this.#replies = [];
-    const version = this.#o.first.version;
-    const opts = this.#payloadOpts();
-    let ok = true;
-    out.cork();
+    // PeerConnection corks everything sent in this tick into one write.
     for (const r of batch) {
-      for (const b of encodeReply(version, r, opts)) ok = out.write(b);
-    }
-    out.uncork();
-    // A peer that stops reading for longer than `timeout` is as good as gone (HAST-SPEC §6.5).
-    if (!ok && this.#sendTimer === null) {
-      this.#sendTimer = setTimeout(
-        () => this.#fatal('Unable to send reply', new Error('Operation timed out')),
-        this.#cfg.timeout * 1000,
-      );
+      const opts = { ...(r.received === true ? { received: true } : {}), ...(r.error !== undefined ? { error: r.error } : {}) };
+      conn.send(buildReply(r.seq, opts), r.data);
     }
   }
 
@@ -280,9 +288,10 @@ export class SecondarySession {
   }
 
   #teardown(): void {
-    this.#stopRecvTimer();
-    this.#stopSendTimer();
     this.#engine?.stop();
+    this.#backlog = [];
+    this.#requests?.close();
+    this.#replyConn?.close();
     this.#o.inSock.destroy();
     this.#o.outSock.destroy();
   }
@@ -291,8 +300,7 @@ export class SecondarySession {
   async shutdown(maxWaitMs = 5000): Promise<void> {
     if (this.#dead) return;
     this.#dead = true;
-    this.#stopRecvTimer();
-    this.#stopSendTimer();
+    this.#requests?.setReceiveTimeout(undefined);
     this.#o.inSock.pause();
     const engine = this.#engine;
     if (engine !== null) {
@@ -309,4 +317,10 @@ export class SecondarySession {
     if (e === null) return null;
     return { ...e.queueStats(), sendQueue: this.#replies.length };
   }
+}
+
+/** A timeout reads as upstream's "Operation timed out" in the log (ETIMEDOUT of SO_RCVTIMEO). */
+function timeoutAsUpstream(reason: Error | undefined): Error {
+  if (reason instanceof PeerProtocolError && reason.errno === 'ETIMEDOUT') return new Error('Operation timed out');
+  return reason ?? new Error('Connection closed');
 }

@@ -2,12 +2,13 @@
 // the parent, opens the component, runs one session, and answers the parent's status queries.
 import type { Socket } from 'node:net';
 import type { Component } from '../component/component.js';
+import { openComponent } from '../component/open.js';
 import type { ResourceConfig } from '../config/types.js';
 import { emptyStats, type WorkerStatus } from '../control/messages.js';
 import type { HookEvent, ParentToWorker, PeerFirstMessage, WorkerInit, WorkerToParent } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
+import { readMetadata } from '../metadata/metadata.js';
 import { EX } from '../util/sysexits.js';
-import { openLocal, readMd } from './local.js';
 import { SecondarySession } from './session.js';
 
 interface PeerSockets {
@@ -98,14 +99,15 @@ export async function runSecondaryWorker(init: WorkerInit): Promise<void> {
   const { inSock, outSock, first } = await sockets;
   let comp: Component;
   try {
-    comp = await openLocal(cfg.localPath);
+    // Read-write with an exclusive lock, as the primary opens it.
+    comp = await openComponent(cfg.localPath, { lock: true });
   } catch (err) {
     log.error(`Unable to open ${cfg.localPath}`, err);
     exitNow(EX.NOINPUT);
   }
   let md;
   try {
-    md = await readMd(comp, cfg.name);
+    md = await readMetadata(comp, cfg.name);
     geometry = { extentSize: md.extentSize, keepDirty: md.keepDirty };
   } catch (err) {
     log.error('Unable to read metadata', err);

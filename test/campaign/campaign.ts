@@ -39,7 +39,6 @@ import {
   type VerifyReport,
 } from '../../src/tools/verify-workload.js';
 import {
-  dataAreaHash,
   dumpOf,
   hastctl,
   type HastdProcess,
@@ -47,12 +46,12 @@ import {
   type Pair,
   type NodeSpec,
   type Scope,
-  sleep,
   startHastd,
-  waitFor,
 } from '../harness/cluster.js';
 import { isRunning } from '../harness/cleanup.js';
 import { FaultProxy } from './proxy.js';
+import { dataAreaHash } from '../harness/data-area.js';
+import { sleep, waitFor, waitInSync } from '../harness/wait.js';
 
 export const MODES = ['fullsync', 'memsync', 'async'] as const;
 export const FAULTS = ['primary-worker', 'primary-parent', 'secondary-worker', 'net-cut', 'net-partition', 'net-stall', 'resync-restart'] as const;
@@ -120,12 +119,7 @@ async function statusOf(p: Pair, n: NodeSpec): Promise<ResourceStatus> {
  * a row (a worker that has just connected may not have merged the peer's bitmap yet).
  */
 async function waitSynced(p: Pair, n: NodeSpec, ms: number): Promise<void> {
-  let calm = 0;
-  await waitFor(`${n.name} complete and clean`, async () => {
-    const w = (await statusOf(p, n)).worker;
-    calm = w !== null && w !== undefined && w.status === 'complete' && w.dirty === 0 && w.sync === null ? calm + 1 : 0;
-    return calm >= 5;
-  }, ms, 100);
+  await waitInSync(n.name, async () => (await statusOf(p, n)).worker, { timeoutMs: ms, everyMs: 100, calmPolls: 5 });
 }
 
 async function workerPid(p: Pair, n: NodeSpec): Promise<number> {

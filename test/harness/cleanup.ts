@@ -3,6 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import type { TestContext } from 'node:test';
+import { sleep } from './wait.js';
 
 /** Is `pid` still running (zombies excluded)? */
 export function isRunning(pid: number): boolean {
@@ -27,7 +28,7 @@ export async function killPid(pid: number | undefined, graceMs = 2_000): Promise
     return;
   }
   const deadline = Date.now() + graceMs;
-  while (isRunning(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while (isRunning(pid) && Date.now() < deadline) await sleep(20);
   try {
     if (isRunning(pid)) process.kill(pid, 'SIGKILL');
   } catch {

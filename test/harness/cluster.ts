@@ -1,10 +1,12 @@
 // Integration harness: real hastd processes on loopback with file-backed components. Everything
 // started here is registered for cleanup the moment it exists, and processes are ended by pid.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { controlRequest } from '../../src/control/client.js';
+import { type DumpLayout, parseDump } from './data-area.js';
+import { HASTCTL, HASTD, run, type RunResult } from './process.js';
+import { sleep, waitFor, waitInSync } from './wait.js';
 
 /**
  * Where teardown is registered: a node:test `TestContext`, or the benchmark's own scope (bench/), so
@@ -14,33 +16,8 @@ export interface Teardown {
   after(fn: () => unknown): void;
 }
 
-const DIST = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
-export const HASTD = join(DIST, 'src', 'cli', 'hastd.js');
-export const HASTCTL = join(DIST, 'src', 'cli', 'hastctl.js');
-
 /** The same registry under the campaign's name. */
 export type Scope = Teardown;
-
-export interface RunResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Run a command to completion (bounded by a timeout) and collect its output. */
-export function run(cmd: string, args: readonly string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-  return new Promise((done) => {
-    execFile(
-      cmd,
-      [...args],
-      { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 << 20, env: opts.env ?? process.env },
-      (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
-        done({ code, stdout: String(stdout), stderr: String(stderr) });
-      },
-    );
-  });
-}
 
 export function hastctl(conf: string, node: string, args: readonly string[]): Promise<RunResult> {
   const [sub, ...rest] = args;
@@ -168,22 +145,6 @@ export async function startRole(t: Teardown, conf: string, node: NodeSpec, res: 
   return d;
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Poll fn until it returns a truthy value or the bound expires (then throws with the last value). */
-export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 30_000, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T;
-  for (;;) {
-    last = await fn();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-    await sleep(everyMs);
-  }
-}
-
 /** `hastctl status --json` for one resource. */
 export async function statusJson(conf: string, node: string, resource: string): Promise<Record<string, unknown>> {
   const r = await hastctl(conf, node, ['status', '--json', resource]);
@@ -252,32 +213,10 @@ export async function makePair(
 }
 
 /** Layout of a component as `hastctl dump` reports it. */
-export async function dumpOf(conf: string, node: string): Promise<{ dataSize: number; localOff: number; extentSize: number; resuid: string; localcnt: string; remotecnt: string }> {
+export async function dumpOf(conf: string, node: string): Promise<DumpLayout> {
   const r = await hastctl(conf, node, ['dump', 'r0']);
   if (r.code !== 0) throw new Error(`hastctl dump failed: ${r.stderr}`);
-  const field = (k: string): string => new RegExp(`${k}: (\\d+)`).exec(r.stdout)?.[1] ?? '0';
-  return {
-    dataSize: Number(field('datasize')),
-    localOff: Number(field('localoff')),
-    extentSize: Number(field('extentsize')),
-    resuid: field('resuid'),
-    localcnt: field('localcnt'),
-    remotecnt: field('remotecnt'),
-  };
-}
-
-/** sha256 of a component's data area. */
-export async function dataAreaHash(path: string, localOff: number, dataSize: number): Promise<string> {
-  const { createHash } = await import('node:crypto');
-  const { createReadStream } = await import('node:fs');
-  const h = createHash('sha256');
-  await new Promise<void>((done, fail) => {
-    createReadStream(path, { start: localOff, end: localOff + dataSize - 1 })
-      .on('data', (d) => h.update(d))
-      .on('end', () => done())
-      .on('error', fail);
-  });
-  return h.digest('hex');
+  return parseDump(r.stdout);
 }
 
 interface WorkerView {
@@ -294,14 +233,7 @@ export async function workerOf(conf: string, node: string): Promise<WorkerView |
   return (st.worker as WorkerView | null | undefined) ?? null;
 }
 
-/** Wait until the primary reports complete, nothing dirty and no sync running. */
-export async function waitInSync(conf: string, node: string, timeoutMs = 60_000): Promise<WorkerView> {
-  return waitFor<WorkerView | null>(
-    'status complete and dirty 0',
-    async () => {
-      const w = await workerOf(conf, node);
-      return w !== null && w.status === 'complete' && w.dirty === 0 && w.sync === null ? w : null;
-    },
-    timeoutMs,
-  ) as Promise<WorkerView>;
+/** Wait until the primary `node` reports complete, nothing dirty and no sync running. */
+export function waitNodeInSync(conf: string, node: string, timeoutMs = 60_000): Promise<WorkerView> {
+  return waitInSync(node, () => workerOf(conf, node), { timeoutMs });
 }

@@ -6,66 +6,15 @@
 // tmpfs on /run = /var/run and on /dev/hast, so control socket, pidfile, NBD export, FUSE mounts and the
 // device symlink are per host). Every command "on the host" runs through `nsenter` into the anchor.
 // Network namespaces are created with `ip netns add` and survive "power off"; the anchor does not.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { DIST, HASTCTL, HASTD, run, type RunOptions, type RunResult } from './process.js';
+import { sleep, waitFor } from './wait.js';
 
-const DIST = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
-/** Compiled daemon and control tool (same build as this harness). */
-export const HASTD = join(DIST, 'src', 'cli', 'hastd.js');
-export const HASTCTL = join(DIST, 'src', 'cli', 'hastctl.js');
 /** The repository root (for contrib/ scripts, which are not compiled). */
 export const REPO = existsSync(join(DIST, '..', 'contrib', 'ucarp')) ? resolve(DIST, '..') : process.cwd();
-
-export interface ExecResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-export interface ExecOptions {
-  /** Bound on the command's run time (default 60 s); on expiry it is killed and code is 124. */
-  readonly timeoutMs?: number;
-  readonly env?: NodeJS.ProcessEnv;
-  readonly input?: string;
-}
-
-/** Run a program to completion in the caller's namespaces. */
-export function run(cmd: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
-  return new Promise((done) => {
-    const child = execFile(
-      cmd,
-      [...args],
-      { timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL', maxBuffer: 64 << 20, env: opts.env ?? process.env },
-      (err, stdout, stderr) => {
-        let code = 0;
-        if (err !== null) {
-          const e = err as { code?: unknown; killed?: boolean };
-          code = typeof e.code === 'number' ? e.code : e.killed === true ? 124 : 1;
-        }
-        done({ code, stdout: String(stdout), stderr: String(stderr) });
-      },
-    );
-    if (opts.input !== undefined) child.stdin?.end(opts.input);
-  });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Poll fn until it returns a truthy value; throw after timeoutMs with the last value seen. */
-export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 30_000, everyMs = 200): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const last = await fn();
-    if (last) return last as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
-    await sleep(everyMs);
-  }
-}
 
 function nsInode(pid: number, kind: 'net' | 'uts' | 'mnt'): string | null {
   try {
@@ -193,17 +142,17 @@ export class Host {
   }
 
   /** Run a command on the host to completion. */
-  exec(cmd: string, args: readonly string[] = [], opts: ExecOptions = {}): Promise<ExecResult> {
+  exec(cmd: string, args: readonly string[] = [], opts: RunOptions = {}): Promise<RunResult> {
     return run('nsenter', this.nsenterArgs(cmd, args), opts);
   }
 
   /** `sh -c script` on the host. */
-  sh(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+  sh(script: string, opts: RunOptions = {}): Promise<RunResult> {
     return this.exec('sh', ['-c', script], opts);
   }
 
   /** `hastctl <sub> -c <conf> args...` on the host (no --node: the host name selects the `on` block). */
-  hastctl(sub: string, ...args: string[]): Promise<ExecResult> {
+  hastctl(sub: string, ...args: string[]): Promise<RunResult> {
     return this.exec(process.execPath, [HASTCTL, sub, '-c', this.conf, ...args], { timeoutMs: 30_000 });
   }
 

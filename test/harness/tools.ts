@@ -1,9 +1,11 @@
-// Test prerequisites: a missing tool or privilege skips a test only outside CI; under CI it fails.
+// Test prerequisites: a missing tool, privilege or the native addon skips a test only outside CI;
+// under CI it fails. Every test that needs something from the host asks here, so the rule is one.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { type HastIo, loadNative } from '../../src/component/native.js';
 
 export const IN_CI = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
 
@@ -21,18 +23,34 @@ export function isRoot(): boolean {
 }
 
 /**
- * Returns true when every requirement is met. Otherwise: under CI, throws (the test fails);
- * outside CI, marks the test skipped with the reason and returns false.
+ * A prerequisite is missing: under CI, throws (the test fails); outside CI, marks the test skipped
+ * with the reason. Returns false, for `if (!…) return`.
  */
-export function requires(t: TestContext, needs: { tools?: readonly string[]; root?: boolean }): boolean {
-  const missing: string[] = [];
-  for (const tool of needs.tools ?? []) if (!hasTool(tool)) missing.push(tool);
-  if (needs.root === true && !isRoot()) missing.push('root privileges');
-  if (missing.length === 0) return true;
-  const reason = `requires ${missing.join(', ')}`;
+export function unmet(t: TestContext, reason: string): false {
   if (IN_CI) throw new Error(`${reason} (CI=true: missing prerequisites are failures)`);
   t.skip(reason);
   return false;
+}
+
+/** What `requires` says is missing when the native addon does not load. */
+export const NATIVE_ADDON = 'the native addon native/build/Release/hastio.node (npm install builds it with scripts/build-native.mjs; HASTD_NO_NATIVE=1 turns it off)';
+
+/**
+ * Returns true when every requirement is met; otherwise `unmet` with all that is missing.
+ * `native`: the optional addon (src/component/native.ts) must load.
+ */
+export function requires(t: TestContext, needs: { tools?: readonly string[]; root?: boolean; native?: boolean }): boolean {
+  const missing: string[] = [];
+  for (const tool of needs.tools ?? []) if (!hasTool(tool)) missing.push(tool);
+  if (needs.root === true && !isRoot()) missing.push('root privileges');
+  if (needs.native === true && loadNative() === null) missing.push(NATIVE_ADDON);
+  if (missing.length === 0) return true;
+  return unmet(t, `requires ${missing.join(', ')}`);
+}
+
+/** The native addon for a test that exercises it, or null when `requires` skipped the test. */
+export function nativeAddon(t: TestContext): HastIo | null {
+  return requires(t, { native: true }) ? loadNative() : null;
 }
 
 /** A fresh temporary directory removed when the test ends. */

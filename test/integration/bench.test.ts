@@ -9,8 +9,8 @@ import { FIO_JOBS } from '../../bench/fio.js';
 import { IO_TARGETS } from '../../bench/io.js';
 import { REQUIRED_TOOLS } from '../../bench/prerequisites.js';
 import type { BenchReport } from '../../bench/report.js';
-import { run } from '../harness/cluster.js';
 import { requires, tmpDir } from '../harness/tools.js';
+import { run } from '../harness/process.js';
 
 const RUN_JS = resolve(fileURLToPath(import.meta.url), '..', '..', '..', 'bench', 'run.js');
 

@@ -7,18 +7,15 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
 import {
-  HASTCTL,
-  HASTD,
   hastctl,
-  run,
-  sleep,
   startHastd,
   statusJson,
-  waitFor,
   writeConfig,
   type NodeSpec,
 } from '../harness/cluster.js';
 import { requires, tmpDir } from '../harness/tools.js';
+import { HASTCTL, HASTD, run } from '../harness/process.js';
+import { sleep, waitFor } from '../harness/wait.js';
 
 const MiB = 1 << 20;
 

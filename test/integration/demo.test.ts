@@ -6,8 +6,9 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isRunning } from '../harness/cleanup.js';
-import { run, waitFor } from '../harness/cluster.js';
 import { tmpDir } from '../harness/tools.js';
+import { run } from '../harness/process.js';
+import { waitFor } from '../harness/wait.js';
 
 const DEMO_JS = resolve(fileURLToPath(import.meta.url), '..', '..', '..', 'src', 'cli', 'demo.js');
 

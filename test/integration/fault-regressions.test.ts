@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
 import { isRunning } from '../harness/cleanup.js';
-import { hastctl, makePair, startHastd, statusJson, waitFor, waitInSync } from '../harness/cluster.js';
+import { hastctl, makePair, startHastd, statusJson, waitNodeInSync } from '../harness/cluster.js';
+import { waitFor } from '../harness/wait.js';
 
 test('primary parent SIGKILLed while connected: the orphaned worker shuts down without crashing', async (t) => {
   const p = await makePair(t, { replication: 'fullsync', size: 16 << 20 });
@@ -13,7 +14,7 @@ test('primary parent SIGKILLed while connected: the orphaned worker shuts down w
   const a = await startHastd(t, p.conf, p.a);
   assert.equal((await hastctl(p.conf, p.a.name, ['role', 'primary', p.res])).code, 0);
   await waitFor('export socket', () => existsSync(p.sock(p.a)));
-  await waitInSync(p.conf, p.a.name);
+  await waitNodeInSync(p.conf, p.a.name);
   const c = await NbdClient.connect({ path: p.sock(p.a) });
   await c.write(0, Buffer.alloc(4096, 1));
   const worker = (await statusJson(p.conf, p.a.name, p.res)).workerpid as number;

@@ -9,8 +9,11 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { encodeFrame, FrameReader, type Frame, nvBytes, nvString, nvU64, nvU8 } from '../../src/secondary/wire.js';
-import { dataAreaHash, dumpOf, hastctl, makePair, startHastd, waitFor, waitInSync, workerOf } from '../harness/cluster.js';
+import { NvList } from '../../src/nv/codec.js';
+import { encodeMessage, MessageReader, type PeerMessage as Frame } from '../../src/peer/framing.js';
+import { dumpOf, hastctl, makePair, startHastd, workerOf, waitNodeInSync } from '../harness/cluster.js';
+import { dataAreaHash } from '../harness/data-area.js';
+import { waitFor } from '../harness/wait.js';
 
 const PLAIN = { compression: 'none', checksum: 'none' } as const;
 
@@ -44,11 +47,17 @@ function peerSocket(addr: string): Promise<Socket> {
 
 /** Frames read from a socket, plus its close. */
 function framesOf(s: Socket): { next(): Promise<Frame | null>; closed: Promise<void> } {
-  const r = new FrameReader({ maxNv: 1 << 16, maxPayload: 1 << 24 });
+  const r = new MessageReader({ maxPayload: 1 << 24 });
+  const queue: Frame[] = [];
+  let failure: Error | null = null;
   const waiting: (() => void)[] = [];
   let ended = false;
   s.on('data', (d: Buffer) => {
-    r.push(d);
+    try {
+      queue.push(...r.push(d));
+    } catch (err) {
+      failure = err as Error;
+    }
     for (const w of waiting.splice(0)) w();
   });
   const closed = new Promise<void>((res) => s.on('close', () => {
@@ -61,8 +70,9 @@ function framesOf(s: Socket): { next(): Promise<Frame | null>; closed: Promise<v
     closed,
     async next() {
       for (;;) {
-        const f = r.next();
-        if (f !== null) return f;
+        const f = queue.shift();
+        if (f !== undefined) return f;
+        if (failure !== null) throw failure;
         if (ended) return null;
         await new Promise<void>((w) => waiting.push(w));
       }
@@ -109,14 +119,14 @@ test('hostile control lines and peer bytes: connections closed, daemon alive, da
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
 
   // Listen port: random bytes, and a valid first handshake followed by a garbage second message.
-  const first = Buffer.concat(encodeFrame(2, [nvString('resource', p.res), nvU8('version', 2)], null, PLAIN));
+  const first = Buffer.concat(encodeMessage(new NvList().addString('resource', p.res).addUint8('version', 2), undefined, PLAIN));
   await fc.assert(fc.asyncProperty(fc.uint8Array({ maxLength: 400 }), fc.boolean(), async (junk, afterFirst) => {
     if (afterFirst) {
       const c1 = await peerSocket(p.b.addr);
       const f1 = framesOf(c1);
       c1.write(first);
       const reply = await f1.next();
-      assert.ok(reply?.nv.bytes('token') !== null, 'first handshake answered with a token');
+      assert.ok(reply?.nv.getUint8Array('token') !== undefined, 'first handshake answered with a token');
       const c2 = await peerSocket(p.b.addr);
       c2.resume();
       c2.on('error', () => undefined);
@@ -138,18 +148,18 @@ test('hostile control lines and peer bytes: connections closed, daemon alive, da
     const c1 = await peerSocket(p.b.addr);
     const f1 = framesOf(c1);
     c1.write(first);
-    const token = (await f1.next())?.nv.bytes('token');
-    assert.ok(token !== null && token !== undefined);
+    const token = (await f1.next())?.nv.getUint8Array('token');
+    assert.ok(token !== undefined);
     const md = await dumpOf(p.conf, p.b.name);
     const c2 = await peerSocket(p.b.addr);
     const f2 = framesOf(c2);
-    c2.write(Buffer.concat(encodeFrame(2, [
-      nvString('resource', p.res), nvBytes('token', token),
-      nvU64('resuid', md.resuid === '0' ? 4242n : BigInt(md.resuid)), nvU64('localcnt', BigInt(md.remotecnt)), nvU64('remotecnt', BigInt(md.localcnt)),
-    ], null, PLAIN)));
+    c2.write(Buffer.concat(encodeMessage(new NvList()
+      .addString('resource', p.res).addUint8Array('token', token)
+      .addUint64('resuid', md.resuid === '0' ? 4242n : BigInt(md.resuid)).addUint64('localcnt', BigInt(md.remotecnt)).addUint64('remotecnt', BigInt(md.localcnt)),
+    undefined, PLAIN)));
     // The handshake reply arrives on one of the two connections.
     const reply = await Promise.race([f1.next(), f2.next()]);
-    assert.ok(reply !== null && reply.nv.string('errmsg') === null, `handshake accepted (${reply?.nv.string('errmsg')})`);
+    assert.ok(reply !== null && reply.nv.getString('errmsg') === undefined, `handshake accepted (${reply?.nv.getString('errmsg')})`);
     for (const c of chunks) c1.write(Buffer.from(c));
     c1.end();
     assert.equal(await boundedClose(f1.closed), 'closed', 'the secondary closed the request connection');
@@ -166,6 +176,6 @@ test('hostile control lines and peer bytes: connections closed, daemon alive, da
   await startHastd(t, p.conf, p.a);
   assert.equal((await hastctl(p.conf, p.a.name, ['role', 'primary', p.res])).code, 0);
   await waitFor('export socket', () => existsSync(p.sock(p.a)));
-  await waitInSync(p.conf, p.a.name, 60_000);
+  await waitNodeInSync(p.conf, p.a.name, 60_000);
   assert.equal((await workerOf(p.conf, p.b.name))?.status, 'complete');
 });

@@ -9,8 +9,10 @@ import { createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { NbdClient } from '../../src/nbd/client.js';
-import { encodeFrame, encodeHandshakeReply, FrameReader, nvBytes, nvU8, SYNCSRC } from '../../src/secondary/wire.js';
-import { dumpOf, freePort, hastctl, makePair, startHastd, waitFor, workerOf } from '../harness/cluster.js';
+import { encodeMessage, MessageReader } from '../../src/peer/framing.js';
+import { buildHandshakeReply, buildSyncReply } from '../../src/peer/messages.js';
+import { dumpOf, freePort, hastctl, makePair, startHastd, workerOf } from '../harness/cluster.js';
+import { waitFor } from '../harness/wait.js';
 
 const PLAIN = { compression: 'none', checksum: 'none' } as const;
 type Behaviour = { kind: 'first' | 'second' | 'data'; junk: Buffer };
@@ -29,22 +31,21 @@ test('garbage from the peer in every phase: the primary drops the link, stays up
   let closedByPrimary: () => void = () => undefined;
   const fake = createServer((s) => {
     s.on('error', () => undefined);
-    const reader = new FrameReader({ maxNv: 1 << 16, maxPayload: 1 << 21 });
+    const reader = new MessageReader({ maxPayload: 1 << 21 });
     const b = behaviour;
     s.on('close', () => closedByPrimary());
     s.on('data', (d: Buffer) => {
-      reader.push(d);
-      for (let f = reader.next(); f !== null; f = reader.next()) {
-        if (f.nv.string('resource') !== null && f.nv.bytes('token') === null) {
+      for (const f of reader.push(d)) {
+        if (f.nv.getString('resource') !== undefined && f.nv.getUint8Array('token') === undefined) {
           outSock = s;
           if (b.kind === 'first') s.end(b.junk); // half-closed: a partial header must not wait for the timeout
-          else s.write(Buffer.concat(encodeFrame(2, [nvU8('version', 2), nvBytes('token', randomBytes(16))], null, PLAIN)));
-        } else if (f.nv.bytes('token') !== null) {
+          else s.write(Buffer.concat(encodeMessage(buildHandshakeReply(2, randomBytes(16)), undefined, PLAIN)));
+        } else if (f.nv.getUint8Array('token') !== undefined) {
           if (b.kind === 'second') outSock?.end(b.junk);
           else {
-            outSock?.write(Buffer.concat(encodeHandshakeReply(2, {
-              dataSize: md.dataSize, extentSize: md.extentSize, localCnt: 0n, remoteCnt: 0n, virgin: true, syncSrc: SYNCSRC.PRIMARY, map: null,
-            }, PLAIN)));
+            outSock?.write(Buffer.concat(encodeMessage(buildSyncReply({
+              dataSize: md.dataSize, extentSize: md.extentSize, localCnt: 0n, remoteCnt: 0n, virgin: true, syncSrc: 'primary', mapSize: 0,
+            }), undefined, PLAIN)));
             // Replies travel on the second connection: answer the first request with garbage.
             outSock?.once('data', () => s.end(b.junk));
           }

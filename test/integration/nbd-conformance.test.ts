@@ -1,7 +1,7 @@
 // Our NBD server against real clients (nbdinfo, qemu-io, qemu-img, nbdcopy, fio) and against
 // malformed input on a raw socket (NBD.md "Real clients here").
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -11,18 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { NbdClient } from '../../src/nbd/client.js';
 import { createNbdServer, type NbdServer } from '../../src/nbd/server.js';
 import { FileBackend } from '../harness/nbd-file-backend.js';
-import { requires, tmpDir } from '../harness/tools.js';
+import { run } from '../harness/process.js';
+import { requires, tmpDir, unmet } from '../harness/tools.js';
 
 const MiB = 1024 * 1024;
-
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { maxBuffer: 64 * MiB }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 interface Served {
   dir: string;
@@ -138,7 +130,7 @@ describe('NBD conformance with real clients', () => {
     if (!requires(t, { tools: ['fio'] })) return;
     const help = await run('fio', ['--enghelp']);
     if (!/\bnbd\b/.test(help.stdout + help.stderr)) {
-      t.skip('this fio has no nbd engine');
+      unmet(t, 'requires a fio with the nbd engine');
       return;
     }
     const s = await serve(t, 32 * MiB);

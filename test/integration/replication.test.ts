@@ -9,20 +9,19 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
 import {
-  dataAreaHash,
   dumpOf,
   hastctl,
   makePair,
   type Pair,
-  sleep,
   startHastd,
   startRole,
   statusJson,
-  waitFor,
-  waitInSync,
   workerOf,
   type NodeSpec,
+  waitNodeInSync,
 } from '../harness/cluster.js';
+import { dataAreaHash } from '../harness/data-area.js';
+import { sleep, waitFor } from '../harness/wait.js';
 
 const MiB = 1 << 20;
 
@@ -39,24 +38,51 @@ async function assertIdentical(p: Pair): Promise<void> {
   assert.equal(ha, hb, 'the data areas of both components differ');
 }
 
-/** Random writes of 4 KiB–256 KiB; returns the expected content by offset (last write wins). */
+/**
+ * Random writes of 4 KiB–256 KiB at 4 KiB-aligned offsets, up to 32 in flight (never two
+ * overlapping at once, so the outcome is defined). Resolves when every write is acknowledged, with
+ * the expected content: the last acknowledged write of each 4 KiB block written, by block offset.
+ */
 async function writeLoad(client: NbdClient, size: number, count: number, seed = 1): Promise<Map<number, Buffer>> {
   const written = new Map<number, Buffer>();
   let x = seed;
   const rnd = (n: number): number => {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    return x % n;
+    // Math.imul: a plain product exceeds 2^53 and loses the low bits (the load was 5 lengths, 3 MiB).
+    x = (Math.imul(x, 1103515245) + 12345) & 0x7fffffff;
+    return (x >>> 8) % n;
   };
   const jobs: Promise<void>[] = [];
+  const inFlight: [number, number][] = [];
   for (let i = 0; i < count; i++) {
     const len = 4096 * (1 + rnd(64));
     const off = 4096 * rnd(Math.floor((size - len) / 4096));
+    if (jobs.length >= 32 || inFlight.some(([o, l]) => off < o + l && o < off + len)) {
+      await Promise.all(jobs.splice(0));
+      inFlight.length = 0;
+    }
     const buf = randomBytes(len);
     jobs.push(client.write(off, buf));
-    if (jobs.length >= 32) await Promise.all(jobs.splice(0));
+    inFlight.push([off, len]);
+    for (let at = 0; at < len; at += 4096) written.set(off + at, buf.subarray(at, at + 4096));
   }
   await Promise.all(jobs);
   return written;
+}
+
+/** Read back every block of `expected` (as from writeLoad) through `client`, in contiguous runs. */
+async function assertContent(client: NbdClient, expected: Map<number, Buffer>, where: string): Promise<void> {
+  const offsets = [...expected.keys()].sort((a, b) => a - b);
+  for (let i = 0; i < offsets.length; ) {
+    let j = i + 1;
+    while (j < offsets.length && offsets[j] === offsets[j - 1]! + 4096 && j - i < 256) j++;
+    const start = offsets[i]!;
+    const got = await client.read(start, (j - i) * 4096);
+    for (let k = i; k < j; k++) {
+      const at = offsets[k]!;
+      if (!got.subarray(at - start, at - start + 4096).equals(expected.get(at)!)) assert.fail(`${where}: block at ${at} differs from its last write`);
+    }
+    i = j;
+  }
 }
 
 for (const mode of ['fullsync', 'memsync', 'async'] as const) {
@@ -64,14 +90,16 @@ for (const mode of ['fullsync', 'memsync', 'async'] as const) {
     const p = await makePair(t, { replication: mode });
     await up(t, p, p.b, 'secondary');
     await up(t, p, p.a, 'primary');
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     const client = await NbdClient.connect({ path: p.sock(p.a) });
     t.after(() => client.disconnect().catch(() => undefined));
-    await writeLoad(client, client.size, 300, 7);
+    const expected = await writeLoad(client, client.size, 300, 7);
+    assert.ok(expected.size > 4000, `the load wrote ${expected.size} distinct blocks`);
+    await assertContent(client, expected, 'the primary after the load');
     await client.writeZeroes(3 * MiB, 2 * MiB);
     await client.trim(8 * MiB, MiB);
     await client.flush();
-    const w = await waitInSync(p.conf, p.a.name);
+    const w = await waitNodeInSync(p.conf, p.a.name);
     assert.ok(w.stats.writes! >= 300);
     const sw = await workerOf(p.conf, p.b.name);
     assert.equal(sw?.status, 'complete');
@@ -95,15 +123,16 @@ for (const [compression, checksum] of [['lzf', 'sha256'], ['hole', 'crc32']] as 
     await client.flush();
     await client.disconnect();
     await up(t, p, p.b, 'secondary');
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     client = await NbdClient.connect({ path: p.sock(p.a) });
     t.after(() => client.disconnect().catch(() => undefined));
     // And these by regular replication.
     await client.write(8 * MiB, text);
     await client.writeZeroes(12 * MiB, MiB);
-    await writeLoad(client, client.size, 100, 3);
+    const expected = await writeLoad(client, client.size, 100, 3);
     await client.flush();
-    await waitInSync(p.conf, p.a.name);
+    await assertContent(client, expected, 'the primary after the load');
+    await waitNodeInSync(p.conf, p.a.name);
     await assertIdentical(p);
     assert.doesNotMatch(d.output(), /Hash mismatch|Unable to decompress/);
   });
@@ -113,13 +142,14 @@ test('secondary killed during writes: primary degrades and keeps serving; only d
   const p = await makePair(t, { replication: 'memsync', size: 128 * MiB, createArgs: ['-e', '1M'] });
   const sec = await up(t, p, p.b, 'secondary');
   await up(t, p, p.a, 'primary');
-  await waitInSync(p.conf, p.a.name);
+  await waitNodeInSync(p.conf, p.a.name);
   const client = await NbdClient.connect({ path: p.sock(p.a) });
   t.after(() => client.disconnect().catch(() => undefined));
   const load = writeLoad(client, 16 * MiB, 400, 3);
   await sleep(100);
   await sec.kill();
-  await load; // every write is still acknowledged: the primary serves on alone
+  // Every write is still acknowledged, and reads back: the primary serves on alone.
+  await assertContent(client, await load, 'the degraded primary');
   await waitFor('degraded', async () => (await workerOf(p.conf, p.a.name))?.status === 'degraded');
   // More writes while degraded, to known extents (20..29).
   for (let e = 20; e < 30; e++) await client.write(e * MiB + 4096, randomBytes(8192));
@@ -130,7 +160,7 @@ test('secondary killed during writes: primary degrades and keeps serving; only d
   assert.ok(dirtyBefore < total / 2, 'not the whole disk is dirty');
 
   await up(t, p, p.b, 'secondary');
-  const w = await waitInSync(p.conf, p.a.name, 60_000);
+  const w = await waitNodeInSync(p.conf, p.a.name, 60_000);
   assert.ok(w.lastSync !== null, 'a sync ran');
   assert.equal(w.lastSync?.bytes, dirtyBefore, 'exactly the dirty extents were synchronized');
   await assertIdentical(p);
@@ -141,7 +171,7 @@ for (const mode of ['fullsync', 'memsync'] as const) {
     const p = await makePair(t, { replication: mode, size: 64 * MiB });
     await up(t, p, p.b, 'secondary');
     const prim = await up(t, p, p.a, 'primary');
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     const client = await NbdClient.connect({ path: p.sock(p.a) });
     // Each block 0..N gets generations; we remember the last acknowledged content per block.
     const acked = new Map<number, Buffer>();
@@ -178,7 +208,7 @@ for (const mode of ['fullsync', 'memsync'] as const) {
     }
     // The old primary returns as secondary and is synchronised from the new primary.
     await up(t, p, p.a, 'secondary');
-    await waitInSync(p.conf, p.b.name, 60_000);
+    await waitNodeInSync(p.conf, p.b.name, 60_000);
     await assertIdentical(p);
   });
 }
@@ -199,7 +229,7 @@ describe('startup wait while the peer is still primary (HAST-SPEC §6.3)', () =>
     assert.equal(done, false, 'no I/O is served while the startup wait lasts');
     assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
     await write;
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     assert.match(a.output(), /Connected to tcp4:\/\/127\.0\.0\.2/);
     assert.doesNotMatch(a.output(), /starting anyway/);
     await assertIdentical(p);
@@ -231,11 +261,11 @@ test('split-brain: both primaries written while apart are refused on reconnect, 
   const sec = await up(t, p, p.b, 'secondary');
   const prim = await up(t, p, p.a, 'primary');
   const A = prim.pid;
-  await waitInSync(p.conf, p.a.name);
+  await waitNodeInSync(p.conf, p.a.name);
   const ca = await NbdClient.connect({ path: p.sock(p.a) });
   t.after(() => ca.disconnect().catch(() => undefined));
   await ca.write(0, Buffer.alloc(4096, 1));
-  await waitInSync(p.conf, p.a.name);
+  await waitNodeInSync(p.conf, p.a.name);
   // Partition: stop node b, then make it primary on its own and write there.
   await sec.stop();
   await ca.write(MiB, Buffer.alloc(4096, 2));
@@ -263,7 +293,7 @@ test('split-brain: both primaries written while apart are refused on reconnect, 
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'init', p.res])).code, 0);
   assert.equal((await hastctl(p.conf, p.b.name, ['create', p.res])).code, 0);
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
-  const w = await waitInSync(p.conf, p.a.name, 60_000);
+  const w = await waitNodeInSync(p.conf, p.a.name, 60_000);
   assert.equal(w.lastSync?.bytes, (await dumpOf(p.conf, p.a.name)).dataSize, 'a full sync');
   await assertIdentical(p);
   const log = readFileSync(hookLog, 'utf8');
@@ -280,7 +310,7 @@ describe('listener refusals', () => {
     // Pair a with b, then re-create a's metadata and pair it alone once so it gets a new resuid.
     await up(t, p, p.b, 'secondary');
     const pa = await up(t, p, p.a, 'primary');
-    await waitInSync(p.conf, p.a.name);
+    await waitNodeInSync(p.conf, p.a.name);
     await pa.stop();
     // Re-created metadata: resuid 0, so a's next connect makes a new resuid that b does not know.
     assert.equal((await hastctl(p.conf, p.a.name, ['create', p.res])).code, 0);
@@ -296,7 +326,7 @@ describe('listener refusals', () => {
 
   test('garbage on the listen port closes that connection and the daemon keeps serving', async (t) => {
     const p = await makePair(t);
-    await up(t, p, p.b, 'secondary');
+    const sec = await up(t, p, p.b, 'secondary');
     const [host, port] = p.b.addr.split(':');
     for (const junk of [Buffer.from('GET / HTTP/1.0\r\n\r\n'), Buffer.from([2, 0xff, 0xff, 0xff, 0x7f]), randomBytes(4096)]) {
       await new Promise<void>((done) => {
@@ -307,8 +337,10 @@ describe('listener refusals', () => {
         s.resume();
       });
     }
+    assert.equal(sec.proc.exitCode, null, 'the secondary hastd is still running');
     await up(t, p, p.a, 'primary');
-    await waitInSync(p.conf, p.a.name);
+    // The primary connects and synchronises: the listener still accepts a real peer.
+    await waitNodeInSync(p.conf, p.a.name);
   });
 
   test('a connection from an address that is not a configured remote is refused', async (t) => {

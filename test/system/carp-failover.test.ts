@@ -5,9 +5,11 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createHosts, HASTCTL, type Host, PUBLIC_IF, REPO, waitFor } from '../harness/netns.js';
+import { createHosts, type Host, PUBLIC_IF, REPO } from '../harness/netns.js';
 import { requires } from '../harness/tools.js';
-import { assertFiles, bringUp, copyIn, makePayload, MNT, mkfs, mount, RES, umount, waitInSync, walkthroughConf, worker } from './fs-helpers.js';
+import { assertFiles, bringUp, copyIn, makePayload, MNT, mkfs, mount, RES, umount, waitHostInSync, walkthroughConf, worker } from './fs-helpers.js';
+import { HASTCTL } from '../harness/process.js';
+import { waitFor } from '../harness/wait.js';
 
 const VIP = '192.0.2.100';
 const UCARP = join(REPO, 'contrib', 'ucarp');
@@ -85,7 +87,7 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
   await waitFor('skunk1 MASTER with the file system mounted and the VIP', async () => (await mounted(s1)) && (await hasVip(s1)), 60_000, 250);
   // skunk2's start-time vip-down.sh runs detached: wait for it rather than race it.
   await waitFor('skunk2 secondary', async () => (await s2.status(RES)).role === 'secondary', 30_000, 250);
-  await waitInSync(s1);
+  await waitHostInSync(s1);
   assert.equal(await mounted(s2), false);
   assert.equal(await hasVip(s2), false);
 
@@ -108,7 +110,7 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
   for (let i = 0; i < runs; i++) {
     const extra = makePayload(hs, `run${i}`);
     await copyIn(master, extra);
-    await waitInSync(master);
+    await waitHostInSync(master);
     const t0 = Date.now();
     await master.powerOff();
     await waitFor(`${backup.name} mounted ${MNT}`, () => mounted(backup), 60_000, 50);
@@ -124,7 +126,7 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
     await master.boot();
     startUcarp(master, master === s1 ? 0 : 100);
     await waitFor(`${master.name} back as secondary`, async () => (await master.status(RES)).role === 'secondary', 30_000, 250);
-    await waitInSync(backup, 60_000);
+    await waitHostInSync(backup, 60_000);
     const text = await backup.hastctl('status', RES);
     assert.match(text.stdout, /^ {2}status: complete$/m);
     assert.match(text.stdout, /^ {2}dirty: 0 \(0B\)$/m);

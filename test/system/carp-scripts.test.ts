@@ -4,8 +4,10 @@ import assert from 'node:assert/strict';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createHosts, type Host, type HostProcess, PUBLIC_IF, REPO, run, waitFor } from '../harness/netns.js';
+import { createHosts, type Host, type HostProcess, PUBLIC_IF, REPO } from '../harness/netns.js';
 import { requires } from '../harness/tools.js';
+import { run } from '../harness/process.js';
+import { waitFor } from '../harness/wait.js';
 
 const VIP = '192.0.2.100';
 const MNT = '/mnt/failover';

@@ -11,6 +11,7 @@ import { fusePaths } from '../../src/daemon/device/fuse.js';
 import { TOOL_PACKAGES, mountsOfDevice, parseMounts, requireTool } from '../../src/daemon/device/sys.js';
 import { isMountPoint, isRunning, killPid, loopsBackedBy, unmountAll } from '../harness/cleanup.js';
 import { requires } from '../harness/tools.js';
+import { waitFor } from '../harness/wait.js';
 
 const SIZE = 64 << 20;
 const TOOLS = ['nbdkit', 'nbdfuse', 'losetup', 'mkfs.ext4', 'blockdev', 'fusermount3', 'mount', 'umount'] as const;
@@ -76,8 +77,7 @@ async function rig(t: TestContext, withServer = true): Promise<Rig> {
     truncateSync(img, SIZE);
     const nbdkit = spawn('nbdkit', ['-U', r.sock, '--foreground', 'file', img], { stdio: 'ignore' });
     r.nbdkitPid = nbdkit.pid;
-    for (let i = 0; i < 250 && !existsSync(r.sock); i++) await new Promise((res) => setTimeout(res, 20));
-    assert.ok(existsSync(r.sock), 'nbdkit did not create its socket');
+    await waitFor('nbdkit to create its socket', () => existsSync(r.sock), 5_000, 20);
   }
   return r;
 }
@@ -92,9 +92,8 @@ function sh(cmd: string, ...args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-async function waitGone(pid: number): Promise<boolean> {
-  for (let i = 0; i < 250 && isRunning(pid); i++) await new Promise((res) => setTimeout(res, 20));
-  return !isRunning(pid);
+function waitGone(pid: number, what: string): Promise<boolean> {
+  return waitFor(what, () => !isRunning(pid), 5_000, 20);
 }
 
 describe('device helpers', () => {
@@ -186,7 +185,7 @@ attachDevice({ provName: 'shared', socketPath: '/nonexistent.sock', mode: 'fuse'
     assert.equal(existsSync(dev.devicePath), false, 'symlink removed');
     assert.deepEqual(loopsBackedBy(r.fuse.file), [], 'loop device detached');
     assert.equal(isMountPoint(r.fuse.mountDir), false, 'FUSE unmounted');
-    assert.ok(await waitGone(pid1), 'nbdfuse exited');
+    await waitGone(pid1, 'nbdfuse to exit');
     await dev.detach(); // idempotent
 
     const dev2 = await attachDevice(opts);
@@ -209,7 +208,7 @@ attachDevice({ provName: 'shared', socketPath: '/nonexistent.sock', mode: 'fuse'
     assert.equal(existsSync(dev.devicePath), false);
     assert.deepEqual(loopsBackedBy(r.fuse.file), []);
     assert.equal(isMountPoint(r.fuse.mountDir), false);
-    assert.ok(await waitGone(pid));
+    await waitGone(pid, `pid ${pid} to exit`);
     // And a fresh attach works afterwards.
     const again = await attachDevice({ provName: r.prov, socketPath: r.sock, mode: 'fuse', stateDir: r.stateDir });
     assert.ok(again !== null);

@@ -11,8 +11,9 @@ import { test, type TestContext } from 'node:test';
 import { attachFuse } from '../../src/daemon/device/fuse.js';
 import { NbdClient } from '../../src/nbd/client.js';
 import { killPid } from '../harness/cleanup.js';
-import { dumpOf, type HastdProcess, hastctl, makePair, type NodeSpec, type Pair, startHastd, waitFor, waitInSync, workerOf } from '../harness/cluster.js';
+import { dumpOf, type HastdProcess, hastctl, makePair, type NodeSpec, type Pair, startHastd, workerOf, waitNodeInSync } from '../harness/cluster.js';
 import { requires } from '../harness/tools.js';
+import { waitFor } from '../harness/wait.js';
 
 const MiB = 1 << 20;
 
@@ -87,7 +88,7 @@ async function scenario(t: TestContext, p: Pair, a: HastdProcess, trig: { reads:
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
   assert.equal((await hastctl(p.conf, p.a.name, ['role', 'primary', p.res])).code, 0);
   await waitFor('export socket', () => existsSync(p.sock(p.a)));
-  await waitInSync(p.conf, p.a.name);
+  await waitNodeInSync(p.conf, p.a.name);
   const client = await NbdClient.connect({ path: p.sock(p.a) });
   t.after(() => client.disconnect().catch(() => undefined));
 
@@ -95,7 +96,7 @@ async function scenario(t: TestContext, p: Pair, a: HastdProcess, trig: { reads:
   const d1 = randomBytes(8 * MiB);
   for (let off = 0; off < d1.length; off += MiB) await client.write(off, d1.subarray(off, off + MiB));
   await client.flush();
-  await waitInSync(p.conf, p.a.name);
+  await waitNodeInSync(p.conf, p.a.name);
 
   // 2. The disk stops reading: every read is served by the secondary.
   writeFileSync(trig.reads, '');

@@ -2,9 +2,11 @@
 // sync, and file checks through a mounted /dev/hast/<name> (HAST-SPEC §5.5, §7).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, createReadStream, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Host, type Hosts, REPO, type StatusView, waitFor } from '../harness/netns.js';
+import { dataAreaHash, parseDump } from '../harness/data-area.js';
+import { type Host, type Hosts, REPO, type StatusView } from '../harness/netns.js';
+import { waitFor, waitInSync } from '../harness/wait.js';
 
 export const RES = 'mirror';
 export const DEV = `/dev/hast/${RES}`;
@@ -56,7 +58,7 @@ export async function bringUp(hs: Hosts, primary: Host, secondary: Host): Promis
   await role(primary, 'primary');
   await role(secondary, 'secondary');
   await waitDevice(primary);
-  await waitInSync(primary);
+  await waitHostInSync(primary);
 }
 
 export async function role(h: Host, r: 'init' | 'primary' | 'secondary'): Promise<void> {
@@ -74,16 +76,8 @@ export async function worker(h: Host): Promise<NonNullable<StatusView['worker']>
 }
 
 /** Wait until the primary h reports `complete`, dirty 0 and no sync running. */
-export async function waitInSync(h: Host, timeoutMs = 60_000): Promise<NonNullable<StatusView['worker']>> {
-  return waitFor(
-    `${h.name}: status complete, dirty 0`,
-    async () => {
-      const w = await worker(h);
-      return w !== null && w.status === 'complete' && w.dirty === 0 && (w.sync === null || w.sync === undefined) ? w : null;
-    },
-    timeoutMs,
-    250,
-  );
+export function waitHostInSync(h: Host, timeoutMs = 60_000): Promise<NonNullable<StatusView['worker']>> {
+  return waitInSync(h.name, () => worker(h), { timeoutMs, everyMs: 250 });
 }
 
 export async function mkfs(h: Host, fs: string): Promise<void> {
@@ -155,21 +149,13 @@ export async function assertFiles(h: Host, payload: { sums: Map<string, string> 
 export async function layout(h: Host): Promise<{ localOff: number; dataSize: number; localPath: string }> {
   const r = await h.hastctl('dump', RES);
   assert.equal(r.code, 0, `${h.name}: hastctl dump: ${r.stderr}`);
-  const num = (k: string): number => Number(new RegExp(`${k}: (\\d+)`).exec(r.stdout)?.[1] ?? 'NaN');
+  const { localOff, dataSize } = parseDump(r.stdout);
   const st = await h.status(RES);
-  return { localOff: num('localoff'), dataSize: num('datasize'), localPath: st.localpath ?? '' };
+  return { localOff, dataSize, localPath: st.localpath ?? '' };
 }
 
 /** sha256 of h's data area (read from the real file system, outside the namespaces). */
 export async function dataHash(h: Host): Promise<string> {
   const { localOff, dataSize, localPath } = await layout(h);
-  assert.ok(Number.isFinite(localOff) && dataSize > 0, `${h.name}: layout from dump`);
-  const hash = createHash('sha256');
-  await new Promise<void>((done, fail) => {
-    createReadStream(localPath, { start: localOff, end: localOff + dataSize - 1 })
-      .on('data', (d) => hash.update(d))
-      .on('end', () => done())
-      .on('error', fail);
-  });
-  return hash.digest('hex');
+  return dataAreaHash(localPath, localOff, dataSize);
 }

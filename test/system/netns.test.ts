@@ -1,8 +1,9 @@
 // The system-test hosts themselves (test/harness/netns.ts): names, links, private mounts, power off/boot.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createHosts, type Host, sleep } from '../harness/netns.js';
+import { createHosts, type Host } from '../harness/netns.js';
 import { requires } from '../harness/tools.js';
+import { sleep } from '../harness/wait.js';
 
 const TOOLS = ['ip', 'nsenter', 'unshare'] as const;
 

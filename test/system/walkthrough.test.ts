@@ -4,12 +4,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { createHosts, sleep, waitFor } from '../harness/netns.js';
+import { createHosts } from '../harness/netns.js';
 import { requires } from '../harness/tools.js';
 import {
   assertFiles, bringUp, copyIn, dataHash, DEV, layout, makePayload, MNT, mkfs, mount, RES, role,
-  umount, waitDevice, waitInSync, walkthroughConf, worker,
+  umount, waitDevice, waitHostInSync, walkthroughConf, worker,
 } from './fs-helpers.js';
+import { sleep, waitFor } from '../harness/wait.js';
 
 const TOOLS = ['ip', 'nsenter', 'unshare', 'nbdfuse', 'fusermount3', 'losetup', 'mount', 'sha256sum'] as const;
 
@@ -101,7 +102,7 @@ test('the seed walkthrough with btrfs on /dev/hast/mirror', { timeout: 420_000 }
     await assertFiles(s1, first);
     const df = await s1.exec('df', [MNT]);
     assert.match(df.stdout, new RegExp(`${MNT}$`, 'm'));
-    await waitInSync(s1);
+    await waitHostInSync(s1);
   });
 
   await step('4. manual failover: umount, role secondary on skunk1, role primary on skunk2, mount there: files present', async () => {
@@ -114,7 +115,7 @@ test('the seed walkthrough with btrfs on /dev/hast/mirror', { timeout: 420_000 }
     await assertFiles(s2, first);
     const df = await s2.exec('df', ['-h', MNT]);
     assert.match(df.stdout, new RegExp(`${MNT}$`, 'm'));
-    await waitInSync(s2);
+    await waitHostInSync(s2);
   });
 
   const during = makePayload(hs, 'during');
@@ -133,7 +134,7 @@ test('the seed walkthrough with btrfs on /dev/hast/mirror', { timeout: 420_000 }
     await sleep(1500);
     assert.equal((await worker(s2))?.status, 'degraded');
     await role(s1, 'secondary');
-    const done = await waitInSync(s2);
+    const done = await waitHostInSync(s2);
     const ls = done.lastSync ?? null;
     const { dataSize } = await layout(s2);
     assert.ok(ls !== null && ls.bytes > 0 && ls.bytes < dataSize, `only dirty extents moved: ${JSON.stringify(ls)} of ${dataSize}`);
@@ -145,7 +146,7 @@ test('the seed walkthrough with btrfs on /dev/hast/mirror', { timeout: 420_000 }
   const last = makePayload(hs, 'last');
   await step('6. power loss of the primary: promote skunk1, mount (no fsck), files intact; old primary resyncs as secondary', async () => {
     await copyIn(s2, last);
-    await waitInSync(s2);
+    await waitHostInSync(s2);
     await s2.powerOff();
     await role(s1, 'primary');
     await waitDevice(s1);
@@ -154,7 +155,7 @@ test('the seed walkthrough with btrfs on /dev/hast/mirror', { timeout: 420_000 }
     await s2.boot();
     assert.equal((await s2.status(RES)).role, 'init');
     await role(s2, 'secondary');
-    await waitInSync(s1);
+    await waitHostInSync(s1);
   });
 
   const onS1 = makePayload(hs, 'apart-skunk1');
@@ -191,14 +192,14 @@ test('the seed walkthrough with btrfs on /dev/hast/mirror', { timeout: 420_000 }
     const c = await s2.hastctl('create', RES);
     assert.equal(c.code, 0, c.stderr);
     await role(s2, 'secondary');
-    const done = await waitInSync(s1, 180_000);
+    const done = await waitHostInSync(s1, 180_000);
     const { dataSize } = await layout(s1);
     assert.equal(done.lastSync?.bytes, dataSize, 'a full synchronisation');
     await waitFor('connect removed the marker', async () => (await s1.sh(`test -e /var/run/hastd/${RES}.split-brain`)).code === 1, 10_000);
 
     // Identical copies: compare the data areas with the file system unmounted (nothing in flight).
     await umount(s1);
-    await waitInSync(s1);
+    await waitHostInSync(s1);
     assert.equal(await dataHash(s2), await dataHash(s1), 'the data areas are identical');
     // And the surviving primary mounts it (stale btrfs devices forgotten first): its files only.
     await mount(s1, 'btrfs');
@@ -233,7 +234,7 @@ for (const fs of ['ext4', 'xfs'] as const) {
     // And a power loss of the new primary: the journal replays on mount, files still there.
     const q = makePayload(hs, `${fs}-2`);
     await copyIn(s2, q);
-    await waitInSync(s2);
+    await waitHostInSync(s2);
     await s2.powerOff();
     await role(s1, 'primary');
     await waitDevice(s1);

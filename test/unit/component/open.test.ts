@@ -1,12 +1,12 @@
 // Local component over files and block devices (HAST-SPEC §3.2 lock, §8/§12 flush and delete).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { openComponent } from '../../../src/component/open.js';
-import { type HastIo, loadNative } from '../../../src/component/native.js';
-import { IN_CI, requires, tmpDir } from '../../harness/tools.js';
+import type { HastIo } from '../../../src/component/native.js';
+import { nativeAddon, requires, tmpDir } from '../../harness/tools.js';
 
 const MiB = 1024 * 1024;
 
@@ -14,15 +14,6 @@ function pattern(len: number, seed: number): Buffer {
   const b = Buffer.alloc(len);
   for (let i = 0; i < len; i++) b[i] = (i * 31 + seed) & 0xff;
   return b;
-}
-
-/** The addon, or a skip (outside CI) / failure (under CI) when it was not built. */
-function needNative(t: TestContext): HastIo | null {
-  const native = loadNative();
-  if (native !== null) return native;
-  if (IN_CI) throw new Error('native addon not built (npm install runs scripts/build-native.mjs)');
-  t.skip('native addon not built');
-  return null;
 }
 
 function fileOf(t: TestContext, size: number, fill?: Buffer): string {
@@ -73,8 +64,7 @@ describe('file component', () => {
   });
 
   test('discard() punches a hole that reads back as zeroes and frees blocks', async (t) => {
-    const native = needNative(t);
-    if (native === null) return;
+    if (!requires(t, { native: true })) return;
     const path = fileOf(t, 0, pattern(8 * MiB, 7));
     const comp = await openComponent(path, { lock: false });
     t.after(() => comp.close());
@@ -178,7 +168,6 @@ describe('file component', () => {
 describe('RWF_NOWAIT fast path', () => {
   /** An addon whose NOWAIT calls answer from `answers` in turn (then -1), counting calls. */
   function scripted(readAnswers: number[], writeAnswers: number[]): HastIo & { reads: number; writes: number } {
-    const real = loadNative();
     const fake = {
       reads: 0,
       writes: 0,
@@ -191,10 +180,10 @@ describe('RWF_NOWAIT fast path', () => {
       preadNoWait(fd: number, buf: Buffer, position: number): number {
         fake.reads++;
         const n = readAnswers.shift() ?? -1;
-        // A positive answer really transfers that many bytes (through the real addon when built).
+        // A positive answer really transfers that many bytes (a plain pread: no addon needed).
         if (n > 0) {
-          const got = real?.preadNoWait?.(fd, buf.subarray(0, n), position) ?? -1;
-          if (got !== n) throw new Error(`setup: real preadNoWait gave ${got}`);
+          const got = readSync(fd, buf, 0, n, position);
+          if (got !== n) throw new Error(`setup: pread gave ${got}`);
         }
         return n;
       },
@@ -207,7 +196,7 @@ describe('RWF_NOWAIT fast path', () => {
   }
 
   test('the real addon reads cached data inline and writes or declines; the data is right either way', async (t) => {
-    const native = needNative(t);
+    const native = nativeAddon(t);
     if (native === null) return;
     assert.equal(typeof native.preadNoWait, 'function');
     const path = fileOf(t, 0, pattern(MiB, 9));
@@ -294,7 +283,7 @@ describe('RWF_NOWAIT fast path', () => {
 
 describe('component lock', () => {
   test('a second locked open fails with EBUSY and the upstream message; close releases it', async (t) => {
-    if (needNative(t) === null) return;
+    if (!requires(t, { native: true })) return;
     const path = fileOf(t, MiB);
     const first = await openComponent(path, { lock: true });
     let firstOpen = true;
@@ -353,8 +342,7 @@ describe('block device component', () => {
 
   for (const mode of ['addon', 'sysfs'] as const) {
     test(`openComponent() of a loop device reports its size and 4096-byte sector (${mode})`, async (t) => {
-      if (!requires(t, { tools: ['losetup'], root: true })) return;
-      if (mode === 'addon' && needNative(t) === null) return;
+      if (!requires(t, { tools: ['losetup'], root: true, native: mode === 'addon' })) return;
       const dev = loopDevice(t, 4096);
       const comp = await openComponent(dev, { lock: false, ...(mode === 'sysfs' ? { native: null } : {}) });
       t.after(() => comp.close());

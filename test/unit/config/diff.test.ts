@@ -13,7 +13,7 @@ describe('diffConfig()', () => {
     const d = diffConfig(c, cfg(`listen 10.0.0.1\n${res('r')}`));
     assert.equal(d.controlChanged, false);
     assert.equal(d.pidFileChanged, false);
-    assert.deepEqual([d.listenAdded, d.listenRemoved, d.listenKept], [[], [], ['10.0.0.1']]);
+    assert.equal(d.listenChanged, false);
     assert.deepEqual([...d.resources], [['r', { kind: 'unchanged', restartAlways: false, changed: [] }]]);
   });
 
@@ -22,9 +22,21 @@ describe('diffConfig()', () => {
       cfg('control /run/new.sock\npidfile /run/new.pid\nlisten 10.0.0.2\nlisten 10.0.0.3\n'));
     assert.equal(d.controlChanged, true);
     assert.equal(d.pidFileChanged, true);
-    assert.deepEqual(d.listenAdded, ['10.0.0.3']);
-    assert.deepEqual(d.listenRemoved, ['10.0.0.1']);
-    assert.deepEqual(d.listenKept, ['10.0.0.2']);
+    assert.equal(d.listenChanged, true);
+  });
+
+  test('the control socket is compared by path: another spelling of the same path is no change', () => {
+    const d = diffConfig(cfg('control /run/hastctl\n'), cfg('control uds:///run/hastctl\n'));
+    assert.equal(d.controlChanged, false);
+    assert.equal(diffConfig(cfg('control /run/hastctl\n'), cfg('control unix:///run/other\n')).controlChanged, true);
+  });
+
+  test('listen lists are compared as configured: a new order is a change (the listeners keep every socket)', () => {
+    const two = 'listen 10.0.0.1\nlisten 10.0.0.2\n';
+    assert.equal(diffConfig(cfg(two), cfg(two)).listenChanged, false);
+    assert.equal(diffConfig(cfg(two), cfg('listen 10.0.0.2\nlisten 10.0.0.1\n')).listenChanged, true);
+    assert.equal(diffConfig(cfg(two), cfg('listen 10.0.0.1\n')).listenChanged, true);
+    assert.equal(diffConfig(cfg('listen 10.0.0.1\n'), cfg(two)).listenChanged, true);
   });
 
   test('added and removed resources', () => {

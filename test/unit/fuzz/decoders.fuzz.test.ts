@@ -1,12 +1,13 @@
-// Hostile bytes against the pure decoders: the nv decoder, the metadata reader, the secondary's
-// production FrameReader (src/peer MessageReader has its own fuzz tests in test/unit/peer). Each may only accept or
+// Hostile bytes against the pure decoders: the nv decoder, the metadata reader, the peer protocol's
+// MessageReader (both roles read with it; more cases in test/unit/peer). Each may only accept or
 // throw its own typed error, and a huge declared length is refused from the header alone.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { NvList, NvError, decodeNv, encodeNv } from '../../../src/nv/codec.js';
 import { decodeMetadata, encodeMetadata, MetadataError, type Metadata } from '../../../src/metadata/metadata.js';
-import { FrameReader, WireError, decodePayload, encodeFrame, nvString, nvU32, nvU64 } from '../../../src/secondary/wire.js';
+import { PeerProtocolError } from '../../../src/peer/errors.js';
+import { encodeMessage, MessageReader } from '../../../src/peer/framing.js';
 
 function onlyThrows<E>(cls: abstract new (...a: never[]) => E, fn: () => unknown): 'ok' | E {
   try {
@@ -75,44 +76,35 @@ describe('metadata reader on corrupt blocks', () => {
 
 function frames(): Buffer {
   const parts = [
-    ...encodeFrame(2, [nvString('cmd', 'write'), nvU64('offset', 4096n), nvU32('length', 4096)], Buffer.alloc(4096, 7), { checksum: 'crc32', compression: 'none' }),
-    ...encodeFrame(2, [nvString('cmd', 'flush')], null, { checksum: 'none', compression: 'none' }),
+    ...encodeMessage(new NvList().addString('cmd', 'write').addUint64('offset', 4096n).addUint32('length', 4096), Buffer.alloc(4096, 7), { checksum: 'crc32', compression: 'none' }),
+    ...encodeMessage(new NvList().addString('cmd', 'flush'), undefined, { checksum: 'none', compression: 'none' }),
   ];
   return Buffer.concat(parts);
 }
 
-/** Feed chunks to a reader, draining frames after each; stop at the first error (the connection would close). */
-function feed<T>(push: (b: Buffer) => void, next: () => T | null, chunks: Uint8Array[]): void {
-  for (const c of chunks) {
-    push(Buffer.from(c));
-    while (next() !== null);
-  }
-}
-
 describe('peer framing readers under hostile input', () => {
-  test('FrameReader (secondary, production): garbage gives frames or WireError', () => {
+  test('MessageReader (both roles, production): garbage gives messages or PeerProtocolError', () => {
     fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 8 }), (chunks) => {
-      const r = new FrameReader({ maxNv: 64 * 1024, maxPayload: 1 << 20 });
-      void onlyThrows(WireError, () => feed((b) => r.push(b), () => r.next(), chunks));
-    }), RUNS);
-  });
-
-  test('FrameReader: mutated valid frames give frames or WireError, and payloads decode or WireError', () => {
-    const good = frames();
-    fc.assert(fc.property(mutated(good), fc.nat(good.length), (b, split) => {
-      const r = new FrameReader({ maxNv: 64 * 1024, maxPayload: 1 << 20 });
-      void onlyThrows(WireError, () => {
-        r.push(b.subarray(0, split));
-        for (let f = r.next(); f !== null; f = r.next()) if (f.payload !== null) decodePayload(f.nv, f.payload, 1 << 20);
-        r.push(b.subarray(split));
-        for (let f = r.next(); f !== null; f = r.next()) if (f.payload !== null) decodePayload(f.nv, f.payload, 1 << 20);
+      const r = new MessageReader({ maxPayload: 1 << 20 });
+      void onlyThrows(PeerProtocolError, () => {
+        for (const c of chunks) r.push(Buffer.from(c));
       });
     }), RUNS);
   });
 
-  test('FrameReader refuses a 4 GiB header length from the 5 header bytes', () => {
-    const r = new FrameReader({ maxNv: 64 * 1024, maxPayload: 1 << 20 });
-    r.push(Buffer.from([2, 0xff, 0xff, 0xff, 0xff]));
-    assert.throws(() => r.next(), WireError);
+  test('MessageReader: mutated valid frames give messages or PeerProtocolError, payloads verified in the reader', () => {
+    const good = frames();
+    fc.assert(fc.property(mutated(good), fc.nat(good.length), (b, split) => {
+      const r = new MessageReader({ maxPayload: 1 << 20 });
+      void onlyThrows(PeerProtocolError, () => {
+        r.push(b.subarray(0, split));
+        r.push(b.subarray(split));
+      });
+    }), RUNS);
+  });
+
+  test('MessageReader refuses a 4 GiB header length from the 5 header bytes', () => {
+    const r = new MessageReader({ maxPayload: 1 << 20 });
+    assert.throws(() => r.push(Buffer.from([2, 0xff, 0xff, 0xff, 0xff])), PeerProtocolError);
   });
 });

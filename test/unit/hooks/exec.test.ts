@@ -7,6 +7,7 @@ import { HookRunner } from '../../../src/hooks/exec.js';
 import { HOOK_EVENTS, hookArgs, isHookEvent } from '../../../src/hooks/events.js';
 import { registerKill } from '../../harness/cleanup.js';
 import { tmpDir } from '../../harness/tools.js';
+import { waitFor } from '../../harness/wait.js';
 
 /** Collect what the log facade writes to stderr for the rest of the test. */
 function captureStderr(t: TestContext): { text(): string } {
@@ -37,14 +38,6 @@ function script(dir: string, name: string, body: string): string {
   writeFileSync(p, `#!/bin/sh\n${body}\n`);
   chmodSync(p, 0o755);
   return p;
-}
-
-async function waitUntil(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.fail(`timed out waiting for ${what}`);
 }
 
 function newRunner(t: TestContext, now?: () => number): HookRunner {
@@ -195,7 +188,7 @@ describe('HookRunner', () => {
     const r = newRunner(t);
     const missing = join(dir, 'nope.sh');
     assert.doesNotThrow(() => r.run(missing, 'connect', 'shared'));
-    await waitUntil(() => out.text().includes('Unable to execute'), 'the spawn error to be logged');
+    await waitFor('the spawn error to be logged', () => out.text().includes('Unable to execute'), 10_000, 20);
     assert.match(out.text(), new RegExp(`\\[ERROR\\] Unable to execute ${missing}: .*ENOENT`));
     assert.equal(r.running, 0);
   });

@@ -289,3 +289,57 @@ describe('MessageReader', () => {
     );
   });
 });
+
+// Where the two former readers (secondary/wire FrameReader, this MessageReader) disagreed, decided
+// from HAST-SPEC §6.2 and upstream hast_proto.c.
+describe('MessageReader: version 0 and an empty header', () => {
+  test('accepts header version 0, because upstream hast_proto_recv_hdr only refuses a version above 2 (§6.2)', () => {
+    const bytes = Buffer.from(GOLDEN_HANDSHAKE);
+    bytes[0] = 0;
+    const [msg] = readAll(bytes);
+    assert.equal(msg?.version, 0);
+    assert.equal(msg?.nv.getString('resource'), 'r0');
+  });
+
+  test('refuses an nv length of 0, because upstream never sends one and cannot receive one (proto_common_recv asserts size > 0)', () => {
+    assert.throws(() => readAll(Buffer.from([2, 0, 0, 0, 0])), isPeerError('EPEER_HEADER', /Invalid header size 0/));
+  });
+
+  test('a payload that fails its checksum names the header it came with (so its request can be failed)', () => {
+    const bytes = frame(new NvList().addUint64('seq', 7n), Buffer.from('abc'), { compression: 'none', checksum: 'crc32' });
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0x01;
+    assert.throws(
+      () => readAll(bytes),
+      (e: unknown) => e instanceof PeerProtocolError && e.code === 'EPEER_CHECKSUM' && e.header?.getUint64('seq') === 7n,
+    );
+  });
+});
+
+// Cases carried over from the former secondary/wire.ts tests.
+describe('MessageReader: what the data path relies on', () => {
+  test('lzf compresses a compressible payload and names it in the header', () => {
+    const data = Buffer.from('hastd replicates blocks; '.repeat(4000));
+    const bytes = frame(new NvList().addUint64('seq', 1n), data, { compression: 'lzf', checksum: 'crc32' });
+    assert.ok(bytes.length < data.length / 4, `sent ${bytes.length} bytes for ${data.length}`);
+    const [msg] = readAll(bytes);
+    assert.equal(msg?.nv.getString('compression'), 'lzf');
+    assert.deepEqual(msg?.payload, data);
+  });
+
+  test('a corrupt lzf stream without a checksum is refused, not mis-decoded', () => {
+    const nv = new NvList().addUint64('seq', 1n);
+    const [head, payload] = encodeMessage(nv, Buffer.from('hastd replicates blocks; '.repeat(4000)), {
+      compression: 'lzf',
+      checksum: 'none',
+    });
+    assert.ok(head !== undefined && payload !== undefined);
+    const bad = Buffer.from(payload);
+    bad.writeUInt32LE(50_000, 0); // the declared size no longer matches what the stream produces
+    assert.throws(() => readAll(Buffer.concat([head, bad])), isPeerError('EPEER_COMPRESSION'));
+  });
+
+  test('a declared decompressed size above the limit is refused before allocating', () => {
+    const bytes = frame(new NvList().addUint64('seq', 1n), Buffer.alloc(1 << 20), { compression: 'hole', checksum: 'none' });
+    assert.throws(() => readAll(bytes, new MessageReader({ maxPayload: 4096 })), PeerProtocolError);
+  });
+});

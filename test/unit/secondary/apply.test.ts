@@ -6,7 +6,8 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { Component } from '../../../src/component/component.js';
-import { ApplyEngine, checkHio, HIO_CMD, type HioReply, type HioRequest, MAXPHYS } from '../../../src/secondary/apply.js';
+import { HIO, MAXPHYS } from '../../../src/peer/constants.js';
+import { ApplyEngine, checkHio, type HioReply, type HioRequest } from '../../../src/secondary/apply.js';
 import { tmpDir } from '../../harness/tools.js';
 
 const LOCALOFF = 8192;
@@ -61,8 +62,9 @@ function req(cmd: number, seq: number, offset: number | null, length: number | n
   return {
     cmd,
     seq: BigInt(seq),
-    offset: offset === null ? null : BigInt(offset),
-    length: length === null ? null : BigInt(length),
+    // A missing field reads as -1, as peer/messages readRequest() reports it.
+    offset: offset ?? -1,
+    length: length ?? -1,
     memsync,
     data,
   };
@@ -79,24 +81,24 @@ function readFile(path: string, pos: number, len: number): Buffer {
 describe('checkHio()', () => {
   const ok = (r: HioRequest): boolean => checkHio(r, DATASIZE, 512).ok;
   test('accepts a sector-aligned write inside the data area', () => {
-    assert.equal(ok(req(HIO_CMD.WRITE, 1, 512, 512, Buffer.alloc(512))), true);
+    assert.equal(ok(req(HIO.WRITE, 1, 512, 512, Buffer.alloc(512))), true);
   });
   test('refuses what requnpack() refuses', () => {
     assert.equal(ok(req(0, 1, 0, 512)), false, 'no cmd');
     assert.equal(ok(req(9, 1, 0, 512)), false, 'unknown cmd');
-    assert.equal(ok(req(HIO_CMD.READ, 0, 0, 512)), false, 'seq 0');
-    assert.equal(ok(req(HIO_CMD.READ, 1, null, 512)), false, 'no offset');
-    assert.equal(ok(req(HIO_CMD.READ, 1, 0, null)), false, 'no length');
-    assert.equal(ok(req(HIO_CMD.READ, 1, 0, 0)), false, 'zero length');
-    assert.equal(ok(req(HIO_CMD.READ, 1, 0, MAXPHYS + 512)), false, 'above MAXPHYS');
-    assert.equal(ok(req(HIO_CMD.READ, 1, 100, 512)), false, 'unaligned offset');
-    assert.equal(ok(req(HIO_CMD.READ, 1, 0, 100)), false, 'unaligned length');
-    assert.equal(ok(req(HIO_CMD.READ, 1, DATASIZE - 512, 1024)), false, 'past datasize');
-    assert.equal(ok(req(HIO_CMD.WRITE, 1, 0, 1024, Buffer.alloc(512))), false, 'data size differs');
+    assert.equal(ok(req(HIO.READ, 0, 0, 512)), false, 'seq 0');
+    assert.equal(ok(req(HIO.READ, 1, null, 512)), false, 'no offset');
+    assert.equal(ok(req(HIO.READ, 1, 0, null)), false, 'no length');
+    assert.equal(ok(req(HIO.READ, 1, 0, 0)), false, 'zero length');
+    assert.equal(ok(req(HIO.READ, 1, 0, MAXPHYS + 512)), false, 'above MAXPHYS');
+    assert.equal(ok(req(HIO.READ, 1, 100, 512)), false, 'unaligned offset');
+    assert.equal(ok(req(HIO.READ, 1, 0, 100)), false, 'unaligned length');
+    assert.equal(ok(req(HIO.READ, 1, DATASIZE - 512, 1024)), false, 'past datasize');
+    assert.equal(ok(req(HIO.WRITE, 1, 0, 1024, Buffer.alloc(512))), false, 'data size differs');
   });
   test('lets DELETE exceed MAXPHYS and KEEPALIVE carry no seq', () => {
-    assert.equal(ok(req(HIO_CMD.DELETE, 1, 0, DATASIZE)), true);
-    const k = checkHio(req(HIO_CMD.KEEPALIVE, 0, null, null), DATASIZE, 512);
+    assert.equal(ok(req(HIO.DELETE, 1, 0, DATASIZE)), true);
+    const k = checkHio(req(HIO.KEEPALIVE, 0, null, null), DATASIZE, 512);
     assert.deepEqual(k, { ok: true, hio: null });
   });
 });
@@ -109,9 +111,9 @@ describe('ApplyEngine', () => {
     const replies: HioReply[] = [];
     const eng = new ApplyEngine({ component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r) });
     const release = comp.gate(LOCALOFF + 0);
-    eng.submit(req(HIO_CMD.WRITE, 1, 0, 1024, Buffer.alloc(1024, 1)));
-    eng.submit(req(HIO_CMD.WRITE, 2, 512, 1024, Buffer.alloc(1024, 2)));
-    eng.submit(req(HIO_CMD.WRITE, 3, 8192, 512, Buffer.alloc(512, 3)));
+    eng.submit(req(HIO.WRITE, 1, 0, 1024, Buffer.alloc(1024, 1)));
+    eng.submit(req(HIO.WRITE, 2, 512, 1024, Buffer.alloc(1024, 2)));
+    eng.submit(req(HIO.WRITE, 3, 8192, 512, Buffer.alloc(512, 3)));
     // Wait until the disjoint write has replied, then let the first one go.
     while (!replies.some((r) => r.seq === 3n)) await new Promise((r) => setImmediate(r));
     assert.deepEqual(replies.map((r) => r.seq), [3n], 'writes 1 and 2 must still be pending');
@@ -130,7 +132,7 @@ describe('ApplyEngine', () => {
     const replies: HioReply[] = [];
     const eng = new ApplyEngine({ component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r) });
     const release = comp.gate(LOCALOFF + 4096);
-    eng.submit(req(HIO_CMD.WRITE, 7, 4096, 512, Buffer.alloc(512, 7), true));
+    eng.submit(req(HIO.WRITE, 7, 4096, 512, Buffer.alloc(512, 7), true));
     assert.deepEqual(replies, [{ seq: 7n, received: true }], 'early ack before the disk write');
     assert.deepEqual(readFile(comp.path, LOCALOFF + 4096, 512), Buffer.alloc(512, 0xee), 'not yet on disk');
     release();
@@ -145,8 +147,8 @@ describe('ApplyEngine', () => {
     t.after(() => comp.close());
     const replies: HioReply[] = [];
     const eng = new ApplyEngine({ component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r) });
-    eng.submit(req(HIO_CMD.READ, 5, 100, 512));
-    eng.submit(req(HIO_CMD.READ, 6, 0, 512));
+    eng.submit(req(HIO.READ, 5, 100, 512));
+    eng.submit(req(HIO.READ, 6, 0, 512));
     await eng.idle();
     assert.deepEqual(replies[0], { seq: 5n, error: 22 });
     assert.equal(replies[1]?.seq, 6n);
@@ -159,12 +161,12 @@ describe('ApplyEngine', () => {
     t.after(() => comp.close());
     const replies: HioReply[] = [];
     const eng = new ApplyEngine({ component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r) });
-    eng.submit(req(HIO_CMD.WRITE, 1, 1024, 1024, Buffer.alloc(1024, 0x5a)));
-    eng.submit(req(HIO_CMD.READ, 2, 1024, 1024));
-    eng.submit(req(HIO_CMD.DELETE, 3, 1024, 512));
-    eng.submit(req(HIO_CMD.READ, 4, 1024, 1024));
-    eng.submit(req(HIO_CMD.KEEPALIVE, 0, null, null));
-    eng.submit(req(HIO_CMD.FLUSH, 5, 0, 0));
+    eng.submit(req(HIO.WRITE, 1, 1024, 1024, Buffer.alloc(1024, 0x5a)));
+    eng.submit(req(HIO.READ, 2, 1024, 1024));
+    eng.submit(req(HIO.DELETE, 3, 1024, 512));
+    eng.submit(req(HIO.READ, 4, 1024, 1024));
+    eng.submit(req(HIO.KEEPALIVE, 0, null, null));
+    eng.submit(req(HIO.FLUSH, 5, 0, 0));
     await eng.idle();
     const bySeq = new Map(replies.map((r) => [r.seq, r]));
     assert.equal(replies.length, 5, 'keepalive gets no reply');
@@ -190,8 +192,8 @@ describe('ApplyEngine', () => {
         order.push('zero-fill');
       },
     });
-    eng.submit(req(HIO_CMD.READ, 1, 0, 512));
-    eng.submit(req(HIO_CMD.READ, 2, 0, 512));
+    eng.submit(req(HIO.READ, 1, 0, 512));
+    eng.submit(req(HIO.READ, 2, 0, 512));
     await eng.idle();
     assert.equal(order[0], 'zero-fill');
     assert.equal(order.filter((s) => s === 'zero-fill').length, 1);
@@ -204,9 +206,9 @@ describe('ApplyEngine', () => {
     const eng = new ApplyEngine({ component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: () => undefined, maxInFlight: 2 });
     let available = 0;
     eng.onAvailable = () => available++;
-    eng.submit(req(HIO_CMD.READ, 1, 0, 512));
+    eng.submit(req(HIO.READ, 1, 0, 512));
     assert.equal(eng.full, false);
-    eng.submit(req(HIO_CMD.READ, 2, 512, 512));
+    eng.submit(req(HIO.READ, 2, 512, 512));
     assert.equal(eng.full, true);
     await eng.idle();
     assert.equal(eng.full, false);

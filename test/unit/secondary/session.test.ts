@@ -7,12 +7,12 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import type { ResourceConfig } from '../../../src/config/types.js';
 import type { HookEvent } from '../../../src/daemon/worker-ipc.js';
-import { HIO_CMD } from '../../../src/secondary/apply.js';
-import { decideSecondary } from '../../../src/secondary/handshake.js';
 import { openComponent } from '../../../src/component/open.js';
-import { openLocal, readMd, type SecondaryMetadata, writeMd } from '../../../src/secondary/local.js';
+import { type Metadata as SecondaryMetadata, readMetadata as readMd, writeMetadata as writeMd } from '../../../src/metadata/metadata.js';
+import { HIO, type HioCmd } from '../../../src/peer/constants.js';
+import { encodeMessage, MessageReader, type PeerMessage as Frame } from '../../../src/peer/framing.js';
+import { buildRequest } from '../../../src/peer/messages.js';
 import { SecondarySession } from '../../../src/secondary/session.js';
-import { decodePayload, encodeRequest, type Frame, FrameReader } from '../../../src/secondary/wire.js';
 import { tmpDir } from '../../harness/tools.js';
 
 const EXTENT = 65536;
@@ -51,12 +51,11 @@ async function pair(t: TestContext): Promise<[Socket, Socket]> {
 
 /** Collects frames arriving on a socket. */
 function frames(sock: Socket): { next(): Promise<Frame>; closed: Promise<void> } {
-  const reader = new FrameReader({ maxNv: 1 << 16, maxPayload: 2 << 20 });
+  const reader = new MessageReader({ maxPayload: 2 << 20 });
   const queue: Frame[] = [];
   let wake: (() => void) | null = null;
   sock.on('data', (c: Buffer) => {
-    reader.push(c);
-    for (let f = reader.next(); f !== null; f = reader.next()) queue.push(f);
+    queue.push(...reader.push(c));
     wake?.();
   });
   const closed = new Promise<void>((r) => sock.on('close', () => r()));
@@ -87,7 +86,7 @@ async function rig(t: TestContext, md: SecondaryMetadata, first: { resuid: bigin
   writeSync(fd, Buffer.alloc(LOCALOFF + DATASIZE), 0, LOCALOFF + DATASIZE, 0);
   writeSync(fd, Buffer.from([0x81]), 0, 1, 4096);
   closeSync(fd);
-  const comp = await openLocal(path);
+  const comp = await openComponent(path, { lock: true });
   t.after(() => comp.close());
   await writeMd(comp, md);
   const [out, secIn] = await pair(t);
@@ -110,42 +109,23 @@ async function rig(t: TestContext, md: SecondaryMetadata, first: { resuid: bigin
   return { out, inn, events, exits, path, session, started: session.start() };
 }
 
-function send(sock: Socket, req: Parameters<typeof encodeRequest>[1]): void {
-  for (const b of encodeRequest(2, req, { compression: 'hole', checksum: 'crc32' })) sock.write(b);
+function send(sock: Socket, req: { cmd: HioCmd; seq: bigint; offset: number; length: number; memsync?: boolean; data?: Buffer }): void {
+  const nv = buildRequest(req.cmd, req.seq, req.offset, req.length, req.memsync === true);
+  for (const b of encodeMessage(nv, req.data, { compression: 'hole', checksum: 'crc32' })) sock.write(b);
 }
 
-describe('decideSecondary()', () => {
-  const S = (resuid: bigint, l: bigint, r: bigint) => ({ resuid, localCnt: l, remoteCnt: r });
-  const P = (resuid: bigint, l: bigint, r: bigint, virgin = false) => ({ resuid, localCnt: l, remoteCnt: r, virgin });
-  test('follows the §7.2 table row by row', () => {
-    assert.deepEqual(decideSecondary(S(0n, 0n, 0n), P(5n, 0n, 0n, true)), { kind: 'adopt', syncSrc: 'primary', bitmap: 'none' });
-    assert.deepEqual(decideSecondary(S(0n, 0n, 0n), P(5n, 1n, 0n)), { kind: 'adopt', syncSrc: 'primary', bitmap: 'ones' });
-    assert.equal(decideSecondary(S(6n, 0n, 0n), P(5n, 0n, 0n)).kind, 'mismatch');
-    assert.deepEqual(decideSecondary(S(5n, 4n, 3n), P(5n, 3n, 3n)), { kind: 'sync', syncSrc: 'secondary', bitmap: 'own' });
-    assert.deepEqual(decideSecondary(S(5n, 3n, 3n), P(5n, 3n, 3n)), { kind: 'sync', syncSrc: 'primary', bitmap: 'own' });
-    assert.deepEqual(decideSecondary(S(5n, 3n, 3n), P(5n, 4n, 3n)), { kind: 'sync', syncSrc: 'primary', bitmap: 'own' });
-    assert.deepEqual(decideSecondary(S(5n, 4n, 3n), P(5n, 4n, 3n)), { kind: 'split-brain' });
-    const never = decideSecondary(S(5n, 2n, 3n), P(5n, 3n, 3n));
-    assert.equal(never.kind, 'never');
-    assert.equal(never.kind === 'never' && never.syncSrc, 'primary');
-  });
-  test('names both resuids in the mismatch errmsg', () => {
-    const d = decideSecondary(S(6n, 0n, 0n), P(5n, 0n, 0n));
-    assert.deepEqual(d, { kind: 'mismatch', errmsg: 'Resource unique ID mismatch (primary=5, secondary=6).' });
-  });
-});
-
+// The §7.2 table itself is test/unit/peer/decide.test.ts; here, what the session does with it.
 describe('SecondarySession', () => {
   test('adopts a virgin primary: writes resuid, replies virgin without a bitmap, fires connect', async (t) => {
     const r = await rig(t, baseMd(), { resuid: 77n, virgin: true });
     const reply = await frames(r.out).next();
     assert.equal(await r.started, true);
-    assert.equal(reply.nv.int('datasize', 7), BigInt(DATASIZE));
-    assert.equal(reply.nv.int('extentsize', 5), BigInt(EXTENT));
-    assert.equal(reply.nv.int('virgin', 1), 1n);
-    assert.equal(reply.nv.int('syncsrc', 2), 1n);
-    assert.equal(reply.nv.int('mapsize', 6), 0n);
-    assert.equal(reply.payload, null);
+    assert.equal(reply.nv.getInt64('datasize'), BigInt(DATASIZE));
+    assert.equal(reply.nv.getInt32('extentsize'), EXTENT);
+    assert.equal(reply.nv.getInt8('virgin'), 1);
+    assert.equal(reply.nv.getUint8('syncsrc'), 1);
+    assert.equal(reply.nv.getUint32('mapsize'), 0);
+    assert.equal(reply.payload, undefined);
     assert.deepEqual(r.events, ['connect']);
     // A second, unlocked handle: the session holds the component's exclusive lock.
     const comp = await openComponent(r.path, { lock: false });
@@ -156,10 +136,10 @@ describe('SecondarySession', () => {
   test('sends its own bitmap when the counters agree', async (t) => {
     const r = await rig(t, baseMd({ resuid: 9n, localCnt: 2n, remoteCnt: 1n }), { resuid: 9n, localCnt: 1n, remoteCnt: 2n });
     const reply = await frames(r.out).next();
-    assert.equal(reply.nv.int('syncsrc', 2), 1n);
-    assert.equal(reply.nv.int('mapsize', 6), 512n);
-    assert.ok(reply.payload !== null);
-    const map = decodePayload(reply.nv, reply.payload, 1 << 20);
+    assert.equal(reply.nv.getUint8('syncsrc'), 1);
+    assert.equal(reply.nv.getUint32('mapsize'), 512);
+    const map = reply.payload;
+    assert.ok(map !== undefined);
     assert.equal(map[0], 0x81, 'the on-disk bitmap byte is sent as is');
   });
 
@@ -167,7 +147,7 @@ describe('SecondarySession', () => {
     const r = await rig(t, baseMd({ resuid: 9n, localCnt: 4n, remoteCnt: 3n }), { resuid: 9n, localCnt: 4n, remoteCnt: 3n });
     const reply = await frames(r.out).next();
     assert.equal(await r.started, false);
-    assert.equal(reply.nv.string('errmsg'), 'Split-brain condition!');
+    assert.equal(reply.nv.getString('errmsg'), 'Split-brain condition!');
     assert.deepEqual(r.events, ['split-brain']);
     assert.deepEqual(r.exits, [78]);
   });
@@ -178,25 +158,23 @@ describe('SecondarySession', () => {
     const replies = frames(r.inn);
     await fromOut.next();
     await r.started;
-    send(r.out, { cmd: HIO_CMD.WRITE, seq: 1n, offset: 0n, length: 4096n, memsync: true, data: Buffer.alloc(4096, 0x42) });
+    send(r.out, { cmd: HIO.WRITE, seq: 1n, offset: 0, length: 4096, memsync: true, data: Buffer.alloc(4096, 0x42) });
     const a = await replies.next();
     const b = await replies.next();
-    assert.deepEqual([a.nv.int('seq', 8), a.nv.int('received', 1)], [1n, 1n], 'early ack first');
-    assert.deepEqual([b.nv.int('seq', 8), b.nv.has('received'), b.nv.has('error')], [1n, false, false]);
-    send(r.out, { cmd: HIO_CMD.READ, seq: 2n, offset: 0n, length: 4096n });
+    assert.deepEqual([a.nv.getUint64('seq'), a.nv.getInt8('received')], [1n, 1], 'early ack first');
+    assert.deepEqual([b.nv.getUint64('seq'), b.nv.has('received'), b.nv.has('error')], [1n, false, false]);
+    send(r.out, { cmd: HIO.READ, seq: 2n, offset: 0, length: 4096 });
     const rd = await replies.next();
-    assert.equal(rd.nv.int('seq', 8), 2n);
-    assert.ok(rd.payload !== null);
-    assert.deepEqual(decodePayload(rd.nv, rd.payload, 1 << 20), Buffer.alloc(4096, 0x42));
-    send(r.out, { cmd: HIO_CMD.READ, seq: 3n, offset: 100n, length: 512n });
+    assert.equal(rd.nv.getUint64('seq'), 2n);
+    assert.deepEqual(rd.payload, Buffer.alloc(4096, 0x42));
+    send(r.out, { cmd: HIO.READ, seq: 3n, offset: 100, length: 512 });
     const bad = await replies.next();
-    assert.deepEqual([bad.nv.int('seq', 8), bad.nv.int('error', 3)], [3n, 22n]);
-    send(r.out, { cmd: HIO_CMD.DELETE, seq: 4n, offset: 0n, length: 4096n });
-    send(r.out, { cmd: HIO_CMD.READ, seq: 5n, offset: 0n, length: 512n });
+    assert.deepEqual([bad.nv.getUint64('seq'), bad.nv.getInt16('error')], [3n, 22]);
+    send(r.out, { cmd: HIO.DELETE, seq: 4n, offset: 0, length: 4096 });
+    send(r.out, { cmd: HIO.READ, seq: 5n, offset: 0, length: 512 });
     await replies.next();
     const z = await replies.next();
-    assert.ok(z.payload !== null);
-    assert.deepEqual(decodePayload(z.nv, z.payload, 1 << 20), Buffer.alloc(512), 'deleted range reads back zero');
+    assert.deepEqual(z.payload, Buffer.alloc(512), 'deleted range reads back zero');
     const fd = openSync(r.path, 'r');
     const bm = Buffer.alloc(512);
     readSync(fd, bm, 0, 512, 4096);

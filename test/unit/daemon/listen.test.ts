@@ -5,10 +5,11 @@ import { connect, createServer, type Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import type { HastConfig, ResourceConfig } from '../../../src/config/types.js';
 import type { Role } from '../../../src/control/messages.js';
-import { type AcceptOutcome, normalizeIp, PeerAcceptor, type PeerParent } from '../../../src/daemon/listen.js';
-import { ResourceState } from '../../../src/daemon/parent.js';
+import { type AcceptOutcome, normalizeIp, PeerAcceptor } from '../../../src/daemon/listen.js';
+import { type PeerParent, ResourceState } from '../../../src/daemon/resource-state.js';
 import type { ParentToWorker } from '../../../src/daemon/worker-ipc.js';
-import { encodeFrame, type Frame, FrameReader, nvBytes, nvString, nvU64, nvU8, type NvField } from '../../../src/secondary/wire.js';
+import { NvList } from '../../../src/nv/codec.js';
+import { encodeMessage, MessageReader, type PeerMessage as Frame } from '../../../src/peer/framing.js';
 
 const RES: ResourceConfig = {
   name: 'r0', provName: 'r0', localPath: '/dev/null', remoteAddr: 'tcp://127.0.0.1:8457', sourceAddr: null,
@@ -80,17 +81,16 @@ async function listen(t: TestContext, acceptor: PeerAcceptor): Promise<() => Pro
   };
 }
 
-function sendNv(c: Socket, fields: NvField[]): void {
-  for (const b of encodeFrame(2, fields, null, { compression: 'none', checksum: 'none' })) c.write(b);
+function sendNv(c: Socket, nv: NvList): void {
+  for (const b of encodeMessage(nv, undefined, { compression: 'none', checksum: 'none' })) c.write(b);
 }
 
 function oneFrame(c: Socket): Promise<Frame | null> {
-  const reader = new FrameReader({ maxNv: 1 << 16, maxPayload: 0 });
+  const reader = new MessageReader({ maxPayload: 0 });
   return new Promise((resolve) => {
     c.on('data', (d: Buffer) => {
-      reader.push(d);
-      const f = reader.next();
-      if (f !== null) resolve(f);
+      const [f] = reader.push(d);
+      if (f !== undefined) resolve(f);
     });
     c.on('close', () => resolve(null));
   });
@@ -119,9 +119,9 @@ describe('PeerAcceptor', () => {
     const connectPeer = await listen(t, new PeerAcceptor(f.parent));
     const { c, outcome } = await connectPeer();
     const got = oneFrame(c);
-    sendNv(c, [nvString('resource', 'nope'), nvU8('version', 2)]);
+    sendNv(c, new NvList().addString('resource', 'nope').addUint8('version', 2));
     assert.equal((await outcome).kind, 'refused');
-    assert.equal((await got)?.nv.string('errmsg'), 'Resource not configured.');
+    assert.equal((await got)?.nv.getString('errmsg'), 'Resource not configured.');
   });
 
   test('refuses while primary with errmsg and wait=1', async (t) => {
@@ -129,10 +129,10 @@ describe('PeerAcceptor', () => {
     const connectPeer = await listen(t, new PeerAcceptor(f.parent));
     const { c } = await connectPeer();
     const got = oneFrame(c);
-    sendNv(c, [nvString('resource', 'r0'), nvU8('version', 2)]);
+    sendNv(c, new NvList().addString('resource', 'r0').addUint8('version', 2));
     const reply = await got;
-    assert.equal(reply?.nv.string('errmsg'), 'Remote node acts as primary for the resource and not as secondary.');
-    assert.equal(reply?.nv.int('wait', 2), 1n);
+    assert.equal(reply?.nv.getString('errmsg'), 'Remote node acts as primary for the resource and not as secondary.');
+    assert.equal(reply?.nv.getUint8('wait'), 1);
   });
 
   test('runs both halves of the handshake and hands the sockets to a new worker', async (t) => {
@@ -140,23 +140,25 @@ describe('PeerAcceptor', () => {
     const connectPeer = await listen(t, new PeerAcceptor(f.parent));
     const first = await connectPeer();
     const reply1 = oneFrame(first.c);
-    sendNv(first.c, [nvString('resource', 'r0')]);
+    sendNv(first.c, new NvList().addString('resource', 'r0'));
     const r1 = await reply1;
-    assert.equal(r1?.nv.int('version', 2), 1n, 'missing version means 1');
-    const token = r1?.nv.bytes('token');
+    assert.equal(r1?.nv.getUint8('version'), 1, 'missing version means 1');
+    const token = r1?.nv.getUint8Array('token');
     assert.equal(token?.length, 16);
 
     const wrong = await connectPeer();
     const wrongReply = oneFrame(wrong.c);
-    sendNv(wrong.c, [nvString('resource', 'r0'), nvBytes('token', Buffer.alloc(16, 1)), nvU64('resuid', 1n)]);
-    assert.equal((await wrongReply)?.nv.string('errmsg'), "Token doesn't match.");
+    sendNv(wrong.c, new NvList().addString('resource', 'r0').addUint8Array('token', Buffer.alloc(16, 1)).addUint64('resuid', 1n));
+    assert.equal((await wrongReply)?.nv.getString('errmsg'), "Token doesn't match.");
     assert.equal(f.started, 0);
 
     const second = await connectPeer();
-    sendNv(second.c, [
-      nvString('resource', 'r0'), nvBytes('token', token ?? Buffer.alloc(0)),
-      nvU64('resuid', 99n), nvU64('localcnt', 3n), nvU64('remotecnt', 2n),
-    ]);
+    assert.ok(token !== undefined);
+    sendNv(
+      second.c,
+      new NvList().addString('resource', 'r0').addUint8Array('token', token)
+        .addUint64('resuid', 99n).addUint64('localcnt', 3n).addUint64('remotecnt', 2n),
+    );
     assert.equal((await second.outcome).kind, 'second');
     assert.equal(f.started, 1);
     assert.deepEqual(f.sent.map((s) => s.msg), [
@@ -167,6 +169,14 @@ describe('PeerAcceptor', () => {
       },
     ]);
     assert.ok(f.sent.every((s) => s.handle !== undefined), 'both sockets handed over');
+  });
+
+  test('closes a connection whose header is empty (nv length 0)', async (t) => {
+    const f = fakeParent(t, 'secondary');
+    const connectPeer = await listen(t, new PeerAcceptor(f.parent));
+    const { c, outcome } = await connectPeer();
+    c.write(Buffer.from([2, 0, 0, 0, 0]));
+    assert.equal((await outcome).kind, 'closed');
   });
 
   test('closes a connection that sends garbage', async (t) => {
@@ -184,6 +194,6 @@ describe('PeerAcceptor', () => {
     c.write(Buffer.from([2, 0xff, 0xff, 0xff, 0x0f]));
     const o = await outcome;
     assert.equal(o.kind, 'closed');
-    assert.match(o.kind === 'closed' ? o.reason : '', /header size/);
+    assert.match(o.kind === 'closed' ? o.reason : '', /Header too large/);
   });
 });

@@ -1,0 +1,147 @@
+// The primary's side of connection setup (HAST-SPEC §6.3): open "out" and "in", run the handshake,
+// and act on what the secondary's answer decides: counters, bitmap merge, sync source, the
+// negotiated version and the memsync fallback.
+import { randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { parsePeerAddress } from '../config/index.js';
+import type { ResourceConfig } from '../config/types.js';
+import { log } from '../log/log.js';
+import { PeerConnection } from '../peer/connection.js';
+import { HAST_PROTO_VERSION, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
+import type { SyncSrc } from '../peer/decide.js';
+import { buildFirstConnect, buildSecondConnect, isErrorReply, readHandshakeReply, readSyncReply } from '../peer/messages.js';
+import { ErrnoError } from '../util/errno.js';
+import type { PrimaryResource } from './resource.js';
+
+/** A finished handshake: both connections, ready for the data phase. */
+export interface Session {
+  readonly kind: 'connected';
+  readonly out: PeerConnection;
+  readonly in: PeerConnection;
+  /** Replication mode for this session (memsync falls back to fullsync below version 2). */
+  readonly mode: ResourceConfig['replication'];
+  readonly syncSrc: SyncSrc;
+  /** The secondary's counters as it announced them (equalised after a finished sync, §7.1). */
+  readonly peerCounters: { readonly local: bigint; readonly remote: bigint };
+}
+
+/** `busy`: the peer answered that it is still primary (`wait`). */
+export type ConnectResult = Session | { readonly kind: 'busy' };
+
+/** Handshake messages carry no payload except the bitmap, which follows the resource's settings. */
+const PLAIN = { compression: 'none', checksum: 'none' } as const;
+
+function open(cfg: ResourceConfig, timeoutMs: number): Promise<Socket> {
+  const remote = parsePeerAddress(cfg.remoteAddr);
+  const source = cfg.sourceAddr !== null ? parsePeerAddress(cfg.sourceAddr, 0) : null;
+  return new Promise((resolve, reject) => {
+    const sock = connect({
+      host: remote.host,
+      port: remote.port,
+      ...(remote.family !== 0 ? { family: remote.family } : {}),
+      ...(source !== null ? { localAddress: source.host, ...(source.port !== 0 ? { localPort: source.port } : {}) } : {}),
+      noDelay: true,
+    });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new ErrnoError('ETIMEDOUT', `Unable to connect to ${cfg.remoteAddr}: timed out`));
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.off('error', onErr);
+      resolve(sock);
+    });
+    const onErr = (err: Error): void => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    sock.once('error', onErr);
+  });
+}
+
+/**
+ * One connection attempt (HAST-SPEC §6.3 steps 1, 4, 5, 8, 9). Writes the primary's metadata where
+ * the handshake says so (a fresh resuid, the virgin bump) and merges and stores the peer's bitmap
+ * before returning: an interrupted sync resumes from disk.
+ * @param onSplitBrain called when the secondary refuses with exactly "Split-brain condition!"
+ * @throws on any refusal, protocol error, size mismatch or timeout (both connections closed)
+ */
+export async function connectToSecondary(
+  res: PrimaryResource,
+  cfg: ResourceConfig,
+  onSplitBrain: () => void,
+): Promise<ConnectResult> {
+  const timeoutMs = cfg.timeout * 1000;
+  const addr = cfg.remoteAddr;
+  let out: PeerConnection | null = null;
+  let inn: PeerConnection | null = null;
+  try {
+    out = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, maxPayload: 0 });
+    out.send(buildFirstConnect(cfg.name));
+    const r1 = readHandshakeReply((await out.receive(timeoutMs)).nv, addr);
+    if (r1.kind === 'error' && r1.wait) {
+      log.warning(r1.errmsg);
+      out.close();
+      return { kind: 'busy' };
+    }
+    if (r1.kind === 'error') throw new Error(`Remote node refused the connection: ${r1.errmsg}`);
+    const version = r1.version;
+    out.setSendOptions({ version });
+
+    inn = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, version, maxPayload: 0 });
+    const md = res.md;
+    let virgin = false;
+    if (md.resuid === 0n) {
+      md.resuid = randomBytes(8).readBigUInt64LE(0) || 1n;
+      await res.saveMetadata();
+      virgin = true;
+    }
+    // The bitmap travels as the payload of the secondary's answer on "out"; set its limit before
+    // the answer can arrive.
+    const mapLimit = res.amap.diskMapSize + 1024;
+    out.setMaxPayload(mapLimit);
+    inn.send(buildSecondConnect(cfg.name, r1.token, { resuid: md.resuid, localCnt: md.localCnt, remoteCnt: md.remoteCnt, virgin }));
+
+    const m2 = await out.receive(timeoutMs);
+    const r2 = readSyncReply(m2.nv, addr);
+    if (isErrorReply(r2)) {
+      if (r2.errmsg === SPLIT_BRAIN_ERRMSG) {
+        log.error('Split-brain detected.');
+        onSplitBrain();
+      }
+      throw new Error(`Remote node refused the connection: ${r2.errmsg}`);
+    }
+    if (r2.dataSize !== md.dataSize) throw new Error(`Data size differs between nodes (local=${md.dataSize}, remote=${r2.dataSize}).`);
+    if (r2.extentSize !== md.extentSize) {
+      throw new Error(`Extent size differs between nodes (local=${md.extentSize}, remote=${r2.extentSize}).`);
+    }
+    if (r2.virgin && md.localCnt === 0n) {
+      md.localCnt = 1n;
+      await res.saveMetadata();
+    }
+    if (r2.mapSize > 0) {
+      const map = m2.payload;
+      if (map === undefined) throw new Error('Handshake reply announces a bitmap but carries none');
+      res.amap.mergeRemote(map.subarray(0, Math.min(map.length, res.amap.diskMapSize)));
+    }
+    // The merged map is on disk before resync starts: an interrupted sync resumes after a crash.
+    await res.bitmapWriter.persist();
+    let mode = cfg.replication;
+    if (mode === 'memsync' && version < HAST_PROTO_VERSION) {
+      log.warning('The connected node uses an old protocol version, falling back to fullsync.');
+      mode = 'fullsync';
+    }
+    return {
+      kind: 'connected',
+      out,
+      in: inn,
+      mode,
+      syncSrc: r2.syncSrc,
+      peerCounters: { local: r2.localCnt, remote: r2.remoteCnt },
+    };
+  } catch (err) {
+    out?.close();
+    inn?.close();
+    throw err;
+  }
+}

@@ -1,0 +1,112 @@
+// The primary's remote leg (src/primary/remote.ts) against a fake secondary on loopback sockets:
+// a reply that fails to decode completes its own request with EIO, then the leg disconnects.
+import assert from 'node:assert/strict';
+import { connect, createServer, type Socket } from 'node:net';
+import { describe, test, type TestContext } from 'node:test';
+import type { ResourceConfig } from '../../../src/config/types.js';
+import { PeerConnection } from '../../../src/peer/connection.js';
+import { HIO } from '../../../src/peer/constants.js';
+import { encodeMessage, MessageReader } from '../../../src/peer/framing.js';
+import { buildReply, readRequest } from '../../../src/peer/messages.js';
+import { PeerRemote } from '../../../src/primary/remote.js';
+import { ErrnoError } from '../../../src/util/errno.js';
+
+const CFG: ResourceConfig = {
+  name: 'r0', provName: 'r0', localPath: '', remoteAddr: '127.0.0.1', sourceAddr: null,
+  replication: 'fullsync', checksum: 'crc32', compression: 'none', timeout: 20, exec: '',
+  metaFlush: true, exportAddr: '', device: 'none',
+};
+
+/** A connected loopback pair: [the primary's end, the fake secondary's end]. */
+async function pair(t: TestContext): Promise<[Socket, Socket]> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const accepted = new Promise<Socket>((r) => server.once('connection', r));
+  const client = connect(port, '127.0.0.1');
+  const s = await accepted;
+  server.close();
+  t.after(() => {
+    client.destroy();
+    s.destroy();
+  });
+  s.on('error', () => undefined);
+  return [client, s];
+}
+
+async function leg(t: TestContext): Promise<{ remote: PeerRemote; secOut: Socket; secIn: Socket; why: string[] }> {
+  const [out, secOut] = await pair(t);
+  const [inn, secIn] = await pair(t);
+  const why: string[] = [];
+  const remote = new PeerRemote({
+    out: new PeerConnection({ socket: out, compression: 'none', checksum: 'none' }),
+    in: new PeerConnection({ socket: inn, compression: 'none', checksum: 'none' }),
+    cfg: CFG,
+    mode: 'fullsync',
+    onDisconnect: (w) => why.push(w),
+  });
+  t.after(() => remote.disconnect('test over'));
+  return { remote, secOut, secIn, why };
+}
+
+describe('PeerRemote', () => {
+  test('a READ reply with a wrong crc32 hash fails that read with EIO, then disconnects', async (t) => {
+    const { remote, secOut, secIn, why } = await leg(t);
+    const reader = new MessageReader();
+    secOut.on('data', (chunk: Buffer) => {
+      for (const msg of reader.push(chunk)) {
+        const req = readRequest(msg.nv);
+        if (req.cmd !== HIO.READ) continue; // the FLUSH stays unanswered
+        const [head, payload] = encodeMessage(buildReply(req.seq), Buffer.alloc(req.length, 0x5a), {
+          compression: 'none',
+          checksum: 'crc32',
+        });
+        assert.ok(head !== undefined && payload !== undefined);
+        const bad = Buffer.from(payload);
+        bad[0] = (bad[0] ?? 0) ^ 0xff; // the hash no longer matches
+        secIn.write(Buffer.concat([head, bad]));
+      }
+    });
+    const other = remote.flush(); // still waiting when the bad reply arrives: fails with the disconnect
+    await assert.rejects(remote.read(0, 4096), (err: unknown) => err instanceof ErrnoError && err.code === 'EIO');
+    assert.equal(await other, false);
+    assert.equal(remote.connected, false);
+    assert.equal(why.length, 1);
+    assert.match(why[0] ?? '', /Unable to receive reply header: .*[Hh]ash/);
+  });
+
+  test('a READ reply without data fails that read with EIO, then disconnects', async (t) => {
+    const { remote, secOut, secIn, why } = await leg(t);
+    const reader = new MessageReader();
+    secOut.on('data', (chunk: Buffer) => {
+      for (const msg of reader.push(chunk)) {
+        for (const b of encodeMessage(buildReply(readRequest(msg.nv).seq), undefined, { compression: 'none', checksum: 'none' })) {
+          secIn.write(b);
+        }
+      }
+    });
+    await assert.rejects(remote.read(0, 512), (err: unknown) => err instanceof ErrnoError && err.code === 'EIO');
+    assert.equal(remote.connected, false);
+    assert.deepEqual(why, ['READ reply carries no data']);
+  });
+
+  test('requests are framed as {cmd, seq, offset, length}; the reply completes them by seq', async (t) => {
+    const { remote, secOut, secIn } = await leg(t);
+    const reader = new MessageReader();
+    const seen: number[] = [];
+    secOut.on('data', (chunk: Buffer) => {
+      for (const msg of reader.push(chunk)) {
+        const req = readRequest(msg.nv);
+        seen.push(req.cmd);
+        assert.deepEqual(msg.nv.elements.map((e) => e.name).slice(0, 4), ['cmd', 'seq', 'offset', 'length']);
+        const data = req.cmd === HIO.READ ? Buffer.alloc(req.length, 7) : undefined;
+        for (const b of encodeMessage(buildReply(req.seq), data, { compression: 'none', checksum: 'crc32' })) secIn.write(b);
+      }
+    });
+    assert.deepEqual(await remote.read(4096, 512), Buffer.alloc(512, 7));
+    assert.equal(await remote.write(0, Buffer.alloc(512, 1)).done, true);
+    assert.equal(await remote.flush(), true);
+    assert.deepEqual(seen, [HIO.READ, HIO.WRITE, HIO.FLUSH]);
+    assert.equal(remote.connected, true);
+  });
+});
