@@ -48,7 +48,7 @@ function quiet(cmd: string, args: readonly string[]): boolean {
  * cleanup or a signal mid-start): loop devices whose backing file is under it, then every mount
  * below it, deepest first (FUSE mounts lazily), so that the tmpfs itself can go.
  */
-export function sweep(dir: string): void {
+function sweep(dir: string): void {
   const prefix = `${dir}/`;
   let loops: string[] = [];
   try {

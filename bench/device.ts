@@ -97,7 +97,7 @@ async function nbdfuseOn(scope: Scope, sock: string, mnt: string, size: number):
  * (its worker removes the device) before its hastd is killed; whatever a crash left is removed
  * the way a new worker would (cleanupStaleDevice).
  */
-export async function startHastDevice(scope: Scope, size: number, fill: boolean, prov: string, extra: string | null): Promise<{ device: string; dataSize: number; output: () => string }> {
+async function startHastDevice(scope: Scope, size: number, fill: boolean, prov: string, extra: string | null): Promise<{ device: string; dataSize: number; output: () => string }> {
   const lines = [`name ${prov}`, ...(extra !== null ? [extra] : [])].join('\n  ');
   const pair = await makePair(scope, { size, replication: 'memsync', extra: lines });
   // writeConfig gives every node `device none`; the primary's (node-a, the first section) gets fuse.

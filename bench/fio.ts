@@ -59,7 +59,7 @@ interface FioDirection {
 }
 
 /** Pull the figures of the job's direction out of fio's JSON document. */
-export function parseFioJson(text: string, job: FioJob): FioFigures {
+function parseFioJson(text: string, job: FioJob): FioFigures {
   const doc = JSON.parse(text) as { jobs?: { error?: number; read?: FioDirection; write?: FioDirection }[] };
   const j = doc.jobs?.[0];
   if (j === undefined) throw new Error('fio JSON has no jobs');

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/metadata/size.js';
 
-export const PHASES = ['io', 'device', 'resync', 'reconnect', 'rss'] as const;
+const PHASES = ['io', 'device', 'resync', 'reconnect', 'rss'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface BenchOptions {

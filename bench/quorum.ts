@@ -23,7 +23,7 @@ export interface QuorumServer {
 }
 
 /** The qemu block-layer options of the quorum: child 0 a raw local file, child 1 raw over NBD. */
-export function quorumImageOpts(local: string, host: string, port: number): string {
+function quorumImageOpts(local: string, host: string, port: number): string {
   return [
     'driver=quorum,vote-threshold=1,read-pattern=fifo',
     `children.0.driver=raw,children.0.file.driver=file,children.0.file.filename=${local}`,

@@ -148,7 +148,7 @@ function medianFigures(samples: readonly FioFigures[]): FioFigures {
   };
 }
 
-export function ioRows(r: IoPhaseResult): IoRow[] {
+function ioRows(r: IoPhaseResult): IoRow[] {
   const rows: IoRow[] = [];
   for (const job of FIO_JOBS) {
     const byTarget = r.samples[job.id];
@@ -166,7 +166,7 @@ export function ioRows(r: IoPhaseResult): IoRow[] {
 
 const QUORUM_TARGETS = ['quorum', 'fullsync', 'memsync'] as const;
 
-export function quorumRows(r: IoPhaseResult): QuorumRow[] {
+function quorumRows(r: IoPhaseResult): QuorumRow[] {
   const rows: QuorumRow[] = [];
   for (const job of FIO_JOBS) {
     if (!QUORUM_JOB_IDS.includes(job.id)) continue;
@@ -192,7 +192,7 @@ export function quorumRows(r: IoPhaseResult): QuorumRow[] {
   return rows;
 }
 
-export function deviceRows(r: DevicePhaseResult): DeviceRow[] {
+function deviceRows(r: DevicePhaseResult): DeviceRow[] {
   const rows: DeviceRow[] = [];
   for (const job of DEVICE_JOBS) {
     const byTarget = r.samples[job.id];
@@ -218,7 +218,7 @@ export function deviceRows(r: DevicePhaseResult): DeviceRow[] {
 }
 
 /** Issue 14's targets, filled in from this run's rows; `notRun` says why a phase has no rows. */
-export function targetLines(
+function targetLines(
   quorum: readonly QuorumRow[],
   device: readonly DeviceRow[],
   resync: FullResyncRow | null,
@@ -266,7 +266,7 @@ export function targetLines(
   return lines;
 }
 
-export function fullResyncRow(samples: readonly FullSample[]): FullResyncRow | null {
+function fullResyncRow(samples: readonly FullSample[]): FullResyncRow | null {
   const first = samples[0];
   if (first === undefined) return null;
   const hastdSeconds = median(samples.map((s) => s.hastdSeconds));
@@ -282,7 +282,7 @@ export function fullResyncRow(samples: readonly FullSample[]): FullResyncRow | n
   };
 }
 
-export function reconnectRow(samples: readonly ReconnectSample[]): ReconnectRow | null {
+function reconnectRow(samples: readonly ReconnectSample[]): ReconnectRow | null {
   const first = samples[0];
   if (first === undefined) return null;
   const dirtyBytes = first.extents * first.extentSize;
@@ -300,7 +300,7 @@ export function reconnectRow(samples: readonly ReconnectSample[]): ReconnectRow 
   };
 }
 
-export function rssRows(rows: readonly RssRow[]): RssReportRow[] {
+function rssRows(rows: readonly RssRow[]): RssReportRow[] {
   return rows.map((r) => ({ ...r, goal: r.process === 'worker' ? goal('<=', 256, r.peakMiB) : null }));
 }
 

@@ -19,7 +19,7 @@ export interface RssRow {
 }
 
 /** Peak resident set size of `pid` in MiB, from /proc/<pid>/status (VmHWM, in kB). */
-export function peakRssMiB(pid: number): number {
+function peakRssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const m = /^VmHWM:\s+(\d+) kB$/m.exec(status);
   if (m === null) throw new Error(`/proc/${pid}/status has no VmHWM line`);

@@ -31,7 +31,7 @@ export type Token =
   | { readonly type: 'eof'; readonly text: ''; readonly line: number };
 
 /** Characters of a word (STR): `[A-Za-z0-9._/:\[\]-]`. */
-export function isWordChar(code: number): boolean {
+function isWordChar(code: number): boolean {
   return (code >= 0x61 && code <= 0x7a) || // a-z
     (code >= 0x41 && code <= 0x5a) || // A-Z
     (code >= 0x30 && code <= 0x39) || // 0-9
@@ -42,7 +42,7 @@ export function isWordChar(code: number): boolean {
 const DIGITS = /^[0-9]+$/;
 
 /** How a character is shown in an error: printable ASCII as is, anything else escaped. */
-export function showChar(ch: string): string {
+function showChar(ch: string): string {
   const code = ch.codePointAt(0) ?? 0;
   if (code >= 0x21 && code <= 0x7e) return ch;
   if (code <= 0xff) return `\\x${code.toString(16).padStart(2, '0')}`;

@@ -8,17 +8,17 @@ import type {
   ChecksumAlg, CompressionAlg, DeviceMode, HastConfig, ReplicationMode, ResourceConfig,
 } from './types.js';
 
-export const DEFAULT_CONTROL = 'uds:///var/run/hastctl';
-export const DEFAULT_PIDFILE = '/var/run/hastd.pid';
+const DEFAULT_CONTROL = 'uds:///var/run/hastctl';
+const DEFAULT_PIDFILE = '/var/run/hastd.pid';
 /** Used only when neither the global section nor this node's `on` blocks list any address. */
-export const DEFAULT_LISTEN: readonly string[] = ['tcp4://0.0.0.0:8457', 'tcp6://[::]:8457'];
-export const DEFAULT_REPLICATION: ReplicationMode = 'memsync';
-export const DEFAULT_CHECKSUM: ChecksumAlg = 'none';
-export const DEFAULT_COMPRESSION: CompressionAlg = 'hole';
-export const DEFAULT_TIMEOUT = 20;
-export const DEFAULT_DEVICE: DeviceMode = 'auto';
+const DEFAULT_LISTEN: readonly string[] = ['tcp4://0.0.0.0:8457', 'tcp6://[::]:8457'];
+const DEFAULT_REPLICATION: ReplicationMode = 'memsync';
+const DEFAULT_CHECKSUM: ChecksumAlg = 'none';
+const DEFAULT_COMPRESSION: CompressionAlg = 'hole';
+const DEFAULT_TIMEOUT = 20;
+const DEFAULT_DEVICE: DeviceMode = 'auto';
 /** Our `export` default: a unix socket named after the provider. */
-export function defaultExportAddr(provName: string): string {
+function defaultExportAddr(provName: string): string {
   return `uds:///var/run/hastd/${provName}.sock`;
 }
 

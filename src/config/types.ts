@@ -1,10 +1,10 @@
 // The resolved, read-only hast.conf model used by hastd and hastctl (HAST-SPEC §1.3–1.4).
 
-export const REPLICATION_MODES = ['fullsync', 'memsync', 'async'] as const;
+const REPLICATION_MODES = ['fullsync', 'memsync', 'async'] as const;
 export type ReplicationMode = (typeof REPLICATION_MODES)[number];
-export const CHECKSUM_ALGS = ['none', 'crc32', 'sha256'] as const;
+const CHECKSUM_ALGS = ['none', 'crc32', 'sha256'] as const;
 export type ChecksumAlg = (typeof CHECKSUM_ALGS)[number];
-export const COMPRESSION_ALGS = ['none', 'hole', 'lzf'] as const;
+const COMPRESSION_ALGS = ['none', 'hole', 'lzf'] as const;
 export type CompressionAlg = (typeof COMPRESSION_ALGS)[number];
 /** Our extension: how /dev/hast/<provname> is made on the primary. */
 export const DEVICE_MODES = ['auto', 'nbd', 'fuse', 'none'] as const;

@@ -2,7 +2,7 @@
 import type { Socket } from 'node:net';
 
 /** Control messages are small; anything larger is refused before it is buffered further. */
-export const MAX_CONTROL_MESSAGE = 1 << 20;
+const MAX_CONTROL_MESSAGE = 1 << 20;
 
 /** Read one line from the socket (without the newline) or reject on close/oversize. */
 export function readLine(sock: Socket): Promise<string> {

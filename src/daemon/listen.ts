@@ -14,7 +14,7 @@ import type { PeerParent } from './resource-state.js';
 import type { ParentToWorker } from './worker-ipc.js';
 
 /** Freshly accepted sockets get this long for the whole handshake (HAST-SPEC §6.5). */
-export const HANDSHAKE_TIMEOUT_MS = 20_000;
+const HANDSHAKE_TIMEOUT_MS = 20_000;
 
 /** Drop the IPv4-mapped IPv6 prefix so ::ffff:10.0.0.1 compares equal to 10.0.0.1. */
 export function normalizeIp(ip: string): string {
@@ -23,7 +23,7 @@ export function normalizeIp(ip: string): string {
 }
 
 /** The IP addresses a `remote` address stands for (none for `none` or an unresolvable name). */
-export async function resolveRemote(remoteAddr: string): Promise<string[]> {
+async function resolveRemote(remoteAddr: string): Promise<string[]> {
   if (remoteAddr === 'none') return [];
   let host: string;
   let family: 0 | 4 | 6;
@@ -43,7 +43,7 @@ export async function resolveRemote(remoteAddr: string): Promise<string[]> {
 }
 
 /** True when `ip` (IP only, port ignored) is the `remote` of the resource. */
-export async function matchesRemote(ip: string, remoteAddr: string): Promise<boolean> {
+async function matchesRemote(ip: string, remoteAddr: string): Promise<boolean> {
   return (await resolveRemote(remoteAddr)).includes(normalizeIp(ip));
 }
 

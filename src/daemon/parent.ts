@@ -36,7 +36,7 @@ const RELEASE_TIMEOUT_MS = 60_000;
 const BUSY_POLL_MS = 1000;
 
 /** A role change that was refused or failed: `code` goes into the reply, `message` to the terminal. */
-export class RoleError extends Error {
+class RoleError extends Error {
   readonly code: number;
   constructor(code: number, message: string) {
     super(message);
@@ -50,7 +50,7 @@ export class RoleError extends Error {
  * peer (a connect of up to `timeout` s, then up to `timeout` s while the peer still says it is
  * primary) besides attaching the device (nbdfuse gets 15 s), so 2 × timeout + 30 s.
  */
-export function startTimeoutMs(cfg: ResourceConfig): number {
+function startTimeoutMs(cfg: ResourceConfig): number {
   return (2 * cfg.timeout + 30) * 1000;
 }
 
@@ -122,7 +122,7 @@ export class HastdParent implements PeerParent {
   }
 
   async start(): Promise<void> {
-    this.#control = await listenControl(this.cfg.controlPath, (sock) => this.#onControl(sock));
+    this.#control = await listenControl(this.cfg.controlPath, (sock) => void this.#onControl(sock));
     if (this.opts.startPeerListeners !== undefined) {
       this.#peers = await this.opts.startPeerListeners(this);
     }
@@ -583,7 +583,7 @@ export class HastdParent implements PeerParent {
       if (d.controlChanged) {
         let fresh: Server;
         try {
-          fresh = await listenControl(next.controlPath, (sock) => this.#onControl(sock));
+          fresh = await listenControl(next.controlPath, (sock) => void this.#onControl(sock));
         } catch (err) {
           log.error('Configuration not reloaded', err);
           if (listenChanged) await this.#peers?.update(this.cfg.listen).catch(() => undefined);

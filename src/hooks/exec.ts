@@ -7,9 +7,9 @@ import { log } from '../log/log.js';
 import type { HookEvent } from './events.js';
 
 /** How often running hooks are checked (upstream: the parent's 5 s select tick). */
-export const HOOK_CHECK_INTERVAL_MS = 5_000;
+const HOOK_CHECK_INTERVAL_MS = 5_000;
 /** Report a hook still running after this long, and again at most this often (REPORT_INTERVAL). */
-export const HOOK_REPORT_INTERVAL_S = 60;
+const HOOK_REPORT_INTERVAL_S = 60;
 
 interface RunningHook {
   readonly pid: number;
@@ -152,16 +152,6 @@ export class HookRunner {
     this.#timer = null;
     for (const done of this.#idle.splice(0)) done();
   }
-}
-
-/**
- * One-shot form for callers without a runner: start the hook and forget it (exit status is only
- * logged). `foreground` as for {@link HookRunner}.
- */
-export function runHook(execPath: string, args: string[], opts: { foreground: boolean }): void {
-  const runner = new HookRunner(opts);
-  runner.run(execPath, args);
-  runner.close();
 }
 
 function isAlive(pid: number): boolean {

@@ -6,8 +6,8 @@ import { METADATA_SIZE, computeLayout } from './layout.js';
 import { type Metadata, writeMetadata } from './metadata.js';
 
 /** Upstream HAST_EXTENTSIZE and HAST_KEEPDIRTY. */
-export const DEFAULT_EXTENT_SIZE = 2 * 1024 * 1024;
-export const DEFAULT_KEEPDIRTY = 64;
+const DEFAULT_EXTENT_SIZE = 2 * 1024 * 1024;
+const DEFAULT_KEEPDIRTY = 64;
 
 function isPowerOf2(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;

@@ -28,7 +28,7 @@ import { codeOfNbdErrno } from './errno.js';
 import { encodeRequest, readU64BE } from './request.js';
 
 /** An NBD error reply (code such as 'EINVAL', 'ENOSPC'), or a lost connection ('ECONNRESET'). */
-export class NbdError extends Error {
+class NbdError extends Error {
   override readonly name = 'NbdError';
   readonly code: string;
   /** NBD error value from the reply, 0 when the error is not from a reply. */

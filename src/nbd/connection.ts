@@ -384,7 +384,7 @@ export class Connection {
   #completeRead(cookieHi: number, cookieLo: number, offset: number, data: Buffer): void {
     if (!this.#dead) {
       const neg = this.#neg;
-      if (neg !== null && neg.structuredReplies) {
+      if (neg?.structuredReplies) {
         const h = Buffer.allocUnsafe(OFFSET_DATA_HEADER_SIZE);
         writeOffsetDataHeader(h, 0, cookieHi, cookieLo, offset, data.length);
         this.#send(h, data);

@@ -116,9 +116,6 @@ export const NBD_REPLY_TYPE = {
   ERROR_OFFSET: 0x8002,
 } as const;
 
-/** base:allocation status flags. */
-export const NBD_STATE = { HOLE: 1, ZERO: 2 } as const;
-
 /** Error values on the wire: NBD's own numbering, not the host's errno. */
 export const NBD_E = {
   EPERM: 1,
@@ -145,10 +142,4 @@ export const NBD_MAX_STRING = 4096;
 export function nameOfNbdCmd(type: number): string {
   for (const [name, v] of Object.entries(NBD_CMD)) if (v === type) return `NBD_CMD_${name}`;
   return `NBD_CMD_${type}`;
-}
-
-/** Option name for logs ("NBD_OPT_GO"). */
-export function nameOfNbdOpt(opt: number): string {
-  for (const [name, v] of Object.entries(NBD_OPT)) if (v === opt) return `NBD_OPT_${name}`;
-  return `NBD_OPT_${opt}`;
 }

@@ -24,11 +24,11 @@ import { writeU64BE } from './request.js';
  * support fits; longer option data is discarded without being buffered and answered
  * NBD_REP_ERR_TOO_BIG.
  */
-export const MAX_OPTION_LENGTH = NBD_MAX_STRING + 256;
+const MAX_OPTION_LENGTH = NBD_MAX_STRING + 256;
 /** Beyond this, discarding is not worth the bandwidth: the connection is closed. */
-export const MAX_SKIP_LENGTH = 64 * 1024;
+const MAX_SKIP_LENGTH = 64 * 1024;
 /** Options per connection before we call it a denial of service (nbdkit uses a similar cap). */
-export const MAX_OPTIONS = 64;
+const MAX_OPTIONS = 64;
 
 /** What the handshake offers; fixed for the life of the server. */
 export interface HandshakeConfig {
@@ -80,7 +80,7 @@ export function encodeGreeting(): Buffer {
  */
 
 /** Encode one option reply. */
-export function encodeOptionReply(option: number, type: number, data?: Buffer): Buffer {
+function encodeOptionReply(option: number, type: number, data?: Buffer): Buffer {
   const len = data?.length ?? 0;
   const b = Buffer.allocUnsafe(20 + len);
   b.writeUInt32BE(NBD_REP_MAGIC_HI, 0);

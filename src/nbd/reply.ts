@@ -36,7 +36,7 @@ export function writeSimpleReply(buf: Buffer, at: number, error: number, cookieH
  */
 
 /** Write a structured chunk header at `at`; returns 20. */
-export function writeStructuredHeader(
+function writeStructuredHeader(
   buf: Buffer,
   at: number,
   flags: number,

@@ -12,9 +12,9 @@ export type { NbdExtent } from './reply.js';
 export type { NbdLog, NbdLogLevel } from './connection.js';
 
 /** Default maximum request size: MAXPHYS (1 MiB), as upstream HAST's largest I/O. */
-export const NBD_DEFAULT_MAX_BLOCK_SIZE = 1024 * 1024;
-export const NBD_DEFAULT_MAX_IN_FLIGHT = 256;
-export const NBD_PREFERRED_BLOCK_SIZE = 4096;
+const NBD_DEFAULT_MAX_BLOCK_SIZE = 1024 * 1024;
+const NBD_DEFAULT_MAX_IN_FLIGHT = 256;
+const NBD_PREFERRED_BLOCK_SIZE = 4096;
 
 export interface NbdServerOptions {
   /** Export name accepted besides "" (the default export); omitted: any name is accepted. */

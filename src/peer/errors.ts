@@ -3,7 +3,7 @@
 import type { NvList } from '../nv/codec.js';
 
 /** Stable codes for PeerProtocolError, listed once. */
-export const PEER_ERROR_CODES = [
+const PEER_ERROR_CODES = [
   /** Header version byte above what we speak ("RPC version mismatch"). */
   'EPEER_VERSION',
   /** A declared length (nv list or payload) is over its limit; nothing was buffered. */

@@ -15,9 +15,9 @@ import { HAST_PROTO_VERSION, MAX_NV_SIZE, MAXPHYS } from './constants.js';
 import { PeerProtocolError } from './errors.js';
 import { ByteQueue } from '../util/byte-queue.js';
 
-export { HAST_PROTO_VERSION, MAX_NV_SIZE, MAXPHYS };
+export { MAXPHYS };
 /** Size of the fixed message header. */
-export const MESSAGE_HEADER_SIZE = 5;
+const MESSAGE_HEADER_SIZE = 5;
 
 /** What the sender applies to a payload: its own configured algorithms. */
 export interface EncodeOptions {
@@ -236,7 +236,7 @@ function decodeHeader(bytes: Buffer): NvList {
  * the result must fit `maxSize`.
  * @throws PeerProtocolError on any failure
  */
-export function unpackPayload(nv: NvList, raw: Buffer, maxSize: number): Buffer {
+function unpackPayload(nv: NvList, raw: Buffer, maxSize: number): Buffer {
   verifyChecksum(nv, raw);
   const name = nv.find('compression');
   if (name === undefined) return raw;

@@ -5,7 +5,7 @@ import { PeerProtocolError } from './errors.js';
 import { CONSISTENCY_EXT, HAST_PROTO_VERSION, HIO, type HioCmd, MAXPHYS, SYNCSRC, SYNCSTATE, type SyncState, TOKEN_SIZE } from './constants.js';
 import type { SyncSrc } from './decide.js';
 
-export { HIO, type HioCmd, SYNCSRC, TOKEN_SIZE };
+export { HIO, type HioCmd };
 
 /** Upstream's name for a command in logs: "READ", ..., "UNKNOWN(n)". */
 export function nameOfHioCmd(cmd: number): string {

@@ -21,7 +21,7 @@ export interface PeerCounters {
 /** What a change asks of the caller: nothing, a metadata write, or a durable one (write + flush). */
 export type Persist = 'none' | 'write' | 'durable';
 
-export function randomResuid(): bigint {
+function randomResuid(): bigint {
   return randomBytes(8).readBigUInt64LE(0) || 1n;
 }
 

@@ -19,7 +19,7 @@ export class ConnectError extends Error {
 const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EADDRNOTAVAIL', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
 
 /** The status reason of a failed connection attempt. */
-export function connectFailureReason(err: unknown): PeerDownReason {
+function connectFailureReason(err: unknown): PeerDownReason {
   if (err instanceof ConnectError) return err.reason;
   if (err instanceof PeerProtocolError) {
     if (err.code !== 'EPEER_CONNECTION') return 'protocol';

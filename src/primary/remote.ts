@@ -13,7 +13,7 @@ import { ErrnoError, fromFreeBsdErrno } from '../util/errno.js';
 import type { RemoteLeg } from './resource.js';
 
 /** Idle time after which a KEEPALIVE goes out (HAST-SPEC §6.5). */
-export const KEEPALIVE_MS = 10_000;
+const KEEPALIVE_MS = 10_000;
 /** Largest reply payload: a READ of MAXPHYS, plus room for what a compressor may add. */
 const MAX_REPLY_PAYLOAD = MAXPHYS + 1024;
 const ZEROES = Buffer.alloc(MAXPHYS);

@@ -58,7 +58,6 @@ class Replicator implements Omit<Replication, 'ready'> {
   #everConnected = false;
   #syncing: Promise<void> | null = null;
   #lastSync: { bytes: number; seconds: number } | null = null;
-  #sendQueue = 0;
   /** The peer speaks the consistency extension (this session). */
   #peerExt = false;
   /** The peer's copy is marked inconsistent, as it said in the handshake or we told it since. */

@@ -81,7 +81,7 @@ function backendOf(res: PrimaryResource, ready: Promise<StartOutcome>): NbdBacke
 }
 
 /** What `hastctl role primary` on an inconsistent copy says (the worker's log and failure reason). */
-export function inconsistentMessage(name: string): string {
+function inconsistentMessage(name: string): string {
   return (
     `Local copy of ${name} is inconsistent (an interrupted synchronization from the peer): connect it as ` +
     `secondary to finish the synchronization, or use 'hastctl role primary --force ${name}' to promote ` +

@@ -91,7 +91,7 @@ export function checkHio(req: HioRequest, dataSize: number, sectorSize: number):
 }
 
 /** "WRITE(offset, length)" as upstream's reqlog() prints requests. */
-export function describeHio(cmd: number, offset: number, length: number): string {
+function describeHio(cmd: number, offset: number, length: number): string {
   switch (cmd) {
     case HIO.READ:
       return `READ(${offset}, ${length})`;

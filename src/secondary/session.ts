@@ -19,7 +19,7 @@ import { EX } from '../util/sysexits.js';
 import { ApplyEngine, type HioReply } from './apply.js';
 
 /** Receive timeout on the request connection: 2 × the primary's 10 s keepalive (HAST-SPEC §6.5). */
-export const RECV_TIMEOUT_MS = 20_000;
+const RECV_TIMEOUT_MS = 20_000;
 /**
  * Largest request payload read off the wire. Above MAXPHYS so an oversized WRITE still reaches
  * validation and is answered EINVAL instead of dropping the connection.

@@ -414,7 +414,7 @@ export async function fileReader(path: string, dataOffset: number): Promise<{ re
 }
 
 /** The data area offset of a HAST component, from its metadata block. */
-export async function componentDataOffset(path: string): Promise<{ localOff: number; dataSize: number }> {
+async function componentDataOffset(path: string): Promise<{ localOff: number; dataSize: number }> {
   const { open } = await import('node:fs/promises');
   const { decodeMetadata } = await import('../metadata/metadata.js');
   const { METADATA_SIZE } = await import('../metadata/layout.js');

@@ -68,11 +68,6 @@ export function unmountAll(dir: string): void {
   }
 }
 
-/** Unmount `dir` when the test ends (registered now; runs even if the test failed). */
-export function registerUmount(t: TestContext, dir: string): void {
-  t.after(() => unmountAll(dir));
-}
-
 /** Loop devices whose backing file is `file` (sysfs; what `losetup -j` shows). */
 export function loopsBackedBy(file: string): string[] {
   let names: string[];
@@ -90,11 +85,4 @@ export function loopsBackedBy(file: string): string[] {
       }
     })
     .map((n) => `/dev/${n}`);
-}
-
-/** Detach every loop device backed by `file` when the test ends. */
-export function registerLoopDetach(t: TestContext, file: string): void {
-  t.after(() => {
-    for (const dev of loopsBackedBy(file)) quiet('losetup', ['-d', dev]);
-  });
 }

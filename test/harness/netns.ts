@@ -63,14 +63,14 @@ export interface HostSpec {
 }
 
 /** The seed's two machines. */
-export const SKUNKS: readonly HostSpec[] = [
+const SKUNKS: readonly HostSpec[] = [
   { name: 'skunk1', publicAddr: '192.0.2.11', privateAddr: '198.51.100.1' },
   { name: 'skunk2', publicAddr: '192.0.2.12', privateAddr: '198.51.100.2' },
 ];
 
 /** Interface names inside every host (like em0/em1 on the seed's machines). */
 export const PUBLIC_IF = 'pub0';
-export const PRIVATE_IF = 'priv0';
+const PRIVATE_IF = 'priv0';
 
 export class Host {
   readonly name: string;
@@ -81,7 +81,6 @@ export class Host {
   readonly dir: string;
   /** The shared hast.conf (identical on both hosts). */
   conf: string;
-  private anchor: ChildProcess | null = null;
   private anchorPid = 0;
   private readonly procs = new Set<HostProcess>();
   private hastd: HostProcess | null = null;
@@ -128,7 +127,6 @@ export class Host {
     proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
     if (proc.pid === undefined) throw new Error(`${this.name}: anchor did not start`);
-    this.anchor = proc;
     this.anchorPid = proc.pid;
     await waitFor(`${this.name} anchor`, () => out.includes('ready') || proc.exitCode !== null, 10_000, 20);
     if (proc.exitCode !== null) throw new Error(`${this.name}: anchor failed: ${out}`);
@@ -274,7 +272,6 @@ export class Host {
     this.loops.clear();
     if (anchor !== 0) killQuietly(anchor);
     await waitFor(`${this.name}: all processes gone`, () => this.hostPids().length === 0 || !alive(anchor), 10_000, 50).catch(() => undefined);
-    this.anchor = null;
     this.anchorPid = 0;
   }
 
@@ -364,7 +361,7 @@ export async function createHosts(t: TestContext, specs: readonly HostSpec[] = S
     const l = await run('losetup', ['-l', '-n', '-O', 'NAME,BACK-FILE']);
     for (const line of l.stdout.split('\n')) {
       const [dev, file] = line.trim().split(/\s+/);
-      if (dev !== undefined && file !== undefined && file.startsWith(root)) await run('losetup', ['-d', dev]);
+      if (dev && file?.startsWith(root)) await run('losetup', ['-d', dev]);
     }
     // HASTD_TEST_LOG=file keeps every host's logs (hastd, ucarp and scripts) past the cleanup.
     const keep = process.env.HASTD_TEST_LOG;

@@ -33,7 +33,7 @@ export function unmet(t: TestContext, reason: string): false {
 }
 
 /** What `requires` says is missing when the native addon does not load. */
-export const NATIVE_ADDON = 'the native addon native/build/Release/hastio.node (npm install builds it with scripts/build-native.mjs; HASTD_NO_NATIVE=1 turns it off)';
+const NATIVE_ADDON = 'the native addon native/build/Release/hastio.node (npm install builds it with scripts/build-native.mjs; HASTD_NO_NATIVE=1 turns it off)';
 
 /**
  * Returns true when every requirement is met; otherwise `unmet` with all that is missing.

@@ -161,7 +161,7 @@ describe('daemon and roles', () => {
     assert.equal((st1.worker as { status: string }).status, 'degraded');
 
     const text = await hastctl(conf, 'solo', ['status', 'r0']);
-    assert.match(text.stdout, /^r0:\n  role: primary\n  provname: r0\n  localpath: .*r0\.img\n  extentsize: 2097152 \(2\.0MB\)\n  keepdirty: 64\n  remoteaddr: none\n  replication: memsync\n  status: degraded\n  workerpid: \d+\n  dirty: \d+ \(.*B\)\n  disk: consistent\n  statistics:\n/);
+    assert.match(text.stdout, /^r0:\n {2}role: primary\n {2}provname: r0\n {2}localpath: .*r0\.img\n {2}extentsize: 2097152 \(2\.0MB\)\n {2}keepdirty: 64\n {2}remoteaddr: none\n {2}replication: memsync\n {2}status: degraded\n {2}workerpid: \d+\n {2}dirty: \d+ \(.*B\)\n {2}disk: consistent\n {2}statistics:\n/);
 
     const info = await run('nbdinfo', ['--json', `nbd+unix:///?socket=${sock}`]);
     assert.equal(info.code, 0, info.stderr);
@@ -200,7 +200,7 @@ describe('daemon and roles', () => {
     assert.match(r.stderr, /\[nosuch\] Received error 1 from hastd\./);
     const s = await hastctl(conf, 'solo', ['status', 'nosuch']);
     assert.equal(s.code, 1);
-    assert.match(s.stdout, /nosuch:\n  error: 1/);
+    assert.match(s.stdout, /nosuch:\n {2}error: 1/);
   });
 
   test('a second hastd with the same pidfile refuses to start (exit 75)', async (t) => {

@@ -49,7 +49,7 @@ ${opts.replication !== undefined ? `\treplication ${opts.replication}\n` : ''}\t
 }
 
 /** `hastctl create mirror` + hastd on both hosts, skunk1 primary, skunk2 secondary, initial sync done. */
-export async function bringUp(hs: Hosts, primary: Host, secondary: Host): Promise<void> {
+export async function bringUp(_hs: Hosts, primary: Host, secondary: Host): Promise<void> {
   for (const h of [primary, secondary]) {
     const r = await h.hastctl('create', RES);
     assert.equal(r.code, 0, `${h.name}: hastctl create: ${r.stderr}`);

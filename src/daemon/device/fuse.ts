@@ -18,7 +18,7 @@ import {
 } from './sys.js';
 
 /** How long nbdfuse may take to connect and show its file. */
-export const FUSE_READY_TIMEOUT_MS = 15_000;
+const FUSE_READY_TIMEOUT_MS = 15_000;
 /** How long nbdfuse gets to exit after its unmount (then SIGTERM, then SIGKILL). */
 const FUSE_EXIT_GRACE_MS = 5_000;
 /**
@@ -290,7 +290,7 @@ export async function cleanupStaleFuse(provName: string, stateDir: string): Prom
  * pulls the disk from under its file system. So a loop must also sit on the file system mounted at
  * our `mountDir` in our namespace (same device number); with our mount gone, nothing matches.
  */
-export function loopsOnOurFuse(file: string, mountDir: string): string[] {
+function loopsOnOurFuse(file: string, mountDir: string): string[] {
   const candidates = loopsBackedBy(file);
   if (candidates.length === 0) return [];
   const dev = mountDevice(mountDir);
@@ -330,7 +330,7 @@ function mountDevice(dir: string): string | null {
 }
 
 /** Loop devices whose backing file is `file` by name (what `losetup -j file` lists), from sysfs. */
-export function loopsBackedBy(file: string): string[] {
+function loopsBackedBy(file: string): string[] {
   let want = file;
   try {
     want = realpathSync(file);
@@ -362,7 +362,7 @@ function backingFileOf(loop: string): string | null {
 function isNbdfuse(pid: number): boolean {
   if (!isAlive(pid)) return false;
   const argv = cmdlineOf(pid);
-  return argv !== null && argv.some((a) => a === 'nbdfuse' || a.endsWith('/nbdfuse'));
+  return argv?.some((a) => a === 'nbdfuse' || a.endsWith('/nbdfuse')) === true;
 }
 
 function readLog(path: string): string {

@@ -11,7 +11,7 @@ import { DeviceError, findTool, run } from './sys.js';
 export { DeviceError } from './sys.js';
 
 /** Where the provider symlinks live (FreeBSD: GEOM Gate's /dev/hast/). */
-export const DEV_HAST_DIR = '/dev/hast';
+const DEV_HAST_DIR = '/dev/hast';
 
 export interface AttachOptions {
   readonly provName: string;

@@ -12,7 +12,7 @@ export function nbdModuleUsable(): boolean {
 }
 
 /** The first /dev/nbdN with no client attached (/sys/block/nbdN/pid absent). */
-export function freeNbdDevice(): string | null {
+function freeNbdDevice(): string | null {
   let names: string[];
   try {
     names = readdirSync('/sys/block').filter((n) => /^nbd\d+$/.test(n));

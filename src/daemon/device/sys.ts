@@ -93,7 +93,7 @@ export function parseMounts(text: string): MountEntry[] {
   return out;
 }
 
-export function readMounts(): MountEntry[] {
+function readMounts(): MountEntry[] {
   try {
     return parseMounts(readFileSync('/proc/mounts', 'utf8'));
   } catch {
@@ -115,16 +115,6 @@ export function mountsOfDevice(dev: string, mounts: readonly MountEntry[] = read
 /** True when `dir` is a FUSE mount point. */
 export function isFuseMount(dir: string, mounts: readonly MountEntry[] = readMounts()): boolean {
   return mounts.some((m) => m.target === dir && (m.fstype === 'fuse' || m.fstype.startsWith('fuse.')));
-}
-
-/** Kernel holders of a block device (device-mapper, md…): names under /sys/block/<dev>/holders. */
-export function holdersOf(dev: string): string[] {
-  const name = safeRealpath(dev).replace(/^\/dev\//, '');
-  try {
-    return readdirSync(`/sys/block/${name}/holders`);
-  } catch {
-    return [];
-  }
 }
 
 /** "major:minor" of a block device and of each of its partitions (from sysfs). */

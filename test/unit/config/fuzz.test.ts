@@ -21,7 +21,7 @@ const word = fc.stringMatching(/^[a-z][a-z0-9._-]{0,7}$/).filter((w) => !isKeywo
 const path = word.map((w) => `/${w}`);
 const ipv4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((p) => p.join('.'));
 
-function valueOf(kw: StatementKeyword): fc.Arbitrary<string> {
+function valueFor(kw: StatementKeyword): fc.Arbitrary<string> {
   switch (kw) {
     case 'replication': return fc.constantFrom('fullsync', 'memsync', 'async');
     case 'checksum': return fc.constantFrom('none', 'crc32', 'sha256');
@@ -40,7 +40,7 @@ function valueOf(kw: StatementKeyword): fc.Arbitrary<string> {
 
 function stmtIn(section: Section): fc.Arbitrary<Statement> {
   const kws = ALLOWED[section].filter((k): k is StatementKeyword => k !== 'on' && k !== 'resource');
-  return fc.constantFrom(...kws).chain((kw) => valueOf(kw).map((value) => ({ kind: 'stmt' as const, keyword: kw, value, line: 0 })));
+  return fc.constantFrom(...kws).chain((kw) => valueFor(kw).map((value) => ({ kind: 'stmt' as const, keyword: kw, value, line: 0 })));
 }
 const onBlock = (section: 'node' | 'resource-node'): fc.Arbitrary<OnBlock> =>
   fc.record({ node: word, body: fc.array(stmtIn(section), { maxLength: 4 }) })
@@ -144,18 +144,18 @@ describe('hast.conf round trips', () => {
     const opt = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
     const where = fc.constantFrom('none', 'res', 'node', 'both');
     const resArb = fc.record({
-      replication: opt(valueOf('replication')), checksum: opt(valueOf('checksum')),
-      compression: opt(valueOf('compression')), timeout: opt(valueOf('timeout')), exec: opt(valueOf('exec')),
+      replication: opt(valueFor('replication')), checksum: opt(valueFor('checksum')),
+      compression: opt(valueFor('compression')), timeout: opt(valueFor('timeout')), exec: opt(valueFor('exec')),
       nameAt: where, names: fc.tuple(word, word), localAt: where.filter((w) => w !== 'none'), locals: fc.tuple(path, path),
-      mfAt: where, mfs: fc.tuple(valueOf('metaflush'), valueOf('metaflush')),
-      devAt: where, devs: fc.tuple(valueOf('device'), valueOf('device')),
-      remote: valueOf('remote'), source: opt(valueOf('source')), otherLocal: path,
+      mfAt: where, mfs: fc.tuple(valueFor('metaflush'), valueFor('metaflush')),
+      devAt: where, devs: fc.tuple(valueFor('device'), valueFor('device')),
+      remote: valueFor('remote'), source: opt(valueFor('source')), otherLocal: path,
     });
     const modelArb = fc.record({
       global: fc.record({
-        replication: opt(valueOf('replication')), checksum: opt(valueOf('checksum')),
-        compression: opt(valueOf('compression')), timeout: opt(valueOf('timeout')), exec: opt(valueOf('exec')),
-        metaflush: opt(valueOf('metaflush')), device: opt(valueOf('device')),
+        replication: opt(valueFor('replication')), checksum: opt(valueFor('checksum')),
+        compression: opt(valueFor('compression')), timeout: opt(valueFor('timeout')), exec: opt(valueFor('exec')),
+        metaflush: opt(valueFor('metaflush')), device: opt(valueFor('device')),
       }),
       names: fc.uniqueArray(word, { maxLength: 4 }),
       resources: fc.array(resArb, { minLength: 4, maxLength: 4 }),

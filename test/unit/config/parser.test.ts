@@ -25,7 +25,7 @@ function place(stmt: string, section: Section): [string, number] {
   }
 }
 
-function syntaxError(text: string, line: number, near: string, what?: RegExp) {
+function syntaxError(_text: string, line: number, near: string, what?: RegExp) {
   return (err: unknown): boolean => {
     assert.ok(err instanceof ConfigError, String(err));
     assert.equal(err.line, line, err.message);

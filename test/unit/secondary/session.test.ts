@@ -20,8 +20,6 @@ import { tmpDir } from '../../harness/tools.js';
 const EXTENT = 65536;
 const LOCALOFF = 4096 + 512;
 const DATASIZE = 64 * EXTENT;
-const NONE = { compression: 'none', checksum: 'none' } as const;
-
 const CFG: ResourceConfig = {
   name: 'r0', provName: 'r0', localPath: '', remoteAddr: '127.0.0.1', sourceAddr: null,
   replication: 'memsync', checksum: 'crc32', compression: 'hole', timeout: 20, exec: '',
