@@ -5,9 +5,10 @@
 //   hast     /dev/hast/<name> of a memsync pair with `device fuse` (hastd makes nbdfuse + loop).
 // Every loop device, FUSE mount and process is ended by the phase's scope, also on failure.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { directIoOf, loopArgs } from '../src/daemon/device/fuse.js';
 import { cleanupStaleDevice } from '../src/daemon/device/index.js';
 import { dumpOf, hastctl, type HastdProcess, makePair, startRole, waitNodeInSync } from '../test/harness/cluster.js';
 import { isRunning, killPid } from '../test/harness/cleanup.js';
@@ -26,8 +27,14 @@ export type DeviceTarget = (typeof DEVICE_TARGETS)[number];
 /** What the device phase needs besides root (Debian: libnbd-bin, mount, fuse3). */
 export const DEVICE_TOOLS = ['nbdfuse', 'losetup', 'fusermount3'] as const;
 
-/** The loop flags hastd's `device fuse` uses (src/daemon/device/fuse.ts), for the anchors too. */
-const LOOP_ARGS = ['--direct-io=off', '--sector-size', '512'];
+/**
+ * The loop flags of the anchors: those hastd's `device fuse` uses (src/daemon/device/fuse.ts
+ * loopArgs: direct I/O on, 512-byte sectors), with direct I/O as the /dev/hast loop device actually
+ * got it (hastd falls back to off when the kernel refuses), so the ratios compare like with like.
+ */
+function loopArgsLike(hastLoop: string): string[] {
+  return loopArgs(512, directIoOf(hastLoop) ?? true);
+}
 
 export interface DevicePhaseResult {
   /** Size of every device (bytes). */
@@ -38,8 +45,8 @@ export interface DevicePhaseResult {
 }
 
 /** `losetup -f --show file` with hastd's flags; detached when `scope` closes. */
-async function loopOn(scope: Scope, file: string): Promise<string> {
-  const r = await run('losetup', [...LOOP_ARGS, '-f', '--show', file]);
+async function loopOn(scope: Scope, file: string, args: readonly string[]): Promise<string> {
+  const r = await run('losetup', [...args, '-f', '--show', file]);
   const dev = r.stdout.trim();
   if (r.code !== 0 || !dev.startsWith('/dev/')) throw new Error(`losetup on ${file} failed (${r.code}): ${r.stderr.trim()}`);
   scope.after(async () => {
@@ -139,13 +146,15 @@ export async function devicePhase(parent: Scope, opts: BenchOptions): Promise<De
     const plain = join(dir, 'plain.img');
     sparseFile(plain, size);
     if (fill) fillPattern(plain, 0, size);
-    const loop = await loopOn(scope, plain);
+    const args = loopArgsLike(realpathSync(hast.device));
+    progress(`device: /dev/hast is ${realpathSync(hast.device)}; anchors' loop devices: losetup ${args.join(' ')}`);
+    const loop = await loopOn(scope, plain, args);
     const kfile = join(dir, 'nbdkit.img');
     sparseFile(kfile, size);
     if (fill) fillPattern(kfile, 0, size);
     const nbdkit = await startNbdkitFile(scope, join(dir, 'nbdkit.sock'), kfile);
     const fuseFile = await nbdfuseOn(scope, nbdkit.sock, join(dir, 'fuse'), size);
-    const fuseLoop = await loopOn(scope, fuseFile);
+    const fuseLoop = await loopOn(scope, fuseFile, args);
     const devices: Record<DeviceTarget, string> = { loop, nbdfuse: fuseLoop, hast: hast.device };
     const samples: DevicePhaseResult['samples'] = {};
     for (const job of DEVICE_JOBS) samples[job.id] = { loop: [], nbdfuse: [], hast: [] };

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { DeviceError, attachDevice, cleanupStaleDevice, devicePathOf, resolveMode } from '../../src/daemon/device/index.js';
-import { fusePaths } from '../../src/daemon/device/fuse.js';
+import { directIoOf, fusePaths } from '../../src/daemon/device/fuse.js';
 import { TOOL_PACKAGES, mountsOfDevice, parseMounts, requireTool } from '../../src/daemon/device/sys.js';
 import { isMountPoint, isRunning, killPid, loopsBackedBy, unmountAll } from '../harness/cleanup.js';
 import { requires } from '../harness/tools.js';
@@ -166,6 +166,9 @@ attachDevice({ provName: 'shared', socketPath: '/nonexistent.sock', mode: 'fuse'
     assert.match(dev.blockDevice, /^\/dev\/loop\d+$/);
     assert.ok(statSync(dev.devicePath).isBlockDevice());
     assert.equal(Number(sh('blockdev', '--getsize64', dev.devicePath).trim()), SIZE);
+    // Direct I/O on the FUSE file (fuse.ts loopArgs), 512-byte logical sectors.
+    assert.equal(directIoOf(dev.blockDevice), true, 'loop device with direct I/O');
+    assert.equal(Number(sh('blockdev', '--getss', dev.devicePath).trim()), 512);
 
     sh('mkfs.ext4', '-q', dev.devicePath);
     sh('mount', dev.devicePath, r.mnt);

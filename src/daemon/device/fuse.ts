@@ -117,9 +117,7 @@ export async function attachFuse(opts: FuseAttachOptions): Promise<FuseDevice> {
 
   let blockDevice: string;
   try {
-    const { stdout } = await run(losetup, ['--direct-io=off', '--sector-size', String(opts.sectorSize), '-f', '--show', paths.file]);
-    blockDevice = stdout.trim();
-    if (!blockDevice.startsWith('/dev/')) throw new DeviceError(`losetup printed no device (${JSON.stringify(stdout)})`);
+    blockDevice = await loopWithDirectIo(losetup, paths.file, opts.sectorSize, `/dev/hast/${opts.provName}`);
   } catch (err) {
     return fail('started, but losetup failed', err);
   }
@@ -138,6 +136,61 @@ export async function attachFuse(opts: FuseAttachOptions): Promise<FuseDevice> {
       detached = true;
     },
   };
+}
+
+/**
+ * `losetup` flags of the loop device on nbdfuse's file, direct I/O on (README "Benchmarks"). With
+ * `--direct-io=off` the loop device writes through the FUSE file's page cache, one synchronous
+ * request at a time (a worker thread per loop device doing vfs_iter_write), so the device ran at
+ * one request's latency whatever the queue depth. With direct I/O it submits every request as
+ * asynchronous O_DIRECT I/O to FUSE, which passes them on to nbdfuse's threads and connections in
+ * parallel, and the FUSE file keeps no page cache of its own (no double caching; the file system
+ * above has its cache). Flushes are unchanged: REQ_PREFLUSH / FUA on the loop device → fsync of the
+ * FUSE file → nbdfuse's fsync → NBD_CMD_FLUSH → hastd's flush (test/system/device-attach.test.ts).
+ */
+export function loopArgs(sectorSize: number, directIo: boolean): string[] {
+  return [`--direct-io=${directIo ? 'on' : 'off'}`, '--sector-size', String(sectorSize)];
+}
+
+/**
+ * Bind a loop device to `file` with direct I/O, falling back to buffered I/O (logged) when the
+ * kernel refuses it: losetup fails, or binds the device but leaves direct I/O off (util-linux
+ * warns and carries on). Returns the device.
+ */
+async function loopWithDirectIo(losetup: string, file: string, sectorSize: number, label: string): Promise<string> {
+  let dev: string | null = null;
+  let refused = '';
+  try {
+    dev = deviceOf((await run(losetup, [...loopArgs(sectorSize, true), '-f', '--show', file])).stdout);
+  } catch (err) {
+    refused = err instanceof Error ? err.message : String(err);
+  }
+  if (dev !== null) {
+    if (directIoOf(dev) !== false) return dev;
+    refused = 'the kernel left direct I/O off';
+  } else {
+    // Never leave a half-bound device behind before binding another to the same file.
+    for (const loop of loopsOnOurFuse(file, dirname(file))) await detachLoop(loop, true);
+  }
+  log.notice(`${label}: loop device without direct I/O (${refused.split('\n')[0]}); every request then goes through the FUSE file's page cache one at a time (slow).`);
+  if (dev !== null) return dev;
+  const again = deviceOf((await run(losetup, [...loopArgs(sectorSize, false), '-f', '--show', file])).stdout);
+  if (again === null) throw new DeviceError(`losetup printed no device for ${file}`);
+  return again;
+}
+
+function deviceOf(stdout: string): string | null {
+  const dev = stdout.trim();
+  return dev.startsWith('/dev/') ? dev : null;
+}
+
+/** Whether the loop device does direct I/O (sysfs `loop/dio`), or null when unknown. */
+export function directIoOf(loop: string): boolean | null {
+  try {
+    return readFileSync(`/sys/block/${basename(loop)}/loop/dio`, 'utf8').trim() === '1';
+  } catch {
+    return null;
+  }
 }
 
 /** The file's size once nbdfuse says it is ready (pidfile written), else null. */
