@@ -500,9 +500,10 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       const dropped = await waitFor('the link to be dropped', () => toB.closed > closedBefore, 15_000, 20).then(() => true, () => false);
       await sleep(outageMs);
       toB.corruptNext(0, corruptKind);
-      // The reason the primary (or, for a WRITE's payload, the secondary) logged.
-      const why = daemons.flatMap((d, i) => d.output().slice(logBefore[i] ?? 0).split('\n'))
-        .find((l) => /Unable to receive|checksum|Timeout|mismatch|too large|Unable to|disconnect/i.test(l));
+      // The reason the primary logged for the disconnect (else the first reason the secondary gave).
+      const since = daemons.map((d, i) => ({ node: nodeOfPid.get(d.pid), lines: d.output().slice(logBefore[i] ?? 0).split('\n') }));
+      const why = since.filter((x) => x.node === a.name).flatMap((x) => x.lines).find((l) => /Disconnected from/.test(l))
+        ?? since.flatMap((x) => x.lines).find((l) => /Unable to receive|checksum|Timeout|mismatch|too large|Unable to|disconnect/i.test(l));
       const detected = dropped ? (why?.trim() ?? 'link dropped (no reason logged)') : null;
       corruption = { kind: corruptKind, injected: [...toB.corrupted], detected };
       say(`  corrupted: ${toB.corrupted.join('; ')}; ${detected !== null ? `detected: ${detected}` : 'NOT DETECTED (link kept)'}`);
