@@ -56,7 +56,7 @@ test(`fault campaign (${CYCLES} cycles): no acknowledged write lost, no crash, c
       continue;
     }
     for (const x of r.refusals ?? []) assert.ok(x.expected.includes(x.code), `${where}: ${x.action} exited ${x.code}, expected ${x.expected.join(' or ')}`);
-    assert.equal(r.failure, null, `${where} did not complete`);
+    assert.equal(r.failure, null, `${where} did not complete: ${r.failure}`);
     assert.deepEqual(r.crashes, [], `${where}: crashes`);
     assert.ok(r.survivor !== null);
     assert.equal(r.survivor.lost.length + r.survivor.foreign.length + r.survivor.torn.length, 0, `${where} surviving copy:\n${formatReport(r.survivor)}`);
