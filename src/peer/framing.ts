@@ -17,7 +17,7 @@ import { ByteQueue } from '../util/byte-queue.js';
 
 export { MAXPHYS };
 /** Size of the fixed message header. */
-const MESSAGE_HEADER_SIZE = 5;
+export const MESSAGE_HEADER_SIZE = 5;
 
 /** What the sender applies to a payload: its own configured algorithms. */
 export interface EncodeOptions {

@@ -840,7 +840,9 @@ export async function runCampaign(opts: { cycles: number; seed: number; roundRob
     crashes: results.reduce((n, r) => n + r.crashes.length, 0),
     failures: results.filter((r) => r.failure !== null).length,
     refusalCodes: results.flatMap((r) => r.refusals ?? []).reduce<Record<string, Record<string, number>>>((o, x) => {
-      const per = (o[x.action.replace(/\/dev\/hast\/\S+/, '/dev/hast/<name>')] ??= {});
+      const key = x.action.replace(/\/dev\/hast\/\S+/, '/dev/hast/<name>');
+      const per = o[key] ?? {};
+      o[key] = per;
       per[String(x.code)] = (per[String(x.code)] ?? 0) + 1;
       return o;
     }, {}),
