@@ -92,7 +92,9 @@ export function setupBacking(scope: Scope): Backing {
   if (isRoot()) {
     const dir = mkdtempSync(join(base, 'hastd-bench-'));
     scope.after(() => rmSync(dir, { recursive: true, force: true }));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=0700', 'hastd-bench', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=0700', 'hastd-bench', dir], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     scope.after(() => {
       sweep(dir);
       if (!quiet('umount', [dir])) quiet('umount', ['-l', dir]);

@@ -48,10 +48,12 @@ export interface DevicePhaseResult {
 async function loopOn(scope: Scope, file: string, args: readonly string[]): Promise<string> {
   const r = await run('losetup', [...args, '-f', '--show', file]);
   const dev = r.stdout.trim();
-  if (r.code !== 0 || !dev.startsWith('/dev/')) throw new Error(`losetup on ${file} failed (${r.code}): ${r.stderr.trim()}`);
+  if (r.code !== 0 || !dev.startsWith('/dev/'))
+    throw new Error(`losetup on ${file} failed (${r.code}): ${r.stderr.trim()}`);
   scope.after(async () => {
     const d = await run('losetup', ['-d', dev]);
-    if (d.code !== 0 && existsSync(`/sys/block/${dev.slice(5)}/loop/backing_file`)) throw new Error(`losetup -d ${dev}: ${d.stderr.trim()}`);
+    if (d.code !== 0 && existsSync(`/sys/block/${dev.slice(5)}/loop/backing_file`))
+      throw new Error(`losetup -d ${dev}: ${d.stderr.trim()}`);
   });
   return dev;
 }
@@ -68,7 +70,10 @@ async function nbdfuseOn(scope: Scope, sock: string, mnt: string, size: number):
   mkdirSync(mnt, { recursive: true });
   const pidFile = `${mnt}.pid`;
   // Its own session, as hastd starts it: a terminal's ^C reaches the bench, which tears down in order.
-  const proc = spawn('nbdfuse', ['-P', pidFile, mnt, '--unix', sock], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const proc = spawn('nbdfuse', ['-P', pidFile, mnt, '--unix', sock], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
   const pid = proc.pid;
   if (pid === undefined) throw new Error('nbdfuse did not start');
   let stderr = '';
@@ -104,7 +109,13 @@ async function nbdfuseOn(scope: Scope, sock: string, mnt: string, size: number):
  * (its worker removes the device) before its hastd is killed; whatever a crash left is removed
  * the way a new worker would (cleanupStaleDevice).
  */
-async function startHastDevice(scope: Scope, size: number, fill: boolean, prov: string, extra: string | null): Promise<{ device: string; dataSize: number; output: () => string }> {
+async function startHastDevice(
+  scope: Scope,
+  size: number,
+  fill: boolean,
+  prov: string,
+  extra: string | null,
+): Promise<{ device: string; dataSize: number; output: () => string }> {
   const lines = [`name ${prov}`, ...(extra !== null ? [extra] : [])].join('\n  ');
   const pair = await makePair(scope, { size, replication: 'memsync', extra: lines });
   // writeConfig gives every node `device none`; the primary's (node-a, the first section) gets fuse.
@@ -124,12 +135,16 @@ async function startHastDevice(scope: Scope, size: number, fill: boolean, prov: 
   // Runs first: an orderly demotion detaches loop, FUSE mount and nbdfuse.
   scope.after(async () => {
     const r = await hastctl(pair.conf, pair.a.name, ['role', 'init', pair.res]);
-    if (r.code !== 0) process.stderr.write(`bench: hastctl role init on ${pair.a.name} exited ${r.code}: ${r.stderr.trim()}\n`);
+    if (r.code !== 0)
+      process.stderr.write(`bench: hastctl role init on ${pair.a.name} exited ${r.code}: ${r.stderr.trim()}\n`);
   });
   const device = `/dev/hast/${prov}`;
   await waitFor(`${device}`, () => existsSync(device), 30_000);
   await waitNodeInSync(pair.conf, pair.a.name);
-  const output = (): string => daemons.map((d, i) => `${i === 0 ? pair.b.name : pair.a.name}:\n${d.output().trim().split('\n').slice(-15).join('\n')}`).join('\n');
+  const output = (): string =>
+    daemons
+      .map((d, i) => `${i === 0 ? pair.b.name : pair.a.name}:\n${d.output().trim().split('\n').slice(-15).join('\n')}`)
+      .join('\n');
   return { device, dataSize: l.dataSize, output };
 }
 
@@ -140,7 +155,9 @@ export async function devicePhase(parent: Scope, opts: BenchOptions): Promise<De
     mkdirSync(dir);
     scope.after(() => rmSync(dir, { recursive: true, force: true }));
     const fill = !opts.sparse;
-    progress(`device: starting /dev/hast (memsync, device fuse), nbdfuse over nbdkit and a loop device (${opts.size} byte components)`);
+    progress(
+      `device: starting /dev/hast (memsync, device fuse), nbdfuse over nbdkit and a loop device (${opts.size} byte components)`,
+    );
     const hast = await startHastDevice(scope, opts.size, fill, `hastbench${process.pid}`, opts.resourceExtra);
     const size = hast.dataSize;
     const plain = join(dir, 'plain.img');
@@ -167,7 +184,8 @@ export async function devicePhase(parent: Scope, opts: BenchOptions): Promise<De
             samples[job.id]![target].push(await runFio({ device: devices[target] }, job, opts.runtime, out));
           } catch (err) {
             // What the pair said last (a worker restart replaces the device under fio, for one).
-            if (target === 'hast') throw new Error(`${(err as Error).message}\nlast hastd output:\n${hast.output()}`, { cause: err });
+            if (target === 'hast')
+              throw new Error(`${(err as Error).message}\nlast hastd output:\n${hast.output()}`, { cause: err });
             throw err;
           }
         }

@@ -68,7 +68,8 @@ function parseFioJson(text: string, job: FioJob): FioFigures {
   const pct = d?.clat_ns.percentile;
   const p50 = pct?.['50.000000'];
   const p99 = pct?.['99.000000'];
-  if (d === undefined || p50 === undefined || p99 === undefined) throw new Error(`fio JSON for ${job.id} lacks bandwidth or latency percentiles`);
+  if (d === undefined || p50 === undefined || p99 === undefined)
+    throw new Error(`fio JSON for ${job.id} lacks bandwidth or latency percentiles`);
   return { mbps: d.bw_bytes / 1e6, iops: d.iops, p50us: p50 / 1000, p99us: p99 / 1000 };
 }
 
@@ -81,7 +82,10 @@ export type FioTarget = string | { readonly device: string };
  * device); fio's JSON goes to `outFile` (its stdout also carries libnbd chatter).
  */
 export async function runFio(target: FioTarget, job: FioJob, runtimeSec: number, outFile: string): Promise<FioFigures> {
-  const where = typeof target === 'string' ? ['--ioengine=nbd', `--uri=${target}`] : ['--ioengine=libaio', '--direct=1', `--filename=${target.device}`];
+  const where =
+    typeof target === 'string'
+      ? ['--ioengine=nbd', `--uri=${target}`]
+      : ['--ioengine=libaio', '--direct=1', `--filename=${target.device}`];
   const args = [
     `--name=${job.id}`,
     ...where,
@@ -96,6 +100,7 @@ export async function runFio(target: FioTarget, job: FioJob, runtimeSec: number,
   ];
   const label = typeof target === 'string' ? target : target.device;
   const r = await run('fio', args, { timeoutMs: Math.ceil(runtimeSec * 1000) + 120_000 });
-  if (r.code !== 0) throw new Error(`fio ${job.id} against ${label} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0)
+    throw new Error(`fio ${job.id} against ${label} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
   return parseFioJson(readFileSync(outFile, 'utf8'), job);
 }

@@ -40,14 +40,22 @@ export interface HastdTarget {
 const RES = 'r0';
 
 /** Layout of node's component, after `hastctl create`. */
-async function layout(conf: string, node: NodeSpec): Promise<{ dataSize: number; localOff: number; extentSize: number }> {
+async function layout(
+  conf: string,
+  node: NodeSpec,
+): Promise<{ dataSize: number; localOff: number; extentSize: number }> {
   const d = await dumpOf(conf, node.name);
   if (d.dataSize <= 0) throw new Error(`hastctl dump on ${node.name} shows no data area`);
   return d;
 }
 
 /** A primary alone (`remote none`) on a component file of `fileSize` bytes; `extra`: a hast.conf line for the resource. */
-export async function startSolo(scope: Scope, fileSize: number, fill: boolean, extra: string | null = null): Promise<HastdTarget> {
+export async function startSolo(
+  scope: Scope,
+  fileSize: number,
+  fill: boolean,
+  extra: string | null = null,
+): Promise<HastdTarget> {
   const root = mkdtempSync(join(tmpdir(), 'hastd-bench-solo-'));
   scope.after(() => rmSync(root, { recursive: true, force: true }));
   const node: NodeSpec = { name: 'node-a', addr: `127.0.0.1:${await freePort('127.0.0.1')}`, dir: join(root, 'a') };
@@ -74,7 +82,11 @@ export async function startPair(
 ): Promise<HastdTarget & { pair: Pair }> {
   const fill = opts.fill;
   const fillSecondary = opts.fillSecondary ?? fill;
-  const pair = await makePair(scope, { size: fileSize, replication: mode, ...(opts.extra != null ? { extra: opts.extra } : {}) });
+  const pair = await makePair(scope, {
+    size: fileSize,
+    replication: mode,
+    ...(opts.extra != null ? { extra: opts.extra } : {}),
+  });
   const l = await layout(pair.conf, pair.a);
   if (fill) fillPattern(pair.img(pair.a), l.localOff, l.dataSize);
   if (fillSecondary) fillPattern(pair.img(pair.b), l.localOff, l.dataSize);
@@ -82,7 +94,16 @@ export async function startPair(
   daemons.set(pair.b.name, await startRole(scope, pair.conf, pair.b, RES, 'secondary', pair.sock(pair.b)));
   daemons.set(pair.a.name, await startRole(scope, pair.conf, pair.a, RES, 'primary', pair.sock(pair.a)));
   await waitNodeInSync(pair.conf, pair.a.name);
-  return { conf: pair.conf, primary: pair.a, secondary: pair.b, sock: pair.sock(pair.a), uri: nbdUri(pair.sock(pair.a)), ...l, daemons, pair };
+  return {
+    conf: pair.conf,
+    primary: pair.a,
+    secondary: pair.b,
+    sock: pair.sock(pair.a),
+    uri: nbdUri(pair.sock(pair.a)),
+    ...l,
+    daemons,
+    pair,
+  };
 }
 
 /** Pid of the worker that serves r0 on `node`, from `hastctl status --json`. */

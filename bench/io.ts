@@ -45,9 +45,17 @@ export async function ioPhase(parent: Scope, opts: BenchOptions): Promise<IoPhas
     if (fill) fillPattern(anchorFile, 0, solo.dataSize);
     const anchor = await startNbdkitFile(scope, join(dir, 'anchor.sock'), anchorFile);
     const quorum = await startQuorum(scope, dir, solo.dataSize, fill);
-    const uris: Record<IoTarget, string> = { nbdkit: anchor.uri, quorum: quorum.uri, primary: solo.uri, memsync: memsync.uri, fullsync: fullsync.uri, async: async.uri };
+    const uris: Record<IoTarget, string> = {
+      nbdkit: anchor.uri,
+      quorum: quorum.uri,
+      primary: solo.uri,
+      memsync: memsync.uri,
+      fullsync: fullsync.uri,
+      async: async.uri,
+    };
     const samples: IoSamples = {};
-    for (const job of FIO_JOBS) samples[job.id] = { nbdkit: [], quorum: [], primary: [], memsync: [], fullsync: [], async: [] };
+    for (const job of FIO_JOBS)
+      samples[job.id] = { nbdkit: [], quorum: [], primary: [], memsync: [], fullsync: [], async: [] };
     const out = join(dir, 'fio.json');
     for (let rep = 1; rep <= opts.reps; rep++) {
       for (const job of FIO_JOBS) {

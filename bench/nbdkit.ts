@@ -29,7 +29,9 @@ export function accepts(to: string | NetConnectOpts): Promise<boolean> {
 /** Start `nbdkit -U sock -f file file=<file>` and wait until it accepts connections. */
 export async function startNbdkitFile(scope: Scope, sock: string, file: string): Promise<NbdkitServer> {
   rmSync(sock, { force: true });
-  const proc = spawn('nbdkit', ['-U', sock, '-f', '--exit-with-parent', 'file', `file=${file}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn('nbdkit', ['-U', sock, '-f', '--exit-with-parent', 'file', `file=${file}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const pid = proc.pid;
   if (pid === undefined) throw new Error('nbdkit did not start');
   let stderr = '';
@@ -54,8 +56,15 @@ export async function startNbdkitFile(scope: Scope, sock: string, file: string):
  * Start `nbdkit -f -i host -p port file <file>` (the C replicator's second copy, on TCP) and wait
  * until it accepts connections.
  */
-export async function startNbdkitTcp(scope: Scope, host: string, port: number, file: string): Promise<{ pid: number; stop(): Promise<void> }> {
-  const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-i', host, '-p', String(port), 'file', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startNbdkitTcp(
+  scope: Scope,
+  host: string,
+  port: number,
+  file: string,
+): Promise<{ pid: number; stop(): Promise<void> }> {
+  const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-i', host, '-p', String(port), 'file', file], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const pid = proc.pid;
   if (pid === undefined) throw new Error('nbdkit did not start');
   let stderr = '';
@@ -66,8 +75,10 @@ export async function startNbdkitTcp(scope: Scope, host: string, port: number, f
   scope.after(stop);
   const deadline = Date.now() + 10_000;
   while (!(await accepts({ host, port }))) {
-    if (proc.exitCode !== null) throw new Error(`nbdkit on ${host}:${port} exited with ${proc.exitCode}: ${stderr.trim()}`);
-    if (Date.now() > deadline) throw new Error(`nbdkit did not listen on ${host}:${port} within 10 s: ${stderr.trim()}`);
+    if (proc.exitCode !== null)
+      throw new Error(`nbdkit on ${host}:${port} exited with ${proc.exitCode}: ${stderr.trim()}`);
+    if (Date.now() > deadline)
+      throw new Error(`nbdkit did not listen on ${host}:${port} within 10 s: ${stderr.trim()}`);
     await sleep(50);
   }
   return { pid, stop };

@@ -72,9 +72,13 @@ function size(name: string, text: string): number {
 }
 
 function phases(text: string): Phase[] {
-  const list = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const list = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   for (const p of list) {
-    if (!(PHASES as readonly string[]).includes(p)) throw new UsageError(`--phases: unknown phase ${JSON.stringify(p)} (known: ${PHASES.join(', ')})`);
+    if (!(PHASES as readonly string[]).includes(p))
+      throw new UsageError(`--phases: unknown phase ${JSON.stringify(p)} (known: ${PHASES.join(', ')})`);
   }
   return list as Phase[];
 }

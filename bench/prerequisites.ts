@@ -19,14 +19,19 @@ export class MissingPrerequisite extends Error {
 export async function checkPrerequisites(deviceTools: readonly string[] = []): Promise<Record<string, string>> {
   const missing = REQUIRED_TOOLS.filter((t) => !hasTool(t));
   if (missing.length > 0) {
-    throw new MissingPrerequisite(`the benchmark needs ${missing.join(', ')} on PATH (Debian: apt-get install fio nbdkit libnbd-bin qemu-utils)`);
+    throw new MissingPrerequisite(
+      `the benchmark needs ${missing.join(', ')} on PATH (Debian: apt-get install fio nbdkit libnbd-bin qemu-utils)`,
+    );
   }
   const missingDev = deviceTools.filter((t) => !hasTool(t));
   if (missingDev.length > 0) {
-    throw new MissingPrerequisite(`the device phase needs ${missingDev.join(', ')} on PATH (Debian: apt-get install libnbd-bin fuse3 mount); or leave it out with --phases`);
+    throw new MissingPrerequisite(
+      `the device phase needs ${missingDev.join(', ')} on PATH (Debian: apt-get install libnbd-bin fuse3 mount); or leave it out with --phases`,
+    );
   }
   const eng = await run('fio', ['--enghelp=nbd']);
-  if (eng.code !== 0 || !eng.stdout.includes('uri')) throw new MissingPrerequisite('this fio has no nbd ioengine (Debian fio ≥ 3.20 has it)');
+  if (eng.code !== 0 || !eng.stdout.includes('uri'))
+    throw new MissingPrerequisite('this fio has no nbd ioengine (Debian fio ≥ 3.20 has it)');
   if (!existsSync(HASTD)) throw new MissingPrerequisite(`${HASTD} is missing: run npm run build first`);
   const versions: Record<string, string> = {};
   for (const tool of [...REQUIRED_TOOLS, ...(deviceTools.includes('nbdfuse') ? ['nbdfuse'] : [])]) {
@@ -35,4 +40,3 @@ export async function checkPrerequisites(deviceTools: readonly string[] = []): P
   }
   return versions;
 }
-

@@ -47,7 +47,17 @@ export async function startQuorum(scope: Scope, dir: string, size: number, fill:
   const nbdkit = await startNbdkitTcp(scope, REMOTE_HOST, port, remote);
   const sock = join(dir, 'quorum.sock');
   rmSync(sock, { force: true });
-  const args = ['--image-opts', '-k', sock, '--cache=writeback', '--aio=threads', '-t', '-e', '4', quorumImageOpts(local, REMOTE_HOST, port)];
+  const args = [
+    '--image-opts',
+    '-k',
+    sock,
+    '--cache=writeback',
+    '--aio=threads',
+    '-t',
+    '-e',
+    '4',
+    quorumImageOpts(local, REMOTE_HOST, port),
+  ];
   const proc = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const pid = proc.pid;
   if (pid === undefined) throw new Error('qemu-nbd did not start');

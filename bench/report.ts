@@ -158,7 +158,15 @@ function ioRows(r: IoPhaseResult): IoRow[] {
       const m = medianFigures(byTarget[target]);
       const ratio = m.iops / anchor.iops;
       const g = IO_GOALS[`${job.id}/${target}`];
-      rows.push({ job: job.id, title: job.title, target, ...m, ratio, goal: g === undefined ? null : goal(g.op, g.value, ratio), samples: byTarget[target] });
+      rows.push({
+        job: job.id,
+        title: job.title,
+        target,
+        ...m,
+        ratio,
+        goal: g === undefined ? null : goal(g.op, g.value, ratio),
+        samples: byTarget[target],
+      });
     }
   }
   return rows;
@@ -226,31 +234,53 @@ function targetLines(
   notRun: { io: string; device: string; resync: string; rss: string },
 ): TargetLine[] {
   const lines: TargetLine[] = [];
-  const none = (workload: string, target: string, note: string): TargetLine => ({ workload, target, actual: null, goal: null, note });
+  const none = (workload: string, target: string, note: string): TargetLine => ({
+    workload,
+    target,
+    actual: null,
+    goal: null,
+    note,
+  });
   for (const mode of ['fullsync', 'memsync'] as const) {
     for (const id of QUORUM_JOB_IDS) {
       const title = FIO_JOBS.find((j) => j.id === id)?.title ?? id;
       const row = quorum.find((q) => q.job === id && q.target === mode);
       const w = `${mode} ÷ qemu-nbd quorum, ${title}`;
-      lines.push(row === undefined ? none(w, '≥ 1.0', notRun.io) : { workload: w, target: '≥ 1.0', actual: row.ratio, goal: row.goal, note: null });
+      lines.push(
+        row === undefined
+          ? none(w, '≥ 1.0', notRun.io)
+          : { workload: w, target: '≥ 1.0', actual: row.ratio, goal: row.goal, note: null },
+      );
     }
   }
   for (const id of QUORUM_JOB_IDS) {
     const title = FIO_JOBS.find((j) => j.id === id)?.title ?? id;
     const row = quorum.find((q) => q.job === id && q.target === 'memsync');
     const w = `memsync p99 ÷ quorum p99, ${title}`;
-    lines.push(row === undefined ? none(w, '≤ 1.5', notRun.io) : { workload: w, target: '≤ 1.5', actual: row.p99Ratio, goal: row.p99Goal, note: null });
+    lines.push(
+      row === undefined
+        ? none(w, '≤ 1.5', notRun.io)
+        : { workload: w, target: '≤ 1.5', actual: row.p99Ratio, goal: row.p99Goal, note: null },
+    );
   }
   for (const job of DEVICE_JOBS) {
     const row = device.find((d) => d.job === job.id && d.target === 'hast');
     const w = `/dev/hast ÷ nbdfuse over nbdkit, ${job.title}`;
-    lines.push(row === undefined ? none(w, '≥ 0.9', notRun.device) : { workload: w, target: '≥ 0.9', actual: row.ratioNbdfuse, goal: row.goal, note: null });
+    lines.push(
+      row === undefined
+        ? none(w, '≥ 0.9', notRun.device)
+        : { workload: w, target: '≥ 0.9', actual: row.ratioNbdfuse, goal: row.goal, note: null },
+    );
   }
   for (const job of DEVICE_JOBS) {
     if (job.rw !== 'write' && job.rw !== 'randwrite') continue;
     const row = device.find((d) => d.job === job.id && d.target === 'hast');
     const w = `/dev/hast ÷ loop on a plain file, ${job.title}`;
-    lines.push(row === undefined ? none(w, 'report', notRun.device) : { workload: w, target: 'report', actual: row.ratioLoop, goal: null, note: null });
+    lines.push(
+      row === undefined
+        ? none(w, 'report', notRun.device)
+        : { workload: w, target: 'report', actual: row.ratioLoop, goal: null, note: null },
+    );
   }
   lines.push(
     resync === null
@@ -261,7 +291,13 @@ function targetLines(
   if (workers.length === 0) lines.push(none('peak RSS per worker at QD128 (MiB)', '≤ 256', notRun.rss));
   else {
     const worst = workers.reduce((a, b) => (b.peakMiB > a.peakMiB ? b : a));
-    lines.push({ workload: 'peak RSS per worker at QD128 (MiB)', target: '≤ 256', actual: worst.peakMiB, goal: worst.goal, note: null });
+    lines.push({
+      workload: 'peak RSS per worker at QD128 (MiB)',
+      target: '≤ 256',
+      actual: worst.peakMiB,
+      goal: worst.goal,
+      note: null,
+    });
   }
   return lines;
 }
@@ -370,27 +406,55 @@ function columns(rows: readonly (readonly string[])[], left: number): string[] {
 export function renderTable(rep: BenchReport): string {
   const o = rep.meta.options;
   const out: string[] = [];
-  out.push(`hastd benchmark ${rep.meta.date} on ${rep.meta.host} (${rep.meta.cpus} CPUs, node ${rep.meta.node}); median of ${o.reps}; load ${rep.meta.loadAvg.before.toFixed(1)} → ${rep.meta.loadAvg.after.toFixed(1)}`);
+  out.push(
+    `hastd benchmark ${rep.meta.date} on ${rep.meta.host} (${rep.meta.cpus} CPUs, node ${rep.meta.node}); median of ${o.reps}; load ${rep.meta.loadAvg.before.toFixed(1)} → ${rep.meta.loadAvg.after.toFixed(1)}`,
+  );
   out.push(`backing files: ${rep.meta.backing}`);
   if (o.resourceExtra !== null) out.push(`every hastd resource has the extra hast.conf line: ${o.resourceExtra}`);
   if (rep.io.length > 0) {
     out.push('');
-    out.push(`fio --ioengine=nbd, ${o.runtime} s per job, exports of ${bytes(rep.meta.exportSize ?? 0)}${o.sparse ? ' (sparse)' : ''}; ratio = IOPS ÷ nbdkit's`);
+    out.push(
+      `fio --ioengine=nbd, ${o.runtime} s per job, exports of ${bytes(rep.meta.exportSize ?? 0)}${o.sparse ? ' (sparse)' : ''}; ratio = IOPS ÷ nbdkit's`,
+    );
     const rows: string[][] = [['job', 'target', 'ratio', 'MB/s', 'IOPS', 'p50 µs', 'p99 µs', 'goal']];
     let last = '';
     for (const r of rep.io) {
-      rows.push([r.title === last ? '' : r.title, r.target, r.ratio.toFixed(2), num(r.mbps), num(r.iops), num(r.p50us), num(r.p99us), goalText(r.goal)]);
+      rows.push([
+        r.title === last ? '' : r.title,
+        r.target,
+        r.ratio.toFixed(2),
+        num(r.mbps),
+        num(r.iops),
+        num(r.p50us),
+        num(r.p99us),
+        goalText(r.goal),
+      ]);
       last = r.title;
     }
     out.push(...columns(rows, 2));
   }
   if (rep.quorum.length > 0) {
     out.push('');
-    out.push("the C replicator: qemu-nbd quorum (local file + NBD to nbdkit file on 127.0.0.2), same fio nbd jobs; ratio = IOPS ÷ quorum's, p99 ratio = p99 ÷ quorum's");
-    const rows: string[][] = [['job', 'target', 'ratio', 'MB/s', 'IOPS', 'p50 µs', 'p99 µs', 'p99 ratio', 'goal', 'p99 goal']];
+    out.push(
+      "the C replicator: qemu-nbd quorum (local file + NBD to nbdkit file on 127.0.0.2), same fio nbd jobs; ratio = IOPS ÷ quorum's, p99 ratio = p99 ÷ quorum's",
+    );
+    const rows: string[][] = [
+      ['job', 'target', 'ratio', 'MB/s', 'IOPS', 'p50 µs', 'p99 µs', 'p99 ratio', 'goal', 'p99 goal'],
+    ];
     let last = '';
     for (const r of rep.quorum) {
-      rows.push([r.title === last ? '' : r.title, r.target, r.ratio.toFixed(2), num(r.mbps), num(r.iops), num(r.p50us), num(r.p99us), r.p99Ratio.toFixed(2), goalText(r.goal), goalText(r.p99Goal)]);
+      rows.push([
+        r.title === last ? '' : r.title,
+        r.target,
+        r.ratio.toFixed(2),
+        num(r.mbps),
+        num(r.iops),
+        num(r.p50us),
+        num(r.p99us),
+        r.p99Ratio.toFixed(2),
+        goalText(r.goal),
+        goalText(r.p99Goal),
+      ]);
       last = r.title;
     }
     out.push(...columns(rows, 2));
@@ -403,7 +467,17 @@ export function renderTable(rep: BenchReport): string {
     const rows: string[][] = [['job', 'target', '÷ nbdfuse', '÷ loop', 'MB/s', 'IOPS', 'p50 µs', 'p99 µs', 'goal']];
     let last = '';
     for (const r of rep.device) {
-      rows.push([r.title === last ? '' : r.title, r.target, r.ratioNbdfuse.toFixed(2), r.ratioLoop.toFixed(3), num(r.mbps), num(r.iops), num(r.p50us), num(r.p99us), goalText(r.goal)]);
+      rows.push([
+        r.title === last ? '' : r.title,
+        r.target,
+        r.ratioNbdfuse.toFixed(2),
+        r.ratioLoop.toFixed(3),
+        num(r.mbps),
+        num(r.iops),
+        num(r.p50us),
+        num(r.p99us),
+        goalText(r.goal),
+      ]);
       last = r.title;
     }
     out.push(...columns(rows, 2));
@@ -418,7 +492,13 @@ export function renderTable(rep: BenchReport): string {
       ...columns(
         [
           ['copy', 'ratio', 'seconds', 'MB/s', 'goal'],
-          ['hastd full resync (memsync pair)', s.ratio.toFixed(2), s.hastd.seconds.toFixed(2), num(s.hastd.mbps), goalText(s.goal)],
+          [
+            'hastd full resync (memsync pair)',
+            s.ratio.toFixed(2),
+            s.hastd.seconds.toFixed(2),
+            num(s.hastd.mbps),
+            goalText(s.goal),
+          ],
           ['nbdcopy nbdkit → nbdkit', '1.00', s.nbdcopy.seconds.toFixed(2), num(s.nbdcopy.mbps), ''],
         ],
         1,
@@ -428,7 +508,9 @@ export function renderTable(rep: BenchReport): string {
   if (rep.reconnect !== null) {
     const c = rep.reconnect;
     out.push('');
-    out.push(`reconnect resync after ${c.extents} dirty extents of ${bytes(c.extentSize)}; ratio = bytes moved ÷ dirty-extent bytes`);
+    out.push(
+      `reconnect resync after ${c.extents} dirty extents of ${bytes(c.extentSize)}; ratio = bytes moved ÷ dirty-extent bytes`,
+    );
     out.push(
       ...columns(
         [
@@ -441,9 +523,12 @@ export function renderTable(rep: BenchReport): string {
   }
   if (rep.rss.length > 0) {
     out.push('');
-    out.push(`peak RSS (VmHWM) of each hastd process of a memsync pair after the QD128 write jobs (${o.runtime} s each)`);
+    out.push(
+      `peak RSS (VmHWM) of each hastd process of a memsync pair after the QD128 write jobs (${o.runtime} s each)`,
+    );
     const rows: string[][] = [['node', 'role', 'process', 'pid', 'MiB', 'goal']];
-    for (const r of rep.rss) rows.push([r.node, r.role, r.process, String(r.pid), r.peakMiB.toFixed(1), goalText(r.goal)]);
+    for (const r of rep.rss)
+      rows.push([r.node, r.role, r.process, String(r.pid), r.peakMiB.toFixed(1), goalText(r.goal)]);
     out.push(...columns(rows, 3));
   }
   if (rep.targets.length > 0) {
@@ -451,7 +536,14 @@ export function renderTable(rep: BenchReport): string {
     out.push('targets of issue 14 (ratios of this run)');
     const rows: string[][] = [['workload', 'target', 'this run', 'verdict']];
     for (const t of rep.targets) {
-      const verdict = t.actual === null ? `not run (${t.note ?? 'phase not chosen'})` : t.goal === null ? 'reported' : t.goal.met ? 'met' : 'MISSED';
+      const verdict =
+        t.actual === null
+          ? `not run (${t.note ?? 'phase not chosen'})`
+          : t.goal === null
+            ? 'reported'
+            : t.goal.met
+              ? 'met'
+              : 'MISSED';
       rows.push([t.workload, t.target, t.actual === null ? '—' : t.actual.toFixed(2), verdict]);
     }
     out.push(...columns(rows, 2));

@@ -121,7 +121,8 @@ async function fullResync(scope: Scope, t: PairTarget, fileSize: number): Promis
   await waitFor(`export socket ${t.sock}`, () => existsSync(t.sock));
   progress(`resync: ${t.primary.name} restarted as primary`);
   const last = await waitSynced(t, syncTimeout(t.dataSize));
-  if (last.bytes !== t.dataSize) throw new Error(`expected a full sync of ${t.dataSize} bytes, the primary reports ${last.bytes}`);
+  if (last.bytes !== t.dataSize)
+    throw new Error(`expected a full sync of ${t.dataSize} bytes, the primary reports ${last.bytes}`);
   return last;
 }
 
@@ -163,12 +164,21 @@ async function reconnectResync(scope: Scope, t: HastdTarget & PairTarget, n: num
   return { extents: n, extentSize: t.extentSize, statusDirty, moved: last.bytes };
 }
 
-export async function resyncPhase(parent: Scope, opts: BenchOptions, full: boolean, reconnect: boolean): Promise<ResyncPhaseResult> {
+export async function resyncPhase(
+  parent: Scope,
+  opts: BenchOptions,
+  full: boolean,
+  reconnect: boolean,
+): Promise<ResyncPhaseResult> {
   const scope = parent.child();
   try {
     progress(`resync: starting a memsync pair on ${opts.resyncSize} byte components, filling the primary's`);
     // Always filled: a sparse source would let hole compression (and nbdcopy's extent map) skip it.
-    const t = await startPair(scope, 'memsync', opts.resyncSize, { fill: true, fillSecondary: false, extra: opts.resourceExtra });
+    const t = await startPair(scope, 'memsync', opts.resyncSize, {
+      fill: true,
+      fillSecondary: false,
+      extra: opts.resourceExtra,
+    });
     const result: ResyncPhaseResult = { full: [], reconnect: [] };
     if (full) {
       const dir = mkdtempSync(join(tmpdir(), 'hastd-bench-copy-'));

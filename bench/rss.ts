@@ -38,7 +38,10 @@ export async function rssPhase(parent: Scope, opts: BenchOptions): Promise<RssRo
       await runFio(t.uri, job, opts.runtime, join(dir, 'fio.json'));
     }
     const rows: RssRow[] = [];
-    for (const [node, role] of [[t.primary, 'primary'], [t.pair.b, 'secondary']] as const) {
+    for (const [node, role] of [
+      [t.primary, 'primary'],
+      [t.pair.b, 'secondary'],
+    ] as const) {
       const parentPid = t.daemons.get(node.name)?.pid;
       if (parentPid === undefined) throw new Error(`no hastd runs on ${node.name}`);
       const worker = await workerPid(t.conf, node);

@@ -38,7 +38,9 @@ async function phase<T>(name: string, errors: PhaseError[], fn: () => Promise<T>
 
 /** Why the device phase cannot run here, or null. */
 function deviceBlocker(): string | null {
-  return isRoot() ? null : 'it needs root (loop devices, FUSE mounts, /dev/hast); run the bench as root to measure /dev/hast';
+  return isRoot()
+    ? null
+    : 'it needs root (loop devices, FUSE mounts, /dev/hast); run the bench as root to measure /dev/hast';
 }
 
 /** Run the chosen phases inside `scope`; return the JSON-ready report. */
@@ -63,7 +65,8 @@ async function bench(scope: Scope, opts: BenchOptions, tools: Record<string, str
     resync = await phase('resync', errors, () => resyncPhase(scope, opts, want.has('resync'), want.has('reconnect')));
   }
   if (want.has('rss')) rss = await phase('rss', errors, () => rssPhase(scope, opts));
-  const why = (p: string, ran: boolean): string => (errors.some((e) => e.phase === p) ? 'phase failed' : ran ? 'no rows' : 'phase not chosen');
+  const why = (p: string, ran: boolean): string =>
+    errors.some((e) => e.phase === p) ? 'phase failed' : ran ? 'no rows' : 'phase not chosen';
   const meta = {
     date: new Date().toISOString(),
     host: hostname(),
@@ -112,7 +115,9 @@ async function main(argv: readonly string[]): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const tools = await checkPrerequisites(opts.phases.includes('device') && deviceBlocker() === null ? DEVICE_TOOLS : []);
+    const tools = await checkPrerequisites(
+      opts.phases.includes('device') && deviceBlocker() === null ? DEVICE_TOOLS : [],
+    );
     const report = await bench(scope, opts, tools);
     process.stdout.write(renderTable(report));
     const path = opts.json ?? defaultJsonPath(report.meta.date);

@@ -46,12 +46,20 @@ function namesOf(clause) {
   const braces = /\{([\s\S]*?)\}/.exec(clause);
   if (braces !== null) {
     for (const part of braces[1].split(',')) {
-      const n = part.trim().replace(/^type\s+/, '').split(/\s+as\s+/)[0]?.trim();
+      const n = part
+        .trim()
+        .replace(/^type\s+/, '')
+        .split(/\s+as\s+/)[0]
+        ?.trim();
       if (n) names.push(n);
     }
   }
   if (/\*/.test(clause.replace(/\{[\s\S]*?\}/, ''))) names.push('*');
-  const def = clause.replace(/\{[\s\S]*?\}/, '').replace(/\*\s+as\s+\w+/, '').replace(/,/g, '').trim();
+  const def = clause
+    .replace(/\{[\s\S]*?\}/, '')
+    .replace(/\*\s+as\s+\w+/, '')
+    .replace(/,/g, '')
+    .trim();
   if (def !== '' && def !== 'type') names.push('default');
   return names;
 }
@@ -64,12 +72,18 @@ for (const f of files) {
   for (const m of text.matchAll(sideRe)) want(target(f, m[1]), '*');
   const r = rel(f);
   if (!checked.some((re) => re.test(r)) || entryPoints.some((re) => re.test(r))) continue;
-  const declRe = /^export\s+(?:declare\s+)?(?:abstract\s+)?(?:async\s+)?(?:function\*?|class|const|let|var|enum)\s+([A-Za-z_$][\w$]*)/gm;
+  const declRe =
+    /^export\s+(?:declare\s+)?(?:abstract\s+)?(?:async\s+)?(?:function\*?|class|const|let|var|enum)\s+([A-Za-z_$][\w$]*)/gm;
   for (const m of text.matchAll(declRe)) exported.push({ file: r, name: m[1] });
   const listRe = /^export\s+(?:type\s+)?\{([^}]*)\}(?!\s*from)/gm;
   for (const m of text.matchAll(listRe)) {
     for (const part of m[1].split(',')) {
-      const n = part.trim().replace(/^type\s+/, '').split(/\s+as\s+/).pop()?.trim();
+      const n = part
+        .trim()
+        .replace(/^type\s+/, '')
+        .split(/\s+as\s+/)
+        .pop()
+        ?.trim();
       if (n && !/^type\s/.test(part.trim())) exported.push({ file: r, name: n, list: true });
     }
   }
@@ -86,7 +100,10 @@ if (unused.length > 0 && process.argv.includes('--fix')) {
       continue;
     }
     const p = join(root, file);
-    const re = new RegExp(`^export\\s+((?:declare\\s+)?(?:abstract\\s+)?(?:async\\s+)?(?:function\\*?|class|const|let|var|enum)\\s+${name.replace(/\$/g, '\\$')}\\b)`, 'm');
+    const re = new RegExp(
+      `^export\\s+((?:declare\\s+)?(?:abstract\\s+)?(?:async\\s+)?(?:function\\*?|class|const|let|var|enum)\\s+${name.replace(/\$/g, '\\$')}\\b)`,
+      'm',
+    );
     writeFileSync(p, readFileSync(p, 'utf8').replace(re, '$1'));
   }
   console.log(`check-unused-exports: dropped 'export' from ${unused.length} declaration(s)`);

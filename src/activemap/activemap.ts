@@ -92,11 +92,17 @@ export class Activemap {
   constructor(opts: ActivemapOptions) {
     const { dataSize, extentSize, keepDirty = KEEPDIRTY_DEFAULT, sectorSize } = opts;
     if (!Number.isSafeInteger(dataSize) || dataSize < 0) throw new RangeError(`Invalid data size: ${dataSize}`);
-    if (!Number.isSafeInteger(extentSize) || extentSize <= 0 || (extentSize & (extentSize - 1)) !== 0 || extentSize > 2 ** 30) {
+    if (
+      !Number.isSafeInteger(extentSize) ||
+      extentSize <= 0 ||
+      (extentSize & (extentSize - 1)) !== 0 ||
+      extentSize > 2 ** 30
+    ) {
       throw new RangeError(`Invalid extent size: ${extentSize} is not a power of two`);
     }
     if (!Number.isSafeInteger(keepDirty) || keepDirty < 0) throw new RangeError(`Invalid keepdirty: ${keepDirty}`);
-    if (!Number.isSafeInteger(sectorSize) || sectorSize <= 0) throw new RangeError(`Invalid sector size: ${sectorSize}`);
+    if (!Number.isSafeInteger(sectorSize) || sectorSize <= 0)
+      throw new RangeError(`Invalid sector size: ${sectorSize}`);
     this.dataSize = dataSize;
     this.extentSize = extentSize;
     this.keepDirty = keepDirty;
@@ -240,7 +246,13 @@ export class Activemap {
 
   /** markForSync for `count` whole extents from `first`; same return value. */
   markExtentsForSync(first: number, count = 1): boolean {
-    if (!Number.isSafeInteger(first) || !Number.isSafeInteger(count) || first < 0 || count < 0 || first + count > this.nExtents) {
+    if (
+      !Number.isSafeInteger(first) ||
+      !Number.isSafeInteger(count) ||
+      first < 0 ||
+      count < 0 ||
+      first + count > this.nExtents
+    ) {
       throw new RangeError(`Extents ${first}+${count} are outside the map of ${this.nExtents} extents`);
     }
     let persist = false;
@@ -429,7 +441,13 @@ export class Activemap {
 
   /** First and last extent of a byte range; [0, -1] (no extent) for an empty range. */
   #range(offset: number, length: number): [number, number] {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.dataSize) {
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.dataSize
+    ) {
       throw new RangeError(`Range ${offset}+${length} is outside the data area of ${this.dataSize} bytes`);
     }
     if (length === 0) return [0, -1];

@@ -5,7 +5,17 @@
 // secondary's component, then keeps running until Ctrl-C (or exits at once with --exit).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  closeSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -31,7 +41,9 @@ function freePort(host: string): Promise<number> {
 
 function ctl(conf: string, node: string, args: string[]): string {
   const [sub, ...rest] = args;
-  return execFileSync(process.execPath, [HASTCTL, sub ?? '', '-c', conf, '--node', node, ...rest], { encoding: 'utf8' });
+  return execFileSync(process.execPath, [HASTCTL, sub ?? '', '-c', conf, '--node', node, ...rest], {
+    encoding: 'utf8',
+  });
 }
 
 /** Copy a daemon's log to our stderr with `prefix` before every line (chunks may hold several). */
@@ -104,7 +116,9 @@ async function main(): Promise<void> {
       truncateSync(img, SIZE);
       console.log(`$ hastctl create demo   # on ${n.name}`);
       ctl(confPath, n.name, ['create', 'demo']);
-      const p = spawn(process.execPath, [HASTD, '-F', '-c', confPath, '--node', n.name], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const p = spawn(process.execPath, [HASTD, '-F', '-c', confPath, '--node', n.name], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       prefixLines(p.stderr, `[${n.name}] `);
       procs.push(p);
     }
@@ -127,7 +141,8 @@ async function main(): Promise<void> {
     await client.write(0, payload);
     await client.flush();
     await client.disconnect();
-    for (let i = 0; i < 50 && !ctl(confPath, 'demo-a', ['status', 'demo']).includes('dirty: 0 (0B)'); i++) await sleep(200);
+    for (let i = 0; i < 50 && !ctl(confPath, 'demo-a', ['status', 'demo']).includes('dirty: 0 (0B)'); i++)
+      await sleep(200);
     for (const n of nodes) {
       console.log(`$ hastctl status demo   # on ${n.name}`);
       process.stdout.write(ctl(confPath, n.name, ['status', 'demo']));
@@ -137,7 +152,9 @@ async function main(): Promise<void> {
     const want = createHash('sha256').update(payload).digest('hex').slice(0, 16);
     console.log(`# sha256 of the written MiB: ${want}`);
     for (const n of nodes) {
-      console.log(`# sha256 of ${n.name}'s component at localoff ${localoff}: ${dataHash(join(dir, n.name, 'disk.img'), localoff, payload.length)}`);
+      console.log(
+        `# sha256 of ${n.name}'s component at localoff ${localoff}: ${dataHash(join(dir, n.name, 'disk.img'), localoff, payload.length)}`,
+      );
     }
     if (values.exit === true) {
       cleanup();

@@ -171,13 +171,21 @@ function firstError(reply: ControlReply): number {
 async function cmdRole(cfg: HastConfig, args: readonly string[], debug: number, force: boolean): Promise<number> {
   const [role, ...names] = args;
   if (role === undefined || names.length === 0 || !(ROLES as readonly string[]).includes(role)) usage();
-  const reply = await talk(cfg, { cmd: 'role', role: role as Role, resources: names, ...(force ? { force: true } : {}) });
+  const reply = await talk(cfg, {
+    cmd: 'role',
+    role: role as Role,
+    resources: names,
+    ...(force ? { force: true } : {}),
+  });
   if (typeof reply === 'number') return reply;
   for (const r of reply.resources) {
-    if (r.error !== undefined) warn(r.message !== undefined ? `[${r.name}] ${r.message}` : `[${r.name}] Received error ${r.error} from hastd.`);
+    if (r.error !== undefined)
+      warn(r.message !== undefined ? `[${r.name}] ${r.message}` : `[${r.name}] Received error ${r.error} from hastd.`);
     else if (debug > 0) {
       process.stderr.write(
-        r.previousRole === role ? `[${r.name}] Role unchanged (${role}).\n` : `[${r.name}] Role changed from ${r.previousRole} to ${role}.\n`,
+        r.previousRole === role
+          ? `[${r.name}] Role unchanged (${role}).\n`
+          : `[${r.name}] Role changed from ${r.previousRole} to ${role}.\n`,
       );
     }
   }
@@ -219,10 +227,14 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
       },
     });
     if (values.help === true) usage();
-    if (sub !== 'create' && (values.extentsize !== undefined || values.keepdirty !== undefined || values.mediasize !== undefined)) {
+    if (
+      sub !== 'create' &&
+      (values.extentsize !== undefined || values.keepdirty !== undefined || values.mediasize !== undefined)
+    ) {
       usage('-e, -k and -m are options of create');
     }
-    if ((values.json === true || values.terse === true) && sub !== 'status' && sub !== 'list') usage('--json and -t are options of status and list');
+    if ((values.json === true || values.terse === true) && sub !== 'status' && sub !== 'list')
+      usage('--json and -t are options of status and list');
     if (values.force === true && sub !== 'role') usage('--force is an option of role');
     const debug = values.debug?.length ?? 0;
     const cfg = load(values.config ?? DEFAULT_CONFIG, values.node);

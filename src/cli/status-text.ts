@@ -78,10 +78,14 @@ function peerLines(w: WorkerStatus | null): string[] {
   const lines: string[] = [];
   const p = w?.peer;
   if (p !== undefined) {
-    lines.push(`  peer: ${p.reason === null ? (w?.status === 'complete' ? 'connected' : 'not yet connected') : `${p.reason}${p.message !== null ? ` (${p.message})` : ''}`}`);
+    lines.push(
+      `  peer: ${p.reason === null ? (w?.status === 'complete' ? 'connected' : 'not yet connected') : `${p.reason}${p.message !== null ? ` (${p.message})` : ''}`}`,
+    );
     lines.push(`  peerrole: ${p.role ?? 'unknown'}`);
     lines.push(`  lastconnect: ${p.lastConnect ?? 'never'}`);
-    lines.push(`  lastdisconnect: ${p.lastDisconnect === null ? 'never' : `${p.lastDisconnect} (${p.disconnectCause ?? 'unknown'})`}`);
+    lines.push(
+      `  lastdisconnect: ${p.lastDisconnect === null ? 'never' : `${p.lastDisconnect} (${p.disconnectCause ?? 'unknown'})`}`,
+    );
   }
   const a = w?.asyncBacklog;
   if (a !== undefined) {

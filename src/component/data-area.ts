@@ -14,7 +14,10 @@ export class DataAreaRangeError extends ErrnoError {
   readonly length: number;
   readonly dataSize: number;
   constructor(path: string, offset: number, length: number, dataSize: number) {
-    super('EINVAL', `Request at offset ${offset}, length ${length} is outside the data area of ${path} (${dataSize} bytes)`);
+    super(
+      'EINVAL',
+      `Request at offset ${offset}, length ${length} is outside the data area of ${path} (${dataSize} bytes)`,
+    );
     this.offset = offset;
     this.length = length;
     this.dataSize = dataSize;
@@ -41,7 +44,13 @@ export class DataArea {
 
   /** True when [offset, offset + length) lies in [0, size); an empty range may sit at the end. */
   #inside(offset: number, length: number): boolean {
-    return Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= this.size;
+    return (
+      Number.isSafeInteger(offset) &&
+      Number.isSafeInteger(length) &&
+      offset >= 0 &&
+      length >= 0 &&
+      offset + length <= this.size
+    );
   }
 
   // A rejected promise rather than a throw, as the component's own failures arrive: callers that

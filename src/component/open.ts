@@ -53,7 +53,11 @@ async function sysfsNumber(path: string): Promise<number | null> {
 }
 
 /** Size and logical sector size of a block device, from ioctls (addon) or /sys/dev/block. */
-async function blockDeviceGeometry(fd: number, rdev: number, native: HastIo | null): Promise<{ size: number; sectorSize: number }> {
+async function blockDeviceGeometry(
+  fd: number,
+  rdev: number,
+  native: HastIo | null,
+): Promise<{ size: number; sectorSize: number }> {
   if (native !== null) {
     return { size: native.blkGetSize64(fd), sectorSize: native.blkSszGet(fd) };
   }
@@ -61,7 +65,9 @@ async function blockDeviceGeometry(fd: number, rdev: number, native: HastIo | nu
   const base = `/sys/dev/block/${major}:${minor}`;
   const sectors = await sysfsNumber(`${base}/size`);
   // A partition has no queue/ of its own; its parent disk's directory is the symlink's parent.
-  const ssz = (await sysfsNumber(`${base}/queue/logical_block_size`)) ?? (await sysfsNumber(`${base}/../queue/logical_block_size`));
+  const ssz =
+    (await sysfsNumber(`${base}/queue/logical_block_size`)) ??
+    (await sysfsNumber(`${base}/../queue/logical_block_size`));
   if (sectors === null || ssz === null) {
     throw new ErrnoError('ENXIO', `Unable to obtain the size of block device ${major}:${minor} from ${base}`);
   }
@@ -87,7 +93,14 @@ class LocalComponent implements Component {
   #nowaitMisses = 0;
   #closed = false;
 
-  constructor(path: string, fh: FileHandle, size: number, sectorSize: number, isBlockDevice: boolean, native: HastIo | null) {
+  constructor(
+    path: string,
+    fh: FileHandle,
+    size: number,
+    sectorSize: number,
+    isBlockDevice: boolean,
+    native: HastIo | null,
+  ) {
     this.path = path;
     this.#fh = fh;
     this.size = size;
@@ -119,7 +132,13 @@ class LocalComponent implements Component {
 
   async write(bufs: readonly Buffer[], position: number): Promise<void> {
     const first = bufs[0];
-    if (this.#nowaitWrite && bufs.length === 1 && first !== undefined && first.length > 0 && first.length <= NOWAIT_MAX) {
+    if (
+      this.#nowaitWrite &&
+      bufs.length === 1 &&
+      first !== undefined &&
+      first.length > 0 &&
+      first.length <= NOWAIT_MAX
+    ) {
       // Into the page cache on this thread if that needs no waiting (file systems that support
       // buffered RWF_NOWAIT writes: xfs; ext4 says EOPNOTSUPP and we stop trying; btrfs, which
       // must allocate for every copy-on-write, says EAGAIN every time, so after a long run of

@@ -39,7 +39,10 @@ export function parsePeerAddress(addr: string, defaultPort: number = HAST_PORT):
     if (s === 'tcp') forced = 0;
     else if (s === 'tcp4') forced = 4;
     else if (s === 'tcp6') forced = 6;
-    else throw new Error(`unsupported scheme '${scheme[1] ?? ''}://' in address ${addr} (expected tcp://, tcp4:// or tcp6://)`);
+    else
+      throw new Error(
+        `unsupported scheme '${scheme[1] ?? ''}://' in address ${addr} (expected tcp://, tcp4:// or tcp6://)`,
+      );
     rest = addr.slice(scheme[0].length);
   }
   if (rest === '') throw new Error(`no host in address ${addr}`);
@@ -83,7 +86,8 @@ export function parseControlAddress(addr: string): string {
     if (path === '') throw new Error(`no socket path in address ${addr}`);
     return path;
   }
-  if (addr.includes('://')) throw new Error(`unsupported control address ${addr} (expected uds://<path>, unix://<path> or an absolute path)`);
+  if (addr.includes('://'))
+    throw new Error(`unsupported control address ${addr} (expected uds://<path>, unix://<path> or an absolute path)`);
   if (!addr.startsWith('/')) throw new Error(`control address ${addr} is not an absolute path`);
   return addr;
 }

@@ -12,9 +12,18 @@ export type ResourceField = Exclude<keyof ResourceConfig, 'name'>;
  * classified here: none can change without the reload noticing. Listed in the order of `changed`.
  */
 const FIELD_CHANGE = {
-  provName: 'restart', localPath: 'restart', exportAddr: 'restart', device: 'restart',
-  remoteAddr: 'reload', sourceAddr: 'reload', replication: 'reload', checksum: 'reload',
-  compression: 'reload', timeout: 'reload', exec: 'reload', metaFlush: 'reload',
+  provName: 'restart',
+  localPath: 'restart',
+  exportAddr: 'restart',
+  device: 'restart',
+  remoteAddr: 'reload',
+  sourceAddr: 'reload',
+  replication: 'reload',
+  checksum: 'reload',
+  compression: 'reload',
+  timeout: 'reload',
+  exec: 'reload',
+  metaFlush: 'reload',
 } as const satisfies Record<ResourceField, 'restart' | 'reload'>;
 const FIELDS = Object.keys(FIELD_CHANGE) as ResourceField[];
 
@@ -75,7 +84,8 @@ export function diffConfig(oldCfg: HastConfig, newCfg: HastConfig): ConfigDiff {
   return {
     controlChanged: oldCfg.controlPath !== newCfg.controlPath,
     pidFileChanged: oldCfg.pidFile !== newCfg.pidFile,
-    listenChanged: oldCfg.listen.length !== newCfg.listen.length || oldCfg.listen.some((a, i) => a !== newCfg.listen[i]),
+    listenChanged:
+      oldCfg.listen.length !== newCfg.listen.length || oldCfg.listen.some((a, i) => a !== newCfg.listen[i]),
     resources,
   };
 }
@@ -86,9 +96,13 @@ export function diffConfig(oldCfg: HastConfig, newCfg: HastConfig): ConfigDiff {
  */
 export function reloadAction(change: ResourceChange, role: 'init' | 'primary' | 'secondary'): ReloadAction {
   switch (change.kind) {
-    case 'added': return 'add';
-    case 'removed': return 'remove';
-    case 'unchanged': return 'none';
-    case 'changed': return change.restartAlways || role !== 'primary' ? 'restart' : 'reload';
+    case 'added':
+      return 'add';
+    case 'removed':
+      return 'remove';
+    case 'unchanged':
+      return 'none';
+    case 'changed':
+      return change.restartAlways || role !== 'primary' ? 'restart' : 'reload';
   }
 }

@@ -31,8 +31,10 @@ export class ConfigError extends SyntaxError {
     line: number,
     opts: { keyword?: string | undefined; exitCode?: ConfigExitCode; cause?: unknown } = {},
   ) {
-    super(line > 0 ? `${file}:${line}: ${detail}` : `${file}: ${detail}`,
-      opts.cause === undefined ? undefined : { cause: opts.cause });
+    super(
+      line > 0 ? `${file}:${line}: ${detail}` : `${file}: ${detail}`,
+      opts.cause === undefined ? undefined : { cause: opts.cause },
+    );
     this.file = file;
     this.line = line;
     this.keyword = opts.keyword;

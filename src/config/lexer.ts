@@ -8,11 +8,33 @@ import { ConfigError } from './errors.js';
  * A reserved word can never be used as a bare value (resource, node or provider name, path).
  */
 export const KEYWORDS = [
-  'control', 'pidfile', 'listen', 'replication', 'checksum', 'compression', 'timeout', 'exec',
-  'metaflush', 'resource', 'name', 'local', 'remote', 'source', 'on', 'off', 'fullsync',
-  'memsync', 'async', 'none', 'crc32', 'sha256', 'hole', 'lzf',
+  'control',
+  'pidfile',
+  'listen',
+  'replication',
+  'checksum',
+  'compression',
+  'timeout',
+  'exec',
+  'metaflush',
+  'resource',
+  'name',
+  'local',
+  'remote',
+  'source',
+  'on',
+  'off',
+  'fullsync',
+  'memsync',
+  'async',
+  'none',
+  'crc32',
+  'sha256',
+  'hole',
+  'lzf',
   // Our extensions (HAST-SPEC §1 has no equivalent): NBD export address and device mode.
-  'export', 'device',
+  'export',
+  'device',
 ] as const;
 export type Keyword = (typeof KEYWORDS)[number];
 
@@ -32,11 +54,18 @@ export type Token =
 
 /** Characters of a word (STR): `[A-Za-z0-9._/:\[\]-]`. */
 function isWordChar(code: number): boolean {
-  return (code >= 0x61 && code <= 0x7a) || // a-z
+  return (
+    (code >= 0x61 && code <= 0x7a) || // a-z
     (code >= 0x41 && code <= 0x5a) || // A-Z
     (code >= 0x30 && code <= 0x39) || // 0-9
-    code === 0x2e || code === 0x2d || code === 0x5f || code === 0x2f || // . - _ /
-    code === 0x3a || code === 0x5b || code === 0x5d; // : [ ]
+    code === 0x2e ||
+    code === 0x2d ||
+    code === 0x5f ||
+    code === 0x2f || // . - _ /
+    code === 0x3a ||
+    code === 0x5b ||
+    code === 0x5d
+  ); // : [ ]
 }
 
 const DIGITS = /^[0-9]+$/;
@@ -60,10 +89,18 @@ export function tokenize(text: string, file: string): Token[] {
   const n = text.length;
   while (i < n) {
     const code = text.charCodeAt(i);
-    if (code === 0x0a) { line++; i++; continue; }
+    if (code === 0x0a) {
+      line++;
+      i++;
+      continue;
+    }
     // Spaces and tabs separate tokens; we also accept CR so CRLF files load (upstream would not).
-    if (code === 0x20 || code === 0x09 || code === 0x0d) { i++; continue; }
-    if (code === 0x23) { // '#' comment, anywhere on a line, up to the newline
+    if (code === 0x20 || code === 0x09 || code === 0x0d) {
+      i++;
+      continue;
+    }
+    if (code === 0x23) {
+      // '#' comment, anywhere on a line, up to the newline
       while (i < n && text.charCodeAt(i) !== 0x0a) i++;
       continue;
     }
@@ -86,7 +123,9 @@ export function tokenize(text: string, file: string): Token[] {
     const ch = String.fromCodePoint(text.codePointAt(i) ?? code);
     throw new ConfigError(
       `Unable to parse configuration file at line ${line} near '${showChar(ch)}': unexpected character`,
-      file, line);
+      file,
+      line,
+    );
   }
   // A final newline ends the last line rather than starting an empty one.
   const eofLine = n > 0 && text.charCodeAt(n - 1) === 0x0a ? Math.max(1, line - 1) : line;

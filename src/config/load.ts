@@ -50,8 +50,10 @@ export function loadConfig(file: string, opts: { nodeName?: string | undefined }
     bytes = readFileSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new ConfigError(`Unable to open configuration file ${path}: ${SYSTEM_ERRORS[code] ?? code}.`, path, 0,
-      { exitCode: EX.OSFILE, cause: err });
+    throw new ConfigError(`Unable to open configuration file ${path}: ${SYSTEM_ERRORS[code] ?? code}.`, path, 0, {
+      exitCode: EX.OSFILE,
+      cause: err,
+    });
   }
   // latin1 maps every byte to one character, so stray bytes are reported, never mis-decoded away.
   return parseConfig(bytes.toString('latin1'), path, opts);

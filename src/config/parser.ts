@@ -14,8 +14,21 @@ import { DEVICE_MODES } from './types.js';
 
 /** Statement keywords (everything that takes one value). */
 export const STATEMENT_KEYWORDS = [
-  'control', 'pidfile', 'listen', 'replication', 'checksum', 'compression', 'timeout', 'exec',
-  'metaflush', 'name', 'local', 'remote', 'source', 'export', 'device',
+  'control',
+  'pidfile',
+  'listen',
+  'replication',
+  'checksum',
+  'compression',
+  'timeout',
+  'exec',
+  'metaflush',
+  'name',
+  'local',
+  'remote',
+  'source',
+  'export',
+  'device',
 ] as const;
 export type StatementKeyword = (typeof STATEMENT_KEYWORDS)[number];
 
@@ -24,11 +37,34 @@ export type Section = 'global' | 'node' | 'resource' | 'resource-node';
 
 /** HAST-SPEC §1.2's table (plus our `export`/`device`), and where `on`/`resource` blocks may open. */
 export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on' | 'resource')[]>> = {
-  global: ['control', 'pidfile', 'listen', 'replication', 'checksum', 'compression', 'timeout',
-    'exec', 'metaflush', 'device', 'on', 'resource'],
+  global: [
+    'control',
+    'pidfile',
+    'listen',
+    'replication',
+    'checksum',
+    'compression',
+    'timeout',
+    'exec',
+    'metaflush',
+    'device',
+    'on',
+    'resource',
+  ],
   node: ['control', 'pidfile', 'listen'],
-  resource: ['replication', 'checksum', 'compression', 'timeout', 'exec', 'metaflush', 'name',
-    'local', 'export', 'device', 'on'],
+  resource: [
+    'replication',
+    'checksum',
+    'compression',
+    'timeout',
+    'exec',
+    'metaflush',
+    'name',
+    'local',
+    'export',
+    'device',
+    'on',
+  ],
   'resource-node': ['name', 'local', 'remote', 'source', 'metaflush', 'export', 'device'],
 };
 
@@ -79,8 +115,12 @@ const INT_MAX = 2 ** 31 - 1;
 
 function unexpected(tok: Token, what: string, file: string, keyword?: string): ConfigError {
   const near = tok.type === 'eof' ? 'end of file' : `'${tok.text}'`;
-  return new ConfigError(`Unable to parse configuration file at line ${tok.line} near ${near}: ${what}`,
-    file, tok.line, { keyword });
+  return new ConfigError(
+    `Unable to parse configuration file at line ${tok.line} near ${near}: ${what}`,
+    file,
+    tok.line,
+    { keyword },
+  );
 }
 
 function listWords(words: readonly string[]): string {
@@ -108,10 +148,14 @@ function checkStatement(st: Statement, file: string): void {
     case 'name':
       if (len >= NAME_MAX) fail('name argument is too long.');
       break;
-    case 'pidfile': case 'local':
+    case 'pidfile':
+    case 'local':
       if (len >= PATH_MAX) fail(`${st.keyword} argument is too long.`);
       break;
-    case 'control': case 'listen': case 'remote': case 'source':
+    case 'control':
+    case 'listen':
+    case 'remote':
+    case 'source':
       if (len >= ADDR_MAX) fail(`${st.keyword} argument is too long.`);
       break;
     case 'export':
@@ -132,7 +176,11 @@ function checkStatement(st: Statement, file: string): void {
   }
 }
 
-interface OpenBlock { readonly label: string; readonly line: number; readonly section: Section }
+interface OpenBlock {
+  readonly label: string;
+  readonly line: number;
+  readonly section: Section;
+}
 
 class Parser {
   readonly #tokens: Token[];
@@ -179,8 +227,12 @@ class Parser {
     const kw = this.#next();
     const nameTok = this.#next();
     if (nameTok.type !== 'str') {
-      throw unexpected(nameTok, `expected a resource name after 'resource'${this.#whyNotValue(nameTok)}`,
-        this.#file, 'resource');
+      throw unexpected(
+        nameTok,
+        `expected a resource name after 'resource'${this.#whyNotValue(nameTok)}`,
+        this.#file,
+        'resource',
+      );
     }
     if (Buffer.byteLength(nameTok.text) >= NAME_MAX) {
       throw new ConfigError('Resource name is too long.', this.#file, nameTok.line, { keyword: 'resource' });
@@ -200,8 +252,7 @@ class Parser {
     const kw = this.#next();
     const nodeTok = this.#next();
     if (nodeTok.type !== 'str') {
-      throw unexpected(nodeTok, `expected a node name after 'on'${this.#whyNotValue(nodeTok)}`,
-        this.#file, 'on');
+      throw unexpected(nodeTok, `expected a node name after 'on'${this.#whyNotValue(nodeTok)}`, this.#file, 'on');
     }
     this.#expectOpen(`on ${nodeTok.text}`, 'on');
     this.#open.push({ label: `on ${nodeTok.text}`, line: kw.line, section });
@@ -226,9 +277,11 @@ class Parser {
     const inner = this.#open[this.#open.length - 1];
     if (inner === undefined) return false;
     if (tok.type === 'eof') {
-      throw unexpected(tok,
+      throw unexpected(
+        tok,
         `'${inner.label}' block opened at line ${inner.line} is not closed: '}' expected before end of file`,
-        this.#file);
+        this.#file,
+      );
     }
     // A keyword that is not allowed here but is allowed in an enclosing section, with too few
     // '}' left in the file to close what is open, means a '}' is missing: say which block is
@@ -237,9 +290,12 @@ class Parser {
     if (tok.type === 'keyword' && tooFewCloses && !ALLOWED[section].includes(tok.text as StatementKeyword)) {
       const outer = ['global', ...this.#open.slice(0, -1).map((b) => b.section)] as Section[];
       if (outer.some((s) => ALLOWED[s].includes(tok.text as StatementKeyword))) {
-        throw unexpected(tok,
+        throw unexpected(
+          tok,
           `'${inner.label}' block opened at line ${inner.line} is not closed: '}' expected before '${tok.text}'`,
-          this.#file, tok.text);
+          this.#file,
+          tok.text,
+        );
       }
     }
     return false;
@@ -258,7 +314,8 @@ class Parser {
       throw unexpected(tok, "unexpected '}' with no block open", this.#file);
     }
     if (tok.type !== 'keyword' || !(allowed as readonly string[]).includes(tok.text)) {
-      const isStatement = tok.type === 'keyword' &&
+      const isStatement =
+        tok.type === 'keyword' &&
         ((STATEMENT_KEYWORDS as readonly string[]).includes(tok.text) || tok.text === 'on' || tok.text === 'resource');
       const what = isStatement
         ? `'${tok.text}' is not allowed in ${SECTION_NAME[section]}`
@@ -285,8 +342,12 @@ class Parser {
     } else {
       if (valTok.type !== 'str') {
         const what = keyword === 'remote' ? 'an address or none' : 'a value';
-        throw unexpected(valTok, `expected ${what} after '${keyword}'${this.#whyNotValue(valTok)}`,
-          this.#file, keyword);
+        throw unexpected(
+          valTok,
+          `expected ${what} after '${keyword}'${this.#whyNotValue(valTok)}`,
+          this.#file,
+          keyword,
+        );
       }
       value = valTok.text;
     }

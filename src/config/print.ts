@@ -17,7 +17,5 @@ function resource(block: ResourceBlock): string {
 
 /** hast.conf text for `ast`; parseAst(printConfig(ast)) gives back the same statements. */
 export function printConfig(ast: ConfigAst): string {
-  return ast.body
-    .map((e) => (e.kind === 'stmt' ? stmt(e, '') : e.kind === 'on' ? on(e, '') : resource(e)))
-    .join('');
+  return ast.body.map((e) => (e.kind === 'stmt' ? stmt(e, '') : e.kind === 'on' ? on(e, '') : resource(e))).join('');
 }

@@ -4,9 +4,7 @@ import { ConfigError } from './errors.js';
 import { parseControlAddress } from './address.js';
 import { isThisNode } from './node-match.js';
 import type { ConfigAst, Statement, StatementKeyword } from './parser.js';
-import type {
-  ChecksumAlg, CompressionAlg, DeviceMode, HastConfig, ReplicationMode, ResourceConfig,
-} from './types.js';
+import type { ChecksumAlg, CompressionAlg, DeviceMode, HastConfig, ReplicationMode, ResourceConfig } from './types.js';
 
 const DEFAULT_CONTROL = 'uds:///var/run/hastctl';
 const DEFAULT_PIDFILE = '/var/run/hastd.pid';
@@ -56,8 +54,12 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
   try {
     controlPath = parseControlAddress(controlAddr);
   } catch (err) {
-    throw new ConfigError(`Invalid control address ${controlAddr}: ${(err as Error).message}.`, file,
-      controlStmt?.line ?? 1, { keyword: 'control', cause: err });
+    throw new ConfigError(
+      `Invalid control address ${controlAddr}: ${(err as Error).message}.`,
+      file,
+      controlStmt?.line ?? 1,
+      { keyword: 'control', cause: err },
+    );
   }
 
   const resources: ResourceConfig[] = [];
@@ -65,8 +67,9 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
   for (const item of ast.body) {
     if (item.kind !== 'resource') continue;
     if (seen.has(item.name)) {
-      throw new ConfigError(`Resource ${item.name} configured more than once.`, file, item.line,
-        { keyword: 'resource' });
+      throw new ConfigError(`Resource ${item.name} configured more than once.`, file, item.line, {
+        keyword: 'resource',
+      });
     }
     seen.add(item.name);
     const res: Settings = {};

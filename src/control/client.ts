@@ -11,7 +11,9 @@ export async function controlRequest(path: string, req: ControlRequest): Promise
   const sock = createConnection({ path });
   await new Promise<void>((resolve, reject) => {
     sock.once('connect', resolve);
-    sock.once('error', (err) => reject(new ControlConnectError(`Unable to connect to hastd via ${path}: ${err.message}`)));
+    sock.once('error', (err) =>
+      reject(new ControlConnectError(`Unable to connect to hastd via ${path}: ${err.message}`)),
+    );
   });
   try {
     const replyP = readLine(sock);

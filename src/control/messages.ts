@@ -105,7 +105,14 @@ export interface WorkerStatus {
 }
 
 /** Why the link to the peer is down (null while connected or before the first attempt). */
-export type PeerDownReason = 'split-brain' | 'refused' | 'unreachable' | 'mismatch' | 'protocol' | 'timeout' | 'disconnected';
+export type PeerDownReason =
+  | 'split-brain'
+  | 'refused'
+  | 'unreachable'
+  | 'mismatch'
+  | 'protocol'
+  | 'timeout'
+  | 'disconnected';
 
 export interface PeerLinkStatus {
   readonly reason: PeerDownReason | null;
@@ -165,8 +172,19 @@ export interface ControlReply {
 
 export function emptyStats(): WorkerStats {
   return {
-    reads: 0, writes: 0, deletes: 0, flushes: 0, activemapUpdates: 0,
-    readErrors: 0, writeErrors: 0, deleteErrors: 0, flushErrors: 0,
-    localQueue: 0, sendQueue: 0, recvQueue: 0, doneQueue: 0, idleQueue: 0,
+    reads: 0,
+    writes: 0,
+    deletes: 0,
+    flushes: 0,
+    activemapUpdates: 0,
+    readErrors: 0,
+    writeErrors: 0,
+    deleteErrors: 0,
+    flushErrors: 0,
+    localQueue: 0,
+    sendQueue: 0,
+    recvQueue: 0,
+    doneQueue: 0,
+    idleQueue: 0,
   };
 }

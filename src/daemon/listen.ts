@@ -139,7 +139,11 @@ export class PeerAcceptor {
       return this.#refuse(sock, `No resource '${name}' as requested by ${peer}.`, 'Resource not configured.');
     }
     if (!(await matchesRemote(raddr, res.cfg.remoteAddr))) {
-      return this.#refuse(sock, `[${name}] (${res.role}) Peer ${peer} has no access to the resource.`, 'No access to the resource.');
+      return this.#refuse(
+        sock,
+        `[${name}] (${res.role}) Peer ${peer} has no access to the resource.`,
+        'No access to the resource.',
+      );
     }
     if (res.role !== 'secondary') {
       return this.#refuse(
@@ -193,7 +197,11 @@ export class PeerAcceptor {
     }
     const pending = this.#pending.get(name);
     if (pending === undefined || !timingSafeEqual(pending.token, token)) {
-      return this.#refuse(sock, `[${name}] (secondary) Token received from ${peer} doesn't match.`, "Token doesn't match.");
+      return this.#refuse(
+        sock,
+        `[${name}] (secondary) Token received from ${peer} doesn't match.`,
+        "Token doesn't match.",
+      );
     }
     clearTimeout(pending.timer);
     this.#pending.delete(name);
@@ -217,7 +225,10 @@ export class PeerAcceptor {
     };
     this.#parent.sendToWorker(child, { type: 'peer-socket', which: 'in' }, pending.sock);
     this.#parent.sendToWorker(child, first, sock);
-    log.debug(1, `[${name}] (secondary) Outgoing connection to ${peer} configured, worker started (pid=${child.pid ?? 0}).`);
+    log.debug(
+      1,
+      `[${name}] (secondary) Outgoing connection to ${peer} configured, worker started (pid=${child.pid ?? 0}).`,
+    );
     return { kind: 'second', resource: name, worker: child };
   }
 

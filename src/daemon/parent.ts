@@ -184,7 +184,12 @@ export class HastdParent implements PeerParent {
           continue;
         }
         if (this.#shuttingDown) {
-          out.push({ name, error: CONTROL_ERROR.REFUSED, message: 'hastd is shutting down; role changes are refused.', role: res.role });
+          out.push({
+            name,
+            error: CONTROL_ERROR.REFUSED,
+            message: 'hastd is shutting down; role changes are refused.',
+            role: res.role,
+          });
           continue;
         }
         const previous = res.role;
@@ -330,7 +335,10 @@ export class HastdParent implements PeerParent {
             : outcome.code === WORKER_EXIT.INCONSISTENT
               ? CONTROL_ERROR.INCONSISTENT
               : CONTROL_ERROR.WORKER_FAILED;
-    throw new RoleError(code, `Unable to become primary: ${outcome.reason.replace(/\.?$/, '.')} The role fell back to init.`);
+    throw new RoleError(
+      code,
+      `Unable to become primary: ${outcome.reason.replace(/\.?$/, '.')} The role fell back to init.`,
+    );
   }
 
   /** Wait for the start-up of the worker just forked by startWorker (fakes in tests set none). */
@@ -381,7 +389,10 @@ export class HastdParent implements PeerParent {
   }
 
   /** Ask the primary worker to remove its device (refused while busy unless `force`). */
-  #release(res: ResourceState, force: boolean): Promise<{ ok: boolean; busy?: boolean; reason?: string; timedOut?: boolean }> {
+  #release(
+    res: ResourceState,
+    force: boolean,
+  ): Promise<{ ok: boolean; busy?: boolean; reason?: string; timedOut?: boolean }> {
     const w = res.worker;
     if (w === null || !w.connected) return Promise.resolve({ ok: true });
     const id = ++this.#releaseId;
@@ -465,7 +476,11 @@ export class HastdParent implements PeerParent {
       case 'release-reply': {
         const cb = res.pendingRelease.get(m.id);
         res.pendingRelease.delete(m.id);
-        cb?.({ ok: m.ok, ...(m.busy !== undefined ? { busy: m.busy } : {}), ...(m.reason !== undefined ? { reason: m.reason } : {}) });
+        cb?.({
+          ok: m.ok,
+          ...(m.busy !== undefined ? { busy: m.busy } : {}),
+          ...(m.reason !== undefined ? { reason: m.reason } : {}),
+        });
         break;
       }
     }
@@ -483,7 +498,9 @@ export class HastdParent implements PeerParent {
     const name = res.cfg.name;
     const why =
       res.failedReason?.reason ??
-      (signal !== null ? `Worker process killed (signal=${signal}).` : `Worker process exited (pid=${child.pid}, exitcode=${code}).`);
+      (signal !== null
+        ? `Worker process killed (signal=${signal}).`
+        : `Worker process exited (pid=${child.pid}, exitcode=${code}).`);
     const starting = res.startAwaited;
     res.settleStart?.({ ok: false, reason: why, code: res.failedReason?.code ?? code ?? CONTROL_ERROR.WORKER_FAILED });
     // setRole waits for this start and falls back to init itself: no restart, no second fallback.
@@ -683,7 +700,9 @@ export class HastdParent implements PeerParent {
       const r = await this.#release(res, this.#forceStop);
       if (r.ok || r.timedOut === true) return;
       if (r.busy !== true) {
-        log.error(`[${res.cfg.name}] (primary) ${r.reason ?? 'Unable to remove the device'}; stopping the worker anyway.`);
+        log.error(
+          `[${res.cfg.name}] (primary) ${r.reason ?? 'Unable to remove the device'}; stopping the worker anyway.`,
+        );
         return;
       }
       if (!warned) {
@@ -693,7 +712,10 @@ export class HastdParent implements PeerParent {
         );
         warned = true;
       }
-      await Promise.race([this.#forcedP, new Promise((resolve) => setTimeout(resolve, this.opts.busyPollMs ?? BUSY_POLL_MS))]);
+      await Promise.race([
+        this.#forcedP,
+        new Promise((resolve) => setTimeout(resolve, this.opts.busyPollMs ?? BUSY_POLL_MS)),
+      ]);
     }
   }
 }

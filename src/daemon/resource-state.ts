@@ -8,7 +8,9 @@ import type { Role, WorkerStatus } from '../control/messages.js';
 import type { ParentToWorker } from './worker-ipc.js';
 
 /** How a primary worker's start-up ended. */
-export type StartOutcome = { readonly ok: true } | { readonly ok: false; readonly reason: string; readonly code: number };
+export type StartOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: string; readonly code: number };
 
 /** Per-resource state kept by the parent. */
 export class ResourceState {

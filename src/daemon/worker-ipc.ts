@@ -51,7 +51,13 @@ export type WorkerToParent =
   /** The worker cannot start (or go on); it exits with `code` right after this message. */
   | { readonly type: 'failed'; readonly reason: string; readonly code: number }
   /** `busy`: refused because the device is mounted or held open (nothing was removed). */
-  | { readonly type: 'release-reply'; readonly id: number; readonly ok: boolean; readonly busy?: boolean; readonly reason?: string }
+  | {
+      readonly type: 'release-reply';
+      readonly id: number;
+      readonly ok: boolean;
+      readonly busy?: boolean;
+      readonly reason?: string;
+    }
   | { readonly type: 'status-reply'; readonly id: number; readonly status: WorkerStatus }
   | { readonly type: 'event'; readonly event: HookEvent; readonly args: readonly string[] };
 
@@ -61,4 +67,12 @@ export type WorkerToParent =
  * (EX_NOPERM, ours): a primary worker refused to start on a copy marked inconsistent (an unfinished
  * sync target) without `force`. Neither is restarted; the resource goes back to init.
  */
-export const WORKER_EXIT = { OK: 0, TEMPFAIL: 75, NOINPUT: 66, CONFIG: 78, OSERR: 71, PEER_PRIMARY: 69, INCONSISTENT: 77 } as const;
+export const WORKER_EXIT = {
+  OK: 0,
+  TEMPFAIL: 75,
+  NOINPUT: 66,
+  CONFIG: 78,
+  OSERR: 71,
+  PEER_PRIMARY: 69,
+  INCONSISTENT: 77,
+} as const;

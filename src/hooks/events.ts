@@ -4,7 +4,15 @@ import type { HookEvent } from '../daemon/worker-ipc.js';
 export type { HookEvent };
 
 /** Every event upstream hastd reports; there are no start/stop/reload/error events. */
-export const HOOK_EVENTS = ['role', 'connect', 'disconnect', 'syncstart', 'syncdone', 'syncintr', 'split-brain'] as const satisfies readonly HookEvent[];
+export const HOOK_EVENTS = [
+  'role',
+  'connect',
+  'disconnect',
+  'syncstart',
+  'syncdone',
+  'syncintr',
+  'split-brain',
+] as const satisfies readonly HookEvent[];
 
 /** Roles as they appear in a `role` hook's argv. */
 export type HookRole = 'init' | 'primary' | 'secondary';

@@ -89,8 +89,9 @@ export function decodeMetadata(buf: Buffer): Metadata {
     const role = nv.requireString('prevrole', WHAT);
     const prevRole: Role = role === 'primary' || role === 'secondary' ? role : 'init';
     // Not checked upstream; without these the data path would divide by zero or overlap the block.
-    if (extentSize === 0) throw new MetadataError('Metadata field \'extentsize\' is 0');
-    if (localOff < METADATA_SIZE) throw new MetadataError(`Metadata field 'offset' (${localOff}) is inside the metadata block`);
+    if (extentSize === 0) throw new MetadataError("Metadata field 'extentsize' is 0");
+    if (localOff < METADATA_SIZE)
+      throw new MetadataError(`Metadata field 'offset' (${localOff}) is inside the metadata block`);
     // Ours and optional (absent on FreeBSD's blocks and on consistent copies); a non-zero value of
     // any integer type counts: in doubt, inconsistent.
     const flag = nv.find('inconsistent')?.value;
@@ -110,7 +111,9 @@ export function decodeMetadata(buf: Buffer): Metadata {
  */
 export async function readMetadata(component: Component, expectedResource?: string): Promise<Metadata> {
   if (component.size < METADATA_SIZE) {
-    throw new MetadataError(`Unable to read metadata from ${component.path}: provider is smaller than ${METADATA_SIZE} bytes`);
+    throw new MetadataError(
+      `Unable to read metadata from ${component.path}: provider is smaller than ${METADATA_SIZE} bytes`,
+    );
   }
   const buf = Buffer.alloc(METADATA_SIZE);
   try {
@@ -125,7 +128,9 @@ export async function readMetadata(component: Component, expectedResource?: stri
     md = decodeMetadata(buf);
   } catch (err) {
     if (err instanceof MetadataError) {
-      throw new MetadataError(`Metadata read from ${component.path} is invalid: ${err.message}`, err.exitCode, { cause: err });
+      throw new MetadataError(`Metadata read from ${component.path} is invalid: ${err.message}`, err.exitCode, {
+        cause: err,
+      });
     }
     throw err;
   }
@@ -192,11 +197,18 @@ export async function readBitmap(component: Component, md: Metadata): Promise<Bu
  * `durable` (metaflush): the bitmap is on stable storage when this resolves — through the
  * component's O_DSYNC path when it has one, which leaves the rest of the dirty page cache alone.
  */
-export async function writeBitmap(component: Component, md: Metadata, bitmap: Uint8Array, durable = false): Promise<void> {
+export async function writeBitmap(
+  component: Component,
+  md: Metadata,
+  bitmap: Uint8Array,
+  durable = false,
+): Promise<void> {
   const reserved = reservedMapSize(md);
   const needed = mapSizeFor(md.dataSize, md.extentSize, 1);
   if (needed > reserved) {
-    throw new MetadataError(`Bitmap of ${needed} bytes does not fit the ${reserved} bytes reserved on ${component.path}`);
+    throw new MetadataError(
+      `Bitmap of ${needed} bytes does not fit the ${reserved} bytes reserved on ${component.path}`,
+    );
   }
   const len = Math.min(bitmap.length, reserved);
   if (len === 0) return;

@@ -21,7 +21,11 @@ export interface NbdBackend {
   write(offset: number, data: Buffer, fua: boolean): Promise<void>;
   flush(): Promise<void>;
   trim(offset: number, length: number, fua: boolean): Promise<void>;
-  writeZeroes(offset: number, length: number, opts: { fua: boolean; noHole: boolean; fastZero: boolean }): Promise<void>;
+  writeZeroes(
+    offset: number,
+    length: number,
+    opts: { fua: boolean; noHole: boolean; fastZero: boolean },
+  ): Promise<void>;
   /** base:allocation extents from `offset`, covering at most `length` bytes; "all data" if absent. */
   blockStatus?(offset: number, length: number): Promise<readonly NbdExtent[]>;
 }

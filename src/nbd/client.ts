@@ -122,7 +122,14 @@ export class NbdClient {
   #idle: (() => void) | null = null;
   readonly #closed: Promise<void>;
 
-  private constructor(socket: Duplex, size: number, flags: number, structured: boolean, maxBlock: number, rest: Buffer) {
+  private constructor(
+    socket: Duplex,
+    size: number,
+    flags: number,
+    structured: boolean,
+    maxBlock: number,
+    rest: Buffer,
+  ) {
     this.#socket = socket;
     this.size = size;
     this.transmissionFlags = flags;
@@ -139,18 +146,24 @@ export class NbdClient {
    * Rejects with an NbdError when the server refuses the export or speaks something else.
    */
   static async connect(addr: NbdClientAddress, opts: NbdClientOptions = {}): Promise<NbdClient> {
-    const socket = 'stream' in addr ? addr.stream : 'path' in addr ? netConnect(addr.path) : netConnect(addr.port, addr.host);
+    const socket =
+      'stream' in addr ? addr.stream : 'path' in addr ? netConnect(addr.path) : netConnect(addr.port, addr.host);
     const reader = new HandshakeReader();
     const onData = (b: Buffer): void => reader.push(b);
-    const onClose = (): void => reader.fail(new NbdError('ECONNRESET', 0, 'NBD server closed the connection during the handshake'));
+    const onClose = (): void =>
+      reader.fail(new NbdError('ECONNRESET', 0, 'NBD server closed the connection during the handshake'));
     const onError = (e: Error): void => reader.fail(e);
     socket.on('data', onData);
     socket.on('close', onClose);
     socket.on('error', onError);
     try {
       const g = await reader.read(18);
-      if (g.readUInt32BE(0) !== NBD_MAGIC_HI || g.readUInt32BE(4) !== NBD_MAGIC_LO
-        || g.readUInt32BE(8) !== NBD_IHAVEOPT_HI || g.readUInt32BE(12) !== NBD_IHAVEOPT_LO) {
+      if (
+        g.readUInt32BE(0) !== NBD_MAGIC_HI ||
+        g.readUInt32BE(4) !== NBD_MAGIC_LO ||
+        g.readUInt32BE(8) !== NBD_IHAVEOPT_HI ||
+        g.readUInt32BE(12) !== NBD_IHAVEOPT_LO
+      ) {
         throw new NbdError('EPROTO', 0, 'not a fixed newstyle NBD server');
       }
       const hflags = g.readUInt16BE(16);
@@ -161,7 +174,11 @@ export class NbdClient {
 
       const readReply = async (opt: number): Promise<{ type: number; data: Buffer }> => {
         const h = await reader.read(20);
-        if (h.readUInt32BE(0) !== NBD_REP_MAGIC_HI || h.readUInt32BE(4) !== NBD_REP_MAGIC_LO || h.readUInt32BE(8) !== opt) {
+        if (
+          h.readUInt32BE(0) !== NBD_REP_MAGIC_HI ||
+          h.readUInt32BE(4) !== NBD_REP_MAGIC_LO ||
+          h.readUInt32BE(8) !== opt
+        ) {
           throw new NbdError('EPROTO', 0, 'bad option reply');
         }
         const len = h.readUInt32BE(16);
@@ -220,7 +237,9 @@ export class NbdClient {
     const parts: Promise<void>[] = [];
     for (let at = 0; at < length; at += this.maxBlockSize) {
       const n = Math.min(this.maxBlockSize, length - at);
-      parts.push((this.#request(NBD_CMD.READ, 0, offset + at, n, null) as Promise<Buffer>).then((b) => void b.copy(out, at)));
+      parts.push(
+        (this.#request(NBD_CMD.READ, 0, offset + at, n, null) as Promise<Buffer>).then((b) => void b.copy(out, at)),
+      );
     }
     await Promise.all(parts);
     return out;
@@ -249,9 +268,15 @@ export class NbdClient {
     await this.#request(NBD_CMD.TRIM, opts.fua === true ? NBD_CMD_FLAG.FUA : 0, offset, length, null);
   }
 
-  async writeZeroes(offset: number, length: number, opts: { fua?: boolean; noHole?: boolean; fastZero?: boolean } = {}): Promise<void> {
-    const flags = (opts.fua === true ? NBD_CMD_FLAG.FUA : 0) | (opts.noHole === true ? NBD_CMD_FLAG.NO_HOLE : 0)
-      | (opts.fastZero === true ? NBD_CMD_FLAG.FAST_ZERO : 0);
+  async writeZeroes(
+    offset: number,
+    length: number,
+    opts: { fua?: boolean; noHole?: boolean; fastZero?: boolean } = {},
+  ): Promise<void> {
+    const flags =
+      (opts.fua === true ? NBD_CMD_FLAG.FUA : 0) |
+      (opts.noHole === true ? NBD_CMD_FLAG.NO_HOLE : 0) |
+      (opts.fastZero === true ? NBD_CMD_FLAG.FAST_ZERO : 0);
     await this.#request(NBD_CMD.WRITE_ZEROES, flags, offset, length, null);
   }
 
@@ -363,7 +388,11 @@ export class NbdClient {
 
   #errorOf(p: Pending, errno: number, msg: string): NbdError {
     const code = codeOfNbdErrno(errno);
-    return new NbdError(code, errno, `${nameOfNbdCmd(p.type)} at ${p.offset} length ${p.length}: ${code}${msg !== '' ? ` (${msg})` : ''}`);
+    return new NbdError(
+      code,
+      errno,
+      `${nameOfNbdCmd(p.type)} at ${p.offset} length ${p.length}: ${code}${msg !== '' ? ` (${msg})` : ''}`,
+    );
   }
 
   #finish(cookie: number, p: Pending, error: NbdError | null, data: Buffer | null): void {

@@ -456,8 +456,13 @@ function messageOf(e: unknown): string {
 
 /** Base transmission flags for a backend (NBD_FLAG_SEND_DF is added per connection). */
 export function transmissionFlagsOf(backend: NbdBackend): number {
-  let f = NBD_FLAG_T.HAS_FLAGS | NBD_FLAG_T.SEND_FLUSH | NBD_FLAG_T.SEND_FUA | NBD_FLAG_T.SEND_TRIM
-    | NBD_FLAG_T.SEND_WRITE_ZEROES | NBD_FLAG_T.SEND_CACHE;
+  let f =
+    NBD_FLAG_T.HAS_FLAGS |
+    NBD_FLAG_T.SEND_FLUSH |
+    NBD_FLAG_T.SEND_FUA |
+    NBD_FLAG_T.SEND_TRIM |
+    NBD_FLAG_T.SEND_WRITE_ZEROES |
+    NBD_FLAG_T.SEND_CACHE;
   if (backend.readOnly) f |= NBD_FLAG_T.READ_ONLY;
   if (backend.canMultiConn) f |= NBD_FLAG_T.CAN_MULTI_CONN;
   if (backend.canFastZero) f |= NBD_FLAG_T.SEND_FAST_ZERO;

@@ -149,7 +149,8 @@ export class NbdHandshake {
   /** Feed received bytes. Never throws on bad input: it answers with a 'close' step instead. */
   push(chunk: Buffer): HandshakeStep {
     const send: Buffer[] = [];
-    if (this.#phase === 'done') return { state: 'close', send, reason: 'data after the end of the handshake', protocolError: true };
+    if (this.#phase === 'done')
+      return { state: 'close', send, reason: 'data after the end of the handshake', protocolError: true };
     this.#queue.push(chunk);
     for (;;) {
       switch (this.#phase as Phase) {
@@ -386,9 +387,10 @@ export class NbdHandshake {
     }
     const isList = opt === NBD_OPT.LIST_META_CONTEXT;
     // An empty query list means "all contexts" for LIST and "none" for SET.
-    const matches = isList && n === 0
-      ? true
-      : queries.some((q) => q === BASE_ALLOCATION || (isList && (q === 'base:' || q === 'base')));
+    const matches =
+      isList && n === 0
+        ? true
+        : queries.some((q) => q === BASE_ALLOCATION || (isList && (q === 'base:' || q === 'base')));
     if (!isList) this.#metaContextId = matches ? BASE_ALLOCATION_ID : null;
     if (matches) {
       const s = Buffer.from(BASE_ALLOCATION, 'utf8');

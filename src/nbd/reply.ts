@@ -73,7 +73,13 @@ export function writeOffsetDataHeader(
   done = true,
 ): number {
   writeStructuredHeader(
-    buf, at, done ? NBD_REPLY_FLAG.DONE : 0, NBD_REPLY_TYPE.OFFSET_DATA, cookieHi, cookieLo, 8 + dataLength,
+    buf,
+    at,
+    done ? NBD_REPLY_FLAG.DONE : 0,
+    NBD_REPLY_TYPE.OFFSET_DATA,
+    cookieHi,
+    cookieLo,
+    8 + dataLength,
   );
   writeU64BE(buf, offset, at + NBD_STRUCTURED_REPLY_SIZE);
   return OFFSET_DATA_HEADER_SIZE;
@@ -131,7 +137,13 @@ export function writeBlockStatusChunk(
   extents: readonly NbdExtent[],
 ): number {
   writeStructuredHeader(
-    buf, at, NBD_REPLY_FLAG.DONE, NBD_REPLY_TYPE.BLOCK_STATUS, cookieHi, cookieLo, 4 + 8 * extents.length,
+    buf,
+    at,
+    NBD_REPLY_FLAG.DONE,
+    NBD_REPLY_TYPE.BLOCK_STATUS,
+    cookieHi,
+    cookieLo,
+    4 + 8 * extents.length,
   );
   buf.writeUInt32BE(contextId, at + 20);
   let p = at + 24;

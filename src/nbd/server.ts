@@ -141,9 +141,7 @@ export function createNbdServer(backend: NbdBackend, opts: NbdServerOptions = {}
       closing = true;
       const srv = net;
       net = null;
-      const stopped = srv === null
-        ? Promise.resolve()
-        : new Promise<void>((resolve) => srv.close(() => resolve()));
+      const stopped = srv === null ? Promise.resolve() : new Promise<void>((resolve) => srv.close(() => resolve()));
       const all = [...conns];
       for (const c of all) c.shutdown();
       await Promise.all(all.map((c) => c.closed));

@@ -38,7 +38,8 @@ const NOOP: Verdict = { kind: 'noop' };
 
 /** Check one request header against the negotiated limits. */
 export function validateRequest(req: NbdRequest, limits: RequestLimits): Verdict {
-  if (!isRequestMagic(req)) return { kind: 'fatal', reason: `bad request magic 0x${req.magic.toString(16).padStart(8, '0')}` };
+  if (!isRequestMagic(req))
+    return { kind: 'fatal', reason: `bad request magic 0x${req.magic.toString(16).padStart(8, '0')}` };
   const { flags, type, offset, length } = req;
   // offset is -1 when it does not fit in 53 bits: always out of range.
   const inRange = offset >= 0 && offset + length <= limits.size;
@@ -84,7 +85,8 @@ export function validateRequest(req: NbdRequest, limits: RequestLimits): Verdict
       return length === 0 ? NOOP : OK;
     }
     case NBD_CMD.BLOCK_STATUS: {
-      if (limits.metaContextId === null) return refuse(NBD_E.EINVAL, `${nameOfNbdCmd(type)} without a selected meta context`);
+      if (limits.metaContextId === null)
+        return refuse(NBD_E.EINVAL, `${nameOfNbdCmd(type)} without a selected meta context`);
       if ((flags & ~(NBD_CMD_FLAG.FUA | NBD_CMD_FLAG.REQ_ONE)) !== 0) return badFlags(type, flags);
       if (length === 0) return refuse(NBD_E.EINVAL, `${nameOfNbdCmd(type)} of length 0`);
       if (!inRange) return outOfRange(NBD_E.EINVAL, req, limits);
@@ -113,9 +115,15 @@ function readOnly(type: number): Verdict {
 
 function outOfRange(error: NbdErrno, req: NbdRequest, limits: RequestLimits): Verdict {
   const at = req.offset < 0 ? 'an offset beyond 2^53' : `offset ${req.offset}`;
-  return refuse(error, `${nameOfNbdCmd(req.type)} at ${at} length ${req.length} is outside the ${limits.size}-byte export`);
+  return refuse(
+    error,
+    `${nameOfNbdCmd(req.type)} at ${at} length ${req.length} is outside the ${limits.size}-byte export`,
+  );
 }
 
 function tooLong(type: number, length: number, limits: RequestLimits): Verdict {
-  return { kind: 'fatal', reason: `${nameOfNbdCmd(type)} length ${length} exceeds the maximum block size ${limits.maxBlockSize}` };
+  return {
+    kind: 'fatal',
+    reason: `${nameOfNbdCmd(type)} length ${length} exceeds the maximum block size ${limits.maxBlockSize}`,
+  };
 }

@@ -11,7 +11,11 @@ const U64_MAX = (1n << 64n) - 1n;
 function checkName(name: string, allowEmpty = false): void {
   const bytes = UTF8.encode(name).length;
   if ((bytes === 0 && !allowEmpty) || bytes > NV_NAME_MAX || name.includes('\0')) {
-    throw new NvError('range', `Invalid nv element name ${JSON.stringify(name)}: must be 1..${NV_NAME_MAX} bytes without NUL`, name);
+    throw new NvError(
+      'range',
+      `Invalid nv element name ${JSON.stringify(name)}: must be 1..${NV_NAME_MAX} bytes without NUL`,
+      name,
+    );
   }
 }
 

@@ -75,7 +75,11 @@ export class PeerConnection {
   constructor(opts: PeerConnectionOptions) {
     this.socket = opts.socket;
     this.name = opts.name ?? `${opts.socket.remoteAddress ?? '?'}:${opts.socket.remotePort ?? '?'}`;
-    this.#send = { compression: opts.compression, checksum: opts.checksum, version: opts.version ?? HAST_PROTO_VERSION };
+    this.#send = {
+      compression: opts.compression,
+      checksum: opts.checksum,
+      version: opts.version ?? HAST_PROTO_VERSION,
+    };
     this.#reader = new MessageReader(opts.maxPayload === undefined ? {} : { maxPayload: opts.maxPayload });
     this.#onMessage = opts.onMessage;
     this.#onClose = opts.onClose;
@@ -86,11 +90,15 @@ export class PeerConnection {
     this.socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     this.socket.on('drain', () => this.#clearSendTimer());
     this.socket.on('end', () =>
-      this.#fail(new PeerProtocolError('EPEER_CONNECTION', `Connection closed by ${this.name}`, { errno: 'ECONNRESET' })),
+      this.#fail(
+        new PeerProtocolError('EPEER_CONNECTION', `Connection closed by ${this.name}`, { errno: 'ECONNRESET' }),
+      ),
     );
     this.socket.on('error', (err: Error) => this.#fail(err));
     this.socket.on('close', () =>
-      this.#fail(new PeerProtocolError('EPEER_CONNECTION', `Connection to ${this.name} closed`, { errno: 'ECONNRESET' })),
+      this.#fail(
+        new PeerProtocolError('EPEER_CONNECTION', `Connection to ${this.name} closed`, { errno: 'ECONNRESET' }),
+      ),
     );
     this.#armReceiveTimer();
   }
@@ -163,7 +171,11 @@ export class PeerConnection {
     }
     let ok = true;
     this.#unwritten++;
-    for (let i = 0; i < parts.length; i++) ok = i === parts.length - 1 ? this.socket.write(parts[i] as Buffer, this.#written) : this.socket.write(parts[i] as Buffer);
+    for (let i = 0; i < parts.length; i++)
+      ok =
+        i === parts.length - 1
+          ? this.socket.write(parts[i] as Buffer, this.#written)
+          : this.socket.write(parts[i] as Buffer);
     if (!ok) this.#armSendTimer();
     return true;
   }
@@ -290,23 +302,26 @@ export class PeerConnection {
     this.#clearReceiveTimer();
     const t = this.#receiveTimeout;
     if (this.#closed || t === undefined || t.ms <= 0) return;
-    this.#receiveTimer = setTimeout(() => {
-      this.#receiveTimer = undefined;
-      const silent = performance.now() - this.#lastReceive;
-      if (silent < t.ms) {
-        this.#armReceiveTimer(t.ms - silent);
-        return;
-      }
-      if (t.whilePending !== undefined && !t.whilePending()) {
-        // Nothing awaited: silence is fine; the clock starts again from now.
-        this.#lastReceive = performance.now();
-        this.#armReceiveTimer();
-        return;
-      }
-      this.#fail(
-        new PeerProtocolError('EPEER_CONNECTION', `Timed out receiving from ${this.name}`, { errno: 'ETIMEDOUT' }),
-      );
-    }, Math.max(1, Math.ceil(delay ?? t.ms)));
+    this.#receiveTimer = setTimeout(
+      () => {
+        this.#receiveTimer = undefined;
+        const silent = performance.now() - this.#lastReceive;
+        if (silent < t.ms) {
+          this.#armReceiveTimer(t.ms - silent);
+          return;
+        }
+        if (t.whilePending !== undefined && !t.whilePending()) {
+          // Nothing awaited: silence is fine; the clock starts again from now.
+          this.#lastReceive = performance.now();
+          this.#armReceiveTimer();
+          return;
+        }
+        this.#fail(
+          new PeerProtocolError('EPEER_CONNECTION', `Timed out receiving from ${this.name}`, { errno: 'ETIMEDOUT' }),
+        );
+      },
+      Math.max(1, Math.ceil(delay ?? t.ms)),
+    );
     this.#receiveTimer.unref();
   }
 
@@ -320,7 +335,9 @@ export class PeerConnection {
     this.#sendTimer = setTimeout(() => {
       this.#sendTimer = undefined;
       if (!this.socket.writableNeedDrain) return;
-      this.#fail(new PeerProtocolError('EPEER_CONNECTION', `Timed out sending to ${this.name}`, { errno: 'ETIMEDOUT' }));
+      this.#fail(
+        new PeerProtocolError('EPEER_CONNECTION', `Timed out sending to ${this.name}`, { errno: 'ETIMEDOUT' }),
+      );
     }, this.#sendTimeoutMs);
     this.#sendTimer.unref();
   }

@@ -60,7 +60,6 @@ export interface SyncDecision {
 
 export type SyncDecisionResult = AdoptDecision | RefuseDecision | SplitBrainDecision | SyncDecision;
 
-
 /**
  * Decide what a secondary does with a connecting primary, from both nodes' resuid and counters.
  * Rows are tested in upstream's order (secondary.c `init_remote`).

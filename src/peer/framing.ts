@@ -183,10 +183,7 @@ export class MessageReader {
         }
         const limit = typeof this.#maxPayload === 'number' ? this.#maxPayload : this.#maxPayload(nv);
         if (size.value > limit) {
-          throw new PeerProtocolError(
-            'EPEER_TOO_LARGE',
-            `Payload too large (${size.value} bytes, limit ${limit})`,
-          );
+          throw new PeerProtocolError('EPEER_TOO_LARGE', `Payload too large (${size.value} bytes, limit ${limit})`);
         }
         if (size.value === 0) return this.#finish(nv, undefined);
         this.#nv = nv;

@@ -2,7 +2,17 @@
 // and replies (§6.4). Field names and nv types are upstream's, exactly; they appear only here.
 import { NV_TYPE, NvError, NvList, nameOfNvType } from '../nv/codec.js';
 import { PeerProtocolError } from './errors.js';
-import { CONSISTENCY_EXT, HAST_PROTO_VERSION, HIO, type HioCmd, MAXPHYS, SYNCSRC, SYNCSTATE, type SyncState, TOKEN_SIZE } from './constants.js';
+import {
+  CONSISTENCY_EXT,
+  HAST_PROTO_VERSION,
+  HIO,
+  type HioCmd,
+  MAXPHYS,
+  SYNCSRC,
+  SYNCSTATE,
+  type SyncState,
+  TOKEN_SIZE,
+} from './constants.js';
 import type { SyncSrc } from './decide.js';
 
 export { HIO, type HioCmd };
@@ -218,7 +228,10 @@ export function buildSyncReply(r: SyncReply): NvList {
  * else (upstream adds it to a list that may already hold the sizes).
  * @throws PeerProtocolError naming a missing or mistyped field, or an unknown syncsrc
  */
-export function readSyncReply(nv: NvList, from: string): SyncReply | { readonly kind: 'error'; readonly errmsg: string } {
+export function readSyncReply(
+  nv: NvList,
+  from: string,
+): SyncReply | { readonly kind: 'error'; readonly errmsg: string } {
   const errmsg = nv.getString('errmsg');
   if (errmsg !== undefined) return { kind: 'error', errmsg };
   const what = `Header from ${from}`;
@@ -241,7 +254,9 @@ export function readSyncReply(nv: NvList, from: string): SyncReply | { readonly 
 }
 
 /** True when a readSyncReply() result is a refusal. */
-export function isErrorReply<T extends object>(r: T | { readonly kind: 'error'; readonly errmsg: string }): r is {
+export function isErrorReply<T extends object>(
+  r: T | { readonly kind: 'error'; readonly errmsg: string },
+): r is {
   readonly kind: 'error';
   readonly errmsg: string;
 } {
@@ -319,7 +334,11 @@ export function readRequest(nv: NvList): HioRequest {
     memsync: nv.has('memsync'),
     // Ours (consistency extension), only when present.
     ...(nv.has('syncstate') ? { syncState: nv.getUint8('syncstate') ?? 0 } : {}),
-    ...(nv.has('synctotal') ? { syncBytes: u64AsNumber(nv, 'synctotal') } : nv.has('syncleft') ? { syncBytes: u64AsNumber(nv, 'syncleft') } : {}),
+    ...(nv.has('synctotal')
+      ? { syncBytes: u64AsNumber(nv, 'synctotal') }
+      : nv.has('syncleft')
+        ? { syncBytes: u64AsNumber(nv, 'syncleft') }
+        : {}),
   };
 }
 

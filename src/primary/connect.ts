@@ -8,7 +8,13 @@ import { log } from '../log/log.js';
 import { PeerConnection } from '../peer/connection.js';
 import { HAST_PROTO_VERSION, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
 import type { SyncSrc } from '../peer/decide.js';
-import { buildFirstConnect, buildSecondConnect, isErrorReply, readHandshakeReply, readSyncReply } from '../peer/messages.js';
+import {
+  buildFirstConnect,
+  buildSecondConnect,
+  isErrorReply,
+  readHandshakeReply,
+  readSyncReply,
+} from '../peer/messages.js';
 import { ErrnoError } from '../util/errno.js';
 import { ConnectError } from './peer-link.js';
 import type { PrimaryResource } from './resource.js';
@@ -43,7 +49,9 @@ function open(cfg: ResourceConfig, timeoutMs: number): Promise<Socket> {
       host: remote.host,
       port: remote.port,
       ...(remote.family !== 0 ? { family: remote.family } : {}),
-      ...(source !== null ? { localAddress: source.host, ...(source.port !== 0 ? { localPort: source.port } : {}) } : {}),
+      ...(source !== null
+        ? { localAddress: source.host, ...(source.port !== 0 ? { localPort: source.port } : {}) }
+        : {}),
       noDelay: true,
     });
     const timer = setTimeout(() => {
@@ -100,7 +108,15 @@ export async function connectToSecondary(
     // the answer can arrive.
     const mapLimit = res.amap.diskMapSize + 1024;
     out.setMaxPayload(mapLimit);
-    inn.send(buildSecondConnect(cfg.name, r1.token, { resuid: md.resuid, localCnt: md.localCnt, remoteCnt: md.remoteCnt, virgin, consistency: true }));
+    inn.send(
+      buildSecondConnect(cfg.name, r1.token, {
+        resuid: md.resuid,
+        localCnt: md.localCnt,
+        remoteCnt: md.remoteCnt,
+        virgin,
+        consistency: true,
+      }),
+    );
 
     const m2 = await out.receive(timeoutMs);
     const r2 = readSyncReply(m2.nv, addr);
@@ -109,13 +125,25 @@ export async function connectToSecondary(
         log.error('Split-brain detected.');
         onSplitBrain();
       }
-      throw new ConnectError(r2.errmsg === SPLIT_BRAIN_ERRMSG ? 'split-brain' : 'refused', `Remote node refused the connection: ${r2.errmsg}`);
+      throw new ConnectError(
+        r2.errmsg === SPLIT_BRAIN_ERRMSG ? 'split-brain' : 'refused',
+        `Remote node refused the connection: ${r2.errmsg}`,
+      );
     }
-    if (r2.dataSize !== md.dataSize) throw new ConnectError('mismatch', `Data size differs between nodes (local=${md.dataSize}, remote=${r2.dataSize}).`);
+    if (r2.dataSize !== md.dataSize)
+      throw new ConnectError(
+        'mismatch',
+        `Data size differs between nodes (local=${md.dataSize}, remote=${r2.dataSize}).`,
+      );
     if (r2.extentSize !== md.extentSize) {
-      throw new ConnectError('mismatch', `Extent size differs between nodes (local=${md.extentSize}, remote=${r2.extentSize}).`);
+      throw new ConnectError(
+        'mismatch',
+        `Extent size differs between nodes (local=${md.extentSize}, remote=${r2.extentSize}).`,
+      );
     }
-    await res.saveMetadata(res.counters.onSyncReply({ localCnt: r2.localCnt, remoteCnt: r2.remoteCnt, virgin: r2.virgin }));
+    await res.saveMetadata(
+      res.counters.onSyncReply({ localCnt: r2.localCnt, remoteCnt: r2.remoteCnt, virgin: r2.virgin }),
+    );
     if (r2.mapSize > 0) {
       const map = m2.payload;
       if (map === undefined) throw new Error('Handshake reply announces a bitmap but carries none');

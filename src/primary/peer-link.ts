@@ -16,7 +16,17 @@ export class ConnectError extends Error {
 }
 
 /** Errors of connect(2) and of the route: the peer cannot be reached at all. */
-const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EADDRNOTAVAIL', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 /** The status reason of a failed connection attempt. */
 function connectFailureReason(err: unknown): PeerDownReason {
@@ -56,7 +66,8 @@ export class PeerLink {
     this.#reason = connectFailureReason(err);
     this.#message = err instanceof Error ? err.message : String(err);
     // A peer that refused or found a split-brain answered, as a secondary; otherwise unknown.
-    this.#role = this.#reason === 'refused' || this.#reason === 'split-brain' || this.#reason === 'mismatch' ? 'secondary' : null;
+    this.#role =
+      this.#reason === 'refused' || this.#reason === 'split-brain' || this.#reason === 'mismatch' ? 'secondary' : null;
   }
 
   disconnected(cause: string): void {

@@ -94,7 +94,8 @@ export class RangeLock {
    */
   release(handle: LockHandle): void {
     const i = this.#queue.indexOf(handle as Entry);
-    if (i < 0) throw new Error(`Range lock released twice or not taken: ${handle.kind} ${handle.offset}+${handle.length}`);
+    if (i < 0)
+      throw new Error(`Range lock released twice or not taken: ${handle.kind} ${handle.offset}+${handle.length}`);
     this.#queue.splice(i, 1);
     const ready: Entry[] = [];
     for (let j = i; j < this.#queue.length; j++) {

@@ -7,7 +7,14 @@ import { type PeerConnection, PendingMap } from '../peer/connection.js';
 import { HAST_PROTO_VERSION, HIO, type HioCmd, MAXPHYS } from '../peer/constants.js';
 import { PeerProtocolError } from '../peer/errors.js';
 import type { PeerMessage } from '../peer/framing.js';
-import { buildKeepalive, buildRequest, buildSyncProgress, buildSyncStateRequest, type HioReply, readReply } from '../peer/messages.js';
+import {
+  buildKeepalive,
+  buildRequest,
+  buildSyncProgress,
+  buildSyncStateRequest,
+  type HioReply,
+  readReply,
+} from '../peer/messages.js';
 import type { SyncState } from '../peer/constants.js';
 import { ErrnoError, fromFreeBsdErrno } from '../util/errno.js';
 import type { RemoteLeg } from './resource.js';
@@ -228,7 +235,10 @@ export class PeerRemote implements RemoteLeg {
     // Register before sending: a reply can never find its request missing.
     this.#pending.add(seq, { cmd, sentAt: Date.now(), onReceived, onDone });
     this.#lastSend = Date.now();
-    const nv = sync !== undefined ? buildSyncStateRequest(seq, sync.state, sync.totalBytes) : buildRequest(cmd, seq, offset, length, memsync);
+    const nv =
+      sync !== undefined
+        ? buildSyncStateRequest(seq, sync.state, sync.totalBytes)
+        : buildRequest(cmd, seq, offset, length, memsync);
     this.#out.send(nv, data ?? undefined);
   }
 
@@ -248,12 +258,18 @@ export class PeerRemote implements RemoteLeg {
 
   async writeZeroes(offset: number, length: number, discard: boolean): Promise<boolean> {
     if (discard) {
-      return new Promise((resolve) => this.#request(HIO.DELETE, offset, length, null, false, null, (ok) => resolve(ok)));
+      return new Promise((resolve) =>
+        this.#request(HIO.DELETE, offset, length, null, false, null, (ok) => resolve(ok)),
+      );
     }
     const parts: Promise<boolean>[] = [];
     for (let at = offset; at < offset + length; at += MAXPHYS) {
       const n = Math.min(MAXPHYS, offset + length - at);
-      parts.push(new Promise((resolve) => this.#request(HIO.WRITE, at, n, ZEROES.subarray(0, n), false, null, (ok) => resolve(ok))));
+      parts.push(
+        new Promise((resolve) =>
+          this.#request(HIO.WRITE, at, n, ZEROES.subarray(0, n), false, null, (ok) => resolve(ok)),
+        ),
+      );
     }
     return (await Promise.all(parts)).every(Boolean);
   }
@@ -306,9 +322,12 @@ export class PeerRemote implements RemoteLeg {
  */
 function closeCause(reason: Error | undefined): string {
   if (reason === undefined) return 'Connection closed';
-  if (reason instanceof PeerProtocolError) return reason.errno === 'ETIMEDOUT' ? 'Timeout while sending' : reason.message;
+  if (reason instanceof PeerProtocolError)
+    return reason.errno === 'ETIMEDOUT' ? 'Timeout while sending' : reason.message;
   const code = (reason as NodeJS.ErrnoException).code;
-  return code !== undefined && !reason.message.includes(code) ? `${reason.message} (${code})` : `Connection error: ${reason.message}`;
+  return code !== undefined && !reason.message.includes(code)
+    ? `${reason.message} (${code})`
+    : `Connection error: ${reason.message}`;
 }
 
 /** Finish a request: a failed one also releases a memsync writer waiting for `received`. */

@@ -114,8 +114,7 @@ class Replicator implements Omit<Replication, 'ready'> {
       if (this.#peerExt && this.#peerInconsistent && sync !== null && sync.direction === 'primary') {
         this.#remote.syncProgress(sync.leftBytes);
       }
-    }
-    else if (!this.#connecting && !this.#stopped && now >= this.#reconnectAt) void this.#connect();
+    } else if (!this.#connecting && !this.#stopped && now >= this.#reconnectAt) void this.#connect();
   }
 
   /** One connection attempt: `busy` when the peer says it is still primary (`wait`). */
@@ -288,7 +287,8 @@ class Replicator implements Omit<Replication, 'ready'> {
       this.#peerInconsistent = false;
       return true;
     }
-    if (remote.connected) log.warning('The secondary could not mark its copy consistent; it will be told again at the next connection.');
+    if (remote.connected)
+      log.warning('The secondary could not mark its copy consistent; it will be told again at the next connection.');
     return false;
   }
 

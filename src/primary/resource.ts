@@ -203,7 +203,13 @@ export class PrimaryResource {
    * whole sector) and the aligned middle as is. A trim only hints, so its partial sectors are
    * dropped: both copies keep the same bytes there.
    */
-  async #splitBySector(offset: number, length: number, fua: boolean, kind: 'write' | 'zero' | 'trim', data: Buffer | null): Promise<void> {
+  async #splitBySector(
+    offset: number,
+    length: number,
+    fua: boolean,
+    kind: 'write' | 'zero' | 'trim',
+    data: Buffer | null,
+  ): Promise<void> {
     const ss = this.comp.sectorSize;
     const end = offset + length;
     if (offset % ss === 0 && end % ss === 0) return await this.#modify(offset, length, fua, kind, data);
@@ -214,16 +220,26 @@ export class PrimaryResource {
       if (from >= to || kind === 'trim') return;
       const sector = from - (from % ss);
       const bytes = data === null ? null : data.subarray(from - offset, to - offset);
-      parts.push(this.#modify(sector, ss, fua, 'write', null, async () => {
-        const buf = Buffer.from(await this.#readData(sector, ss));
-        if (bytes === null) buf.fill(0, from - sector, to - sector);
-        else bytes.copy(buf, from - sector);
-        return buf;
-      }));
+      parts.push(
+        this.#modify(sector, ss, fua, 'write', null, async () => {
+          const buf = Buffer.from(await this.#readData(sector, ss));
+          if (bytes === null) buf.fill(0, from - sector, to - sector);
+          else bytes.copy(buf, from - sector);
+          return buf;
+        }),
+      );
     };
     patch(offset, Math.min(midStart, end));
     if (midStart < midEnd) {
-      parts.push(this.#modify(midStart, midEnd - midStart, fua, kind, data === null ? null : data.subarray(midStart - offset, midEnd - offset)));
+      parts.push(
+        this.#modify(
+          midStart,
+          midEnd - midStart,
+          fua,
+          kind,
+          data === null ? null : data.subarray(midStart - offset, midEnd - offset),
+        ),
+      );
     }
     // The last partial sector, unless the first patch already covered it (all in one sector).
     if (midEnd < end) patch(midEnd, end);
@@ -379,7 +395,9 @@ export class PrimaryResource {
   #distrustLocal(err: unknown): void {
     if (this.#localFailed) return;
     this.#localFailed = true;
-    log.error(`Local flush failed (${(err as Error).message}); the local copy is no longer trusted, reads are served by the remote node.`);
+    log.error(
+      `Local flush failed (${(err as Error).message}); the local copy is no longer trusted, reads are served by the remote node.`,
+    );
   }
 
   get staleExtentCount(): number {
@@ -502,7 +520,8 @@ export class PrimaryResource {
     const ok = await remote.flush();
     if (ok) return true;
     if (remote.flushUnsupported === true) {
-      if (!this.#warnedFlushUnsupported) log.warning('The remote node cannot flush its disk (EOPNOTSUPP); writes there are not made durable by FLUSH.');
+      if (!this.#warnedFlushUnsupported)
+        log.warning('The remote node cannot flush its disk (EOPNOTSUPP); writes there are not made durable by FLUSH.');
       this.#warnedFlushUnsupported = true;
       return false;
     }
@@ -510,7 +529,10 @@ export class PrimaryResource {
     this.#unflushed = new Set();
     let changed = false;
     for (const e of covered) changed = this.amap.markExtentsForSync(e) || changed;
-    if (covered.size > 0) log.warning(`Remote flush failed; ${covered.size} extent(s) written since the last remote flush are marked for resynchronization.`);
+    if (covered.size > 0)
+      log.warning(
+        `Remote flush failed; ${covered.size} extent(s) written since the last remote flush are marked for resynchronization.`,
+      );
     if (changed) await this.bitmapWriter.persist();
     return false;
   }

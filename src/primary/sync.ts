@@ -29,7 +29,11 @@ function formatSeconds(s: number): string {
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
   const sec = total % 60;
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m${String(sec).padStart(2, '0')}s` : m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+  return h > 0
+    ? `${h}h${String(m).padStart(2, '0')}m${String(sec).padStart(2, '0')}s`
+    : m > 0
+      ? `${m}m${String(sec).padStart(2, '0')}s`
+      : `${sec}s`;
 }
 
 /**
@@ -56,7 +60,14 @@ export async function runSync(
     const secs = Math.max((Date.now() - started) / 1000, 0.001);
     const rate = done / secs;
     const left = Math.max(total - done, 0);
-    res.sync = { direction: from, totalBytes: total, doneBytes: done, leftBytes: left, rate, eta: rate > 0 ? left / rate : -1 };
+    res.sync = {
+      direction: from,
+      totalBytes: total,
+      doneBytes: done,
+      leftBytes: left,
+      rate,
+      eta: rate > 0 ? left / rate : -1,
+    };
   };
   progress();
 
@@ -80,7 +91,12 @@ export async function runSync(
     return chunkQueue.shift() ?? null;
   };
 
-  const copyChunk = async (c: { extent: number; offset: number; length: number; state: { left: number; ok: boolean } }): Promise<void> => {
+  const copyChunk = async (c: {
+    extent: number;
+    offset: number;
+    length: number;
+    state: { left: number; ok: boolean };
+  }): Promise<void> => {
     const handle = await res.lock.lock('sync', c.offset, c.length);
     let ok = false;
     try {
@@ -149,7 +165,9 @@ export async function runSync(
   const seconds = (Date.now() - started) / 1000;
   if (!peer.connected || failed) {
     res.sync = null;
-    log.info(`Synchronization interrupted after ${formatSeconds(seconds)}. ${humanizeNumber(done)}B synchronized so far.`);
+    log.info(
+      `Synchronization interrupted after ${formatSeconds(seconds)}. ${humanizeNumber(done)}B synchronized so far.`,
+    );
     onEvent('syncintr');
     return { outcome: 'interrupted', bytes: done, seconds };
   }

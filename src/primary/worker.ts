@@ -64,7 +64,8 @@ function backendOf(res: PrimaryResource, ready: Promise<StartOutcome>): NbdBacke
   const refused = (): never => {
     throw new ErrnoError('EIO', 'the remote node is primary');
   };
-  const gate = <T>(op: () => Promise<T>): Promise<T> => (open ? op() : ready.then((o) => (o === 'started' ? op() : refused())));
+  const gate = <T>(op: () => Promise<T>): Promise<T> =>
+    open ? op() : ready.then((o) => (o === 'started' ? op() : refused()));
   return {
     size: res.size,
     readOnly: false,
@@ -117,7 +118,8 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     return fail(`Unable to read metadata from ${cfg.localPath}`, err, WORKER_EXIT.NOINPUT);
   }
 
-  const repl: Replication | null = cfg.remoteAddr === 'none' ? null : startReplication(res, cfg, send, init.force === true);
+  const repl: Replication | null =
+    cfg.remoteAddr === 'none' ? null : startReplication(res, cfg, send, init.force === true);
   const ready: Promise<StartOutcome> = repl?.ready ?? Promise.resolve('started');
   const exp = parseExportAddress(cfg.exportAddr);
   const nbd = createNbdServer(backendOf(res, ready), {
@@ -125,7 +127,8 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     description: `HAST resource ${cfg.name}`,
     maxInFlight: SLOTS,
     maxBlockSize: MAXPHYS,
-    log: (level, msg) => (level === 'error' ? log.error(msg) : level === 'warning' ? log.warning(msg) : log.debug(1, msg)),
+    log: (level, msg) =>
+      level === 'error' ? log.error(msg) : level === 'warning' ? log.warning(msg) : log.debug(1, msg),
   });
   try {
     if (exp.kind === 'unix') {
@@ -143,7 +146,12 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     try {
       if (exp.kind !== 'unix') throw new Error('a kernel device needs a unix-socket export (export uds:///path)');
       await cleanupStaleDevice(cfg.provName, init.stateDir);
-      device = await attachDevice({ provName: cfg.provName, socketPath: exp.path, mode: cfg.device, stateDir: init.stateDir });
+      device = await attachDevice({
+        provName: cfg.provName,
+        socketPath: exp.path,
+        mode: cfg.device,
+        stateDir: init.stateDir,
+      });
       if (device !== null) log.info(`Device ${device.devicePath} created (${device.blockDevice}).`);
     } catch (err) {
       await nbd.close();
@@ -151,13 +159,17 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     }
   }
 
-
   const status = (): WorkerStatus => ({
     status: res.remote !== null ? 'complete' : 'degraded',
     dirty: res.amap.dirtyBytes,
     extentSize: res.md.extentSize,
     keepDirty: res.md.keepDirty,
-    stats: { ...res.stats, localQueue: res.inFlight, idleQueue: Math.max(0, SLOTS - res.inFlight), ...(repl?.queueStats() ?? {}) },
+    stats: {
+      ...res.stats,
+      localQueue: res.inFlight,
+      idleQueue: Math.max(0, SLOTS - res.inFlight),
+      ...(repl?.queueStats() ?? {}),
+    },
     sync: res.sync,
     lastSync: repl?.lastSync() ?? null,
     exportAddr: cfg.exportAddr,
@@ -165,7 +177,9 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     disk: {
       consistent: res.md.inconsistent !== true,
       synchronized:
-        res.md.inconsistent === true && res.sync?.direction === 'secondary' ? syncedPercent(res.sync.totalBytes, res.sync.leftBytes) : null,
+        res.md.inconsistent === true && res.sync?.direction === 'secondary'
+          ? syncedPercent(res.sync.totalBytes, res.sync.leftBytes)
+          : null,
     },
     peerDisk: repl?.peerDisk() ?? null,
     ...(repl !== null ? { peer: repl.peerStatus() } : {}),

@@ -40,7 +40,9 @@ export interface ValidHio {
 }
 
 /** Why a request was refused (logged; the primary gets EINVAL). */
-export type HioCheck = { readonly ok: true; readonly hio: ValidHio | null } | { readonly ok: false; readonly reason: string };
+export type HioCheck =
+  | { readonly ok: true; readonly hio: ValidHio | null }
+  | { readonly ok: false; readonly reason: string };
 
 /**
  * Validate a request as upstream's requnpack() does (HAST-SPEC §6.4; the checks are
@@ -324,7 +326,10 @@ export class ApplyEngine {
       return { seq: hio.seq };
     } catch (err) {
       if (state === 'target') this.#broken = true;
-      log.error(state === 'target' ? 'Unable to mark the local copy inconsistent' : 'Unable to mark the local copy consistent', err);
+      log.error(
+        state === 'target' ? 'Unable to mark the local copy inconsistent' : 'Unable to mark the local copy consistent',
+        err,
+      );
       this.stats.flushErrors++;
       return { seq: hio.seq, error: FREEBSD_ERRNO.EIO };
     }

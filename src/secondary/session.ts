@@ -7,7 +7,14 @@ import type { WorkerStats } from '../control/messages.js';
 import type { HookEvent, PeerFirstMessage } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import type { NvList } from '../nv/codec.js';
-import { bitmapSize, type Metadata, readBitmap, reservedMapSize, writeBitmap, writeMetadata } from '../metadata/metadata.js';
+import {
+  bitmapSize,
+  type Metadata,
+  readBitmap,
+  reservedMapSize,
+  writeBitmap,
+  writeMetadata,
+} from '../metadata/metadata.js';
 import { PeerConnection } from '../peer/connection.js';
 import { MAXPHYS, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
 import { decideSync } from '../peer/decide.js';
@@ -343,7 +350,10 @@ export class SecondarySession {
     this.#queuedReplyBytes = 0;
     // PeerConnection corks everything sent in this tick into one write.
     for (const r of batch) {
-      const opts = { ...(r.received === true ? { received: true } : {}), ...(r.error !== undefined ? { error: r.error } : {}) };
+      const opts = {
+        ...(r.received === true ? { received: true } : {}),
+        ...(r.error !== undefined ? { error: r.error } : {}),
+      };
       conn.send(buildReply(r.seq, opts), r.data);
     }
     // Replies the socket cannot take yet stop the reading of new requests (bounded memory).
@@ -391,7 +401,12 @@ export class SecondarySession {
     const engine = this.#engine;
     if (engine !== null) {
       let timer: NodeJS.Timeout | null = null;
-      await Promise.race([engine.idle(), new Promise<void>((r) => { timer = setTimeout(r, maxWaitMs); })]);
+      await Promise.race([
+        engine.idle(),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, maxWaitMs);
+        }),
+      ]);
       if (timer !== null) clearTimeout(timer);
     }
     this.#teardown();

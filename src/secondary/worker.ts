@@ -56,7 +56,8 @@ export async function runSecondaryWorker(init: WorkerInit): Promise<void> {
         }
         if (msg.which === 'in') gotIn = sock;
         else if (msg.first !== undefined) gotOut = { sock, first: msg.first };
-        if (gotIn !== null && gotOut !== null) resolveSockets({ inSock: gotIn, outSock: gotOut.sock, first: gotOut.first });
+        if (gotIn !== null && gotOut !== null)
+          resolveSockets({ inSock: gotIn, outSock: gotOut.sock, first: gotOut.first });
         break;
       }
       case 'status': {

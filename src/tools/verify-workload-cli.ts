@@ -35,9 +35,15 @@ async function main(): Promise<number> {
     args: rest,
     strict: true,
     options: {
-      socket: { type: 'string' }, component: { type: 'string' }, log: { type: 'string' },
-      blocks: { type: 'string' }, 'first-block': { type: 'string' }, seconds: { type: 'string' },
-      lanes: { type: 'string' }, seed: { type: 'string' }, require: { type: 'string' },
+      socket: { type: 'string' },
+      component: { type: 'string' },
+      log: { type: 'string' },
+      blocks: { type: 'string' },
+      'first-block': { type: 'string' },
+      seconds: { type: 'string' },
+      lanes: { type: 'string' },
+      seed: { type: 'string' },
+      require: { type: 'string' },
     },
   });
   if (values.log === undefined) usage('--log is required');
@@ -65,7 +71,9 @@ async function main(): Promise<number> {
     if (wl.error === null) await client.disconnect();
     else client.destroy();
     const c = wl.log.counts();
-    process.stdout.write(`issued ${c.issued}, acknowledged ${c.acked}, durable ${c.durable}, failed ${c.failed}, in flight ${c.inflight}${wl.error !== null ? ` (stopped by: ${wl.error.message})` : ''}\n`);
+    process.stdout.write(
+      `issued ${c.issued}, acknowledged ${c.acked}, durable ${c.durable}, failed ${c.failed}, in flight ${c.inflight}${wl.error !== null ? ` (stopped by: ${wl.error.message})` : ''}\n`,
+    );
     return 0;
   }
   if (cmd === 'verify') {
@@ -89,7 +97,10 @@ async function main(): Promise<number> {
 }
 
 // Explicit exit: Node 20 can spin in its exit-time handle cleanup (nodejs/node#47748).
-main().then((code) => process.exit(code), (err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -70,16 +70,20 @@ export function decodeBlock(buf: Buffer, runId: bigint, block: number): BlockCon
     gens.add(Number(buf.readBigUInt64LE(s + 24)));
     ours++;
   }
-  if (ours === 0) return { kind: 'foreign', why: 'no sector carries this run\'s stamp' };
+  if (ours === 0) return { kind: 'foreign', why: "no sector carries this run's stamp" };
   const sectors = VW_BLOCK / SECTOR;
   if (ours < sectors || gens.size > 1) {
-    return { kind: 'torn', why: `${ours}/${sectors} sectors stamped, generations ${[...gens].sort((x, y) => x - y).join(',')}` };
+    return {
+      kind: 'torn',
+      why: `${ours}/${sectors} sectors stamped, generations ${[...gens].sort((x, y) => x - y).join(',')}`,
+    };
   }
   const gen = [...gens][0] as number;
   if (buf.readUInt32LE(VW_BLOCK - 4) !== crc32(buf.subarray(0, VW_BLOCK - 4))) {
     return { kind: 'torn', why: `generation ${gen} fails its crc32` };
   }
-  if (!encodeBlock(runId, block, gen).equals(buf)) return { kind: 'foreign', why: `generation ${gen} has content that was never generated` };
+  if (!encodeBlock(runId, block, gen).equals(buf))
+    return { kind: 'foreign', why: `generation ${gen} has content that was never generated` };
   return { kind: 'block', gen };
 }
 
@@ -163,7 +167,11 @@ export class WorkloadLog {
   }
 
   counts(): { issued: number; acked: number; durable: number; failed: number; inflight: number } {
-    let issued = 0, acked = 0, durable = 0, failed = 0, inflight = 0;
+    let issued = 0,
+      acked = 0,
+      durable = 0,
+      failed = 0,
+      inflight = 0;
     for (const list of this.writes) {
       for (const w of list) {
         issued++;
@@ -186,12 +194,25 @@ export class WorkloadLog {
     };
   }
 
-  static fromJSON(j: { runId: string; firstBlock: number; blocks: number; flushesAcked: number; writes: [number, number, WriteState, number][][] }): WorkloadLog {
+  static fromJSON(j: {
+    runId: string;
+    firstBlock: number;
+    blocks: number;
+    flushesAcked: number;
+    writes: [number, number, WriteState, number][][];
+  }): WorkloadLog {
     const log = new WorkloadLog(BigInt(j.runId), j.firstBlock, j.blocks);
     log.flushesAcked = j.flushesAcked;
     j.writes.forEach((l, block) => {
       for (const [gen, fua, state, durable] of l) {
-        (log.writes[block] as WriteRecord[]).push({ block, gen, fua: fua === 1, state, durable: durable === 1, ackSeq: 0 });
+        (log.writes[block] as WriteRecord[]).push({
+          block,
+          gen,
+          fua: fua === 1,
+          state,
+          durable: durable === 1,
+          ackSeq: 0,
+        });
       }
     });
     return log;
@@ -327,8 +348,11 @@ export function reportOk(r: VerifyReport): boolean {
 }
 
 export function formatReport(r: VerifyReport): string {
-  const lines = [`${r.blocksChecked} blocks checked, ${r.writesVerified} writes verified, ${r.lost.length} lost, ${r.foreign.length} foreign, ${r.torn.length} torn, ${r.allowedMissing} missing-but-allowed (${r.ackedPresent}/${r.ackedTotal} acknowledged writes present)`];
-  for (const l of r.lost.slice(0, 10)) lines.push(`  lost: block ${l.block} needs generation ≥ ${l.required}, found ${l.found}`);
+  const lines = [
+    `${r.blocksChecked} blocks checked, ${r.writesVerified} writes verified, ${r.lost.length} lost, ${r.foreign.length} foreign, ${r.torn.length} torn, ${r.allowedMissing} missing-but-allowed (${r.ackedPresent}/${r.ackedTotal} acknowledged writes present)`,
+  ];
+  for (const l of r.lost.slice(0, 10))
+    lines.push(`  lost: block ${l.block} needs generation ≥ ${l.required}, found ${l.found}`);
   for (const f of r.foreign.slice(0, 10)) lines.push(`  foreign: block ${f.block}: ${f.why}`);
   for (const t of r.torn.slice(0, 10)) lines.push(`  torn: block ${t.block}: ${t.why}`);
   return lines.join('\n');
@@ -391,11 +415,24 @@ export async function verify(log: WorkloadLog, readAt: ReadAt, require: Requirem
       if (gen < newestAcked && gen >= required) allowedMissing++;
     }
   }
-  return { blocksChecked: log.blocks, writesVerified, lost, allowedMissing, ackedPresent, ackedTotal, foreign, torn, found };
+  return {
+    blocksChecked: log.blocks,
+    writesVerified,
+    lost,
+    allowedMissing,
+    ackedPresent,
+    ackedTotal,
+    foreign,
+    torn,
+    found,
+  };
 }
 
 /** A ReadAt over a file holding the data area at `dataOffset` (a component: metadata localoff). */
-export async function fileReader(path: string, dataOffset: number): Promise<{ readAt: ReadAt; close(): Promise<void> }> {
+export async function fileReader(
+  path: string,
+  dataOffset: number,
+): Promise<{ readAt: ReadAt; close(): Promise<void> }> {
   const { open } = await import('node:fs/promises');
   const fh = await open(path, 'r');
   return {

@@ -143,7 +143,8 @@ export class ByteQueue {
     const first = this.#chunks[0] as Buffer;
     if (this.#head + at + 4 <= first.length) return first.readUInt32BE(this.#head + at);
     return (
-      ((this.#byteAt(at) << 24) | (this.#byteAt(at + 1) << 16) | (this.#byteAt(at + 2) << 8) | this.#byteAt(at + 3)) >>> 0
+      ((this.#byteAt(at) << 24) | (this.#byteAt(at + 1) << 16) | (this.#byteAt(at + 2) << 8) | this.#byteAt(at + 3)) >>>
+      0
     );
   }
 

@@ -46,7 +46,21 @@
 // situation), the 'split-brain' hook must fire on both nodes, else it counts as undetected.
 // Torn or foreign blocks are failures in every case.
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  truncateSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,8 +95,18 @@ import { sleep, waitFor, waitInSync } from '../harness/wait.js';
 
 export const MODES = ['fullsync', 'memsync', 'async'] as const;
 export const FAULTS = [
-  'primary-worker', 'primary-parent', 'secondary-worker', 'net-cut', 'net-partition', 'net-stall', 'resync-restart',
-  'promote-during-resync', 'second-primary', 'corrupt-replies', 'failing-flush', 'demote-busy',
+  'primary-worker',
+  'primary-parent',
+  'secondary-worker',
+  'net-cut',
+  'net-partition',
+  'net-stall',
+  'resync-restart',
+  'promote-during-resync',
+  'second-primary',
+  'corrupt-replies',
+  'failing-flush',
+  'demote-busy',
 ] as const;
 export type Mode = (typeof MODES)[number];
 export type Fault = (typeof FAULTS)[number];
@@ -115,7 +139,11 @@ export interface CycleResult {
   /** Nodes whose 'split-brain' hook fired; `situation`: a refusal let both nodes write as primary. */
   readonly splitBrain?: { readonly situation: boolean; readonly hooked: readonly string[] };
   /** corrupt-replies: what the proxy corrupted, and the primary's logged reason for the disconnect. */
-  readonly corruption?: { readonly kind: CorruptKind; readonly injected: readonly string[]; readonly detected: string | null };
+  readonly corruption?: {
+    readonly kind: CorruptKind;
+    readonly injected: readonly string[];
+    readonly detected: string | null;
+  };
   /** failing-flush: FLUSH replies replaced with EIO, and how the primary handled it (null: ignored). */
   readonly flushFailure?: { readonly injected: number; readonly handled: string | null };
   /** The cycle could not run here (demote-busy without root or its tools). */
@@ -180,7 +208,10 @@ async function waitGone(pid: number, what: string, ms = 20_000): Promise<void> {
 async function bounded<T>(pr: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([pr, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms)))]);
+    return await Promise.race([
+      pr,
+      new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms))),
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -195,8 +226,11 @@ const DONE = Symbol('done');
 async function sameDataAreas(p: Pair, x: NodeSpec, y: NodeSpec): Promise<boolean> {
   const dx = await dumpOf(p.conf, x.name);
   const dy = await dumpOf(p.conf, y.name);
-  return dx.dataSize === dy.dataSize
-    && (await dataAreaHash(p.img(x), dx.localOff, dx.dataSize)) === (await dataAreaHash(p.img(y), dy.localOff, dy.dataSize));
+  return (
+    dx.dataSize === dy.dataSize &&
+    (await dataAreaHash(p.img(x), dx.localOff, dx.dataSize)) ===
+      (await dataAreaHash(p.img(y), dy.localOff, dy.dataSize))
+  );
 }
 
 /**
@@ -214,7 +248,11 @@ interface PairOptions {
   readonly fuseName?: string;
 }
 
-async function makeProxiedPair(scope: CycleScope, mode: Mode, opts: PairOptions = {}): Promise<{ pair: Pair; proxies: FaultProxy[]; root: string }> {
+async function makeProxiedPair(
+  scope: CycleScope,
+  mode: Mode,
+  opts: PairOptions = {},
+): Promise<{ pair: Pair; proxies: FaultProxy[]; root: string }> {
   const root = mkdtempSync(join(tmpdir(), 'hastd-campaign-'));
   scope.after(() => rmSync(root, { recursive: true, force: true }));
   const ipA = '127.0.0.1';
@@ -222,8 +260,18 @@ async function makeProxiedPair(scope: CycleScope, mode: Mode, opts: PairOptions 
   const a: NodeSpec = { name: 'node-a', addr: `${ipA}:${await freePort(ipA)}`, dir: join(root, 'a') };
   const b: NodeSpec = { name: 'node-b', addr: `${ipB}:${await freePort(ipB)}`, dir: join(root, 'b') };
   const popts = { inspect: opts.inspect === true, ...(opts.rnd !== undefined ? { rnd: opts.rnd } : {}) };
-  const toB = new FaultProxy({ host: ipB, port: await freePort(ipB) }, { host: ipB, port: Number(b.addr.split(':')[1]) }, ipA, popts);
-  const toA = new FaultProxy({ host: ipA, port: await freePort(ipA) }, { host: ipA, port: Number(a.addr.split(':')[1]) }, ipB, popts);
+  const toB = new FaultProxy(
+    { host: ipB, port: await freePort(ipB) },
+    { host: ipB, port: Number(b.addr.split(':')[1]) },
+    ipA,
+    popts,
+  );
+  const toA = new FaultProxy(
+    { host: ipA, port: await freePort(ipA) },
+    { host: ipA, port: Number(a.addr.split(':')[1]) },
+    ipB,
+    popts,
+  );
   for (const x of [toB, toA]) {
     await x.start();
     scope.after(() => x.close());
@@ -239,21 +287,31 @@ async function makeProxiedPair(scope: CycleScope, mode: Mode, opts: PairOptions 
   chmodSync(hook, 0o755);
   text += `resource r0 {\n  replication ${mode}\n  exec ${hook}\n`;
   for (const line of opts.extra ?? []) text += `  ${line}\n`;
-  for (const [n, via, ip] of [[a, toB, ipA], [b, toA, ipB]] as const) {
-    const device = opts.fuseName === undefined ? 'device none\n' : n === a ? `device fuse\n    name ${opts.fuseName}\n` : `device none\n    name ${opts.fuseName}b\n`;
+  for (const [n, via, ip] of [
+    [a, toB, ipA],
+    [b, toA, ipB],
+  ] as const) {
+    const device =
+      opts.fuseName === undefined
+        ? 'device none\n'
+        : n === a
+          ? `device fuse\n    name ${opts.fuseName}\n`
+          : `device none\n    name ${opts.fuseName}b\n`;
     text += `  on ${n.name} {\n    local ${n.dir}/r0.img\n    export uds://${n.dir}/r0.sock\n    ${device}`;
     text += `    remote tcp4://${via.address}\n    source tcp4://${ip}\n  }\n`;
   }
   text += '}\n';
   const conf = join(root, 'hast.conf');
   writeFileSync(conf, text);
-  await Promise.all([a, b].map(async (n) => {
-    const img = join(n.dir, 'r0.img');
-    writeFileSync(img, '');
-    truncateSync(img, 24 << 20);
-    const r = await hastctl(conf, n.name, ['create', '-e', '1M', 'r0']);
-    if (r.code !== 0) throw new Error(`hastctl create failed: ${r.stderr}`);
-  }));
+  await Promise.all(
+    [a, b].map(async (n) => {
+      const img = join(n.dir, 'r0.img');
+      writeFileSync(img, '');
+      truncateSync(img, 24 << 20);
+      const r = await hastctl(conf, n.name, ['create', '-e', '1M', 'r0']);
+      if (r.code !== 0) throw new Error(`hastctl create failed: ${r.stderr}`);
+    }),
+  );
   return {
     pair: { conf, a, b, res: 'r0', img: (n) => join(n.dir, 'r0.img'), sock: (n) => join(n.dir, 'r0.sock') },
     proxies: [toB, toA],
@@ -291,24 +349,38 @@ function demoteBusyUnmet(): string | null {
   return missing.length > 0 ? `needs ${missing.join(', ')}` : null;
 }
 
-export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode; fault?: Fault; log?: (s: string) => void } = {}): Promise<CycleResult> {
+export async function runCycle(
+  cycle: number,
+  seed: number,
+  opts: { mode?: Mode; fault?: Fault; log?: (s: string) => void } = {},
+): Promise<CycleResult> {
   const rnd = prng(seed);
   const mode = opts.mode ?? (MODES[Math.floor(rnd() * MODES.length)] as Mode);
   const fault = opts.fault ?? (FAULTS[Math.floor(rnd() * FAULTS.length)] as Fault);
   // A killed primary worker is restarted by hastd itself; a user may also fail over instead.
   const net = fault.startsWith('net-');
   const recovery: CycleResult['recovery'] =
-    fault === 'resync-restart' ? 'resync'
-    : net || fault === 'corrupt-replies' || fault === 'failing-flush' ? 'heal'
-    : fault === 'promote-during-resync' ? 'restart'
-    : fault === 'second-primary' ? 'none'
-    : fault === 'demote-busy' ? 'switchover'
-    : fault === 'secondary-worker' ? 'reconnect' : fault === 'primary-parent' || rnd() < 0.5 ? 'failover' : 'restart';
+    fault === 'resync-restart'
+      ? 'resync'
+      : net || fault === 'corrupt-replies' || fault === 'failing-flush'
+        ? 'heal'
+        : fault === 'promote-during-resync'
+          ? 'restart'
+          : fault === 'second-primary'
+            ? 'none'
+            : fault === 'demote-busy'
+              ? 'switchover'
+              : fault === 'secondary-worker'
+                ? 'reconnect'
+                : fault === 'primary-parent' || rnd() < 0.5
+                  ? 'failover'
+                  : 'restart';
   const outageMs = 300 + Math.floor(rnd() * 3000);
   let cutDuringResync = false;
   const interruptions: string[] = [];
   const killAfterMs = 150 + Math.floor(rnd() * 1500);
-  const requirement: Requirement = (recovery === 'failover' || recovery === 'switchover') && mode === 'async' ? 'none' : 'acked';
+  const requirement: Requirement =
+    (recovery === 'failover' || recovery === 'switchover') && mode === 'async' ? 'none' : 'acked';
   const corruptKind = CORRUPT_KINDS[Math.floor(rnd() * CORRUPT_KINDS.length)] as CorruptKind;
   const refusals: Refusal[] = [];
   let splitBrainSituation = false;
@@ -321,8 +393,22 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
   if (unmet !== null) {
     (opts.log ?? (() => undefined))(`cycle ${cycle}: ${mode}, ${fault}: skipped (${unmet})`);
     return {
-      cycle, seed, mode, fault, recovery, killAfterMs, issued: 0, acked: 0, durable: 0, requirement,
-      survivor: null, afterResync: [], identical: false, crashes: [], failure: null, skipped: unmet,
+      cycle,
+      seed,
+      mode,
+      fault,
+      recovery,
+      killAfterMs,
+      issued: 0,
+      acked: 0,
+      durable: 0,
+      requirement,
+      survivor: null,
+      afterResync: [],
+      identical: false,
+      crashes: [],
+      failure: null,
+      skipped: unmet,
     };
   }
   const scope = new CycleScope();
@@ -338,7 +424,11 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
   const t0 = Date.now();
   try {
     const fuseName = fault === 'demote-busy' ? `cmp${process.pid % 100000}c${cycle}` : undefined;
-    const { pair: p, proxies, root } = await makeProxiedPair(scope, mode, {
+    const {
+      pair: p,
+      proxies,
+      root,
+    } = await makeProxiedPair(scope, mode, {
       ...(fault === 'corrupt-replies' ? { extra: ['checksum crc32', 'timeout 5'] } : {}),
       inspect: fault === 'corrupt-replies' || fault === 'failing-flush',
       rnd,
@@ -366,7 +456,8 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
           }
         }
         unmountAll(fuse.mountDir);
-        if (existsSync(fuse.pidFile)) await killPid(Number(readFileSync(fuse.pidFile, 'utf8').trim())).catch(() => undefined);
+        if (existsSync(fuse.pidFile))
+          await killPid(Number(readFileSync(fuse.pidFile, 'utf8').trim())).catch(() => undefined);
         try {
           unlinkSync(`/dev/hast/${fuseName}`);
         } catch {
@@ -381,7 +472,13 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
 
     const client = await NbdClient.connect({ path: p.sock(a) });
     scope.after(() => client.destroy());
-    const wl = startWorkload(client, { seed, blocks: 2048, lanes: 8, fuaRate: 0.05, flushRate: fault === 'failing-flush' ? 0.2 : 0.03 });
+    const wl = startWorkload(client, {
+      seed,
+      blocks: 2048,
+      lanes: 8,
+      fuaRate: 0.05,
+      flushRate: fault === 'failing-flush' ? 0.2 : 0.03,
+    });
     await sleep(killAfterMs);
 
     /** Stop the workload on a live primary; a request error fails the cycle unless `allow` says it may happen. */
@@ -399,13 +496,22 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       await waitFor('secondary connected', async () => (await statusOf(p, other)).worker != null, 30_000);
       for (const n of [current, other]) afterResync.push(await verifyComponent(wl.log, p.img(n), requirement));
       identical = await sameDataAreas(p, current, other);
-      say(`  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`);
+      say(
+        `  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`,
+      );
     };
     /** A command that must be refused with one of `expected`; the exit status is recorded. */
-    const mustRefuse = async (n: NodeSpec, args: readonly string[], expected: readonly number[], action: string): Promise<number> => {
+    const mustRefuse = async (
+      n: NodeSpec,
+      args: readonly string[],
+      expected: readonly number[],
+      action: string,
+    ): Promise<number> => {
       const r = await hastctl(p.conf, n.name, args);
       refusals.push({ action, code: r.code, expected });
-      say(`  ${action}: exit ${r.code}${r.code !== 0 ? ` (${r.stderr.trim().split('\n').pop() ?? ''})` : ' (NOT REFUSED)'}`);
+      say(
+        `  ${action}: exit ${r.code}${r.code !== 0 ? ` (${r.stderr.trim().split('\n').pop() ?? ''})` : ' (NOT REFUSED)'}`,
+      );
       return r.code;
     };
     /**
@@ -425,23 +531,34 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
         await start(keeper);
         await role(p, keeper, 'primary');
       }
-      await waitFor('the split-brain hook on both nodes', () => splitBrainHooked(root, nodeOfPid).length >= 2, 30_000).catch(() => undefined);
+      await waitFor(
+        'the split-brain hook on both nodes',
+        () => splitBrainHooked(root, nodeOfPid).length >= 2,
+        30_000,
+      ).catch(() => undefined);
       throw new Error(`a refusal wrongly succeeded (${refusals.map((r) => `${r.action}: ${r.code}`).join('; ')})`);
     };
 
     if (fault === 'promote-during-resync') {
-      say(`cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault}: secondary killed after ${killAfterMs} ms, kept away, then the primary killed mid-resync`);
+      say(
+        `cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault}: secondary killed after ${killAfterMs} ms, kept away, then the primary killed mid-resync`,
+      );
       process.kill(await workerPid(p, b), 'SIGKILL');
       for (const x of proxies) x.setDown(true);
       await sleep(300 + Math.floor(rnd() * 700));
       // A slow link, so that the resync is still running when the primary dies.
       for (const x of proxies) x.setRate(2 << 20);
       for (const x of proxies) x.setDown(false);
-      await waitFor('a resync to b, with b marked inconsistent', async () => {
-        const wa = (await statusOf(p, a).catch(() => null))?.worker;
-        const wb = (await statusOf(p, b).catch(() => null))?.worker;
-        return wa?.sync != null && wb?.disk?.consistent === false;
-      }, 40_000, 20);
+      await waitFor(
+        'a resync to b, with b marked inconsistent',
+        async () => {
+          const wa = (await statusOf(p, a).catch(() => null))?.worker;
+          const wb = (await statusOf(p, b).catch(() => null))?.worker;
+          return wa?.sync != null && wb?.disk?.consistent === false;
+        },
+        40_000,
+        20,
+      );
       await sleep(Math.floor(rnd() * 300));
       for (const x of proxies) x.setStalled(true);
       const pw = await workerPid(p, a);
@@ -461,9 +578,15 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       await waitFor('the secondary worker to notice', async () => (await statusOf(p, b)).worker == null, 30_000, 50);
       const db = await dumpOf(p.conf, b.name);
       const before = await dataAreaHash(p.img(b), db.localOff, db.dataSize);
-      const code = await mustRefuse(b, ['role', 'primary', p.res], [77], 'role primary on the half-synchronised secondary');
+      const code = await mustRefuse(
+        b,
+        ['role', 'primary', p.res],
+        [77],
+        'role primary on the half-synchronised secondary',
+      );
       if (code === 0) await rogueWrites(b, a, true);
-      if ((await dataAreaHash(p.img(b), db.localOff, db.dataSize)) !== before) throw new Error('the refused promotion wrote to the data area');
+      if ((await dataAreaHash(p.img(b), db.localOff, db.dataSize)) !== before)
+        throw new Error('the refused promotion wrote to the data area');
       const rb = (await statusOf(p, b)).role;
       if (rb === 'primary') throw new Error(`b is ${rb} after the refusal`);
       // Recovery: b back as secondary, the old primary restarted; the resync completes.
@@ -494,19 +617,38 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       const count = 1 + Math.floor(rnd() * 3);
       const closedBefore = toB.closed;
       const logBefore = daemons.map((d) => d.output().length);
-      say(`cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault}: ${count} × ${corruptKind} after ${killAfterMs} ms for up to ${outageMs} ms`);
+      say(
+        `cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault}: ${count} × ${corruptKind} after ${killAfterMs} ms for up to ${outageMs} ms`,
+      );
       toB.corruptNext(count, corruptKind);
       await waitFor('a corrupted message', () => toB.corrupted.length > 0, 20_000, 10);
-      const dropped = await waitFor('the link to be dropped', () => toB.closed > closedBefore, 15_000, 20).then(() => true, () => false);
+      const dropped = await waitFor('the link to be dropped', () => toB.closed > closedBefore, 15_000, 20).then(
+        () => true,
+        () => false,
+      );
       await sleep(outageMs);
       toB.corruptNext(0, corruptKind);
       // The reason the primary logged for the disconnect (else the first reason the secondary gave).
-      const since = daemons.map((d, i) => ({ node: nodeOfPid.get(d.pid), lines: d.output().slice(logBefore[i] ?? 0).split('\n') }));
-      const why = since.filter((x) => x.node === a.name).flatMap((x) => x.lines).find((l) => /Disconnected from/.test(l))
-        ?? since.flatMap((x) => x.lines).find((l) => /Unable to receive|checksum|Timeout|mismatch|too large|Unable to|disconnect/i.test(l));
+      const since = daemons.map((d, i) => ({
+        node: nodeOfPid.get(d.pid),
+        lines: d
+          .output()
+          .slice(logBefore[i] ?? 0)
+          .split('\n'),
+      }));
+      const why =
+        since
+          .filter((x) => x.node === a.name)
+          .flatMap((x) => x.lines)
+          .find((l) => /Disconnected from/.test(l)) ??
+        since
+          .flatMap((x) => x.lines)
+          .find((l) => /Unable to receive|checksum|Timeout|mismatch|too large|Unable to|disconnect/i.test(l));
       const detected = dropped ? (why?.trim() ?? 'link dropped (no reason logged)') : null;
       corruption = { kind: corruptKind, injected: [...toB.corrupted], detected };
-      say(`  corrupted: ${toB.corrupted.join('; ')}; ${detected !== null ? `detected: ${detected}` : 'NOT DETECTED (link kept)'}`);
+      say(
+        `  corrupted: ${toB.corrupted.join('; ')}; ${detected !== null ? `detected: ${detected}` : 'NOT DETECTED (link kept)'}`,
+      );
       await sleep(200);
       await endWorkload();
       survivor = await verifyComponent(wl.log, p.img(a), requirement);
@@ -518,15 +660,22 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     if (fault === 'failing-flush') {
       const toB = proxies[0] as FaultProxy;
       const closedBefore = toB.closed;
-      say(`cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault}: the next FLUSH to the secondary answered with EIO after ${killAfterMs} ms`);
+      say(
+        `cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault}: the next FLUSH to the secondary answered with EIO after ${killAfterMs} ms`,
+      );
       toB.failNextFlushes(1);
       await waitFor('a FLUSH reply replaced with EIO', () => toB.flushesFailed > 0, 20_000, 10);
       let handled: string | null = null;
-      await waitFor('the primary to act on the failed remote flush', async () => {
-        if (wl.log.flushesFailed > 0) handled = 'FLUSH failed to the workload';
-        else if (toB.closed > closedBefore) handled = 'link dropped, the extents resynced';
-        return handled !== null;
-      }, 10_000, 20).catch(() => undefined);
+      await waitFor(
+        'the primary to act on the failed remote flush',
+        async () => {
+          if (wl.log.flushesFailed > 0) handled = 'FLUSH failed to the workload';
+          else if (toB.closed > closedBefore) handled = 'link dropped, the extents resynced';
+          return handled !== null;
+        },
+        10_000,
+        20,
+      ).catch(() => undefined);
       flushFailure = { injected: toB.flushesFailed, handled };
       say(`  ${handled ?? 'IGNORED: the primary went on as if the remote flush had succeeded'}`);
       await sleep(200);
@@ -534,7 +683,10 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       survivor = await verifyComponent(wl.log, p.img(a), requirement);
       say(`  (+${Date.now() - t0} ms) primary ${a.name}: ${formatReport(survivor)}`);
       await verifyBoth(a, b);
-      if (handled === null) throw new Error('a failed remote FLUSH was ignored: acknowledged as durable on both, nothing marked for resync (issue 13 finding 9)');
+      if (handled === null)
+        throw new Error(
+          'a failed remote FLUSH was ignored: acknowledged as durable on both, nothing marked for resync (issue 13 finding 9)',
+        );
       throw DONE;
     }
 
@@ -548,7 +700,10 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       scope.after(() => killPid(holderPid));
       await sleep(300);
       const code = await mustRefuse(a, ['role', 'secondary', p.res], [75], `role secondary with ${dev} held open`);
-      if (code === 0) throw new Error(`the demotion was not refused (device ${linkExists(dev) ? 'still linked' : 'removed under its user'})`);
+      if (code === 0)
+        throw new Error(
+          `the demotion was not refused (device ${linkExists(dev) ? 'still linked' : 'removed under its user'})`,
+        );
       const ra = (await statusOf(p, a)).role;
       if (ra !== 'primary') throw new Error(`a is ${ra} after the refusal`);
       // The device keeps serving: read through it while the workload goes on.
@@ -582,21 +737,28 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       // The secondary dies, the primary writes on alone (dirty extents), then every resync is
       // interrupted: frozen by a stall so the kill lands inside it, then a worker of either side
       // is killed; hastd restarts a primary worker itself, the primary reconnects a secondary.
-      say(`cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault}: secondary killed after ${killAfterMs} ms, then resyncs interrupted`);
+      say(
+        `cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault}: secondary killed after ${killAfterMs} ms, then resyncs interrupted`,
+      );
       process.kill(await workerPid(p, b), 'SIGKILL');
       // A slow link, so that each resync lasts long enough to be interrupted.
       for (const x of proxies) x.setRate(4 << 20);
       const rounds = 2 + Math.floor(rnd() * 2);
       for (let k = 0; k < rounds; k++) {
         let calm = 0;
-        const state = await waitFor('a resync to start (or the pair to be in sync)', async () => {
-          const w = (await statusOf(p, a).catch(() => null))?.worker;
-          if (w == null) return null;
-          if (w.sync !== null) return 'syncing';
-          // In sync only if it stays so (a just-connected worker may not have merged the bitmaps yet).
-          calm = w.status === 'complete' && w.dirty === 0 ? calm + 1 : 0;
-          return calm >= 50 ? 'synced' : null;
-        }, 40_000, 10);
+        const state = await waitFor(
+          'a resync to start (or the pair to be in sync)',
+          async () => {
+            const w = (await statusOf(p, a).catch(() => null))?.worker;
+            if (w == null) return null;
+            if (w.sync !== null) return 'syncing';
+            // In sync only if it stays so (a just-connected worker may not have merged the bitmaps yet).
+            calm = w.status === 'complete' && w.dirty === 0 ? calm + 1 : 0;
+            return calm >= 50 ? 'synced' : null;
+          },
+          40_000,
+          10,
+        );
         if (state === 'synced') break;
         for (const x of proxies) x.setStalled(true);
         await sleep(50 + Math.floor(rnd() * 300));
@@ -619,7 +781,9 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       await waitFor('secondary connected', async () => (await statusOf(p, b)).worker != null, 30_000);
       for (const n of [a, b]) afterResync.push(await verifyComponent(wl.log, p.img(n), requirement));
       identical = await sameDataAreas(p, a, b);
-      say(`  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`);
+      say(
+        `  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`,
+      );
       throw DONE;
     }
 
@@ -627,13 +791,18 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       say(`cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, ${fault} after ${killAfterMs} ms for ${outageMs} ms`);
       if (fault === 'net-cut') for (const x of proxies) x.cut();
       else {
-        for (const x of proxies) (fault === 'net-stall' ? x.setStalled(true) : x.setDown(true));
+        for (const x of proxies) fault === 'net-stall' ? x.setStalled(true) : x.setDown(true);
         await sleep(outageMs);
-        for (const x of proxies) (fault === 'net-stall' ? x.setStalled(false) : x.setDown(false));
+        for (const x of proxies) fault === 'net-stall' ? x.setStalled(false) : x.setDown(false);
       }
       // Half the time, cut again once the resync after the heal is running.
       if (rnd() < 0.5) {
-        const syncing = await waitFor('a resync to start', async () => (await statusOf(p, a)).worker?.sync != null, 20_000, 20).catch(() => false);
+        const syncing = await waitFor(
+          'a resync to start',
+          async () => (await statusOf(p, a)).worker?.sync != null,
+          20_000,
+          20,
+        ).catch(() => false);
         if (syncing) {
           for (const x of proxies) x.cut();
           cutDuringResync = true;
@@ -646,14 +815,17 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
       await client.disconnect();
       const c = wl.log.counts();
       counts = { issued: c.issued, acked: c.acked, durable: c.durable };
-      if (wl.error !== null) throw new Error(`the primary failed a request during a network fault: ${wl.error.message}`);
+      if (wl.error !== null)
+        throw new Error(`the primary failed a request during a network fault: ${wl.error.message}`);
       survivor = await verifyComponent(wl.log, p.img(a), requirement);
       say(`  (+${Date.now() - t0} ms) primary ${a.name}: ${formatReport(survivor)}`);
       await waitSynced(p, a, 120_000);
       await waitFor('secondary connected', async () => (await statusOf(p, b)).worker != null, 30_000);
       for (const n of [a, b]) afterResync.push(await verifyComponent(wl.log, p.img(n), requirement));
       identical = await sameDataAreas(p, a, b);
-      say(`  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`);
+      say(
+        `  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`,
+      );
       throw DONE;
     }
 
@@ -665,7 +837,9 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     const primaryWorker = fault === 'primary-parent' ? await workerPid(p, a) : 0;
     killed.add(victim);
     process.kill(victim, 'SIGKILL');
-    say(`cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, SIGKILL ${fault} (pid ${victim}) after ${killAfterMs} ms, recovery ${recovery}`);
+    say(
+      `cycle ${cycle} (+${Date.now() - t0} ms): ${mode}, SIGKILL ${fault} (pid ${victim}) after ${killAfterMs} ms, recovery ${recovery}`,
+    );
 
     if (fault === 'secondary-worker') {
       // The primary degrades and goes on: more writes while alone, then stop.
@@ -715,7 +889,9 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     await waitFor('secondary complete', async () => (await statusOf(p, other)).worker != null, 30_000);
     for (const n of [current, other]) afterResync.push(await verifyComponent(wl.log, p.img(n), requirement));
     identical = await sameDataAreas(p, current, other);
-    say(`  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`);
+    say(
+      `  (+${Date.now() - t0} ms) after resync: ${afterResync.map((r) => formatReport(r).split('\n')[0]).join(' | ')}; data areas ${identical ? 'identical' : 'DIFFER'}`,
+    );
   } catch (err) {
     if (err !== DONE) {
       failure = err instanceof Error ? err.message : String(err);
@@ -728,22 +904,42 @@ export async function runCycle(cycle: number, seed: number, opts: { mode?: Mode;
     await sleep(100);
     hooked = splitBrainHooked(pairRootDir, nodeOfPid);
   }
-  if (hooked.length > 0 || splitBrainSituation) say(`  split-brain hook fired on: ${hooked.join(', ') || 'none'}${splitBrainSituation ? ' (two primaries wrote)' : ''}`);
+  if (hooked.length > 0 || splitBrainSituation)
+    say(
+      `  split-brain hook fired on: ${hooked.join(', ') || 'none'}${splitBrainSituation ? ' (two primaries wrote)' : ''}`,
+    );
   for (const d of daemons) {
-    if (!killed.has(d.pid) && (d.proc.exitCode !== null || (d.proc.signalCode !== null && d.proc.signalCode !== 'SIGKILL'))) {
+    if (
+      !killed.has(d.pid) &&
+      (d.proc.exitCode !== null || (d.proc.signalCode !== null && d.proc.signalCode !== 'SIGKILL'))
+    ) {
       crashes.push(`hastd pid ${d.pid} exited by itself (code ${d.proc.exitCode}, signal ${d.proc.signalCode})`);
     }
     for (const line of d.output().split('\n')) if (CRASH.test(line)) crashes.push(line.trim());
   }
   for (const c of crashes) say(`  CRASH: ${c}`);
   if (failure !== null || crashes.length > 0) {
-    for (const d of daemons) say(`---- hastd pid ${d.pid} output (tail)\n${d.output().split('\n').slice(-40).join('\n')}`);
+    for (const d of daemons)
+      say(`---- hastd pid ${d.pid} output (tail)\n${d.output().split('\n').slice(-40).join('\n')}`);
   }
   await scope.run();
   currentScope = null;
   return {
-    cycle, seed, mode, fault, recovery, ...(net ? { cutDuringResync } : {}), ...(fault === 'resync-restart' ? { interruptions } : {}), killAfterMs, ...counts, requirement,
-    survivor, afterResync, identical, crashes, failure,
+    cycle,
+    seed,
+    mode,
+    fault,
+    recovery,
+    ...(net ? { cutDuringResync } : {}),
+    ...(fault === 'resync-restart' ? { interruptions } : {}),
+    killAfterMs,
+    ...counts,
+    requirement,
+    survivor,
+    afterResync,
+    identical,
+    crashes,
+    failure,
     ...(refusals.length > 0 ? { refusals } : {}),
     splitBrain: { situation: splitBrainSituation, hooked },
     ...(corruption !== undefined ? { corruption } : {}),
@@ -796,8 +992,16 @@ function splitBrainUndetected(r: CycleResult): boolean {
 
 function cycleOk(r: CycleResult): boolean {
   if (r.skipped !== undefined) return true;
-  return r.failure === null && r.crashes.length === 0 && r.identical && r.survivor !== null && reportOk(r.survivor) && r.afterResync.every(reportOk)
-    && (r.refusals ?? []).every((x) => x.expected.includes(x.code)) && !splitBrainUndetected(r);
+  return (
+    r.failure === null &&
+    r.crashes.length === 0 &&
+    r.identical &&
+    r.survivor !== null &&
+    reportOk(r.survivor) &&
+    r.afterResync.every(reportOk) &&
+    (r.refusals ?? []).every((x) => x.expected.includes(x.code)) &&
+    !splitBrainUndetected(r)
+  );
 }
 
 /**
@@ -805,7 +1009,14 @@ function cycleOk(r: CycleResult): boolean {
  * (i + i div F) mod 3 (F = FAULTS.length, 12): F cycles cover every fault once and every mode
  * F/3 times, 3F every (fault, mode) pair; timing, durations and recovery still come from the seed.
  */
-export async function runCampaign(opts: { cycles: number; seed: number; roundRobin?: boolean; faults?: readonly Fault[]; log?: (s: string) => void; deadlineMs?: number }): Promise<CampaignSummary> {
+export async function runCampaign(opts: {
+  cycles: number;
+  seed: number;
+  roundRobin?: boolean;
+  faults?: readonly Fault[];
+  log?: (s: string) => void;
+  deadlineMs?: number;
+}): Promise<CampaignSummary> {
   const faults = opts.faults ?? FAULTS;
   const results: CycleResult[] = [];
   const started = Date.now();
@@ -813,8 +1024,15 @@ export async function runCampaign(opts: { cycles: number; seed: number; roundRob
     if (opts.deadlineMs !== undefined && Date.now() - started > opts.deadlineMs) break;
     const seed = (opts.seed + i * 7919) >>> 0;
     // --faults: only these, in turn (the mode from the seed unless round-robin).
-    const pin = opts.roundRobin === true ? { fault: faults[i % faults.length] as Fault, mode: MODES[(i + Math.floor(i / faults.length)) % MODES.length] as Mode }
-      : opts.faults !== undefined ? { fault: faults[i % faults.length] as Fault } : {};
+    const pin =
+      opts.roundRobin === true
+        ? {
+            fault: faults[i % faults.length] as Fault,
+            mode: MODES[(i + Math.floor(i / faults.length)) % MODES.length] as Mode,
+          }
+        : opts.faults !== undefined
+          ? { fault: faults[i % faults.length] as Fault }
+          : {};
     results.push(await runCycle(i, seed, { ...pin, ...(opts.log !== undefined ? { log: opts.log } : {}) }));
   }
   const count = (key: (r: CycleResult) => string): Record<string, number> => {
@@ -834,20 +1052,32 @@ export async function runCampaign(opts: { cycles: number; seed: number; roundRob
     foreign: all.reduce((n, r) => n + r.foreign.length, 0),
     torn: all.reduce((n, r) => n + r.torn.length, 0),
     allowedMissing: results.reduce((n, r) => n + (r.survivor?.allowedMissing ?? 0), 0),
-    asyncFailoverAckedPresent: results.reduce((n, r) => n + (r.requirement === 'none' ? (r.survivor?.ackedPresent ?? 0) : 0), 0),
-    asyncFailoverAckedTotal: results.reduce((n, r) => n + (r.requirement === 'none' ? (r.survivor?.ackedTotal ?? 0) : 0), 0),
+    asyncFailoverAckedPresent: results.reduce(
+      (n, r) => n + (r.requirement === 'none' ? (r.survivor?.ackedPresent ?? 0) : 0),
+      0,
+    ),
+    asyncFailoverAckedTotal: results.reduce(
+      (n, r) => n + (r.requirement === 'none' ? (r.survivor?.ackedTotal ?? 0) : 0),
+      0,
+    ),
     notIdentical: results.filter((r) => r.failure === null && !r.identical).length,
     crashes: results.reduce((n, r) => n + r.crashes.length, 0),
     failures: results.filter((r) => r.failure !== null).length,
-    refusalCodes: results.flatMap((r) => r.refusals ?? []).reduce<Record<string, Record<string, number>>>((o, x) => {
-      const key = x.action.replace(/\/dev\/hast\/\S+/, '/dev/hast/<name>');
-      const per = o[key] ?? {};
-      o[key] = per;
-      per[String(x.code)] = (per[String(x.code)] ?? 0) + 1;
-      return o;
-    }, {}),
-    refusalsWronglySucceeded: results.flatMap((r) => r.refusals ?? []).filter((x) => x.code === 0 && !x.expected.includes(0)).length,
-    refusalsUnexpectedCode: results.flatMap((r) => r.refusals ?? []).filter((x) => x.code !== 0 && !x.expected.includes(x.code)).length,
+    refusalCodes: results
+      .flatMap((r) => r.refusals ?? [])
+      .reduce<Record<string, Record<string, number>>>((o, x) => {
+        const key = x.action.replace(/\/dev\/hast\/\S+/, '/dev/hast/<name>');
+        const per = o[key] ?? {};
+        o[key] = per;
+        per[String(x.code)] = (per[String(x.code)] ?? 0) + 1;
+        return o;
+      }, {}),
+    refusalsWronglySucceeded: results
+      .flatMap((r) => r.refusals ?? [])
+      .filter((x) => x.code === 0 && !x.expected.includes(0)).length,
+    refusalsUnexpectedCode: results
+      .flatMap((r) => r.refusals ?? [])
+      .filter((x) => x.code !== 0 && !x.expected.includes(x.code)).length,
     splitBrainSituations: results.filter((r) => r.splitBrain?.situation === true).length,
     undetectedSplitBrains: results.filter(splitBrainUndetected).length,
     corruptionsInjected: results.reduce((n, r) => n + (r.corruption?.injected.length ?? 0), 0),
@@ -894,7 +1124,9 @@ async function main(): Promise<void> {
     strict: true,
   });
   if (values.cycles === undefined || !/^\d+$/.test(values.cycles)) {
-    process.stderr.write('usage: campaign --cycles N [--seed S] [--round-robin] [--faults F,F...] [--verbose] [--json FILE]\n');
+    process.stderr.write(
+      'usage: campaign --cycles N [--seed S] [--round-robin] [--faults F,F...] [--verbose] [--json FILE]\n',
+    );
     process.exit(64);
   }
   const faults = values.faults?.split(',');
@@ -924,14 +1156,20 @@ async function main(): Promise<void> {
   if (values.json !== undefined) {
     const { writeFileSync } = await import('node:fs');
     // The per-block generation arrays are for comparing copies in-process only.
-    writeFileSync(values.json, JSON.stringify(s, (k, v: unknown) => (k === 'found' ? undefined : v)));
+    writeFileSync(
+      values.json,
+      JSON.stringify(s, (k, v: unknown) => (k === 'found' ? undefined : v)),
+    );
   }
   // Explicit exit: after 100 cycles Node 20 once spun at 100% CPU in its exit-time handle
   // cleanup (Environment::CleanupHandles, nodejs/node#47748) instead of exiting.
   process.exit(campaignOk(s) ? 0 : 1);
 }
 
-if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').slice(-3).join('/'))) {
+if (
+  process.argv[1] !== undefined &&
+  import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').slice(-3).join('/'))
+) {
   main().catch((err: unknown) => {
     process.stderr.write(`${String(err)}\n`);
     process.exit(2);

@@ -126,7 +126,12 @@ export class FaultProxy {
   /** FLUSH replies replaced with an EIO reply. */
   flushesFailed = 0;
 
-  constructor(listen: { host: string; port: number }, target: { host: string; port: number }, bind: string, opts: { inspect?: boolean; rnd?: () => number } = {}) {
+  constructor(
+    listen: { host: string; port: number },
+    target: { host: string; port: number },
+    bind: string,
+    opts: { inspect?: boolean; rnd?: () => number } = {},
+  ) {
     this.#listen = listen;
     this.#target = target;
     this.#bind = bind;
@@ -171,7 +176,12 @@ export class FaultProxy {
     if (seq === undefined || nv.has('token') || nv.has('resource')) return { out: [frame] };
     if (this.#flushSeqs.delete(seq) && !nv.has('received')) {
       this.flushesFailed++;
-      return { out: encodeMessage(buildReply(seq, { error: FREEBSD_EIO }), undefined, { compression: 'none', checksum: 'none' }) };
+      return {
+        out: encodeMessage(buildReply(seq, { error: FREEBSD_EIO }), undefined, {
+          compression: 'none',
+          checksum: 'none',
+        }),
+      };
     }
     const c = this.#corrupt;
     if (c === null || c.left <= 0 || c.kind === 'write-payload') return { out: [frame] };

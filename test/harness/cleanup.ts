@@ -79,7 +79,11 @@ export function loopsBackedBy(file: string): string[] {
   return names
     .filter((n) => {
       try {
-        return readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '') === file;
+        return (
+          readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8')
+            .trim()
+            .replace(/ \(deleted\)$/, '') === file
+        );
       } catch {
         return false;
       }

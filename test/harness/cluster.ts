@@ -39,7 +39,12 @@ export interface ResourceSpec {
 }
 
 /** A hast.conf for two (or one) nodes sharing one file, each with its own control socket. */
-export function writeConfig(path: string, nodes: readonly NodeSpec[], resources: readonly ResourceSpec[], global = ''): string {
+export function writeConfig(
+  path: string,
+  nodes: readonly NodeSpec[],
+  resources: readonly ResourceSpec[],
+  global = '',
+): string {
   let text = `${global}\n`;
   for (const n of nodes) {
     text += `on ${n.name} {\n  control uds://${n.dir}/control.sock\n  pidfile ${n.dir}/hastd.pid\n  listen tcp4://${n.addr}\n}\n`;
@@ -73,11 +78,20 @@ export interface HastdProcess {
 }
 
 /** Start `hastd -F` for a node and wait until its control socket answers. */
-export async function startHastd(t: Teardown, conf: string, node: NodeSpec, extra: readonly string[] = []): Promise<HastdProcess> {
-  const proc = spawn(process.execPath, ['--enable-source-maps', HASTD, '-F', '-c', conf, '--node', node.name, ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
+export async function startHastd(
+  t: Teardown,
+  conf: string,
+  node: NodeSpec,
+  extra: readonly string[] = [],
+): Promise<HastdProcess> {
+  const proc = spawn(
+    process.execPath,
+    ['--enable-source-maps', HASTD, '-F', '-c', conf, '--node', node.name, ...extra],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    },
+  );
   let out = '';
   proc.stdout?.on('data', (d: Buffer) => {
     out += d.toString();
@@ -126,7 +140,14 @@ export async function startHastd(t: Teardown, conf: string, node: NodeSpec, extr
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`hastd exited with ${proc.exitCode}:\n${out}`);
     // Ask the control socket directly: a hastctl process per poll costs a second on a busy machine.
-    if (existsSync(sock) && (await controlRequest(sock, { cmd: 'status', resources: ['all'] }).then(() => true, () => false))) break;
+    if (
+      existsSync(sock) &&
+      (await controlRequest(sock, { cmd: 'status', resources: ['all'] }).then(
+        () => true,
+        () => false,
+      ))
+    )
+      break;
     if (Date.now() > deadline) throw new Error(`hastd did not come up:\n${out}`);
     await sleep(50);
   }
@@ -137,7 +158,14 @@ export async function startHastd(t: Teardown, conf: string, node: NodeSpec, extr
  * Start hastd for `node`, give resource `res` the role, and for a primary wait until its NBD export
  * socket `sock` exists.
  */
-export async function startRole(t: Teardown, conf: string, node: NodeSpec, res: string, role: 'primary' | 'secondary', sock: string): Promise<HastdProcess> {
+export async function startRole(
+  t: Teardown,
+  conf: string,
+  node: NodeSpec,
+  res: string,
+  role: 'primary' | 'secondary',
+  sock: string,
+): Promise<HastdProcess> {
   const d = await startHastd(t, conf, node);
   const r = await hastctl(conf, node.name, ['role', role, res]);
   if (r.code !== 0) throw new Error(`hastctl role ${role} ${res} on ${node.name} failed (${r.code}): ${r.stderr}`);
@@ -191,7 +219,11 @@ export async function makePair(
   mkdirSync(a.dir);
   mkdirSync(b.dir);
   const conf = join(root, 'hast.conf');
-  const spec: ResourceSpec = { name: 'r0', ...(opts.replication !== undefined ? { replication: opts.replication } : {}), ...(opts.extra !== undefined ? { extra: opts.extra } : {}) };
+  const spec: ResourceSpec = {
+    name: 'r0',
+    ...(opts.replication !== undefined ? { replication: opts.replication } : {}),
+    ...(opts.extra !== undefined ? { extra: opts.extra } : {}),
+  };
   writeConfig(conf, [a, b], [spec], opts.global ?? '');
   const size = opts.size ?? 64 << 20;
   for (const n of [a, b]) {

@@ -56,7 +56,11 @@ export class FileBackend implements NbdBackend {
     await this.#zeroFill(offset, length, fua);
   }
 
-  async writeZeroes(offset: number, length: number, opts: { fua: boolean; noHole: boolean; fastZero: boolean }): Promise<void> {
+  async writeZeroes(
+    offset: number,
+    length: number,
+    opts: { fua: boolean; noHole: boolean; fastZero: boolean },
+  ): Promise<void> {
     if (opts.fastZero) throw Object.assign(new Error('fast zero is not supported'), { code: 'ENOTSUP' });
     await this.#zeroFill(offset, length, opts.fua);
   }

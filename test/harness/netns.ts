@@ -7,7 +7,18 @@
 // device symlink are per host). Every command "on the host" runs through `nsenter` into the anchor.
 // Network namespaces are created with `ip netns add` and survive "power off"; the anchor does not.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import { DIST, HASTCTL, HASTD, run, type RunOptions, type RunResult } from './process.js';
@@ -120,9 +131,13 @@ export class Host {
       'echo ready',
       'exec sleep infinity',
     ].join('\n');
-    const proc = spawn('ip', ['netns', 'exec', this.netns, 'unshare', '--uts', '--mount', '--propagation', 'private', 'sh', '-c', script], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const proc = spawn(
+      'ip',
+      ['netns', 'exec', this.netns, 'unshare', '--uts', '--mount', '--propagation', 'private', 'sh', '-c', script],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
@@ -131,7 +146,12 @@ export class Host {
     await waitFor(`${this.name} anchor`, () => out.includes('ready') || proc.exitCode !== null, 10_000, 20);
     if (proc.exitCode !== null) throw new Error(`${this.name}: anchor failed: ${out}`);
     // The pid is `sleep` once its UTS namespace differs from ours.
-    await waitFor(`${this.name} namespaces`, () => nsInode(this.anchorPid, 'uts') !== nsInode(process.pid, 'uts'), 5_000, 20);
+    await waitFor(
+      `${this.name} namespaces`,
+      () => nsInode(this.anchorPid, 'uts') !== nsInode(process.pid, 'uts'),
+      5_000,
+      20,
+    );
   }
 
   private nsenterArgs(cmd: string, args: readonly string[]): string[] {
@@ -155,8 +175,15 @@ export class Host {
   }
 
   /** Start a background process on the host; it is killed (by pid) on power off and at cleanup. */
-  spawn(cmd: string, args: readonly string[] = [], opts: { logFile?: string; env?: NodeJS.ProcessEnv } = {}): HostProcess {
-    const proc = spawn('nsenter', this.nsenterArgs(cmd, args), { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  spawn(
+    cmd: string,
+    args: readonly string[] = [],
+    opts: { logFile?: string; env?: NodeJS.ProcessEnv } = {},
+  ): HostProcess {
+    const proc = spawn('nsenter', this.nsenterArgs(cmd, args), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: opts.env ?? process.env,
+    });
     if (proc.pid === undefined) throw new Error(`${this.name}: ${cmd} did not start`);
     let out = '';
     const fd = opts.logFile !== undefined ? openSync(opts.logFile, 'a') : null;
@@ -187,15 +214,21 @@ export class Host {
 
   /** Start `hastd -F` on the host (as the rc script would) and wait until it answers `hastctl status`. */
   async startHastd(extra: readonly string[] = []): Promise<HostProcess> {
-    if (this.hastd !== null && this.hastd.proc.exitCode === null && this.hastd.proc.signalCode === null) return this.hastd;
-    const p = this.spawn(process.execPath, ['--enable-source-maps', HASTD, '-F', '-c', this.conf, '-P', '/var/run/hastd.pid', ...extra], {
-      logFile: join(this.dir, 'hastd.log'),
-    });
+    if (this.hastd !== null && this.hastd.proc.exitCode === null && this.hastd.proc.signalCode === null)
+      return this.hastd;
+    const p = this.spawn(
+      process.execPath,
+      ['--enable-source-maps', HASTD, '-F', '-c', this.conf, '-P', '/var/run/hastd.pid', ...extra],
+      {
+        logFile: join(this.dir, 'hastd.log'),
+      },
+    );
     this.hastd = p;
     await waitFor(
       `${this.name}: hastd answering`,
       async () => {
-        if (p.proc.exitCode !== null) throw new Error(`${this.name}: hastd exited with ${p.proc.exitCode}:\n${p.output()}`);
+        if (p.proc.exitCode !== null)
+          throw new Error(`${this.name}: hastd exited with ${p.proc.exitCode}:\n${p.output()}`);
         return (await this.hastctl('status')).code === 0;
       },
       20_000,
@@ -232,8 +265,8 @@ export class Host {
       'for l in /dev/hast/*; do [ -e "$l" ] && readlink -f "$l"; done; ' +
         // By the FUSE mount's device number, not the backing-file path: the other host's FUSE file
         // has the same path (as in src/daemon/device/fuse.ts loopsOnOurFuse).
-        "for m in $(awk '$3 ~ /^fuse/ {print $2}' /proc/self/mounts); do d=$(mountpoint -d \"$m\" 2>/dev/null) || continue; " +
-        "losetup -l -n -O NAME,BACK-MAJ:MIN | awk -v d=\"$d\" '$2 == d {print $1}'; done",
+        'for m in $(awk \'$3 ~ /^fuse/ {print $2}\' /proc/self/mounts); do d=$(mountpoint -d "$m" 2>/dev/null) || continue; ' +
+        'losetup -l -n -O NAME,BACK-MAJ:MIN | awk -v d="$d" \'$2 == d {print $1}\'; done',
       { timeoutMs: 10_000 },
     );
     for (const line of r.stdout.split('\n')) {
@@ -263,15 +296,20 @@ export class Host {
     if (this.running) {
       await this.sh(
         // Lazy: a dead FUSE server must not block us. File systems first, then FUSE, then loops.
-        "awk '$1 ~ /^\\/dev\\/(loop|hast)/ {print $2}' /proc/self/mounts | sort -r | while read -r m; do umount -l \"$m\"; done; " +
-          "awk '$3 ~ /^fuse/ {print $2}' /proc/self/mounts | while read -r m; do fusermount3 -u -z \"$m\" 2>/dev/null || umount -l \"$m\"; done; true",
+        'awk \'$1 ~ /^\\/dev\\/(loop|hast)/ {print $2}\' /proc/self/mounts | sort -r | while read -r m; do umount -l "$m"; done; ' +
+          'awk \'$3 ~ /^fuse/ {print $2}\' /proc/self/mounts | while read -r m; do fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"; done; true',
         { timeoutMs: 20_000 },
       ).catch(() => undefined);
     }
     for (const dev of this.loops) await run('losetup', ['-d', dev], { timeoutMs: 10_000 });
     this.loops.clear();
     if (anchor !== 0) killQuietly(anchor);
-    await waitFor(`${this.name}: all processes gone`, () => this.hostPids().length === 0 || !alive(anchor), 10_000, 50).catch(() => undefined);
+    await waitFor(
+      `${this.name}: all processes gone`,
+      () => this.hostPids().length === 0 || !alive(anchor),
+      10_000,
+      50,
+    ).catch(() => undefined);
     this.anchorPid = 0;
   }
 
@@ -367,7 +405,9 @@ export async function createHosts(t: TestContext, specs: readonly HostSpec[] = S
     const keep = process.env.HASTD_TEST_LOG;
     if (keep !== undefined && keep !== '') {
       for (const h of hosts) {
-        for (const f of readdirSync(h.dir).filter((n) => n.endsWith('.log')).sort()) {
+        for (const f of readdirSync(h.dir)
+          .filter((n) => n.endsWith('.log'))
+          .sort()) {
           appendFileSync(keep, `==== ${t.name} ${h.name} ${f}\n${readFileSync(join(h.dir, f), 'utf8')}\n`);
         }
       }

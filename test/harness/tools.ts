@@ -33,13 +33,17 @@ export function unmet(t: TestContext, reason: string): false {
 }
 
 /** What `requires` says is missing when the native addon does not load. */
-const NATIVE_ADDON = 'the native addon native/build/Release/hastio.node (npm install builds it with scripts/build-native.mjs; HASTD_NO_NATIVE=1 turns it off)';
+const NATIVE_ADDON =
+  'the native addon native/build/Release/hastio.node (npm install builds it with scripts/build-native.mjs; HASTD_NO_NATIVE=1 turns it off)';
 
 /**
  * Returns true when every requirement is met; otherwise `unmet` with all that is missing.
  * `native`: the optional addon (src/component/native.ts) must load.
  */
-export function requires(t: TestContext, needs: { tools?: readonly string[]; root?: boolean; native?: boolean }): boolean {
+export function requires(
+  t: TestContext,
+  needs: { tools?: readonly string[]; root?: boolean; native?: boolean },
+): boolean {
   const missing: string[] = [];
   for (const tool of needs.tools ?? []) if (!hasTool(tool)) missing.push(tool);
   if (needs.root === true && !isRoot()) missing.push('root privileges');

@@ -6,12 +6,18 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Poll fn until it returns a truthy value (returned); throw after timeoutMs with the last value seen. */
-export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 30_000, everyMs = 200): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T> | T,
+  timeoutMs = 30_000,
+  everyMs = 200,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const last = await fn();
     if (last) return last as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
     await sleep(everyMs);
   }
 }
@@ -25,7 +31,13 @@ export interface SyncView {
 
 /** Complete, nothing dirty and no sync running (`sync` null, or absent from a JSON status). */
 export function inSync(w: SyncView | null | undefined): boolean {
-  return w !== null && w !== undefined && w.status === 'complete' && w.dirty === 0 && (w.sync === null || w.sync === undefined);
+  return (
+    w !== null &&
+    w !== undefined &&
+    w.status === 'complete' &&
+    w.dirty === 0 &&
+    (w.sync === null || w.sync === undefined)
+  );
 }
 
 export interface WaitInSyncOptions {

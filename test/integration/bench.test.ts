@@ -20,7 +20,10 @@ const RUN_JS = resolve(fileURLToPath(import.meta.url), '..', '..', '..', 'bench'
 function assertFigures(what: string, obj: object, keys: readonly string[]): void {
   for (const k of keys) {
     const v = (obj as Record<string, unknown>)[k];
-    assert.ok(typeof v === 'number' && Number.isFinite(v) && v > 0, `${what}: ${k} is ${JSON.stringify(v)}, not a positive number`);
+    assert.ok(
+      typeof v === 'number' && Number.isFinite(v) && v > 0,
+      `${what}: ${k} is ${JSON.stringify(v)}, not a positive number`,
+    );
   }
 }
 
@@ -45,13 +48,30 @@ function leftovers(dir: string): string[] {
 test('npm run bench on a tiny size reports every row with numbers and cleans up', { timeout: 420_000 }, async (t) => {
   // Under CI (root, tools from .ci/run) the device phase must run: its tools are required then.
   const device = isRoot() || IN_CI;
-  if (!requires(t, { tools: [...REQUIRED_TOOLS, ...(device ? DEVICE_TOOLS : [])], ...(IN_CI ? { root: true } : {}) })) return;
+  if (!requires(t, { tools: [...REQUIRED_TOOLS, ...(device ? DEVICE_TOOLS : [])], ...(IN_CI ? { root: true } : {}) }))
+    return;
   const dir = tmpDir(t, 'hastd-bench-smoke-');
   const work = join(dir, 'tmp');
   mkdirSync(work);
   const json = join(dir, 'result.json');
-  const args = ['--size', '4M', '--resync-size', '4M', '--runtime', '0.2', '--reps', '1', '--dirty', '1', '--json', json];
-  const r = await run(process.execPath, [RUN_JS, ...args], { timeoutMs: 400_000, env: { ...process.env, TMPDIR: work } });
+  const args = [
+    '--size',
+    '4M',
+    '--resync-size',
+    '4M',
+    '--runtime',
+    '0.2',
+    '--reps',
+    '1',
+    '--dirty',
+    '1',
+    '--json',
+    json,
+  ];
+  const r = await run(process.execPath, [RUN_JS, ...args], {
+    timeoutMs: 400_000,
+    env: { ...process.env, TMPDIR: work },
+  });
   assert.equal(r.code, 0, `bench exited ${r.code}:\n${r.stderr}`);
   assert.match(r.stdout, /ratio = IOPS ÷ nbdkit's/);
   assert.match(r.stdout, /ratio = IOPS ÷ quorum's/);
@@ -83,12 +103,22 @@ test('npm run bench on a tiny size reports every row with numbers and cleans up'
       for (const target of DEVICE_TARGETS) {
         const row = rep.device.find((x) => x.job === job.id && x.target === target);
         assert.ok(row !== undefined, `no device row for ${job.id} on ${target}`);
-        assertFigures(`device ${job.id}/${target}`, row, ['mbps', 'iops', 'p50us', 'p99us', 'ratioNbdfuse', 'ratioLoop']);
+        assertFigures(`device ${job.id}/${target}`, row, [
+          'mbps',
+          'iops',
+          'p50us',
+          'p99us',
+          'ratioNbdfuse',
+          'ratioLoop',
+        ]);
       }
     }
     assert.equal(rep.device.length, DEVICE_JOBS.length * DEVICE_TARGETS.length);
     assert.match(r.stdout, /fio --ioengine=libaio --direct=1/);
-    assert.ok(rep.meta.hastDevice !== null && !existsSync(rep.meta.hastDevice), `${rep.meta.hastDevice} is left behind`);
+    assert.ok(
+      rep.meta.hastDevice !== null && !existsSync(rep.meta.hastDevice),
+      `${rep.meta.hastDevice} is left behind`,
+    );
   } else {
     assert.match(rep.deviceSkipped ?? '', /root/);
     assert.deepEqual(rep.device, []);

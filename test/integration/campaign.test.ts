@@ -29,9 +29,23 @@ const CYCLES = FAULTS.length;
 
 test(`fault campaign (${CYCLES} cycles): no acknowledged write lost, no crash, copies identical after resync, every refusal refused`, async (t) => {
   const json = join(tmpDir(t), 'summary.json');
-  const child = spawn(process.execPath, ['--enable-source-maps', CAMPAIGN, '--cycles', String(CYCLES), '--seed', String(SEED), '--round-robin', '--json', json], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--enable-source-maps',
+      CAMPAIGN,
+      '--cycles',
+      String(CYCLES),
+      '--seed',
+      String(SEED),
+      '--round-robin',
+      '--json',
+      json,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString();
@@ -44,7 +58,9 @@ test(`fault campaign (${CYCLES} cycles): no acknowledged write lost, no crash, c
     clearTimeout(timer);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once('exit', (c, sig) => r([c, sig])));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) =>
+    child.once('exit', (c, sig) => r([c, sig])),
+  );
   clearTimeout(timer);
   assert.equal(signal, null, `the campaign was killed (over ${LIMIT_MS / 60_000} min?)\n${stderr}`);
   const s = JSON.parse(readFileSync(json, 'utf8')) as CampaignSummary;
@@ -55,12 +71,25 @@ test(`fault campaign (${CYCLES} cycles): no acknowledged write lost, no crash, c
       t.diagnostic(`${where}: skipped (${r.skipped})`);
       continue;
     }
-    for (const x of r.refusals ?? []) assert.ok(x.expected.includes(x.code), `${where}: ${x.action} exited ${x.code}, expected ${x.expected.join(' or ')}`);
+    for (const x of r.refusals ?? [])
+      assert.ok(
+        x.expected.includes(x.code),
+        `${where}: ${x.action} exited ${x.code}, expected ${x.expected.join(' or ')}`,
+      );
     assert.equal(r.failure, null, `${where} did not complete: ${r.failure}`);
     assert.deepEqual(r.crashes, [], `${where}: crashes`);
     assert.ok(r.survivor !== null);
-    assert.equal(r.survivor.lost.length + r.survivor.foreign.length + r.survivor.torn.length, 0, `${where} surviving copy:\n${formatReport(r.survivor)}`);
-    for (const rep of r.afterResync) assert.equal(rep.lost.length + rep.foreign.length + rep.torn.length, 0, `${where} after resync:\n${formatReport(rep)}`);
+    assert.equal(
+      r.survivor.lost.length + r.survivor.foreign.length + r.survivor.torn.length,
+      0,
+      `${where} surviving copy:\n${formatReport(r.survivor)}`,
+    );
+    for (const rep of r.afterResync)
+      assert.equal(
+        rep.lost.length + rep.foreign.length + rep.torn.length,
+        0,
+        `${where} after resync:\n${formatReport(rep)}`,
+      );
     assert.equal(r.identical, true, `${where}: data areas differ after resync`);
   }
   assert.equal(s.lost, 0);

@@ -13,7 +13,17 @@ import { WORKER_EXIT, type WorkerInit } from '../../src/daemon/worker-ipc.js';
 import { readMetadata } from '../../src/metadata/metadata.js';
 import { openComponent } from '../../src/component/open.js';
 import { FaultProxy } from '../campaign/proxy.js';
-import { dumpOf, freePort, hastctl, makePair, type NodeSpec, type Pair, startRole, statusJson, waitNodeInSync } from '../harness/cluster.js';
+import {
+  dumpOf,
+  freePort,
+  hastctl,
+  makePair,
+  type NodeSpec,
+  type Pair,
+  startRole,
+  statusJson,
+  waitNodeInSync,
+} from '../harness/cluster.js';
 import { dataAreaHash } from '../harness/data-area.js';
 import { DIST } from '../harness/process.js';
 import { waitFor } from '../harness/wait.js';
@@ -51,15 +61,29 @@ async function flagOf(path: string): Promise<boolean> {
  * Run a primary worker directly, as the parent would fork it, on a copy of `node`'s component
  * (remote none): its exit code, or 'ready' once it serves. The worker is ended by pid.
  */
-async function directPrimary(t: TestContext, p: Pair, node: NodeSpec, image: string, force: boolean): Promise<number | 'ready'> {
+async function directPrimary(
+  t: TestContext,
+  p: Pair,
+  node: NodeSpec,
+  image: string,
+  force: boolean,
+): Promise<number | 'ready'> {
   const cfg = loadConfig(p.conf, { nodeName: node.name }).resources.find((r) => r.name === p.res);
   assert.ok(cfg !== undefined);
   const sock = join(node.dir, `direct-${force}.sock`);
   const init: WorkerInit = {
-    type: 'init', role: 'primary', debugLevel: 0, foreground: true, stateDir: node.dir, force,
+    type: 'init',
+    role: 'primary',
+    debugLevel: 0,
+    foreground: true,
+    stateDir: node.dir,
+    force,
     resource: { ...cfg, localPath: image, remoteAddr: 'none', sourceAddr: null, exportAddr: `uds://${sock}` },
   };
-  const child = fork(join(DIST, 'src', 'cli', 'worker.js'), [p.res, 'primary'], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'json' });
+  const child = fork(join(DIST, 'src', 'cli', 'worker.js'), [p.res, 'primary'], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    serialization: 'json',
+  });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
@@ -71,7 +95,9 @@ async function directPrimary(t: TestContext, p: Pair, node: NodeSpec, image: str
     }
   });
   child.send(init);
-  const ready = new Promise<'ready'>((r) => child.on('message', (m: { type?: string }) => m.type === 'ready' && r('ready')));
+  const ready = new Promise<'ready'>((r) =>
+    child.on('message', (m: { type?: string }) => m.type === 'ready' && r('ready')),
+  );
   const result = await Promise.race([ready, exited]);
   t.diagnostic(`direct worker (force=${force}): ${result}\n${out}`);
   if (result === 'ready') {
@@ -86,10 +112,17 @@ async function directPrimary(t: TestContext, p: Pair, node: NodeSpec, image: str
 test('an interrupted sync leaves the target inconsistent, refused as primary until the sync resumed and completed', async (t) => {
   const p = await makePair(t, { size: 24 * MiB, createArgs: ['-e', '1M'], extra: 'compression none' });
   // a's peer connections go through a rate-limited proxy, so that the full sync lasts.
-  const proxy = new FaultProxy({ host: '127.0.0.2', port: await freePort('127.0.0.2') }, { host: '127.0.0.2', port: Number(p.b.addr.split(':')[1]) }, '127.0.0.1');
+  const proxy = new FaultProxy(
+    { host: '127.0.0.2', port: await freePort('127.0.0.2') },
+    { host: '127.0.0.2', port: Number(p.b.addr.split(':')[1]) },
+    '127.0.0.1',
+  );
   await proxy.start();
   t.after(() => proxy.close());
-  writeFileSync(p.conf, readFileSync(p.conf, 'utf8').replace(`remote tcp4://${p.b.addr}`, `remote tcp4://${proxy.address}`));
+  writeFileSync(
+    p.conf,
+    readFileSync(p.conf, 'utf8').replace(`remote tcp4://${p.b.addr}`, `remote tcp4://${proxy.address}`),
+  );
   // a's data: random bytes, so that a half-copied b differs from a.
   const layout = await dumpOf(p.conf, p.a.name);
   const fd = openSync(p.img(p.a), 'r+');
@@ -106,17 +139,26 @@ test('an interrupted sync leaves the target inconsistent, refused as primary unt
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
 
   // Mid-sync: both nodes say b is inconsistent, and b no longer claims `complete, dirty: 0`.
-  const mid = await waitFor('b inconsistent, a past 15%', async () => {
-    const va = await view(p, p.a);
-    const vb = await view(p, p.b);
-    const pd = va.worker?.peerDisk;
-    return pd && !pd.consistent && (pd.synchronized ?? 0) >= 15 && vb.worker?.disk?.consistent === false ? { va, vb } : null;
-  }, 60_000);
+  const mid = await waitFor(
+    'b inconsistent, a past 15%',
+    async () => {
+      const va = await view(p, p.a);
+      const vb = await view(p, p.b);
+      const pd = va.worker?.peerDisk;
+      return pd && !pd.consistent && (pd.synchronized ?? 0) >= 15 && vb.worker?.disk?.consistent === false
+        ? { va, vb }
+        : null;
+    },
+    60_000,
+  );
   assert.equal(mid.va.worker?.disk?.consistent, true, "the source's own copy is consistent");
   assert.notEqual(mid.vb.worker?.status, 'complete');
   const text = await hastctl(p.conf, p.b.name, ['status', p.res]);
   assert.match(text.stdout, /\n {2}disk: inconsistent/);
-  assert.match((await hastctl(p.conf, p.a.name, ['status', p.res])).stdout, /\n {2}remote disk: inconsistent, \d+% synchronized/);
+  assert.match(
+    (await hastctl(p.conf, p.a.name, ['status', p.res])).stdout,
+    /\n {2}remote disk: inconsistent, \d+% synchronized/,
+  );
   assert.equal(await flagOf(p.img(p.b)), true, "b's own metadata says so");
 
   // The primary dies mid-sync (SIGKILL of its hastd and worker).

@@ -6,13 +6,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
-import {
-  hastctl,
-  startHastd,
-  statusJson,
-  writeConfig,
-  type NodeSpec,
-} from '../harness/cluster.js';
+import { hastctl, startHastd, statusJson, writeConfig, type NodeSpec } from '../harness/cluster.js';
 import { requires, tmpDir } from '../harness/tools.js';
 import { HASTCTL, HASTD, run } from '../harness/process.js';
 import { sleep, waitFor } from '../harness/wait.js';
@@ -161,7 +155,10 @@ describe('daemon and roles', () => {
     assert.equal((st1.worker as { status: string }).status, 'degraded');
 
     const text = await hastctl(conf, 'solo', ['status', 'r0']);
-    assert.match(text.stdout, /^r0:\n {2}role: primary\n {2}provname: r0\n {2}localpath: .*r0\.img\n {2}extentsize: 2097152 \(2\.0MB\)\n {2}keepdirty: 64\n {2}remoteaddr: none\n {2}replication: memsync\n {2}status: degraded\n {2}workerpid: \d+\n {2}dirty: \d+ \(.*B\)\n {2}disk: consistent\n {2}statistics:\n/);
+    assert.match(
+      text.stdout,
+      /^r0:\n {2}role: primary\n {2}provname: r0\n {2}localpath: .*r0\.img\n {2}extentsize: 2097152 \(2\.0MB\)\n {2}keepdirty: 64\n {2}remoteaddr: none\n {2}replication: memsync\n {2}status: degraded\n {2}workerpid: \d+\n {2}dirty: \d+ \(.*B\)\n {2}disk: consistent\n {2}statistics:\n/,
+    );
 
     const info = await run('nbdinfo', ['--json', `nbd+unix:///?socket=${sock}`]);
     assert.equal(info.code, 0, info.stderr);
@@ -171,7 +168,15 @@ describe('daemon and roles', () => {
     const exp = (JSON.parse(info.stdout) as { exports: { 'export-size': number }[] }).exports[0];
     assert.equal(exp?.['export-size'], dataSize);
 
-    const q = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 65536 131072', '-c', 'flush', `nbd+unix:///?socket=${sock}`]);
+    const q = await run('qemu-io', [
+      '-f',
+      'raw',
+      '-c',
+      'write -P 0x5a 65536 131072',
+      '-c',
+      'flush',
+      `nbd+unix:///?socket=${sock}`,
+    ]);
     assert.equal(q.code, 0, q.stderr + q.stdout);
     // The write landed at localoff + offset on the component, nowhere else.
     assert.ok(readAt(img, localOff + 65536, 131072).every((b) => b === 0x5a));

@@ -11,7 +11,16 @@ import { ASYNC_MAX_BYTES, ASYNC_MAX_WRITES } from '../../src/primary/async-budge
 import { HIO } from '../../src/peer/constants.js';
 import { encodeMessage, MessageReader } from '../../src/peer/framing.js';
 import { buildHandshakeReply, buildReply, buildSyncReply, readRequest } from '../../src/peer/messages.js';
-import { dumpOf, freePort, hastctl, makePair, startHastd, startRole, statusJson, waitNodeInSync } from '../harness/cluster.js';
+import {
+  dumpOf,
+  freePort,
+  hastctl,
+  makePair,
+  startHastd,
+  startRole,
+  statusJson,
+  waitNodeInSync,
+} from '../harness/cluster.js';
 import { dataAreaHash } from '../harness/data-area.js';
 import { sleep, waitFor } from '../harness/wait.js';
 
@@ -75,7 +84,10 @@ test('async with a stopped secondary: acknowledged-but-unconfirmed writes stay w
   assert.ok(acked <= ASYNC_MAX_WRITES, `${acked} writes acknowledged while the peer confirmed none`);
   assert.ok(acked * size <= ASYNC_MAX_BYTES);
   assert.equal(st.asyncBacklog.maxWrites, ASYNC_MAX_WRITES);
-  assert.ok(st.asyncBacklog.peakWrites <= ASYNC_MAX_WRITES && st.asyncBacklog.peakBytes <= ASYNC_MAX_BYTES, JSON.stringify(st.asyncBacklog));
+  assert.ok(
+    st.asyncBacklog.peakWrites <= ASYNC_MAX_WRITES && st.asyncBacklog.peakBytes <= ASYNC_MAX_BYTES,
+    JSON.stringify(st.asyncBacklog),
+  );
   // The budget (16 MiB here) plus the 256 NBD slots in flight, not the 125 MiB written.
   assert.ok(peakRss - rssBefore < 96 * 1024, `the primary worker grew by ${peakRss - rssBefore} KiB`);
 
@@ -86,10 +98,17 @@ test('async with a stopped secondary: acknowledged-but-unconfirmed writes stay w
   const after = (await statusJson(p.conf, p.a.name, p.res)).worker as { asyncBacklog: Backlog };
   assert.ok(after.asyncBacklog.peakWrites <= ASYNC_MAX_WRITES);
   await waitNodeInSync(p.conf, p.a.name);
-  await waitFor('nothing unconfirmed', async () => (((await statusJson(p.conf, p.a.name, p.res)).worker as { asyncBacklog: Backlog }).asyncBacklog.writes === 0));
+  await waitFor(
+    'nothing unconfirmed',
+    async () =>
+      ((await statusJson(p.conf, p.a.name, p.res)).worker as { asyncBacklog: Backlog }).asyncBacklog.writes === 0,
+  );
   const da = await dumpOf(p.conf, p.a.name);
   const db = await dumpOf(p.conf, p.b.name);
-  assert.equal(await dataAreaHash(p.img(p.a), da.localOff, da.dataSize), await dataAreaHash(p.img(p.b), db.localOff, db.dataSize));
+  assert.equal(
+    await dataAreaHash(p.img(p.a), da.localOff, da.dataSize),
+    await dataAreaHash(p.img(p.b), db.localOff, db.dataSize),
+  );
 });
 
 test('status says why the resource is degraded: the last disconnect and its cause, then unreachable', async (t) => {
@@ -97,7 +116,14 @@ test('status says why the resource is degraded: the last disconnect and its caus
   const b = await startRole(t, p.conf, p.b, p.res, 'secondary', p.sock(p.b));
   await startRole(t, p.conf, p.a, p.res, 'primary', p.sock(p.a));
   await waitNodeInSync(p.conf, p.a.name);
-  type Peer = { reason: string | null; role: string | null; lastConnect: string | null; lastDisconnect: string | null; disconnectCause: string | null; message: string | null };
+  type Peer = {
+    reason: string | null;
+    role: string | null;
+    lastConnect: string | null;
+    lastDisconnect: string | null;
+    disconnectCause: string | null;
+    message: string | null;
+  };
   const peerOf = async (): Promise<Peer> => ((await statusJson(p.conf, p.a.name, p.res)).worker as { peer: Peer }).peer;
   const up = await peerOf();
   assert.equal(up.reason, null);
@@ -113,10 +139,14 @@ test('status says why the resource is degraded: the last disconnect and its caus
   assert.ok(down.disconnectCause !== null && down.disconnectCause.length > 0);
   assert.doesNotMatch(down.disconnectCause, /[Tt]imeout/, 'a killed peer is not a timeout');
   // The next attempt (every 10 s) meets a closed port.
-  const unreachable = await waitFor('unreachable', async () => {
-    const peer = await peerOf();
-    return peer.reason === 'unreachable' ? peer : null;
-  }, 30_000);
+  const unreachable = await waitFor(
+    'unreachable',
+    async () => {
+      const peer = await peerOf();
+      return peer.reason === 'unreachable' ? peer : null;
+    },
+    30_000,
+  );
   assert.match(unreachable.message ?? '', /ECONNREFUSED/);
   assert.equal(unreachable.lastDisconnect, down.lastDisconnect);
   const text = (await hastctl(p.conf, p.a.name, ['status', p.res])).stdout;
@@ -132,7 +162,10 @@ test('a secondary whose FLUSH fails: the FLUSH succeeds on the primary, the writ
   const p = await makePair(t, { replication: 'fullsync', size: 16 << 20 });
   const md = await dumpOf(p.conf, p.a.name);
   const fakePort = await freePort('127.0.0.2');
-  writeFileSync(p.conf, readFileSync(p.conf, 'utf8').replace(`remote tcp4://${p.b.addr}`, `remote tcp4://127.0.0.2:${fakePort}`));
+  writeFileSync(
+    p.conf,
+    readFileSync(p.conf, 'utf8').replace(`remote tcp4://${p.b.addr}`, `remote tcp4://127.0.0.2:${fakePort}`),
+  );
   // A fake secondary speaking the real protocol: applies nothing, answers writes OK and FLUSH with EIO.
   let outSock: Socket | null = null;
   const fake = createServer((s) => {
@@ -145,15 +178,33 @@ test('a secondary whose FLUSH fails: the FLUSH succeeds on the primary, the writ
           s.write(Buffer.concat(encodeMessage(buildHandshakeReply(2, randomBytes(16)), undefined, PLAIN)));
         } else if (f.nv.getUint8Array('token') !== undefined) {
           const repl = s;
-          outSock?.write(Buffer.concat(encodeMessage(buildSyncReply({
-            dataSize: md.dataSize, extentSize: md.extentSize, localCnt: 0n, remoteCnt: 0n, virgin: true, syncSrc: 'primary', mapSize: 0,
-          }), undefined, PLAIN)));
+          outSock?.write(
+            Buffer.concat(
+              encodeMessage(
+                buildSyncReply({
+                  dataSize: md.dataSize,
+                  extentSize: md.extentSize,
+                  localCnt: 0n,
+                  remoteCnt: 0n,
+                  virgin: true,
+                  syncSrc: 'primary',
+                  mapSize: 0,
+                }),
+                undefined,
+                PLAIN,
+              ),
+            ),
+          );
           const reqs = new MessageReader({ maxPayload: 2 << 20 });
           outSock?.on('data', (chunk: Buffer) => {
             for (const m of reqs.push(chunk)) {
               const req = readRequest(m.nv);
               if (req.cmd === HIO.KEEPALIVE) continue;
-              repl.write(Buffer.concat(encodeMessage(buildReply(req.seq, { error: req.cmd === HIO.FLUSH ? 5 : 0 }), undefined, PLAIN)));
+              repl.write(
+                Buffer.concat(
+                  encodeMessage(buildReply(req.seq, { error: req.cmd === HIO.FLUSH ? 5 : 0 }), undefined, PLAIN),
+                ),
+              );
             }
           });
         }
@@ -165,7 +216,11 @@ test('a secondary whose FLUSH fails: the FLUSH succeeds on the primary, the writ
   await startHastd(t, p.conf, p.a);
   assert.equal((await hastctl(p.conf, p.a.name, ['role', 'primary', p.res])).code, 0);
   await waitFor('export socket', () => existsSync(p.sock(p.a)));
-  await waitFor('connected', async () => ((await statusJson(p.conf, p.a.name, p.res)).worker as { status?: string } | null)?.status === 'complete');
+  await waitFor(
+    'connected',
+    async () =>
+      ((await statusJson(p.conf, p.a.name, p.res)).worker as { status?: string } | null)?.status === 'complete',
+  );
   const c = await NbdClient.connect({ path: p.sock(p.a) });
   t.after(() => c.disconnect().catch(() => undefined));
   const extent = md.extentSize;
@@ -173,7 +228,11 @@ test('a secondary whose FLUSH fails: the FLUSH succeeds on the primary, the writ
   await c.write(5 * extent, Buffer.alloc(4096, 5));
   await c.flush(); // succeeds: the local flush did
   const w = await waitFor('degraded after the failed flush', async () => {
-    const st = (await statusJson(p.conf, p.a.name, p.res)).worker as { status: string; dirty: number; peer: { disconnectCause: string | null } };
+    const st = (await statusJson(p.conf, p.a.name, p.res)).worker as {
+      status: string;
+      dirty: number;
+      peer: { disconnectCause: string | null };
+    };
     return st.status === 'degraded' ? st : null;
   });
   assert.equal(w.peer.disconnectCause, 'Remote flush failed (EIO)');

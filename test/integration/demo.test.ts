@@ -12,10 +12,15 @@ import { waitFor } from '../harness/wait.js';
 
 const DEMO_JS = resolve(fileURLToPath(import.meta.url), '..', '..', '..', 'src', 'cli', 'demo.js');
 
-test('the demo starts two nodes, replicates a write, shows both statuses and cleans up', { timeout: 120_000 }, async (t) => {
+test('the demo starts two nodes, replicates a write, shows both statuses and cleans up', {
+  timeout: 120_000,
+}, async (t) => {
   const work = join(tmpDir(t, 'hastd-demo-test-'), 'tmp');
   mkdirSync(work);
-  const r = await run(process.execPath, [DEMO_JS, '--exit'], { timeoutMs: 100_000, env: { ...process.env, TMPDIR: work } });
+  const r = await run(process.execPath, [DEMO_JS, '--exit'], {
+    timeoutMs: 100_000,
+    env: { ...process.env, TMPDIR: work },
+  });
   assert.equal(r.code, 0, `demo exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
 
   // Both status blocks, primary and secondary, connected and clean.

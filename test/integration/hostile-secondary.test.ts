@@ -38,14 +38,29 @@ test('garbage from the peer in every phase: the primary drops the link, stays up
       for (const f of reader.push(d)) {
         if (f.nv.getString('resource') !== undefined && f.nv.getUint8Array('token') === undefined) {
           outSock = s;
-          if (b.kind === 'first') s.end(b.junk); // half-closed: a partial header must not wait for the timeout
+          if (b.kind === 'first')
+            s.end(b.junk); // half-closed: a partial header must not wait for the timeout
           else s.write(Buffer.concat(encodeMessage(buildHandshakeReply(2, randomBytes(16)), undefined, PLAIN)));
         } else if (f.nv.getUint8Array('token') !== undefined) {
           if (b.kind === 'second') outSock?.end(b.junk);
           else {
-            outSock?.write(Buffer.concat(encodeMessage(buildSyncReply({
-              dataSize: md.dataSize, extentSize: md.extentSize, localCnt: 0n, remoteCnt: 0n, virgin: true, syncSrc: 'primary', mapSize: 0,
-            }), undefined, PLAIN)));
+            outSock?.write(
+              Buffer.concat(
+                encodeMessage(
+                  buildSyncReply({
+                    dataSize: md.dataSize,
+                    extentSize: md.extentSize,
+                    localCnt: 0n,
+                    remoteCnt: 0n,
+                    virgin: true,
+                    syncSrc: 'primary',
+                    mapSize: 0,
+                  }),
+                  undefined,
+                  PLAIN,
+                ),
+              ),
+            );
             // Replies travel on the second connection: answer the first request with garbage.
             outSock?.once('data', () => s.end(b.junk));
           }
@@ -58,25 +73,32 @@ test('garbage from the peer in every phase: the primary drops the link, stays up
 
   await startHastd(t, p.conf, p.a);
   let n = 0;
-  await fc.assert(fc.asyncProperty(fc.constantFrom('first', 'second', 'data') as fc.Arbitrary<Behaviour['kind']>, fc.uint8Array({ minLength: 1, maxLength: 300 }), async (kind, junk) => {
-    behaviour = { kind, junk: Buffer.from(junk) };
-    const dropped = new Promise<void>((r) => (closedByPrimary = r));
-    assert.equal((await hastctl(p.conf, p.a.name, ['role', 'primary', p.res])).code, 0);
-    await waitFor('export socket', () => existsSync(p.sock(p.a)));
-    const c = await NbdClient.connect({ path: p.sock(p.a) });
-    try {
-      const data = Buffer.alloc(4096, ++n & 0xff);
-      // In the data phase this write's request meets the garbage reply; it must still complete.
-      await c.write(n * 4096, data);
-      await c.flush();
-      await dropped;
-      assert.deepEqual(await c.read(n * 4096, 4096), data);
-      await waitFor('degraded', async () => (await workerOf(p.conf, p.a.name))?.status === 'degraded', 30_000);
-    } finally {
-      await c.disconnect();
-    }
-    // A fresh worker for the next run connects at once (no 10 s reconnect wait).
-    assert.equal((await hastctl(p.conf, p.a.name, ['role', 'init', p.res])).code, 0);
-  }), { numRuns: 12 });
+  await fc.assert(
+    fc.asyncProperty(
+      fc.constantFrom('first', 'second', 'data') as fc.Arbitrary<Behaviour['kind']>,
+      fc.uint8Array({ minLength: 1, maxLength: 300 }),
+      async (kind, junk) => {
+        behaviour = { kind, junk: Buffer.from(junk) };
+        const dropped = new Promise<void>((r) => (closedByPrimary = r));
+        assert.equal((await hastctl(p.conf, p.a.name, ['role', 'primary', p.res])).code, 0);
+        await waitFor('export socket', () => existsSync(p.sock(p.a)));
+        const c = await NbdClient.connect({ path: p.sock(p.a) });
+        try {
+          const data = Buffer.alloc(4096, ++n & 0xff);
+          // In the data phase this write's request meets the garbage reply; it must still complete.
+          await c.write(n * 4096, data);
+          await c.flush();
+          await dropped;
+          assert.deepEqual(await c.read(n * 4096, 4096), data);
+          await waitFor('degraded', async () => (await workerOf(p.conf, p.a.name))?.status === 'degraded', 30_000);
+        } finally {
+          await c.disconnect();
+        }
+        // A fresh worker for the next run connects at once (no 10 s reconnect wait).
+        assert.equal((await hastctl(p.conf, p.a.name, ['role', 'init', p.res])).code, 0);
+      },
+    ),
+    { numRuns: 12 },
+  );
   assert.equal((await hastctl(p.conf, p.a.name, ['status', p.res])).code, 0, 'hastd still answers');
 });

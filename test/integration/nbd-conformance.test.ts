@@ -72,18 +72,30 @@ describe('NBD conformance with real clients', () => {
     if (!requires(t, { tools: ['qemu-io'] })) return;
     const s = await serve(t, 16 * MiB);
     const r = await run('qemu-io', [
-      '-f', 'raw',
-      '-c', 'write -P 0xab 0 1M',
-      '-c', 'read -P 0xab 0 1M',
-      '-c', 'write -P 0xcd 1536 5000',
-      '-c', 'read -P 0xcd 1536 5000',
-      '-c', 'write -z 2M 3M',
-      '-c', 'read -P 0 2M 3M',
-      '-c', 'write -P 0x11 8M 2M',
-      '-c', 'discard 8M 1M',
-      '-c', 'read -P 0 8M 1M',
-      '-c', 'read -P 0x11 9M 1M',
-      '-c', 'flush',
+      '-f',
+      'raw',
+      '-c',
+      'write -P 0xab 0 1M',
+      '-c',
+      'read -P 0xab 0 1M',
+      '-c',
+      'write -P 0xcd 1536 5000',
+      '-c',
+      'read -P 0xcd 1536 5000',
+      '-c',
+      'write -z 2M 3M',
+      '-c',
+      'read -P 0 2M 3M',
+      '-c',
+      'write -P 0x11 8M 2M',
+      '-c',
+      'discard 8M 1M',
+      '-c',
+      'read -P 0 8M 1M',
+      '-c',
+      'read -P 0x11 9M 1M',
+      '-c',
+      'flush',
       s.uri,
     ]);
     assert.equal(r.code, 0, r.stderr);
@@ -135,12 +147,23 @@ describe('NBD conformance with real clients', () => {
     }
     const s = await serve(t, 32 * MiB);
     const r = await run('fio', [
-      '--name=verify', '--ioengine=nbd', `--uri=${s.uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=32',
-      '--size=16M', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', `--directory=${s.dir}`,
+      '--name=verify',
+      '--ioengine=nbd',
+      `--uri=${s.uri}`,
+      '--rw=randwrite',
+      '--bs=4k',
+      '--iodepth=32',
+      '--size=16M',
+      '--verify=crc32c',
+      '--do_verify=1',
+      '--verify_fatal=1',
+      `--directory=${s.dir}`,
       '--output-format=json',
     ]);
     assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number } }[] };
+    const out = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as {
+      jobs: { error: number; write: { io_bytes: number } }[];
+    };
     assert.equal(out.jobs[0]?.error, 0);
     assert.equal(out.jobs[0]?.write.io_bytes, 16 * MiB);
   });
@@ -171,7 +194,9 @@ describe('NBD conformance with real clients', () => {
 });
 
 /** A raw client socket past the handshake (EXPORT_NAME, no zeroes, simple replies). */
-async function rawConnect(sock: string): Promise<{ s: Socket; read: (n: number) => Promise<Buffer>; closed: Promise<void> }> {
+async function rawConnect(
+  sock: string,
+): Promise<{ s: Socket; read: (n: number) => Promise<Buffer>; closed: Promise<void> }> {
   const s = connect(sock);
   let buf = Buffer.alloc(0);
   let waiter: (() => void) | null = null;
@@ -280,7 +305,10 @@ describe('NBD server against malformed input', () => {
     sock.write(Buffer.alloc(4096));
     await closed;
     assert.ok(process.memoryUsage().arrayBuffers - before < 512 * MiB, 'no GiB-sized buffer');
-    assert.ok(s.logs.some((l) => l.includes('too large')), s.logs.join('\n'));
+    assert.ok(
+      s.logs.some((l) => l.includes('too large')),
+      s.logs.join('\n'),
+    );
     const client = await NbdClient.connect({ path: s.sock });
     await client.flush();
     await client.disconnect();

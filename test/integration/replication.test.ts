@@ -79,7 +79,8 @@ async function assertContent(client: NbdClient, expected: Map<number, Buffer>, w
     const got = await client.read(start, (j - i) * 4096);
     for (let k = i; k < j; k++) {
       const at = offsets[k]!;
-      if (!got.subarray(at - start, at - start + 4096).equals(expected.get(at)!)) assert.fail(`${where}: block at ${at} differs from its last write`);
+      if (!got.subarray(at - start, at - start + 4096).equals(expected.get(at)!))
+        assert.fail(`${where}: block at ${at} differs from its last write`);
     }
     i = j;
   }
@@ -111,9 +112,15 @@ for (const mode of ['fullsync', 'memsync', 'async'] as const) {
   });
 }
 
-for (const [compression, checksum] of [['lzf', 'sha256'], ['hole', 'crc32']] as const) {
+for (const [compression, checksum] of [
+  ['lzf', 'sha256'],
+  ['hole', 'crc32'],
+] as const) {
   test(`compression ${compression} + checksum ${checksum}: compressible, zero and random writes replicate and resync identically`, async (t) => {
-    const p = await makePair(t, { replication: 'fullsync', extra: `compression ${compression}\n  checksum ${checksum}` });
+    const p = await makePair(t, {
+      replication: 'fullsync',
+      extra: `compression ${compression}\n  checksum ${checksum}`,
+    });
     // Written before the secondary exists: these travel by the initial sync (READ on the primary, WRITE to the peer).
     const d = await up(t, p, p.a, 'primary');
     let client = await NbdClient.connect({ path: p.sock(p.a) });
@@ -227,7 +234,11 @@ describe('startup wait while the peer is still primary (HAST-SPEC §6.3)', () =>
     const write = client.write(0, Buffer.alloc(4096, 0x5a)).then(() => {
       done = true;
     });
-    await waitFor('node a told that b is still primary', () => /acts as primary for the resource/.test(a.output()) || done, 10_000);
+    await waitFor(
+      'node a told that b is still primary',
+      () => /acts as primary for the resource/.test(a.output()) || done,
+      10_000,
+    );
     await sleep(1500);
     assert.equal(done, false, 'no I/O is served while the startup wait lasts');
     assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
@@ -256,7 +267,10 @@ describe('startup wait while the peer is still primary (HAST-SPEC §6.3)', () =>
     // A write issued during the wait is never served: the peer is the primary.
     const client = await NbdClient.connect({ path: p.sock(p.a) });
     t.after(() => client.disconnect().catch(() => undefined));
-    const w = client.write(0, Buffer.alloc(4096, 0x44)).then(() => 'acknowledged', () => 'failed');
+    const w = client.write(0, Buffer.alloc(4096, 0x44)).then(
+      () => 'acknowledged',
+      () => 'failed',
+    );
     const refused = await promote;
     assert.equal(refused.code, 69, 'hastctl role primary exits EX_UNAVAILABLE');
     assert.match(refused.stderr, /Remote node is primary for r0: demote it first/);
@@ -313,10 +327,14 @@ test('split-brain: both primaries written while apart are refused on reconnect, 
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
   const B = secB.pid;
   const A = (await up(t, p, p.a, 'primary')).pid;
-  await waitFor('split-brain hook on both nodes', () => {
-    const log = existsSync(hookLog) ? readFileSync(hookLog, 'utf8') : '';
-    return log.includes(`${A} split-brain r0\n`) && log.includes(`${B} split-brain r0\n`);
-  }, 40_000);
+  await waitFor(
+    'split-brain hook on both nodes',
+    () => {
+      const log = existsSync(hookLog) ? readFileSync(hookLog, 'utf8') : '';
+      return log.includes(`${A} split-brain r0\n`) && log.includes(`${B} split-brain r0\n`);
+    },
+    40_000,
+  );
   // No data moved: b's data area is what b wrote.
   assert.equal(await dataAreaHash(p.img(p.b), (await dumpOf(p.conf, p.b.name)).localOff, 4 * MiB), bData);
   assert.equal((await workerOf(p.conf, p.a.name))?.status, 'degraded');
@@ -329,7 +347,10 @@ test('split-brain: both primaries written while apart are refused on reconnect, 
   await assertIdentical(p);
   const log = readFileSync(hookLog, 'utf8');
   for (const line of ['role r0 init primary', 'connect r0', 'disconnect r0', 'syncstart r0', 'syncdone r0']) {
-    assert.ok(log.includes(`${A} ${line}\n`) || log.includes(`${A1} ${line}\n`), `node a's hook got "${line}":\n${log}`);
+    assert.ok(
+      log.includes(`${A} ${line}\n`) || log.includes(`${A1} ${line}\n`),
+      `node a's hook got "${line}":\n${log}`,
+    );
   }
   assert.ok(log.includes(`${B} role r0 init primary\n`));
   assert.ok(log.includes(`${B} connect r0\n`), 'the secondary fires connect too');
@@ -359,7 +380,11 @@ describe('listener refusals', () => {
     const p = await makePair(t);
     const sec = await up(t, p, p.b, 'secondary');
     const [host, port] = p.b.addr.split(':');
-    for (const junk of [Buffer.from('GET / HTTP/1.0\r\n\r\n'), Buffer.from([2, 0xff, 0xff, 0xff, 0x7f]), randomBytes(4096)]) {
+    for (const junk of [
+      Buffer.from('GET / HTTP/1.0\r\n\r\n'),
+      Buffer.from([2, 0xff, 0xff, 0xff, 0x7f]),
+      randomBytes(4096),
+    ]) {
       await new Promise<void>((done) => {
         // Connect from 127.0.0.1 = node a's address, so the address check passes and the parser sees the bytes.
         const s = connect({ host: host!, port: Number(port), localAddress: '127.0.0.1' }, () => s.end(junk));

@@ -6,7 +6,17 @@ import { spawn } from 'node:child_process';
 import { truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { hastctl, makePair, startHastd, startRole, statusJson, waitNodeInSync, workerOf, writeConfig, type NodeSpec } from '../harness/cluster.js';
+import {
+  hastctl,
+  makePair,
+  startHastd,
+  startRole,
+  statusJson,
+  waitNodeInSync,
+  workerOf,
+  writeConfig,
+  type NodeSpec,
+} from '../harness/cluster.js';
 import { requires, tmpDir } from '../harness/tools.js';
 import { registerKill } from '../harness/cleanup.js';
 import { waitFor } from '../harness/wait.js';
@@ -31,7 +41,10 @@ describe('hastctl role primary tells the truth', () => {
     await startHastd(t, conf, node);
     const r = await hastctl(conf, 'solo', ['role', 'primary', 'r0']);
     assert.equal(r.code, 66, r.stderr);
-    assert.match(r.stderr, /^hastctl: \[r0\] Unable to become primary: Unable to read metadata from .*r0\.img: .*The role fell back to init\.\n$/);
+    assert.match(
+      r.stderr,
+      /^hastctl: \[r0\] Unable to become primary: Unable to read metadata from .*r0\.img: .*The role fell back to init\.\n$/,
+    );
     const st = await statusJson(conf, 'solo', 'r0');
     assert.equal(st.role, 'init');
     assert.match(String(st.lasterror), /Unable to read metadata/);
@@ -155,8 +168,14 @@ describe('planned switchover', () => {
       s.on('error', () => resolve());
     });
     await new Promise((r) => setTimeout(r, 500));
-    for (const [name, d] of [['a', a], ['b', b]] as const) {
-      const errors = d.output().split('\n').filter((l) => l.startsWith('[ERROR]'));
+    for (const [name, d] of [
+      ['a', a],
+      ['b', b],
+    ] as const) {
+      const errors = d
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('[ERROR]'));
       assert.deepEqual(errors, [], `node ${name} logged at ERROR:\n${d.output()}`);
     }
   });

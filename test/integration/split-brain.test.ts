@@ -78,10 +78,14 @@ test('finding 1: asymmetric counters, both written as primary while apart → sp
   await writeAcked(p, p.b, 0x55);
   // a returns as secondary: b's connection attempt must be refused as split-brain on both nodes.
   a = await startRole(t, p.conf, p.a, p.res, 'secondary', p.sock(p.a));
-  await waitFor('split-brain hook on both nodes', () => {
-    const log = existsSync(hookLog) ? readFileSync(hookLog, 'utf8') : '';
-    return log.includes(`${a.pid} split-brain r0\n`) && log.includes(`${b.pid} split-brain r0\n`);
-  }, 40_000);
+  await waitFor(
+    'split-brain hook on both nodes',
+    () => {
+      const log = existsSync(hookLog) ? readFileSync(hookLog, 'utf8') : '';
+      return log.includes(`${a.pid} split-brain r0\n`) && log.includes(`${b.pid} split-brain r0\n`);
+    },
+    40_000,
+  );
   assert.match(a.output(), /Split-brain detected, exiting\./);
   assert.match(b.output(), /Split-brain detected\./);
   assert.equal((await readBlock(p, p.a, 0))[0], 0x44, "a's acknowledged write is not overwritten");

@@ -7,7 +7,20 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { createHosts, type Host, PUBLIC_IF, REPO } from '../harness/netns.js';
 import { requires } from '../harness/tools.js';
-import { assertFiles, bringUp, copyIn, makePayload, MNT, mkfs, mount, RES, umount, waitHostInSync, walkthroughConf, worker } from './fs-helpers.js';
+import {
+  assertFiles,
+  bringUp,
+  copyIn,
+  makePayload,
+  MNT,
+  mkfs,
+  mount,
+  RES,
+  umount,
+  waitHostInSync,
+  walkthroughConf,
+  worker,
+} from './fs-helpers.js';
 import { HASTCTL } from '../harness/process.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -33,8 +46,30 @@ async function hasVip(h: Host): Promise<boolean> {
 
 const RUNS = Math.max(1, Number(process.env.HASTD_CARP_RUNS ?? '1') || 1);
 
-test('CARP failover with ucarp: power off the master, the backup promotes and mounts; no preemption on return', { timeout: 150_000 + RUNS * 120_000 }, async (t) => {
-  if (!requires(t, { root: true, tools: ['ip', 'nsenter', 'unshare', 'nbdfuse', 'fusermount3', 'losetup', 'mkfs.btrfs', 'btrfs', 'ucarp', 'flock', 'mountpoint', 'bash', 'timeout'] })) return;
+test('CARP failover with ucarp: power off the master, the backup promotes and mounts; no preemption on return', {
+  timeout: 150_000 + RUNS * 120_000,
+}, async (t) => {
+  if (
+    !requires(t, {
+      root: true,
+      tools: [
+        'ip',
+        'nsenter',
+        'unshare',
+        'nbdfuse',
+        'fusermount3',
+        'losetup',
+        'mkfs.btrfs',
+        'btrfs',
+        'ucarp',
+        'flock',
+        'mountpoint',
+        'bash',
+        'timeout',
+      ],
+    })
+  )
+    return;
   const runs = RUNS;
   // Registered before the hosts, so it runs before their cleanup removes the logs.
   let passed = false;
@@ -69,8 +104,27 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
     // h.spawn: killed by pid at power off and at cleanup.
     h.spawn(
       'ucarp',
-      ['-i', PUBLIC_IF, '-s', h.publicAddr, '-v', '42', '-p', 'skunkpass', '-a', VIP, '-b', '1', '-k', String(skew),
-        '-u', join(UCARP, 'vip-up.sh'), '-d', join(UCARP, 'vip-down.sh'), '-z'],
+      [
+        '-i',
+        PUBLIC_IF,
+        '-s',
+        h.publicAddr,
+        '-v',
+        '42',
+        '-p',
+        'skunkpass',
+        '-a',
+        VIP,
+        '-b',
+        '1',
+        '-k',
+        String(skew),
+        '-u',
+        join(UCARP, 'vip-up.sh'),
+        '-d',
+        join(UCARP, 'vip-down.sh'),
+        '-z',
+      ],
       { env: { ...process.env, HAST_CARP_CONF: carpConf }, logFile: join(h.dir, 'ucarp.log') },
     );
   };
@@ -84,7 +138,12 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
   await umount(s1);
   startUcarp(s1, 0);
   startUcarp(s2, 100);
-  await waitFor('skunk1 MASTER with the file system mounted and the VIP', async () => (await mounted(s1)) && (await hasVip(s1)), 60_000, 250);
+  await waitFor(
+    'skunk1 MASTER with the file system mounted and the VIP',
+    async () => (await mounted(s1)) && (await hasVip(s1)),
+    60_000,
+    250,
+  );
   // skunk2's start-time vip-down.sh runs detached: wait for it rather than race it.
   await waitFor('skunk2 secondary', async () => (await s2.status(RES)).role === 'secondary', 30_000, 250);
   await waitHostInSync(s1);
@@ -116,7 +175,9 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
     await waitFor(`${backup.name} mounted ${MNT}`, () => mounted(backup), 60_000, 50);
     const ms = Date.now() - t0;
     times.push(ms);
-    console.log(`failover ${i + 1}/${runs}: power off ${master.name} -> ${MNT} mounted on ${backup.name}: ${(ms / 1000).toFixed(2)} s`);
+    console.log(
+      `failover ${i + 1}/${runs}: power off ${master.name} -> ${MNT} mounted on ${backup.name}: ${(ms / 1000).toFixed(2)} s`,
+    );
     assert.equal((await backup.status(RES)).role, 'primary');
     await assertFiles(backup, payload);
     await assertFiles(backup, extra);
@@ -125,7 +186,12 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
     // The old master returns: BACKUP (no preemption), secondary, resynchronised.
     await master.boot();
     startUcarp(master, master === s1 ? 0 : 100);
-    await waitFor(`${master.name} back as secondary`, async () => (await master.status(RES)).role === 'secondary', 30_000, 250);
+    await waitFor(
+      `${master.name} back as secondary`,
+      async () => (await master.status(RES)).role === 'secondary',
+      30_000,
+      250,
+    );
     await waitHostInSync(backup, 60_000);
     const text = await backup.hastctl('status', RES);
     assert.match(text.stdout, /^ {2}status: complete$/m);
@@ -137,6 +203,8 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
   }
   const sorted = [...times].sort((a, b) => a - b);
   const sec = (ms: number | undefined): string => ((ms ?? NaN) / 1000).toFixed(2);
-  console.log(`failover times over ${runs} run(s): min ${sec(sorted[0])} s, median ${sec(sorted[Math.floor(sorted.length / 2)])} s, max ${sec(sorted.at(-1))} s`);
+  console.log(
+    `failover times over ${runs} run(s): min ${sec(sorted[0])} s, median ${sec(sorted[Math.floor(sorted.length / 2)])} s, max ${sec(sorted.at(-1))} s`,
+  );
   passed = true;
 });

@@ -45,8 +45,16 @@ async function fakeRole(h: Host): Promise<string> {
   return (await h.sh('cat /var/run/fakehast/mirror.role 2>/dev/null || echo init')).stdout.trim();
 }
 
-test('contrib/ucarp scripts under ucarp: master mounts, backup demotes, failover on power off, idempotent, split-brain refusal', { timeout: 120_000 }, async (t) => {
-  if (!requires(t, { root: true, tools: ['ip', 'nsenter', 'unshare', 'ucarp', 'losetup', 'mkfs.ext4', 'flock', 'mountpoint'] })) return;
+test('contrib/ucarp scripts under ucarp: master mounts, backup demotes, failover on power off, idempotent, split-brain refusal', {
+  timeout: 120_000,
+}, async (t) => {
+  if (
+    !requires(t, {
+      root: true,
+      tools: ['ip', 'nsenter', 'unshare', 'ucarp', 'losetup', 'mkfs.ext4', 'flock', 'mountpoint'],
+    })
+  )
+    return;
   const hs = await createHosts(t);
   const s1 = hs.get('skunk1');
   const s2 = hs.get('skunk2');
@@ -70,7 +78,10 @@ test('contrib/ucarp scripts under ucarp: master mounts, backup demotes, failover
   chmodSync(fake, 0o755);
   const rolesLog = join(hs.root, 'roles.log');
   const carpConf = join(hs.root, 'hast-carp.conf');
-  writeFileSync(carpConf, `HAST_RESOURCES="mirror:${MNT}:ext4"\nHASTCTL="${fake}"\nHASTCTL_ARGS="-c /nonexistent"\nDEVICE_WAIT=5\n`);
+  writeFileSync(
+    carpConf,
+    `HAST_RESOURCES="mirror:${MNT}:ext4"\nHASTCTL="${fake}"\nHASTCTL_ARGS="-c /nonexistent"\nDEVICE_WAIT=5\n`,
+  );
   const env = { ...process.env, HAST_CARP_CONF: carpConf, FAKE_LOG: rolesLog };
   const ucarps = new Map<Host, HostProcess>();
   let passed = false;
@@ -80,8 +91,31 @@ test('contrib/ucarp scripts under ucarp: master mounts, backup demotes, failover
   const startUcarp = (h: Host, skew: number): void => {
     ucarps.set(
       h,
-      h.spawn('ucarp', ['-i', PUBLIC_IF, '-s', h.publicAddr, '-v', '42', '-p', 'skunkpass', '-a', VIP, '-b', '1', '-k', String(skew),
-        '-u', join(UCARP, 'vip-up.sh'), '-d', join(UCARP, 'vip-down.sh'), '-z'], { env }),
+      h.spawn(
+        'ucarp',
+        [
+          '-i',
+          PUBLIC_IF,
+          '-s',
+          h.publicAddr,
+          '-v',
+          '42',
+          '-p',
+          'skunkpass',
+          '-a',
+          VIP,
+          '-b',
+          '1',
+          '-k',
+          String(skew),
+          '-u',
+          join(UCARP, 'vip-up.sh'),
+          '-d',
+          join(UCARP, 'vip-down.sh'),
+          '-z',
+        ],
+        { env },
+      ),
     );
   };
   // By hand the scripts run in the foreground (under ucarp they detach; see hast-carp-lib.sh).

@@ -82,7 +82,12 @@ test('demotion is refused while /dev/hast is mounted or open, and leaves nothing
   for (const role of ['secondary', 'init']) {
     const r = await hastctl(conf, 'solo', ['role', role, res]);
     assert.equal(r.code, 75, r.stderr);
-    assert.match(r.stderr, new RegExp(`Refusing to change the role from primary to ${role}: device busy: ${dev} is mounted on ${mnt}; unmount it first.*--force`));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `Refusing to change the role from primary to ${role}: device busy: ${dev} is mounted on ${mnt}; unmount it first.*--force`,
+      ),
+    );
   }
   assert.equal((await statusJson(conf, 'solo', res)).role, 'primary');
   writeFileSync(join(mnt, 'b.txt'), 'after the refusal\n');
@@ -123,7 +128,11 @@ test('demotion is refused while /dev/hast is mounted or open, and leaves nothing
   // SIGTERM while mounted: hastd keeps serving until the unmount, then exits 0 and cleans up.
   assert.equal((await hastctl(conf, 'solo', ['role', 'primary', res])).code, 0);
   sh('mount', dev, mnt);
-  assert.equal(readFileSync(join(mnt, 'b.txt'), 'utf8'), 'after the refusal\n', 'the write after the refusal reached the disk');
+  assert.equal(
+    readFileSync(join(mnt, 'b.txt'), 'utf8'),
+    'after the refusal\n',
+    'the write after the refusal reached the disk',
+  );
   d.proc.kill('SIGTERM');
   await waitFor('the busy warning', () => /Shutdown waits: device busy/.test(d.output()), 10_000);
   await sleep(1500);

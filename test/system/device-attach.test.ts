@@ -2,11 +2,29 @@
 // system on top, detach/re-attach, refusal while mounted, crash cleanup. HAST-SPEC §5.5.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { DeviceError, attachDevice, cleanupStaleDevice, devicePathOf, resolveMode } from '../../src/daemon/device/index.js';
+import {
+  DeviceError,
+  attachDevice,
+  cleanupStaleDevice,
+  devicePathOf,
+  resolveMode,
+} from '../../src/daemon/device/index.js';
 import { directIoOf, fusePaths } from '../../src/daemon/device/fuse.js';
 import { TOOL_PACKAGES, mountsOfDevice, parseMounts, requireTool } from '../../src/daemon/device/sys.js';
 import { isMountPoint, isRunning, killPid, loopsBackedBy, unmountAll } from '../harness/cleanup.js';
@@ -108,7 +126,10 @@ describe('device helpers', () => {
 
   test("mode 'none' attaches nothing and needs no root", async () => {
     assert.equal(resolveMode('none'), 'none');
-    assert.equal(await attachDevice({ provName: 'x', socketPath: '/nonexistent', mode: 'none', stateDir: '/nonexistent' }), null);
+    assert.equal(
+      await attachDevice({ provName: 'x', socketPath: '/nonexistent', mode: 'none', stateDir: '/nonexistent' }),
+      null,
+    );
   });
 
   test("mode 'auto' picks fuse when the kernel has no nbd module", (t) => {
@@ -125,7 +146,10 @@ describe('device helpers', () => {
     assert.equal(TOOL_PACKAGES['nbd-client'], 'nbd-client');
     assert.throws(
       () => requireTool('hastd-no-such-tool', 'device fuse'),
-      (err: unknown) => err instanceof DeviceError && err.message === 'hastd-no-such-tool not found (needed for device fuse); install the Debian package hastd-no-such-tool',
+      (err: unknown) =>
+        err instanceof DeviceError &&
+        err.message ===
+          'hastd-no-such-tool not found (needed for device fuse); install the Debian package hastd-no-such-tool',
     );
   });
 
@@ -143,7 +167,12 @@ describe('device fuse: /dev/hast/<provname> over nbdfuse + loop', () => {
 attachDevice({ provName: 'shared', socketPath: '/nonexistent.sock', mode: 'fuse', stateDir: '/nonexistent' })
   .then(() => console.log('ATTACHED'), (err) => console.log(err.name + ': ' + err.message));`;
     const out = await new Promise<string>((resolve) => {
-      const child = spawn(process.execPath, ['--input-type=module', '-e', code], { uid: 65534, gid: 65534, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+        uid: 65534,
+        gid: 65534,
+        cwd: '/',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let text = '';
       child.stdout.on('data', (d: Buffer) => (text += d.toString()));
       child.stderr.on('data', (d: Buffer) => (text += d.toString()));

@@ -5,7 +5,21 @@
 // a synchronous write are in both components when it returns. README "Benchmarks", fuse.ts loopArgs.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, realpathSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { directIoOf, fusePaths } from '../../src/daemon/device/fuse.js';
@@ -40,7 +54,10 @@ test('flushes through /dev/hast reach both nodes: fsync of the device, O_DSYNC w
   for (const d of [a.dir, b.dir, mnt]) mkdirSync(d);
   const conf = join(dir, 'hast.conf');
   // memsync (the default); node-a (the first section) gets the device.
-  writeFileSync(conf, writeConfig(conf, [a, b], [{ name: res, replication: 'memsync' }]).replace('device none', 'device fuse'));
+  writeFileSync(
+    conf,
+    writeConfig(conf, [a, b], [{ name: res, replication: 'memsync' }]).replace('device none', 'device fuse'),
+  );
   for (const n of [a, b]) {
     writeFileSync(join(n.dir, `${res}.img`), '');
     execFileSync('truncate', ['-s', String(SIZE), join(n.dir, `${res}.img`)]);
@@ -57,7 +74,8 @@ test('flushes through /dev/hast reach both nodes: fsync of the device, O_DSYNC w
     };
     unmountAll(mnt);
     await quietly(() => hastctl(conf, a.name, ['role', 'init', res]));
-    for (const loop of loopsBackedBy(fuse.file)) await quietly(() => execFileSync('losetup', ['-d', loop], { stdio: 'ignore' }));
+    for (const loop of loopsBackedBy(fuse.file))
+      await quietly(() => execFileSync('losetup', ['-d', loop], { stdio: 'ignore' }));
     unmountAll(fuse.mountDir);
     await quietly(() => killPid(Number(readFileSync(fuse.pidFile, 'utf8').trim())));
     for (const fn of later.reverse()) await quietly(fn);
@@ -76,12 +94,21 @@ test('flushes through /dev/hast reach both nodes: fsync of the device, O_DSYNC w
     assert.ok(w !== null && w !== undefined, `${n.name} has a worker`);
     return w.stats;
   };
-  const flushes = async (): Promise<[number, number]> => [(await workerStats(a)).flushes ?? 0, (await workerStats(b)).flushes ?? 0];
-  await waitFor('the pair in sync', async () => {
-    const st = await hastctl(conf, a.name, ['status', '--json', res]);
-    const w = (JSON.parse(st.stdout) as { worker?: { dirty?: number; sync?: unknown; remote?: { state?: string } } | null }[])[0]?.worker;
-    return w !== null && w !== undefined && w.dirty === 0 && (w.sync === null || w.sync === undefined);
-  }, 60_000);
+  const flushes = async (): Promise<[number, number]> => [
+    (await workerStats(a)).flushes ?? 0,
+    (await workerStats(b)).flushes ?? 0,
+  ];
+  await waitFor(
+    'the pair in sync',
+    async () => {
+      const st = await hastctl(conf, a.name, ['status', '--json', res]);
+      const w = (
+        JSON.parse(st.stdout) as { worker?: { dirty?: number; sync?: unknown; remote?: { state?: string } } | null }[]
+      )[0]?.worker;
+      return w !== null && w !== undefined && w.dirty === 0 && (w.sync === null || w.sync === undefined);
+    },
+    60_000,
+  );
 
   const loop = realpathSync(dev);
   const dio = directIoOf(loop);
@@ -113,7 +140,17 @@ test('flushes through /dev/hast reach both nodes: fsync of the device, O_DSYNC w
   for (let i = 0; i < bytes.length; i += 4) bytes.writeUInt32LE((i * 2654435761) >>> 0, i);
   writeFileSync(pattern, bytes);
   const at = 5 << 20;
-  sh('dd', `if=${pattern}`, `of=${dev}`, 'bs=1M', 'count=1', `seek=${at >> 20}`, 'oflag=direct,dsync', 'conv=notrunc', 'status=none');
+  sh(
+    'dd',
+    `if=${pattern}`,
+    `of=${dev}`,
+    'bs=1M',
+    'count=1',
+    `seek=${at >> 20}`,
+    'oflag=direct,dsync',
+    'conv=notrunc',
+    'status=none',
+  );
   const f2 = await flushes();
   assert.ok(f2[0] > f1[0], `O_DSYNC write: primary flushes ${f1[0]} → ${f2[0]}`);
   assert.ok(f2[1] > f1[1], `O_DSYNC write: secondary flushes ${f1[1]} → ${f2[1]}`);
@@ -159,4 +196,3 @@ test('flushes through /dev/hast reach both nodes: fsync of the device, O_DSYNC w
   assert.equal(await ha.stop(), 0);
   assert.equal(await hb.stop(), 0);
 });
-

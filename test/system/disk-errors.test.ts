@@ -11,7 +11,17 @@ import { test, type TestContext } from 'node:test';
 import { attachFuse } from '../../src/daemon/device/fuse.js';
 import { NbdClient } from '../../src/nbd/client.js';
 import { killPid } from '../harness/cleanup.js';
-import { dumpOf, type HastdProcess, hastctl, makePair, type NodeSpec, type Pair, startHastd, workerOf, waitNodeInSync } from '../harness/cluster.js';
+import {
+  dumpOf,
+  type HastdProcess,
+  hastctl,
+  makePair,
+  type NodeSpec,
+  type Pair,
+  startHastd,
+  workerOf,
+  waitNodeInSync,
+} from '../harness/cluster.js';
 import { requires } from '../harness/tools.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -41,7 +51,10 @@ async function readDataArea(p: Pair, node: NodeSpec, offset: number, length: num
  * registered with t.after, but after-hooks run in registration order, after makePair's removal of
  * the directory, so the test calls it itself first.
  */
-async function failingComponent(t: TestContext, p: Pair): Promise<{ reads: string; writes: string; teardown: () => Promise<void> }> {
+async function failingComponent(
+  t: TestContext,
+  p: Pair,
+): Promise<{ reads: string; writes: string; teardown: () => Promise<void> }> {
   const dir = p.a.dir;
   const backing = join(dir, 'backing.img');
   renameSync(p.img(p.a), backing);
@@ -50,8 +63,19 @@ async function failingComponent(t: TestContext, p: Pair): Promise<{ reads: strin
   const writes = join(dir, 'fail-writes');
   const nbdkit = spawn(
     'nbdkit',
-    ['-U', sock, '--foreground', '--filter=error', 'file', backing, 'error=EIO',
-      'error-pread-rate=100%', `error-pread-file=${reads}`, 'error-pwrite-rate=100%', `error-pwrite-file=${writes}`],
+    [
+      '-U',
+      sock,
+      '--foreground',
+      '--filter=error',
+      'file',
+      backing,
+      'error=EIO',
+      'error-pread-rate=100%',
+      `error-pread-file=${reads}`,
+      'error-pwrite-rate=100%',
+      `error-pwrite-file=${writes}`,
+    ],
     { stdio: 'ignore' },
   );
   let done = false;
@@ -64,7 +88,12 @@ async function failingComponent(t: TestContext, p: Pair): Promise<{ reads: strin
   };
   t.after(teardown);
   await waitFor('nbdkit socket', () => existsSync(sock), 10_000);
-  dev = await attachFuse({ provName: `hastd-diskerr-${process.pid}`, socketPath: sock, stateDir: join(dir, 'fuse'), sectorSize: 512 });
+  dev = await attachFuse({
+    provName: `hastd-diskerr-${process.pid}`,
+    socketPath: sock,
+    stateDir: join(dir, 'fuse'),
+    sectorSize: 512,
+  });
   symlinkSync(dev.blockDevice, p.img(p.a));
   return { reads, writes, teardown };
 }
@@ -84,7 +113,12 @@ test('failing local disk on the primary: reads served by the peer, errors counte
   }
 });
 
-async function scenario(t: TestContext, p: Pair, a: HastdProcess, trig: { reads: string; writes: string }): Promise<void> {
+async function scenario(
+  t: TestContext,
+  p: Pair,
+  a: HastdProcess,
+  trig: { reads: string; writes: string },
+): Promise<void> {
   assert.equal((await hastctl(p.conf, p.b.name, ['role', 'secondary', p.res])).code, 0);
   assert.equal((await hastctl(p.conf, p.a.name, ['role', 'primary', p.res])).code, 0);
   await waitFor('export socket', () => existsSync(p.sock(p.a)));
@@ -118,7 +152,11 @@ async function scenario(t: TestContext, p: Pair, a: HastdProcess, trig: { reads:
   await client.flush();
   rmSync(trig.writes);
   dropCaches();
-  assert.deepEqual(await client.read(16 * MiB, MiB), d2, 'the acknowledged write reads back after a failed local writeback');
+  assert.deepEqual(
+    await client.read(16 * MiB, MiB),
+    d2,
+    'the acknowledged write reads back after a failed local writeback',
+  );
   assert.deepEqual(await client.read(0, MiB), d1.subarray(0, MiB));
   const w2 = await workerOf(p.conf, p.a.name);
   assert.ok((w2?.stats.flushErrors ?? 0) + (w2?.stats.writeErrors ?? 0) > 0, 'the failed writeback is counted');

@@ -81,7 +81,10 @@ describe('layering of src/', () => {
 
   test('src/ imports nothing outside src/ (no test or bench code in the product)', () => {
     const bad = imports.filter((i) => i.folder === null);
-    assert.deepEqual(bad.map((i) => `${i.file}:${i.line} imports '${i.spec}'`), []);
+    assert.deepEqual(
+      bad.map((i) => `${i.file}:${i.line} imports '${i.spec}'`),
+      [],
+    );
   });
 
   test('a rule catches a violation (the checker itself can fail)', () => {

@@ -1,7 +1,18 @@
 // The FUSE + loop device: nbdfuse exposes the NBD export as a file, losetup turns that file into
 // a block device. Used when the kernel has no nbd module. DESIGN.md "The device on Linux", NBD.md.
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { log } from '../../log/log.js';
 import {
@@ -29,7 +40,10 @@ const FUSE_EXIT_GRACE_MS = 5_000;
 const NBDFUSE_EXIT_WAIT_MS = 1_000;
 
 /** Where the FUSE state of one provider lives under the worker's state directory. */
-export function fusePaths(provName: string, stateDir: string): { mountDir: string; file: string; pidFile: string; logFile: string } {
+export function fusePaths(
+  provName: string,
+  stateDir: string,
+): { mountDir: string; file: string; pidFile: string; logFile: string } {
   const mountDir = join(stateDir, `fuse-${provName}`);
   return {
     mountDir,
@@ -111,7 +125,8 @@ export async function attachFuse(opts: FuseAttachOptions): Promise<FuseDevice> {
     if (exitInfo !== null) return fail(`exited during start-up (${exitInfo})`);
     const size = readySize(paths.pidFile, paths.file);
     if (size !== null && size > 0 && (opts.expectedSize === undefined || size === opts.expectedSize)) break;
-    if (Date.now() > deadline) return fail(`did not present ${paths.file} within ${opts.readyTimeoutMs ?? FUSE_READY_TIMEOUT_MS} ms`);
+    if (Date.now() > deadline)
+      return fail(`did not present ${paths.file} within ${opts.readyTimeoutMs ?? FUSE_READY_TIMEOUT_MS} ms`);
     await sleep(25);
   }
 
@@ -172,7 +187,9 @@ async function loopWithDirectIo(losetup: string, file: string, sectorSize: numbe
     // Never leave a half-bound device behind before binding another to the same file.
     for (const loop of loopsOnOurFuse(file, dirname(file))) await detachLoop(loop, true);
   }
-  log.notice(`${label}: loop device without direct I/O (${refused.split('\n')[0]}); every request then goes through the FUSE file's page cache one at a time (slow).`);
+  log.notice(
+    `${label}: loop device without direct I/O (${refused.split('\n')[0]}); every request then goes through the FUSE file's page cache one at a time (slow).`,
+  );
   if (dev !== null) return dev;
   const again = deviceOf((await run(losetup, [...loopArgs(sectorSize, false), '-f', '--show', file])).stdout);
   if (again === null) throw new DeviceError(`losetup printed no device for ${file}`);
@@ -242,7 +259,8 @@ async function teardown(s: TeardownState): Promise<void> {
   try {
     rmdirSync(s.paths.mountDir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.debug(1, `Unable to remove ${s.paths.mountDir}: ${String(err)}`);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      log.debug(1, `Unable to remove ${s.paths.mountDir}: ${String(err)}`);
   }
 }
 
@@ -274,7 +292,10 @@ async function detachLoop(loop: string, force = true): Promise<void> {
   } catch (err) {
     // "No such device or address": already detached.
     if (backingFileOf(loop) === null) log.debug(1, `${loop} already detached.`);
-    else if (!force) throw new DeviceError(`Unable to detach ${loop}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    else if (!force)
+      throw new DeviceError(`Unable to detach ${loop}: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+      });
     else log.warning(`Unable to detach ${loop}`, err);
   }
 }
@@ -323,7 +344,8 @@ export async function cleanupStaleFuse(provName: string, stateDir: string): Prom
   } catch {
     // no pidfile
   }
-  const stale = isFuseMount(paths.mountDir) || loopsOnOurFuse(paths.file, paths.mountDir).length > 0 || (pid > 0 && isNbdfuse(pid));
+  const stale =
+    isFuseMount(paths.mountDir) || loopsOnOurFuse(paths.file, paths.mountDir).length > 0 || (pid > 0 && isNbdfuse(pid));
   if (!stale) {
     removeQuietly(paths.pidFile);
     return;
@@ -351,7 +373,12 @@ function loopsOnOurFuse(file: string, mountDir: string): string[] {
   if (dev === null || losetup === null) return [];
   return candidates.filter((loop) => {
     try {
-      return execFileSync(losetup, ['-n', '-O', 'BACK-MAJ:MIN', '-l', loop], { encoding: 'utf8', timeout: 10_000 }).trim() === dev;
+      return (
+        execFileSync(losetup, ['-n', '-O', 'BACK-MAJ:MIN', '-l', loop], {
+          encoding: 'utf8',
+          timeout: 10_000,
+        }).trim() === dev
+      );
     } catch {
       return false;
     }
@@ -396,17 +423,21 @@ function loopsBackedBy(file: string): string[] {
   } catch {
     return [];
   }
-  return names.map((n) => `/dev/${n}`).filter((dev) => {
-    const b = backingFileOf(dev);
-    return b !== null && (b === want || b === file);
-  });
+  return names
+    .map((n) => `/dev/${n}`)
+    .filter((dev) => {
+      const b = backingFileOf(dev);
+      return b !== null && (b === want || b === file);
+    });
 }
 
 /** The backing file of a loop device, or null when it is not bound. */
 function backingFileOf(loop: string): string | null {
   const name = loop.replace(/^\/dev\//, '');
   try {
-    return readFileSync(`/sys/block/${name}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
+    return readFileSync(`/sys/block/${name}/loop/backing_file`, 'utf8')
+      .trim()
+      .replace(/ \(deleted\)$/, '');
   } catch {
     return null;
   }

@@ -83,7 +83,9 @@ export async function attachDevice(opts: AttachOptions): Promise<AttachedDevice 
     linkDevice(devicePath, dev.blockDevice);
   } catch (err) {
     await dev.detach(true, devicePath).catch(() => undefined);
-    throw new DeviceError(`Unable to create ${devicePath}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new DeviceError(`Unable to create ${devicePath}: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
   }
   let gone = false;
   return {

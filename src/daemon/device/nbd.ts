@@ -35,7 +35,8 @@ export async function attachNbd(opts: { socketPath: string; blockSize: number })
   if (!nbdModuleUsable()) {
     const modprobe = findTool('modprobe');
     if (modprobe !== null) await run(modprobe, ['nbd']).catch(() => undefined);
-    if (!nbdModuleUsable()) throw new DeviceError('the kernel nbd module is not available (modprobe nbd failed); use device fuse');
+    if (!nbdModuleUsable())
+      throw new DeviceError('the kernel nbd module is not available (modprobe nbd failed); use device fuse');
   }
   const dev = freeNbdDevice();
   if (dev === null) throw new DeviceError('no free /dev/nbdN device (all have a client attached)');
@@ -49,7 +50,10 @@ export async function attachNbd(opts: { socketPath: string; blockSize: number })
       try {
         await run(client, ['-d', dev]);
       } catch (err) {
-        if (!force) throw new DeviceError(`Unable to disconnect ${dev}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        if (!force)
+          throw new DeviceError(`Unable to disconnect ${dev}: ${err instanceof Error ? err.message : String(err)}`, {
+            cause: err,
+          });
         log.warning(`Unable to disconnect ${dev}`, err);
       }
       detached = true;

@@ -1,7 +1,17 @@
 // System helpers for the device layer: finding tools, running them, reading /proc/mounts and
 // loop-device state. DESIGN.md "The device on Linux".
 import { execFile } from 'node:child_process';
-import { accessSync, closeSync, constants as fsConstants, openSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants as fsConstants,
+  openSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 /** The Debian package that ships each tool we run, for "install X" error messages. */
@@ -130,7 +140,8 @@ function devNumbers(dev: string): { name: string; numbers: Map<string, string> }
   };
   add(name);
   try {
-    for (const entry of readdirSync(`/sys/class/block/${name}`)) if (entry.startsWith(name) && entry !== name) add(entry);
+    for (const entry of readdirSync(`/sys/class/block/${name}`))
+      if (entry.startsWith(name) && entry !== name) add(entry);
   } catch {
     // no sysfs entry
   }
@@ -175,7 +186,8 @@ export function busyReason(dev: string): string | null {
     try {
       closeSync(openSync(`/dev/${part}`, fsConstants.O_RDONLY | fsConstants.O_EXCL));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EBUSY') return `is still in use (claimed by a file system that is not in the mount table, e.g. unmounted lazily with files open)`;
+      if ((err as NodeJS.ErrnoException).code === 'EBUSY')
+        return `is still in use (claimed by a file system that is not in the mount table, e.g. unmounted lazily with files open)`;
     }
   }
   return null;
@@ -243,7 +255,9 @@ export function isAlive(pid: number): boolean {
 /** The process's argv from /proc, or null when it does not exist. */
 export function cmdlineOf(pid: number): string[] | null {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((a) => a !== '');
   } catch {
     return null;
   }

@@ -18,7 +18,9 @@ type Action =
   | { readonly t: 'syncDone' };
 
 const action = (dataSize: number): fc.Arbitrary<Action> => {
-  const range = fc.nat(dataSize - 1).chain((off) => fc.integer({ min: 1, max: dataSize - off }).map((len) => ({ off, len })));
+  const range = fc
+    .nat(dataSize - 1)
+    .chain((off) => fc.integer({ min: 1, max: dataSize - off }).map((len) => ({ off, len })));
   return fc.oneof(
     { weight: 5, arbitrary: range.map(({ off, len }) => ({ t: 'start' as const, off, len })) },
     { weight: 5, arbitrary: fc.nat().map((pick) => ({ t: 'complete' as const, pick })) },
@@ -78,7 +80,10 @@ test('activemap: any interleaving keeps counts, the dirty map and the write-ahea
         }
         assert.equal(am.nDirty, dirty);
         assert.equal(am.dirtyBytes, dirty * EXT);
-        assert.equal(am.opsInFlight, ops.reduce((a, b) => a + b, 0));
+        assert.equal(
+          am.opsInFlight,
+          ops.reduce((a, b) => a + b, 0),
+        );
         assert.ok(am.keepDirtyExtents().length <= keepDirty);
         // The image is exactly memmap | keepdirty, nothing past the last extent.
         const image = am.bitmap();

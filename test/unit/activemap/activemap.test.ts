@@ -11,7 +11,12 @@ const EXT = 2 * MiB;
 
 /** A map of `n` 2 MiB extents with 512-byte sectors. */
 function mk(n: number, keepDirty?: number, dataSize = n * EXT): Activemap {
-  return new Activemap({ dataSize, extentSize: EXT, sectorSize: 512, ...(keepDirty !== undefined ? { keepDirty } : {}) });
+  return new Activemap({
+    dataSize,
+    extentSize: EXT,
+    sectorSize: 512,
+    ...(keepDirty !== undefined ? { keepDirty } : {}),
+  });
 }
 
 /** Extents whose bit is set in an image. */
@@ -43,11 +48,17 @@ describe('activemap sizes and bit order', () => {
     const image = am.bitmap();
     assert.equal(image[0], 0x01);
     assert.equal(image[1], 0x02);
-    assert.ok(image.subarray(2).every((b) => b === 0), 'padding is zero');
+    assert.ok(
+      image.subarray(2).every((b) => b === 0),
+      'padding is zero',
+    );
   });
 
   test('the constructor rejects an extent size that is not a power of two', () => {
-    assert.throws(() => new Activemap({ dataSize: 10 * MiB, extentSize: 3 * MiB, keepDirty: 64, sectorSize: 512 }), RangeError);
+    assert.throws(
+      () => new Activemap({ dataSize: 10 * MiB, extentSize: 3 * MiB, keepDirty: 64, sectorSize: 512 }),
+      RangeError,
+    );
   });
 
   test('keepdirty defaults to 64', () => {
@@ -123,7 +134,10 @@ describe('activemap write path', () => {
     const am = mk(200, 4);
     assert.equal(am.writeStart(10 * EXT + 512, 100 * EXT), true);
     assert.equal(am.nDirty, 101);
-    assert.deepEqual(bitsOf(am.bitmap(), 200), Array.from({ length: 101 }, (_, i) => 10 + i));
+    assert.deepEqual(
+      bitsOf(am.bitmap(), 200),
+      Array.from({ length: 101 }, (_, i) => 10 + i),
+    );
     assert.deepEqual(am.keepDirtyExtents(), [110, 109, 108, 107]);
     assert.equal(am.writeComplete(10 * EXT + 512, 100 * EXT), true);
     assert.deepEqual(bitsOf(am.bitmap(), 200), [107, 108, 109, 110]);

@@ -2,7 +2,17 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { allOnes, bitmapBytes, clearBit, findFirstSet, orInto, popcount, roundUp, setBit, testBit } from '../../../src/activemap/bitmap.js';
+import {
+  allOnes,
+  bitmapBytes,
+  clearBit,
+  findFirstSet,
+  orInto,
+  popcount,
+  roundUp,
+  setBit,
+  testBit,
+} from '../../../src/activemap/bitmap.js';
 
 describe('bitmap', () => {
   test('setBit() numbers bits LSB first within byte n >> 3 (golden bytes from the spec)', () => {

@@ -22,7 +22,10 @@ test('flags win over BENCH_* variables, which win over --quick defaults', () => 
 });
 
 test('bad values are usage errors that name the flag', () => {
-  assert.throws(() => parseOptions(['--reps', '0'], {}), (e: unknown) => e instanceof UsageError && /--reps/.test(e.message));
+  assert.throws(
+    () => parseOptions(['--reps', '0'], {}),
+    (e: unknown) => e instanceof UsageError && /--reps/.test(e.message),
+  );
   assert.throws(() => parseOptions(['--size', '12Q'], {}), UsageError);
   assert.throws(() => parseOptions(['--phases', 'io,bogus'], {}), /unknown phase "bogus"/);
   assert.throws(() => parseOptions(['--frobnicate'], {}), UsageError);

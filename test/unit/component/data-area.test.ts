@@ -42,15 +42,24 @@ function assertDisk(path: string, image: Buffer, model: Buffer): void {
   assert.equal(now.length, FILESIZE, 'the file keeps its size');
   assert.ok(now.subarray(0, 4096).equals(image.subarray(0, 4096)), 'metadata block unchanged');
   assert.ok(now.subarray(4096, LOCALOFF).equals(image.subarray(4096, LOCALOFF)), 'bitmap area unchanged');
-  assert.ok(now.subarray(LOCALOFF + DATASIZE).equals(image.subarray(LOCALOFF + DATASIZE)), 'tail past the data area unchanged');
-  assert.ok(now.subarray(LOCALOFF, LOCALOFF + DATASIZE).equals(model), 'data area holds what was written, at localoff + offset');
+  assert.ok(
+    now.subarray(LOCALOFF + DATASIZE).equals(image.subarray(LOCALOFF + DATASIZE)),
+    'tail past the data area unchanged',
+  );
+  assert.ok(
+    now.subarray(LOCALOFF, LOCALOFF + DATASIZE).equals(model),
+    'data area holds what was written, at localoff + offset',
+  );
 }
 
 /** Records which component methods were called; forwards nothing (refusals must not get here). */
 function spyComponent(): { comp: Component; calls: string[] } {
   const calls: string[] = [];
   const comp: Component = {
-    path: '/spy', size: FILESIZE, sectorSize: 512, isBlockDevice: false,
+    path: '/spy',
+    size: FILESIZE,
+    sectorSize: 512,
+    isBlockDevice: false,
     read: async () => void calls.push('read'),
     write: async () => void calls.push('write'),
     flush: async () => void calls.push('flush'),
@@ -116,9 +125,22 @@ describe('DataArea', () => {
   // [offset, length] pairs that reach out of [0, DATASIZE): into the bitmap, past the end, or not
   // a byte range at all.
   const outside: readonly (readonly [number, number])[] = [
-    [-512, 512], [-1, 1], [-LOCALOFF, 4096], [DATASIZE, 1], [DATASIZE - 512, 1024], [DATASIZE + 4096, 512],
-    [DATASIZE - 1, 2], [1, DATASIZE], [0, DATASIZE + 1], [2 ** 53, 512], [0.5, 512], [Number.NaN, 512],
-    [Number.POSITIVE_INFINITY, 512], [0, -1], [512, 0.5], [DATASIZE + 1, 0],
+    [-512, 512],
+    [-1, 1],
+    [-LOCALOFF, 4096],
+    [DATASIZE, 1],
+    [DATASIZE - 512, 1024],
+    [DATASIZE + 4096, 512],
+    [DATASIZE - 1, 2],
+    [1, DATASIZE],
+    [0, DATASIZE + 1],
+    [2 ** 53, 512],
+    [0.5, 512],
+    [Number.NaN, 512],
+    [Number.POSITIVE_INFINITY, 512],
+    [0, -1],
+    [512, 0.5],
+    [DATASIZE + 1, 0],
   ];
 
   test('out-of-range requests of every kind are refused with EINVAL and never reach the component', async () => {
@@ -173,7 +195,13 @@ describe('DataArea', () => {
 
   test('an invalid data area is refused when it is made', () => {
     const { comp } = spyComponent();
-    for (const [off, size] of [[-1, 1], [0.5, 1], [0, -1], [0, Number.NaN], [2 ** 53, 1]] as const) {
+    for (const [off, size] of [
+      [-1, 1],
+      [0.5, 1],
+      [0, -1],
+      [0, Number.NaN],
+      [2 ** 53, 1],
+    ] as const) {
       assert.throws(() => new DataArea(comp, off, size), RangeError);
     }
   });

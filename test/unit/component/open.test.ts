@@ -333,7 +333,9 @@ describe('block device component', () => {
   /** A loop device over a fresh 8 MiB file with the given logical sector size; detached after the test. */
   function loopDevice(t: TestContext, sectorSize: number): string {
     const path = fileOf(t, 0, pattern(8 * MiB, 11));
-    const dev = execFileSync('losetup', ['-f', '--show', '--sector-size', String(sectorSize), path], { encoding: 'utf8' }).trim();
+    const dev = execFileSync('losetup', ['-f', '--show', '--sector-size', String(sectorSize), path], {
+      encoding: 'utf8',
+    }).trim();
     t.after(() => {
       execFileSync('losetup', ['-d', dev]);
     });

@@ -29,12 +29,22 @@ describe('parsePeerAddress()', () => {
   });
 
   const bad: [string, RegExp][] = [
-    ['', /no host/], ['tcp://', /no host/], [':8457', /no host/], ['10.0.0.1:0', /out of range/],
-    ['10.0.0.1:65536', /out of range/], ['10.0.0.1:x', /invalid port/], ['10.0.0.1:', /invalid port/],
-    ['tcp://2001:db8::1/64', /not an IPv6 address/], ['[10.0.0.1]:1', /not an IPv6 address/],
-    ['[::1', /missing '\]'/], ['[::1]x', /unexpected/], ['udp://1.2.3.4', /unsupported scheme/],
-    ['tcp4://[::1]', /IPv6 address in tcp4/], ['tcp6://10.0.0.1', /IPv4 address in tcp6/],
-    ['host/x', /invalid host name/], ['-bad', /invalid host name/],
+    ['', /no host/],
+    ['tcp://', /no host/],
+    [':8457', /no host/],
+    ['10.0.0.1:0', /out of range/],
+    ['10.0.0.1:65536', /out of range/],
+    ['10.0.0.1:x', /invalid port/],
+    ['10.0.0.1:', /invalid port/],
+    ['tcp://2001:db8::1/64', /not an IPv6 address/],
+    ['[10.0.0.1]:1', /not an IPv6 address/],
+    ['[::1', /missing '\]'/],
+    ['[::1]x', /unexpected/],
+    ['udp://1.2.3.4', /unsupported scheme/],
+    ['tcp4://[::1]', /IPv6 address in tcp4/],
+    ['tcp6://10.0.0.1', /IPv4 address in tcp6/],
+    ['host/x', /invalid host name/],
+    ['-bad', /invalid host name/],
   ];
   for (const [addr, re] of bad) {
     test(`rejects '${addr}'`, () => assert.throws(() => parsePeerAddress(addr), re));
@@ -56,7 +66,10 @@ describe('parseControlAddress()', () => {
 
 describe('parseExportAddress()', () => {
   test('unix forms', () => {
-    assert.deepEqual(parseExportAddress('uds:///var/run/hastd/r.sock'), { kind: 'unix', path: '/var/run/hastd/r.sock' });
+    assert.deepEqual(parseExportAddress('uds:///var/run/hastd/r.sock'), {
+      kind: 'unix',
+      path: '/var/run/hastd/r.sock',
+    });
     assert.deepEqual(parseExportAddress('unix:///x.sock'), { kind: 'unix', path: '/x.sock' });
     assert.deepEqual(parseExportAddress('/x.sock'), { kind: 'unix', path: '/x.sock' });
   });

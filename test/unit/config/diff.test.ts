@@ -18,8 +18,10 @@ describe('diffConfig()', () => {
   });
 
   test('control, pidfile and listen changes', () => {
-    const d = diffConfig(cfg('listen 10.0.0.1\nlisten 10.0.0.2\n'),
-      cfg('control /run/new.sock\npidfile /run/new.pid\nlisten 10.0.0.2\nlisten 10.0.0.3\n'));
+    const d = diffConfig(
+      cfg('listen 10.0.0.1\nlisten 10.0.0.2\n'),
+      cfg('control /run/new.sock\npidfile /run/new.pid\nlisten 10.0.0.2\nlisten 10.0.0.3\n'),
+    );
     assert.equal(d.controlChanged, true);
     assert.equal(d.pidFileChanged, true);
     assert.equal(d.listenChanged, true);
@@ -41,8 +43,14 @@ describe('diffConfig()', () => {
 
   test('added and removed resources', () => {
     const d = diffConfig(cfg(res('old') + res('kept')), cfg(res('kept') + res('new')));
-    assert.deepEqual([...d.resources.entries()].map(([n, c]) => [n, c.kind]),
-      [['old', 'removed'], ['kept', 'unchanged'], ['new', 'added']]);
+    assert.deepEqual(
+      [...d.resources.entries()].map(([n, c]) => [n, c.kind]),
+      [
+        ['old', 'removed'],
+        ['kept', 'unchanged'],
+        ['new', 'added'],
+      ],
+    );
     assert.equal(reloadAction(d.resources.get('old') ?? assert.fail(), 'primary'), 'remove');
     assert.equal(reloadAction(d.resources.get('new') ?? assert.fail(), 'init'), 'add');
     assert.equal(reloadAction(d.resources.get('kept') ?? assert.fail(), 'secondary'), 'none');

@@ -12,27 +12,45 @@ import { fixturePath } from './fixture-path.js';
 describe('loadConfig()', () => {
   test('the corrected seed file loads on skunk1 and on skunk2', () => {
     const file = fixturePath('seed-mirror.conf');
-    for (const [node, remote] of [['skunk1', '198.51.100.2'], ['skunk2', '198.51.100.1']] as const) {
+    for (const [node, remote] of [
+      ['skunk1', '198.51.100.2'],
+      ['skunk2', '198.51.100.1'],
+    ] as const) {
       const cfg = loadConfig(file, { nodeName: node });
       assert.equal(cfg.file, file);
-      assert.deepEqual(cfg.resources, [{
-        name: 'mirror', provName: 'mirror', localPath: '/dev/da0s2', remoteAddr: remote, sourceAddr: null,
-        replication: 'memsync', checksum: 'none', compression: 'hole', timeout: 20, exec: '', metaFlush: true,
-        exportAddr: 'uds:///var/run/hastd/mirror.sock', device: 'auto',
-      }]);
+      assert.deepEqual(cfg.resources, [
+        {
+          name: 'mirror',
+          provName: 'mirror',
+          localPath: '/dev/da0s2',
+          remoteAddr: remote,
+          sourceAddr: null,
+          replication: 'memsync',
+          checksum: 'none',
+          compression: 'hole',
+          timeout: 20,
+          exec: '',
+          metaFlush: true,
+          exportAddr: 'uds:///var/run/hastd/mirror.sock',
+          device: 'auto',
+        },
+      ]);
       assert.deepEqual(cfg.listen, ['tcp4://0.0.0.0:8457', 'tcp6://[::]:8457']);
     }
   });
 
   test('the seed file as published (closing braces lost) is a ConfigError naming line 2', () => {
     const file = fixturePath('seed-broken.conf');
-    assert.throws(() => loadConfig(file, { nodeName: 'skunk1' }), (err: unknown) => {
-      assert.ok(err instanceof ConfigError);
-      assert.equal(err.exitCode, 78);
-      assert.equal(err.file, file);
-      assert.match(err.message, /'on skunk1' block opened at line 2 is not closed/);
-      return true;
-    });
+    assert.throws(
+      () => loadConfig(file, { nodeName: 'skunk1' }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.exitCode, 78);
+        assert.equal(err.file, file);
+        assert.match(err.message, /'on skunk1' block opened at line 2 is not closed/);
+        return true;
+      },
+    );
   });
 
   test('the man-page-style example loads on both nodes', () => {
@@ -42,14 +60,34 @@ describe('loadConfig()', () => {
     assert.equal(alpha.controlPath, '/var/run/hastctl-alpha');
     const [shared, tank] = alpha.resources;
     assert.deepEqual(shared, {
-      name: 'shared', provName: 'shared', localPath: '/dev/sdb', remoteAddr: 'tcp4://192.0.2.2', sourceAddr: null,
-      replication: 'fullsync', checksum: 'none', compression: 'hole', timeout: 20, exec: '/usr/local/sbin/hast-hook',
-      metaFlush: true, exportAddr: 'uds:///var/run/hastd/shared.sock', device: 'auto',
+      name: 'shared',
+      provName: 'shared',
+      localPath: '/dev/sdb',
+      remoteAddr: 'tcp4://192.0.2.2',
+      sourceAddr: null,
+      replication: 'fullsync',
+      checksum: 'none',
+      compression: 'hole',
+      timeout: 20,
+      exec: '/usr/local/sbin/hast-hook',
+      metaFlush: true,
+      exportAddr: 'uds:///var/run/hastd/shared.sock',
+      device: 'auto',
     });
     assert.deepEqual(tank, {
-      name: 'tank', provName: 'tank-a', localPath: '/dev/mapper/tanka', remoteAddr: 'tcp4://192.0.2.2',
-      sourceAddr: 'tcp4://192.0.2.1', replication: 'memsync', checksum: 'sha256', compression: 'lzf', timeout: 10,
-      exec: '/usr/local/sbin/hast-hook', metaFlush: false, exportAddr: 'uds:///var/run/hastd/tank-a.sock', device: 'auto',
+      name: 'tank',
+      provName: 'tank-a',
+      localPath: '/dev/mapper/tanka',
+      remoteAddr: 'tcp4://192.0.2.2',
+      sourceAddr: 'tcp4://192.0.2.1',
+      replication: 'memsync',
+      checksum: 'sha256',
+      compression: 'lzf',
+      timeout: 10,
+      exec: '/usr/local/sbin/hast-hook',
+      metaFlush: false,
+      exportAddr: 'uds:///var/run/hastd/tank-a.sock',
+      device: 'auto',
     });
     const beta = loadConfig(file, { nodeName: 'beta' });
     assert.deepEqual(beta.listen, ['0.0.0.0:8457', 'tcp4://192.0.2.2']);
@@ -63,19 +101,25 @@ describe('loadConfig()', () => {
   test('a missing file is a ConfigError with exit code 72 (EX_OSFILE)', (t) => {
     const dir = tmpDir(t);
     const file = join(dir, 'nope.conf');
-    assert.throws(() => loadConfig(file), (err: unknown) => {
-      assert.ok(err instanceof ConfigError);
-      assert.equal(err.exitCode, 72);
-      assert.equal(err.line, 0);
-      assert.equal(err.message, `${file}: Unable to open configuration file ${file}: No such file or directory.`);
-      return true;
-    });
+    assert.throws(
+      () => loadConfig(file),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.exitCode, 72);
+        assert.equal(err.line, 0);
+        assert.equal(err.message, `${file}: Unable to open configuration file ${file}: No such file or directory.`);
+        return true;
+      },
+    );
   });
 
   test('a directory is a ConfigError with exit code 72', (t) => {
     const dir = tmpDir(t);
     mkdirSync(join(dir, 'd'));
-    assert.throws(() => loadConfig(join(dir, 'd')), (err: unknown) => err instanceof ConfigError && err.exitCode === 72);
+    assert.throws(
+      () => loadConfig(join(dir, 'd')),
+      (err: unknown) => err instanceof ConfigError && err.exitCode === 72,
+    );
   });
 
   test('a relative path is made absolute and used in errors', (t) => {
@@ -83,17 +127,24 @@ describe('loadConfig()', () => {
     const file = join(dir, 'hast.conf');
     writeFileSync(file, '\n\nresource r {\n  on a {\n    local /x\n  }\n}\n');
     const rel = relative(process.cwd(), file);
-    assert.throws(() => loadConfig(rel, { nodeName: 'a' }), (err: unknown) =>
-      err instanceof ConfigError && err.file === file &&
-      err.message === `${file}:3: Remote address not configured for resource r.`);
+    assert.throws(
+      () => loadConfig(rel, { nodeName: 'a' }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.file === file &&
+        err.message === `${file}:3: Remote address not configured for resource r.`,
+    );
   });
 
   test('invalid bytes in the file are a ConfigError at their line, not a decoding failure', (t) => {
     const dir = tmpDir(t);
     const file = join(dir, 'hast.conf');
     writeFileSync(file, Buffer.from([0x23, 0xff, 0x0a, 0x74, 0x69, 0x6d, 0x65, 0x6f, 0x75, 0x74, 0x20, 0xc3, 0xa9]));
-    assert.throws(() => loadConfig(file), (err: unknown) =>
-      err instanceof ConfigError && err.line === 2 && /near '\\xc3': unexpected character/.test(err.message));
+    assert.throws(
+      () => loadConfig(file),
+      (err: unknown) =>
+        err instanceof ConfigError && err.line === 2 && /near '\\xc3': unexpected character/.test(err.message),
+    );
   });
 });
 
@@ -110,9 +161,14 @@ describe('acceptableNodeNames()', () => {
 
 describe('nodeNamesFrom()', () => {
   test('short name only when the hostname has a dot; machine id trimmed; hostid little-endian', () => {
-    assert.deepEqual(nodeNamesFrom('skunk1.example.org', Buffer.from('3d1219c7c4c5404aaa1f6d2a48adfda4\n'),
-      Buffer.from([0x78, 0x56, 0x34, 0x12])),
-    ['skunk1', 'skunk1.example.org', '3d1219c7c4c5404aaa1f6d2a48adfda4', 'hostid305419896']);
+    assert.deepEqual(
+      nodeNamesFrom(
+        'skunk1.example.org',
+        Buffer.from('3d1219c7c4c5404aaa1f6d2a48adfda4\n'),
+        Buffer.from([0x78, 0x56, 0x34, 0x12]),
+      ),
+      ['skunk1', 'skunk1.example.org', '3d1219c7c4c5404aaa1f6d2a48adfda4', 'hostid305419896'],
+    );
     assert.deepEqual(nodeNamesFrom('skunk1', null, null), ['skunk1']);
     assert.deepEqual(nodeNamesFrom('skunk1', Buffer.from('\n'), Buffer.from([1, 2])), ['skunk1']);
     assert.deepEqual(nodeNamesFrom('h', null, Buffer.from([0xff, 0xff, 0xff, 0xff])), ['h', 'hostid4294967295']);

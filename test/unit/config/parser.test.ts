@@ -9,19 +9,34 @@ import { parseConfig } from '../../../src/config/load.js';
 import { fixturePath } from './fixture-path.js';
 
 const SAMPLE: Record<(typeof STATEMENT_KEYWORDS)[number], string> = {
-  control: 'uds:///tmp/ctl', pidfile: '/tmp/p.pid', listen: '127.0.0.1:8457', replication: 'async',
-  checksum: 'crc32', compression: 'lzf', timeout: '5', exec: '/usr/bin/hook', metaflush: 'off',
-  name: 'prov', local: '/dev/x', remote: '10.0.0.2', source: '10.0.0.1', export: 'uds:///tmp/e.sock',
+  control: 'uds:///tmp/ctl',
+  pidfile: '/tmp/p.pid',
+  listen: '127.0.0.1:8457',
+  replication: 'async',
+  checksum: 'crc32',
+  compression: 'lzf',
+  timeout: '5',
+  exec: '/usr/bin/hook',
+  metaflush: 'off',
+  name: 'prov',
+  local: '/dev/x',
+  remote: '10.0.0.2',
+  source: '10.0.0.1',
+  export: 'uds:///tmp/e.sock',
   device: 'fuse',
 };
 
 /** Places `stmt` in `section`; returns the text and the line the statement is on. */
 function place(stmt: string, section: Section): [string, number] {
   switch (section) {
-    case 'global': return [`${stmt}\n`, 1];
-    case 'node': return [`on n {\n${stmt}\n}\n`, 2];
-    case 'resource': return [`resource r {\n${stmt}\n}\n`, 2];
-    case 'resource-node': return [`resource r {\non n {\n${stmt}\n}\n}\n`, 3];
+    case 'global':
+      return [`${stmt}\n`, 1];
+    case 'node':
+      return [`on n {\n${stmt}\n}\n`, 2];
+    case 'resource':
+      return [`resource r {\n${stmt}\n}\n`, 2];
+    case 'resource-node':
+      return [`resource r {\non n {\n${stmt}\n}\n}\n`, 3];
   }
 }
 
@@ -30,7 +45,12 @@ function syntaxError(_text: string, line: number, near: string, what?: RegExp) {
     assert.ok(err instanceof ConfigError, String(err));
     assert.equal(err.line, line, err.message);
     assert.equal(err.exitCode, 78);
-    assert.match(err.message, new RegExp(`^f:${line}: Unable to parse configuration file at line ${line} near ${near.replace(/[[\]{}()*+?.\\^$|]/g, '\\$&')}: `));
+    assert.match(
+      err.message,
+      new RegExp(
+        `^f:${line}: Unable to parse configuration file at line ${line} near ${near.replace(/[[\]{}()*+?.\\^$|]/g, '\\$&')}: `,
+      ),
+    );
     if (what !== undefined) assert.match(err.message, what);
     return true;
   };
@@ -56,13 +76,43 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
   }
 
   test('the matrix is the spec table plus export and device', () => {
-    assert.deepEqual([...ALLOWED.global].sort(), ['checksum', 'compression', 'control', 'device', 'exec',
-      'listen', 'metaflush', 'on', 'pidfile', 'replication', 'resource', 'timeout']);
+    assert.deepEqual([...ALLOWED.global].sort(), [
+      'checksum',
+      'compression',
+      'control',
+      'device',
+      'exec',
+      'listen',
+      'metaflush',
+      'on',
+      'pidfile',
+      'replication',
+      'resource',
+      'timeout',
+    ]);
     assert.deepEqual([...ALLOWED.node].sort(), ['control', 'listen', 'pidfile']);
-    assert.deepEqual([...ALLOWED.resource].sort(), ['checksum', 'compression', 'device', 'exec', 'export',
-      'local', 'metaflush', 'name', 'on', 'replication', 'timeout']);
-    assert.deepEqual([...ALLOWED['resource-node']].sort(), ['device', 'export', 'local', 'metaflush', 'name',
-      'remote', 'source']);
+    assert.deepEqual([...ALLOWED.resource].sort(), [
+      'checksum',
+      'compression',
+      'device',
+      'exec',
+      'export',
+      'local',
+      'metaflush',
+      'name',
+      'on',
+      'replication',
+      'timeout',
+    ]);
+    assert.deepEqual([...ALLOWED['resource-node']].sort(), [
+      'device',
+      'export',
+      'local',
+      'metaflush',
+      'name',
+      'remote',
+      'source',
+    ]);
   });
 
   test('on is not allowed inside a node section nor inside a resource node section', () => {
@@ -88,8 +138,10 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
 
 describe('parseAst() values', () => {
   for (const [kw, values] of [
-    ['replication', ['fullsync', 'memsync', 'async']], ['checksum', ['none', 'crc32', 'sha256']],
-    ['compression', ['none', 'hole', 'lzf']], ['metaflush', ['on', 'off']],
+    ['replication', ['fullsync', 'memsync', 'async']],
+    ['checksum', ['none', 'crc32', 'sha256']],
+    ['compression', ['none', 'hole', 'lzf']],
+    ['metaflush', ['on', 'off']],
   ] as const) {
     test(`${kw} accepts ${values.join(', ')} and nothing else`, () => {
       for (const v of values) assert.equal(parseAst(`${kw} ${v}`, 'f').body[0]?.kind, 'stmt');
@@ -100,8 +152,11 @@ describe('parseAst() values', () => {
   }
 
   test('timeout needs a number; zero is "Negative or zero timeout."; "-5" is not a number', () => {
-    assert.throws(() => parseAst('timeout 0', 'f'), (err: unknown) =>
-      err instanceof ConfigError && err.message === 'f:1: Negative or zero timeout.' && err.keyword === 'timeout');
+    assert.throws(
+      () => parseAst('timeout 0', 'f'),
+      (err: unknown) =>
+        err instanceof ConfigError && err.message === 'f:1: Negative or zero timeout.' && err.keyword === 'timeout',
+    );
     assert.throws(() => parseAst('timeout -5', 'f'), syntaxError('', 1, "'-5'", /expected a number of seconds/));
     assert.throws(() => parseAst('timeout 99999999999', 'f'), /timeout argument is too large/);
     assert.deepEqual(parseAst('timeout 007', 'f').body[0], { kind: 'stmt', keyword: 'timeout', value: '007', line: 1 });
@@ -109,7 +164,10 @@ describe('parseAst() values', () => {
 
   test('a reserved word or a number cannot be a value or a name', () => {
     assert.throws(() => parseAst('exec none', 'f'), syntaxError('', 1, "'none'", /reserved word/));
-    assert.throws(() => parseAst('resource local {\n}', 'f'), syntaxError('', 1, "'local'", /expected a resource name/));
+    assert.throws(
+      () => parseAst('resource local {\n}', 'f'),
+      syntaxError('', 1, "'local'", /expected a resource name/),
+    );
     assert.throws(() => parseAst('on 123 {\n}', 'f'), syntaxError('', 1, "'123'", /expected a node name.*number/));
     assert.throws(() => parseAst('resource r {\nname 42\n}', 'f'), syntaxError('', 2, "'42'", /number/));
     assert.throws(() => parseAst('resource export {}', 'f'), syntaxError('', 1, "'export'"));
@@ -118,14 +176,22 @@ describe('parseAst() values', () => {
   test('remote none is special-cased; other reserved words are not addresses', () => {
     const ast = parseAst('resource r {\non a {\nremote none\n}\n}', 'f');
     assert.equal(JSON.stringify(ast).includes('"keyword":"remote","value":"none"'), true);
-    assert.throws(() => parseAst('resource r {\non a {\nremote off\n}\n}', 'f'), syntaxError('', 3, "'off'", /an address or none/));
+    assert.throws(
+      () => parseAst('resource r {\non a {\nremote off\n}\n}', 'f'),
+      syntaxError('', 3, "'off'", /an address or none/),
+    );
   });
 
   test('device values are checked, not reserved', () => {
     for (const v of ['auto', 'nbd', 'fuse', 'none']) assert.ok(parseAst(`device ${v}`, 'f'));
-    assert.throws(() => parseAst('\ndevice ublk', 'f'), (err: unknown) =>
-      err instanceof ConfigError && err.line === 2 && err.keyword === 'device' &&
-      err.message === 'f:2: Invalid device mode ublk: expected auto, nbd, fuse or none.');
+    assert.throws(
+      () => parseAst('\ndevice ublk', 'f'),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.line === 2 &&
+        err.keyword === 'device' &&
+        err.message === 'f:2: Invalid device mode ublk: expected auto, nbd, fuse or none.',
+    );
     // 'auto' stays usable as a name.
     assert.ok(parseAst('resource auto {\non fuse {\n}\n}', 'f'));
   });
@@ -135,9 +201,14 @@ describe('parseAst() values', () => {
       assert.ok(parseAst(`resource r {\nexport ${v}\n}`, 'f'));
     }
     for (const v of ['http://x', 'uds://relative', 'tcp://host:0', 'relative/path']) {
-      assert.throws(() => parseAst(`resource r {\nexport ${v}\n}`, 'f'), (err: unknown) =>
-        err instanceof ConfigError && err.line === 2 && err.keyword === 'export' &&
-        err.message.startsWith(`f:2: Invalid export address ${v}: `));
+      assert.throws(
+        () => parseAst(`resource r {\nexport ${v}\n}`, 'f'),
+        (err: unknown) =>
+          err instanceof ConfigError &&
+          err.line === 2 &&
+          err.keyword === 'export' &&
+          err.message.startsWith(`f:2: Invalid export address ${v}: `),
+      );
     }
   });
 
@@ -155,8 +226,11 @@ describe('parseAst() values', () => {
       [`resource r {\non a {\nsource ${long(1024)}\n}\n}`, 'source argument is too long.'],
     ];
     for (const [text, msg] of cases) {
-      assert.throws(() => parseAst(text, 'f'), (err: unknown) =>
-        err instanceof ConfigError && err.message.endsWith(`: ${msg}`), text.slice(0, 20));
+      assert.throws(
+        () => parseAst(text, 'f'),
+        (err: unknown) => err instanceof ConfigError && err.message.endsWith(`: ${msg}`),
+        text.slice(0, 20),
+      );
     }
     // One byte below each limit is accepted.
     assert.ok(parseAst(`exec ${long(1023)}\nresource ${'r'.repeat(254)} {\nname ${'n'.repeat(254)}\n}`, 'f'));
@@ -169,13 +243,31 @@ describe('parseAst() syntax errors', () => {
   });
 
   test('a missing opening brace', () => {
-    assert.throws(() => parseAst('resource r\non a {}', 'f'), syntaxError('', 2, "'on'", /expected '\{' after 'resource r'/));
+    assert.throws(
+      () => parseAst('resource r\non a {}', 'f'),
+      syntaxError('', 2, "'on'", /expected '\{' after 'resource r'/),
+    );
   });
 
   test('an unknown word where a statement is expected lists the expected keywords', () => {
-    assert.throws(() => parseAst('\n# c\n\nfoo bar', 'f'), syntaxError('', 4, "'foo'",
-      /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, on or resource$/));
-    assert.throws(() => parseAst('on a {\nfoo\n}', 'f'), syntaxError('', 2, "'foo'", /expected control, pidfile or listen or '\}'|expected control, pidfile, listen or '\}'/));
+    assert.throws(
+      () => parseAst('\n# c\n\nfoo bar', 'f'),
+      syntaxError(
+        '',
+        4,
+        "'foo'",
+        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, on or resource$/,
+      ),
+    );
+    assert.throws(
+      () => parseAst('on a {\nfoo\n}', 'f'),
+      syntaxError(
+        '',
+        2,
+        "'foo'",
+        /expected control, pidfile or listen or '\}'|expected control, pidfile, listen or '\}'/,
+      ),
+    );
   });
 
   test('a value missing at end of file', () => {
@@ -183,23 +275,38 @@ describe('parseAst() syntax errors', () => {
   });
 
   test('an unclosed block at end of file names the line that opened it', () => {
-    assert.throws(() => parseAst('# x\nresource r {\n\non a {\n}\n', 'f'), syntaxError('', 5, 'end of file',
-      /'resource r' block opened at line 2 is not closed: '\}' expected before end of file$/));
+    assert.throws(
+      () => parseAst('# x\nresource r {\n\non a {\n}\n', 'f'),
+      syntaxError(
+        '',
+        5,
+        'end of file',
+        /'resource r' block opened at line 2 is not closed: '\}' expected before end of file$/,
+      ),
+    );
   });
 
   test('the seed file (closing braces lost) names the unclosed on skunk1 block of line 2', () => {
     const text = readFileSync(fixturePath('seed-broken.conf'), 'latin1');
-    assert.throws(() => parseConfig(text, '/etc/hast.conf', { nodeName: 'skunk1' }), (err: unknown) => {
-      assert.ok(err instanceof ConfigError);
-      assert.equal(err.message, "/etc/hast.conf:4: Unable to parse configuration file at line 4 near 'on': " +
-        "'on skunk1' block opened at line 2 is not closed: '}' expected before 'on'");
-      assert.equal(err.exitCode, 78);
-      return true;
-    });
+    assert.throws(
+      () => parseConfig(text, '/etc/hast.conf', { nodeName: 'skunk1' }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(
+          err.message,
+          "/etc/hast.conf:4: Unable to parse configuration file at line 4 near 'on': " +
+            "'on skunk1' block opened at line 2 is not closed: '}' expected before 'on'",
+        );
+        assert.equal(err.exitCode, 78);
+        return true;
+      },
+    );
   });
 
   test('a misplaced statement in a closed block is not reported as an unclosed block', () => {
-    assert.throws(() => parseAst('on a {\nreplication async\n}\n', 'f'), syntaxError('', 2, "'replication'",
-      /'replication' is not allowed in a node \('on'\) section$/));
+    assert.throws(
+      () => parseAst('on a {\nreplication async\n}\n', 'f'),
+      syntaxError('', 2, "'replication'", /'replication' is not allowed in a node \('on'\) section$/),
+    );
   });
 });

@@ -36,11 +36,23 @@ describe('resolveConfig() defaults (HAST-SPEC §1.3)', () => {
       controlPath: '/var/run/hastctl',
       pidFile: '/var/run/hastd.pid',
       listen: ['tcp4://0.0.0.0:8457', 'tcp6://[::]:8457'],
-      resources: [{
-        name: 'r', provName: 'r', localPath: '/dev/x', remoteAddr: '10.0.0.2', sourceAddr: null,
-        replication: 'memsync', checksum: 'none', compression: 'hole', timeout: 20, exec: '',
-        metaFlush: true, exportAddr: 'uds:///var/run/hastd/r.sock', device: 'auto',
-      }],
+      resources: [
+        {
+          name: 'r',
+          provName: 'r',
+          localPath: '/dev/x',
+          remoteAddr: '10.0.0.2',
+          sourceAddr: null,
+          replication: 'memsync',
+          checksum: 'none',
+          compression: 'hole',
+          timeout: 20,
+          exec: '',
+          metaFlush: true,
+          exportAddr: 'uds:///var/run/hastd/r.sock',
+          device: 'auto',
+        },
+      ],
     });
   });
 
@@ -53,7 +65,8 @@ describe('resolveConfig() defaults (HAST-SPEC §1.3)', () => {
 
 describe('resolveConfig() inheritance (HAST-SPEC §1.4)', () => {
   test('control and pidfile: this node wins over global, whatever the order; other nodes ignored', () => {
-    const text = 'on a {\ncontrol /run/a.sock\npidfile /run/a.pid\n}\non b {\ncontrol /run/b.sock\npidfile /run/b.pid\n}\n' +
+    const text =
+      'on a {\ncontrol /run/a.sock\npidfile /run/a.pid\n}\non b {\ncontrol /run/b.sock\npidfile /run/b.pid\n}\n' +
       'control uds:///run/g.sock\npidfile /run/g.pid\n';
     const onA = parseConfig(text, 'f', A);
     assert.equal(onA.controlAddr, '/run/a.sock');
@@ -71,17 +84,22 @@ describe('resolveConfig() inheritance (HAST-SPEC §1.4)', () => {
     assert.equal(res(cfg).replication, 'fullsync');
   });
 
-  test('listen: global and this node\'s addresses are merged in file order; defaults only if none', () => {
-    const text = 'listen 10.0.0.1\non a {\nlisten tcp6://[::1]:9000\nlisten 127.0.0.1\n}\non b {\nlisten 10.9.9.9\n}\nlisten 10.0.0.3:1\n';
+  test("listen: global and this node's addresses are merged in file order; defaults only if none", () => {
+    const text =
+      'listen 10.0.0.1\non a {\nlisten tcp6://[::1]:9000\nlisten 127.0.0.1\n}\non b {\nlisten 10.9.9.9\n}\nlisten 10.0.0.3:1\n';
     assert.deepEqual(parseConfig(text, 'f', A).listen, ['10.0.0.1', 'tcp6://[::1]:9000', '127.0.0.1', '10.0.0.3:1']);
     assert.deepEqual(parseConfig(text, 'f', { nodeName: 'b' }).listen, ['10.0.0.1', '10.9.9.9', '10.0.0.3:1']);
     assert.deepEqual(parseConfig('on a {\nlisten 1.2.3.4\n}', 'f', A).listen, ['1.2.3.4']);
-    assert.deepEqual(parseConfig('on b {\nlisten 1.2.3.4\n}', 'f', A).listen, ['tcp4://0.0.0.0:8457', 'tcp6://[::]:8457']);
+    assert.deepEqual(parseConfig('on b {\nlisten 1.2.3.4\n}', 'f', A).listen, [
+      'tcp4://0.0.0.0:8457',
+      'tcp6://[::]:8457',
+    ]);
   });
 
   test('replication, checksum, compression, timeout, exec: resource, else global, else default', () => {
     const global = 'replication fullsync\nchecksum crc32\ncompression lzf\ntimeout 7\nexec /g\n';
-    const r1 = 'resource r1 {\nreplication async\nchecksum sha256\ncompression none\ntimeout 9\nexec /r\non a {\nlocal /x\nremote none\n}\n}\n';
+    const r1 =
+      'resource r1 {\nreplication async\nchecksum sha256\ncompression none\ntimeout 9\nexec /r\non a {\nlocal /x\nremote none\n}\n}\n';
     const r2 = 'resource r2 {\non a {\nlocal /x\nremote none\n}\n}\n';
     const cfg = parseConfig(global + r1 + r2, 'f', A);
     const pick = (r: ResourceConfig) => [r.replication, r.checksum, r.compression, r.timeout, r.exec];
@@ -99,7 +117,8 @@ describe('resolveConfig() inheritance (HAST-SPEC §1.4)', () => {
   });
 
   test('name and local: this node, else resource level; name falls back to the resource name', () => {
-    const text = 'resource r {\nname rp\nlocal /dev/rl\non a {\nremote none\n}\non b {\nname bp\nlocal /dev/bl\nremote none\n}\n}\n';
+    const text =
+      'resource r {\nname rp\nlocal /dev/rl\non a {\nremote none\n}\non b {\nname bp\nlocal /dev/bl\nremote none\n}\n}\n';
     const onA = res(parseConfig(text, 'f', A));
     assert.equal(onA.provName, 'rp');
     assert.equal(onA.localPath, '/dev/rl');
@@ -123,8 +142,9 @@ describe('resolveConfig() inheritance (HAST-SPEC §1.4)', () => {
     assert.equal(mk('', 'metaflush on\n', 'metaflush off\n'), false);
   });
 
-  test('remote and source come only from this node\'s block; source is null when absent', () => {
-    const text = 'resource r {\nlocal /x\non a {\nremote tcp://[2001:db8::2]:9000\nsource 10.0.0.1\n}\non b {\nremote 10.0.0.1\n}\n}\n';
+  test("remote and source come only from this node's block; source is null when absent", () => {
+    const text =
+      'resource r {\nlocal /x\non a {\nremote tcp://[2001:db8::2]:9000\nsource 10.0.0.1\n}\non b {\nremote 10.0.0.1\n}\n}\n';
     const onA = res(parseConfig(text, 'f', A));
     assert.equal(onA.remoteAddr, 'tcp://[2001:db8::2]:9000');
     assert.equal(onA.sourceAddr, '10.0.0.1');
@@ -145,7 +165,8 @@ describe('resolveConfig() inheritance (HAST-SPEC §1.4)', () => {
   });
 
   test('export: node wins over resource; default from the provider name', () => {
-    const text = 'resource r {\nexport tcp://127.0.0.1:10809\non a {\nlocal /x\nremote none\nexport uds:///run/a.sock\n}\n' +
+    const text =
+      'resource r {\nexport tcp://127.0.0.1:10809\non a {\nlocal /x\nremote none\nexport uds:///run/a.sock\n}\n' +
       'on b {\nlocal /x\nremote none\n}\n}\nresource s {\non a {\nlocal /y\nremote none\n}\n' +
       'on b {\nname sp\nlocal /y\nremote none\n}\n}\n';
     const onA = parseConfig(text, 'f', A);
@@ -168,7 +189,10 @@ describe('resolveConfig() inheritance (HAST-SPEC §1.4)', () => {
 
   test('resources keep file order', () => {
     const text = ['z', 'a', 'm'].map((n) => `resource ${n} {\non a {\nlocal /${n}\nremote none\n}\n}\n`).join('');
-    assert.deepEqual(parseConfig(text, 'f', A).resources.map((r) => r.name), ['z', 'a', 'm']);
+    assert.deepEqual(
+      parseConfig(text, 'f', A).resources.map((r) => r.name),
+      ['z', 'a', 'm'],
+    );
   });
 });
 
@@ -190,9 +214,12 @@ describe('node matching (HAST-SPEC §1.5)', () => {
 
   test('nodeName replaces every other name', () => {
     assert.ok(parseConfig(on('other'), 'f', { nodeName: 'other', hostNames: HOST }));
-    assert.throws(() => parseConfig(on('skunk1'), 'f', { nodeName: 'other', hostNames: HOST }), (err: unknown) =>
-      err instanceof ConfigError &&
-      err.detail === 'No resource r configuration for this node (acceptable node names: other).');
+    assert.throws(
+      () => parseConfig(on('skunk1'), 'f', { nodeName: 'other', hostNames: HOST }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.detail === 'No resource r configuration for this node (acceptable node names: other).',
+    );
     assert.deepEqual(parseConfig('', 'f', { nodeName: 'other' }).nodeNames, ['other']);
   });
 
@@ -209,37 +236,62 @@ describe('validation messages (HAST-SPEC §1.7)', () => {
 
   test('No resource X configuration for this node lists the acceptable names', () => {
     const text = '\n# lead\nresource r {\non b {\nlocal /x\nremote none\n}\n}\n';
-    assert.throws(() => parseConfig(text, 'f', { hostNames: ['h', 'h.example.org', '0123456789abcdef0123456789abcdef', 'hostid7'] }),
-      configError(3, 'No resource r configuration for this node (acceptable node names: h, h.example.org, 0123456789abcdef0123456789abcdef, hostid7).'));
-    assert.throws(() => parseConfig('resource r {\n}', 'f', A),
-      configError(1, 'No resource r configuration for this node (acceptable node names: a).'));
+    assert.throws(
+      () =>
+        parseConfig(text, 'f', { hostNames: ['h', 'h.example.org', '0123456789abcdef0123456789abcdef', 'hostid7'] }),
+      configError(
+        3,
+        'No resource r configuration for this node (acceptable node names: h, h.example.org, 0123456789abcdef0123456789abcdef, hostid7).',
+      ),
+    );
+    assert.throws(
+      () => parseConfig('resource r {\n}', 'f', A),
+      configError(1, 'No resource r configuration for this node (acceptable node names: a).'),
+    );
   });
 
   test('Remote address not configured for resource X. (checked before local)', () => {
-    assert.throws(() => parseConfig('resource r {\non a {\nlocal /x\n}\non b {\nremote 1.2.3.4\n}\n}', 'f', A),
-      configError(1, 'Remote address not configured for resource r.'));
-    assert.throws(() => parseConfig('resource r {\non a {\n}\n}', 'f', A),
-      configError(1, 'Remote address not configured for resource r.'));
+    assert.throws(
+      () => parseConfig('resource r {\non a {\nlocal /x\n}\non b {\nremote 1.2.3.4\n}\n}', 'f', A),
+      configError(1, 'Remote address not configured for resource r.'),
+    );
+    assert.throws(
+      () => parseConfig('resource r {\non a {\n}\n}', 'f', A),
+      configError(1, 'Remote address not configured for resource r.'),
+    );
   });
 
   test('Path to local component not configured for resource X.', () => {
-    assert.throws(() => parseConfig('# c\n\nresource r {\non a {\nremote none\n}\non b {\nlocal /x\n}\n}', 'f', A),
-      configError(3, 'Path to local component not configured for resource r.'));
+    assert.throws(
+      () => parseConfig('# c\n\nresource r {\non a {\nremote none\n}\non b {\nlocal /x\n}\n}', 'f', A),
+      configError(3, 'Path to local component not configured for resource r.'),
+    );
   });
 
   test('Negative or zero timeout. at the line of the statement', () => {
-    assert.throws(() => parseConfig(`resource r {\n\ttimeout 0\n}`, 'f', A), configError(2, 'Negative or zero timeout.'));
+    assert.throws(
+      () => parseConfig(`resource r {\n\ttimeout 0\n}`, 'f', A),
+      configError(2, 'Negative or zero timeout.'),
+    );
   });
 
   test('a control address that is not a unix socket is refused at its line', () => {
-    assert.throws(() => parseConfig('\ncontrol tcp://127.0.0.1:1', 'f', A), (err: unknown) =>
-      err instanceof ConfigError && err.line === 2 && err.keyword === 'control' &&
-      err.detail.startsWith('Invalid control address tcp://127.0.0.1:1: '));
+    assert.throws(
+      () => parseConfig('\ncontrol tcp://127.0.0.1:1', 'f', A),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.line === 2 &&
+        err.keyword === 'control' &&
+        err.detail.startsWith('Invalid control address tcp://127.0.0.1:1: '),
+    );
     assert.throws(() => parseConfig('control relative', 'f', A), /is not an absolute path/);
   });
 
   test('errors come in file order: the first bad resource is reported', () => {
     const text = 'resource r1 {\non b {\n}\n}\nresource r2 {\non a {\n}\n}\n';
-    assert.throws(() => parseConfig(text, 'f', A), configError(1, 'No resource r1 configuration for this node (acceptable node names: a).'));
+    assert.throws(
+      () => parseConfig(text, 'f', A),
+      configError(1, 'No resource r1 configuration for this node (acceptable node names: a).'),
+    );
   });
 });

@@ -12,9 +12,19 @@ import { NvList } from '../../../src/nv/codec.js';
 import { encodeMessage, MessageReader, type PeerMessage as Frame } from '../../../src/peer/framing.js';
 
 const RES: ResourceConfig = {
-  name: 'r0', provName: 'r0', localPath: '/dev/null', remoteAddr: 'tcp://127.0.0.1:8457', sourceAddr: null,
-  replication: 'memsync', checksum: 'none', compression: 'hole', timeout: 20, exec: '',
-  metaFlush: true, exportAddr: '', device: 'none',
+  name: 'r0',
+  provName: 'r0',
+  localPath: '/dev/null',
+  remoteAddr: 'tcp://127.0.0.1:8457',
+  sourceAddr: null,
+  replication: 'memsync',
+  checksum: 'none',
+  compression: 'hole',
+  timeout: 20,
+  exec: '',
+  metaFlush: true,
+  exportAddr: '',
+  device: 'none',
 };
 
 interface Fake {
@@ -29,7 +39,13 @@ function fakeParent(t: TestContext, role: Role, remote = RES.remoteAddr): Fake {
   res.role = role;
   const fake: Fake = { parent: undefined as unknown as PeerParent, sent: [], started: 0, res };
   const cfg: HastConfig = {
-    file: '/x', nodeNames: [], controlPath: '/x', controlAddr: '/x', pidFile: '/x', listen: [], resources: [res.cfg],
+    file: '/x',
+    nodeNames: [],
+    controlPath: '/x',
+    controlAddr: '/x',
+    pidFile: '/x',
+    listen: [],
+    resources: [res.cfg],
   };
   fake.parent = {
     cfg,
@@ -51,7 +67,10 @@ function fakeParent(t: TestContext, role: Role, remote = RES.remoteAddr): Fake {
 }
 
 /** A loopback listener feeding the acceptor; connect() returns the client and the routing outcome. */
-async function listen(t: TestContext, acceptor: PeerAcceptor): Promise<() => Promise<{ c: Socket; outcome: Promise<AcceptOutcome> }>> {
+async function listen(
+  t: TestContext,
+  acceptor: PeerAcceptor,
+): Promise<() => Promise<{ c: Socket; outcome: Promise<AcceptOutcome> }>> {
   // Outcomes are boxed: a Promise resolved with a Promise would wait for the whole handshake.
   type Box = { readonly o: Promise<AcceptOutcome> };
   const outcomes: Box[] = [];
@@ -105,7 +124,7 @@ describe('normalizeIp()', () => {
 });
 
 describe('PeerAcceptor', () => {
-  test('closes a connection from an address that is no resource\'s remote without reading', async (t) => {
+  test("closes a connection from an address that is no resource's remote without reading", async (t) => {
     const f = fakeParent(t, 'secondary', 'tcp://127.0.0.2');
     const connectPeer = await listen(t, new PeerAcceptor(f.parent));
     const { c, outcome } = await connectPeer();
@@ -148,7 +167,10 @@ describe('PeerAcceptor', () => {
 
     const wrong = await connectPeer();
     const wrongReply = oneFrame(wrong.c);
-    sendNv(wrong.c, new NvList().addString('resource', 'r0').addUint8Array('token', Buffer.alloc(16, 1)).addUint64('resuid', 1n));
+    sendNv(
+      wrong.c,
+      new NvList().addString('resource', 'r0').addUint8Array('token', Buffer.alloc(16, 1)).addUint64('resuid', 1n),
+    );
     assert.equal((await wrongReply)?.nv.getString('errmsg'), "Token doesn't match.");
     assert.equal(f.started, 0);
 
@@ -156,19 +178,37 @@ describe('PeerAcceptor', () => {
     assert.ok(token !== undefined);
     sendNv(
       second.c,
-      new NvList().addString('resource', 'r0').addUint8Array('token', token)
-        .addUint64('resuid', 99n).addUint64('localcnt', 3n).addUint64('remotecnt', 2n),
+      new NvList()
+        .addString('resource', 'r0')
+        .addUint8Array('token', token)
+        .addUint64('resuid', 99n)
+        .addUint64('localcnt', 3n)
+        .addUint64('remotecnt', 2n),
     );
     assert.equal((await second.outcome).kind, 'second');
     assert.equal(f.started, 1);
-    assert.deepEqual(f.sent.map((s) => s.msg), [
-      { type: 'peer-socket', which: 'in' },
-      {
-        type: 'peer-socket', which: 'out',
-        first: { version: 1, virgin: false, resuid: '99', localCnt: '3', remoteCnt: '2', peerAddr: f.sent[1]?.msg.type === 'peer-socket' ? (f.sent[1].msg.first?.peerAddr ?? '') : '' },
-      },
-    ]);
-    assert.ok(f.sent.every((s) => s.handle !== undefined), 'both sockets handed over');
+    assert.deepEqual(
+      f.sent.map((s) => s.msg),
+      [
+        { type: 'peer-socket', which: 'in' },
+        {
+          type: 'peer-socket',
+          which: 'out',
+          first: {
+            version: 1,
+            virgin: false,
+            resuid: '99',
+            localCnt: '3',
+            remoteCnt: '2',
+            peerAddr: f.sent[1]?.msg.type === 'peer-socket' ? (f.sent[1].msg.first?.peerAddr ?? '') : '',
+          },
+        },
+      ],
+    );
+    assert.ok(
+      f.sent.every((s) => s.handle !== undefined),
+      'both sockets handed over',
+    );
   });
 
   test('closes a connection whose header is empty (nv length 0)', async (t) => {

@@ -36,16 +36,25 @@ function fakeWorker(): FakeWorker {
   return { child, sent, kills };
 }
 
-const res = (name: string, node = '', body = '') => `resource ${name} {\n${body}on a {\nlocal /dev/${name}\nremote 10.0.0.2\n${node}}\n}\n`;
+const res = (name: string, node = '', body = '') =>
+  `resource ${name} {\n${body}on a {\nlocal /dev/${name}\nremote 10.0.0.2\n${node}}\n}\n`;
 const conf = (text: string): HastConfig => parseConfig(`exec /hook\n${text}`, 'hast.conf', { hostNames: ['a'] });
 
-function rig(before: string): { parent: HastdParent; hooks: string[][]; started: string[]; pidfiles: string[]; load: (text: string) => void } {
+function rig(before: string): {
+  parent: HastdParent;
+  hooks: string[][];
+  started: string[];
+  pidfiles: string[];
+  load: (text: string) => void;
+} {
   let next: HastConfig | null = null;
   const hooks: string[][] = [];
   const started: string[] = [];
   const pidfiles: string[] = [];
   const parent = new HastdParent(conf(before), {
-    debugLevel: 0, foreground: true, stateDir: '/nonexistent',
+    debugLevel: 0,
+    foreground: true,
+    stateDir: '/nonexistent',
     reloadConfig: () => next ?? assert.fail('no config to reload'),
     runHook: (_exec, args) => hooks.push([...args]),
     pidfileChanged: (path) => pidfiles.push(path),
@@ -82,13 +91,21 @@ test('reload: a changed primary is reloaded live, a changed secondary restarted,
   load(res('p', '', 'timeout 5\n') + res('s', '', 'timeout 5\n') + res('i', '', 'timeout 5\n') + res('same'));
   await parent.reload();
 
-  assert.deepEqual(p.sent.map((m) => m.type), ['reload'], 'the primary worker got the new config');
+  assert.deepEqual(
+    p.sent.map((m) => m.type),
+    ['reload'],
+    'the primary worker got the new config',
+  );
   assert.deepEqual(p.kills, [], 'and kept running');
   assert.deepEqual(s.kills, ['SIGINT'], 'the secondary worker was stopped');
   assert.deepEqual(same.kills, [], 'an unchanged resource is left alone');
-  assert.deepEqual(hooks, [['role', 's', 'secondary', 'init'], ['role', 's', 'init', 'secondary']]);
+  assert.deepEqual(hooks, [
+    ['role', 's', 'secondary', 'init'],
+    ['role', 's', 'init', 'secondary'],
+  ]);
   assert.deepEqual(started, [], 'a secondary waits for its primary to connect');
-  for (const name of ['p', 's', 'i']) assert.equal(parent.resources.get(name)?.cfg.timeout, 5, `${name} has the new config`);
+  for (const name of ['p', 's', 'i'])
+    assert.equal(parent.resources.get(name)?.cfg.timeout, 5, `${name} has the new config`);
   assert.equal(parent.resources.get('s')?.role, 'secondary');
   assert.equal(parent.cfg.resources.find((r) => r.name === 'i')?.timeout, 5, 'the new config is the running one');
 });
@@ -101,7 +118,10 @@ test('reload: a changed local path restarts even a primary (init, then primary a
   assert.deepEqual(p.sent, [], 'no live reload');
   assert.deepEqual(p.kills, ['SIGTERM']);
   assert.deepEqual(started, ['p:primary']);
-  assert.deepEqual(hooks, [['role', 'p', 'primary', 'init'], ['role', 'p', 'init', 'primary']]);
+  assert.deepEqual(hooks, [
+    ['role', 'p', 'primary', 'init'],
+    ['role', 'p', 'init', 'primary'],
+  ]);
   assert.equal(parent.resources.get('p')?.cfg.localPath, '/dev/q');
 });
 

@@ -36,7 +36,11 @@ process.once('message', async (init) => {
   return path;
 }
 
-function rig(t: TestContext, script: string, opts: Partial<ParentOptions> = {}): { parent: HastdParent; res: ResourceState; hooks: string[][] } {
+function rig(
+  t: TestContext,
+  script: string,
+  opts: Partial<ParentOptions> = {},
+): { parent: HastdParent; res: ResourceState; hooks: string[][] } {
   const hooks: string[][] = [];
   const parent = new HastdParent(parseConfig(`exec /hook\n${CONF}`, 'test.conf', { hostNames: ['a'] }), {
     debugLevel: 0,
@@ -67,13 +71,19 @@ function rig(t: TestContext, script: string, opts: Partial<ParentOptions> = {}):
 }
 
 test('role primary: a worker that fails at start-up is reported with its reason, the role falls back to init, status says why', async (t) => {
-  const script = stub(t, `await send({ type: 'failed', reason: 'Unable to open /nonexistent/r0.img: ENOENT: no such file or directory', code: 66 });
-  process.exit(66);`);
+  const script = stub(
+    t,
+    `await send({ type: 'failed', reason: 'Unable to open /nonexistent/r0.img: ENOENT: no such file or directory', code: 66 });
+  process.exit(66);`,
+  );
   const { parent, res, hooks } = rig(t, script);
   const reply = await parent.handleRequest({ cmd: 'role', role: 'primary', resources: ['r0'] });
   const r = reply.resources[0];
   assert.equal(r?.error, 66, 'EX_NOINPUT, the worker exit code');
-  assert.match(r?.message ?? '', /^Unable to become primary: Unable to open \/nonexistent\/r0\.img: ENOENT.*The role fell back to init\.$/);
+  assert.match(
+    r?.message ?? '',
+    /^Unable to become primary: Unable to open \/nonexistent\/r0\.img: ENOENT.*The role fell back to init\.$/,
+  );
   assert.equal(res.role, 'init');
   const st = await parent.handleRequest({ cmd: 'status', resources: ['r0'] });
   assert.equal(st.resources[0]?.role, 'init');
@@ -99,8 +109,14 @@ test('role primary: a worker that exits at once without a word, or never reports
 });
 
 test('role primary succeeds only after ready; the hook runs then', async (t) => {
-  const { parent, res, hooks } = rig(t, stub(t, `setTimeout(() => send({ type: 'ready' }), 200); setInterval(() => undefined, 1000);
-  process.on('SIGTERM', () => process.exit(0));`));
+  const { parent, res, hooks } = rig(
+    t,
+    stub(
+      t,
+      `setTimeout(() => send({ type: 'ready' }), 200); setInterval(() => undefined, 1000);
+  process.on('SIGTERM', () => process.exit(0));`,
+    ),
+  );
   const started = Date.now();
   const reply = await parent.handleRequest({ cmd: 'role', role: 'primary', resources: ['r0'] });
   assert.ok(Date.now() - started >= 150, 'waited for ready');
@@ -110,10 +126,13 @@ test('role primary succeeds only after ready; the hook runs then', async (t) => 
 });
 
 test('a worker that ignores SIGTERM is killed after the stop bound, and the queue goes on', async (t) => {
-  const script = stub(t, `process.on('SIGTERM', () => undefined);
+  const script = stub(
+    t,
+    `process.on('SIGTERM', () => undefined);
   process.on('message', (m) => { if (m.type === 'release') send({ type: 'release-reply', id: m.id, ok: true }); });
   await send({ type: 'ready' });
-  setInterval(() => undefined, 1000);`);
+  setInterval(() => undefined, 1000);`,
+  );
   const { parent, res } = rig(t, script, { stopTimeoutMs: 500 });
   const up = await parent.handleRequest({ cmd: 'role', role: 'primary', resources: ['r0'] });
   assert.equal(up.resources[0]?.error, undefined);
@@ -170,7 +189,11 @@ test('a connected primary that no longer answers on the HAST link (its node lost
   const promoted = await parent.handleRequest({ cmd: 'role', role: 'primary', resources: ['r0'] });
   assert.equal(promoted.resources[0]?.error, undefined, promoted.resources[0]?.message);
   assert.equal(res.role, 'primary');
-  assert.equal(secondary.exitCode !== null || secondary.signalCode !== null, true, 'the stale secondary worker was stopped');
+  assert.equal(
+    secondary.exitCode !== null || secondary.signalCode !== null,
+    true,
+    'the stale secondary worker was stopped',
+  );
 });
 
 test('probePeer: a listening address answers, a closed port does not', async (t) => {
@@ -186,20 +209,26 @@ test('probePeer: a listening address answers, a closed port does not', async (t)
 });
 
 test('a demotion refused by the worker (device busy) keeps the role and the worker; --force demotes', async (t) => {
-  const script = stub(t, `process.on('SIGTERM', () => process.exit(0));
+  const script = stub(
+    t,
+    `process.on('SIGTERM', () => process.exit(0));
   process.on('message', (m) => {
     if (m.type !== 'release') return;
     if (m.force) send({ type: 'release-reply', id: m.id, ok: true });
     else send({ type: 'release-reply', id: m.id, ok: false, busy: true, reason: 'device busy: /dev/hast/r0 is mounted on /mnt; unmount it first' });
   });
   await send({ type: 'ready' });
-  setInterval(() => undefined, 1000);`);
+  setInterval(() => undefined, 1000);`,
+  );
   const { parent, res, hooks } = rig(t, script);
   await parent.handleRequest({ cmd: 'role', role: 'primary', resources: ['r0'] });
   const worker = res.worker;
   const refused = await parent.handleRequest({ cmd: 'role', role: 'secondary', resources: ['r0'] });
   assert.equal(refused.resources[0]?.error, 75);
-  assert.match(refused.resources[0]?.message ?? '', /device busy: \/dev\/hast\/r0 is mounted on \/mnt.*--force removes the device anyway/);
+  assert.match(
+    refused.resources[0]?.message ?? '',
+    /device busy: \/dev\/hast\/r0 is mounted on \/mnt.*--force removes the device anyway/,
+  );
   assert.equal(res.role, 'primary');
   assert.equal(res.worker, worker);
   assert.equal(worker?.exitCode, null, 'still serving');
@@ -207,18 +236,24 @@ test('a demotion refused by the worker (device busy) keeps the role and the work
   assert.equal(forced.resources[0]?.error, undefined);
   assert.equal(res.role, 'secondary');
   assert.equal(res.worker, null);
-  assert.deepEqual(hooks, [['role', 'r0', 'init', 'primary'], ['role', 'r0', 'primary', 'secondary']]);
+  assert.deepEqual(hooks, [
+    ['role', 'r0', 'init', 'primary'],
+    ['role', 'r0', 'primary', 'secondary'],
+  ]);
 });
 
 test('shutdown waits while the device is busy and a second signal forces it', async (t) => {
-  const script = stub(t, `process.on('SIGTERM', () => process.exit(0));
+  const script = stub(
+    t,
+    `process.on('SIGTERM', () => process.exit(0));
   process.on('message', (m) => {
     if (m.type !== 'release') return;
     if (m.force) send({ type: 'release-reply', id: m.id, ok: true });
     else send({ type: 'release-reply', id: m.id, ok: false, busy: true, reason: 'device busy: /dev/hast/r0 is mounted on /mnt; unmount it first' });
   });
   await send({ type: 'ready' });
-  setInterval(() => undefined, 1000);`);
+  setInterval(() => undefined, 1000);`,
+  );
   const { parent, res } = rig(t, script, { busyPollMs: 50 });
   await parent.handleRequest({ cmd: 'role', role: 'primary', resources: ['r0'] });
   let done = false;

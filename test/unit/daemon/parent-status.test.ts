@@ -32,7 +32,13 @@ function fakeWorker(): { child: ChildProcess; sent: { type: string; id?: number 
 
 test('a primary worker that has not said ready is not asked for its status; once ready it is', async () => {
   const parent = new HastdParent(parseConfig(CONF, 'test.conf', { hostNames: ['a'] }), {
-    debugLevel: 0, foreground: true, stateDir: '/nonexistent', reloadConfig: () => { throw new Error('no reload'); }, runHook: () => undefined,
+    debugLevel: 0,
+    foreground: true,
+    stateDir: '/nonexistent',
+    reloadConfig: () => {
+      throw new Error('no reload');
+    },
+    runHook: () => undefined,
   });
   const res = parent.resources.get('r0');
   assert.ok(res !== undefined);

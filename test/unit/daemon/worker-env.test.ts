@@ -11,7 +11,10 @@ test('workerEnv sets the thread pool and the malloc thresholds and keeps everyth
   assert.equal(env.UV_THREADPOOL_SIZE, '16');
   // Above MAXPHYS (1 MiB), so every request buffer is served from the heap.
   assert.ok(Number(env.MALLOC_MMAP_THRESHOLD_) > 1 << 20, `mmap threshold ${env.MALLOC_MMAP_THRESHOLD_}`);
-  assert.ok(Number(env.MALLOC_TRIM_THRESHOLD_) >= Number(env.MALLOC_MMAP_THRESHOLD_), `trim threshold ${env.MALLOC_TRIM_THRESHOLD_}`);
+  assert.ok(
+    Number(env.MALLOC_TRIM_THRESHOLD_) >= Number(env.MALLOC_MMAP_THRESHOLD_),
+    `trim threshold ${env.MALLOC_TRIM_THRESHOLD_}`,
+  );
 });
 
 test('workerEnv leaves values the administrator set alone', () => {

@@ -14,32 +14,46 @@ function onlyThrows<E>(cls: abstract new (...a: never[]) => E, fn: () => unknown
     fn();
     return 'ok';
   } catch (err) {
-    if (!(err instanceof cls)) throw new Error(`expected ${cls.name}, got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`, { cause: err });
+    if (!(err instanceof cls))
+      throw new Error(`expected ${cls.name}, got ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`, {
+        cause: err,
+      });
     return err;
   }
 }
 
 /** A valid buffer with 1–6 bytes overwritten at random places. */
 function mutated(base: Buffer): fc.Arbitrary<Buffer> {
-  return fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }).map((muts) => {
-    const b = Buffer.from(base);
-    for (const [at, v] of muts) b[at] = v;
-    return b;
-  });
+  return fc
+    .array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 })
+    .map((muts) => {
+      const b = Buffer.from(base);
+      for (const [at, v] of muts) b[at] = v;
+      return b;
+    });
 }
 
 const RUNS = { numRuns: 2000 };
 
 describe('nv decoder under hostile input', () => {
-  const sample = new NvList().addString('resource', 'r0').addUint64('datasize', 123n).addUint32('extentsize', 2 << 20);
+  const sample = new NvList()
+    .addString('resource', 'r0')
+    .addUint64('datasize', 123n)
+    .addUint32('extentsize', 2 << 20);
   const good = encodeNv(sample);
 
   test('random bytes give a list or NvError, never another exception', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (b) => void onlyThrows(NvError, () => decodeNv(b))), RUNS);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (b) => void onlyThrows(NvError, () => decodeNv(b))),
+      RUNS,
+    );
   });
 
   test('mutated valid lists give a list or NvError', () => {
-    fc.assert(fc.property(mutated(good), (b) => void onlyThrows(NvError, () => decodeNv(b))), RUNS);
+    fc.assert(
+      fc.property(mutated(good), (b) => void onlyThrows(NvError, () => decodeNv(b))),
+      RUNS,
+    );
   });
 
   test('a declared data size of 4 GiB is refused as not fitting, from a 16-byte buffer', () => {
@@ -54,29 +68,52 @@ describe('nv decoder under hostile input', () => {
 });
 
 describe('metadata reader on corrupt blocks', () => {
-  const md: Metadata = { resource: 'r0', dataSize: 1 << 30, extentSize: 2 << 20, keepDirty: 64, localOff: 8192, resuid: 77n, localCnt: 3n, remoteCnt: 2n, prevRole: 'primary' };
+  const md: Metadata = {
+    resource: 'r0',
+    dataSize: 1 << 30,
+    extentSize: 2 << 20,
+    keepDirty: 64,
+    localOff: 8192,
+    resuid: 77n,
+    localCnt: 3n,
+    remoteCnt: 2n,
+    prevRole: 'primary',
+  };
   const block = encodeMetadata(md);
 
   test('a mutated metadata block decodes or throws MetadataError', () => {
-    fc.assert(fc.property(mutated(block.subarray(0, 256)), (head) => {
-      const b = Buffer.from(block);
-      head.copy(b);
-      const r = onlyThrows(MetadataError, () => decodeMetadata(b));
-      if (r === 'ok') {
-        const d = decodeMetadata(b);
-        assert.ok(d.extentSize > 0 && d.localOff >= 4096, 'a decoded block is usable by the data path');
-      }
-    }), RUNS);
+    fc.assert(
+      fc.property(mutated(block.subarray(0, 256)), (head) => {
+        const b = Buffer.from(block);
+        head.copy(b);
+        const r = onlyThrows(MetadataError, () => decodeMetadata(b));
+        if (r === 'ok') {
+          const d = decodeMetadata(b);
+          assert.ok(d.extentSize > 0 && d.localOff >= 4096, 'a decoded block is usable by the data path');
+        }
+      }),
+      RUNS,
+    );
   });
 
   test('random 4 KiB blocks throw MetadataError', () => {
-    fc.assert(fc.property(fc.uint8Array({ minLength: 4096, maxLength: 4096 }), (b) => void onlyThrows(MetadataError, () => decodeMetadata(Buffer.from(b)))), { numRuns: 300 });
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 4096, maxLength: 4096 }),
+        (b) => void onlyThrows(MetadataError, () => decodeMetadata(Buffer.from(b))),
+      ),
+      { numRuns: 300 },
+    );
   });
 });
 
 function frames(): Buffer {
   const parts = [
-    ...encodeMessage(new NvList().addString('cmd', 'write').addUint64('offset', 4096n).addUint32('length', 4096), Buffer.alloc(4096, 7), { checksum: 'crc32', compression: 'none' }),
+    ...encodeMessage(
+      new NvList().addString('cmd', 'write').addUint64('offset', 4096n).addUint32('length', 4096),
+      Buffer.alloc(4096, 7),
+      { checksum: 'crc32', compression: 'none' },
+    ),
     ...encodeMessage(new NvList().addString('cmd', 'flush'), undefined, { checksum: 'none', compression: 'none' }),
   ];
   return Buffer.concat(parts);
@@ -84,23 +121,29 @@ function frames(): Buffer {
 
 describe('peer framing readers under hostile input', () => {
   test('MessageReader (both roles, production): garbage gives messages or PeerProtocolError', () => {
-    fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 8 }), (chunks) => {
-      const r = new MessageReader({ maxPayload: 1 << 20 });
-      void onlyThrows(PeerProtocolError, () => {
-        for (const c of chunks) r.push(Buffer.from(c));
-      });
-    }), RUNS);
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 8 }), (chunks) => {
+        const r = new MessageReader({ maxPayload: 1 << 20 });
+        void onlyThrows(PeerProtocolError, () => {
+          for (const c of chunks) r.push(Buffer.from(c));
+        });
+      }),
+      RUNS,
+    );
   });
 
   test('MessageReader: mutated valid frames give messages or PeerProtocolError, payloads verified in the reader', () => {
     const good = frames();
-    fc.assert(fc.property(mutated(good), fc.nat(good.length), (b, split) => {
-      const r = new MessageReader({ maxPayload: 1 << 20 });
-      void onlyThrows(PeerProtocolError, () => {
-        r.push(b.subarray(0, split));
-        r.push(b.subarray(split));
-      });
-    }), RUNS);
+    fc.assert(
+      fc.property(mutated(good), fc.nat(good.length), (b, split) => {
+        const r = new MessageReader({ maxPayload: 1 << 20 });
+        void onlyThrows(PeerProtocolError, () => {
+          r.push(b.subarray(0, split));
+          r.push(b.subarray(split));
+        });
+      }),
+      RUNS,
+    );
   });
 
   test('MessageReader refuses a 4 GiB header length from the 5 header bytes', () => {

@@ -59,28 +59,34 @@ function option(opt: number, data: Uint8Array, declared?: number): Buffer {
   return Buffer.concat([b, Buffer.from(data)]);
 }
 
-const anOption = fc.tuple(
-  fc.oneof(fc.constantFrom(...Object.values(NBD_OPT)), fc.nat()),
-  fc.uint8Array({ maxLength: 64 }),
-  fc.option(fc.oneof(fc.nat(), fc.constant(0xffffffff)), { nil: undefined }),
-).map(([o, d, n]) => option(o, d, n));
+const anOption = fc
+  .tuple(
+    fc.oneof(fc.constantFrom(...Object.values(NBD_OPT)), fc.nat()),
+    fc.uint8Array({ maxLength: 64 }),
+    fc.option(fc.oneof(fc.nat(), fc.constant(0xffffffff)), { nil: undefined }),
+  )
+  .map(([o, d, n]) => option(o, d, n));
 
 const aRequest = fc.oneof(
-  fc.tuple(
-    fc.oneof(fc.constantFrom(...Object.values(NBD_CMD)), fc.integer({ min: 0, max: 0xffff })),
-    fc.integer({ min: 0, max: 0xffff }),
-    fc.oneof(fc.nat(SIZE * 2), fc.constant(Number.MAX_SAFE_INTEGER)),
-    fc.oneof(fc.nat(70_000), fc.constant(0xffffffff)),
-  ).map(([type, flags, offset, length]) => {
-    const b = Buffer.alloc(28);
-    encodeRequest(b, 0, { flags, type, cookieHi: 0, cookieLo: 1, offset, length });
-    return b;
-  }),
+  fc
+    .tuple(
+      fc.oneof(fc.constantFrom(...Object.values(NBD_CMD)), fc.integer({ min: 0, max: 0xffff })),
+      fc.integer({ min: 0, max: 0xffff }),
+      fc.oneof(fc.nat(SIZE * 2), fc.constant(Number.MAX_SAFE_INTEGER)),
+      fc.oneof(fc.nat(70_000), fc.constant(0xffffffff)),
+    )
+    .map(([type, flags, offset, length]) => {
+      const b = Buffer.alloc(28);
+      encodeRequest(b, 0, { flags, type, cookieHi: 0, cookieLo: 1, offset, length });
+      return b;
+    }),
   fc.uint8Array({ maxLength: 64 }).map((u) => Buffer.from(u)),
 );
 
 /** Requests (with no write payloads beyond what the generator adds) after a plain EXPORT_NAME "". */
-const afterNegotiation = fc.array(aRequest, { maxLength: 6 }).map((rs) => Buffer.concat([clientFlags(), option(NBD_OPT.EXPORT_NAME, new Uint8Array()), ...rs]));
+const afterNegotiation = fc
+  .array(aRequest, { maxLength: 6 })
+  .map((rs) => Buffer.concat([clientFlags(), option(NBD_OPT.EXPORT_NAME, new Uint8Array()), ...rs]));
 
 async function wellBehaved(path: string, backend: MemoryBackend): Promise<void> {
   const c = await NbdClient.connect({ path });
@@ -89,7 +95,10 @@ async function wellBehaved(path: string, backend: MemoryBackend): Promise<void> 
     assert.deepEqual(await c.read(0, 4096), backend.data.subarray(0, 4096));
     const before = Buffer.from(backend.data.subarray(at, at + 512));
     await c.write(at, Buffer.alloc(512, 0xee));
-    assert.equal((await c.read(at, 512)).every((v) => v === 0xee), true);
+    assert.equal(
+      (await c.read(at, 512)).every((v) => v === 0xee),
+      true,
+    );
     await c.write(at, before);
   } finally {
     await c.disconnect();
@@ -109,7 +118,10 @@ function changesExplained(backend: MemoryBackend, snapshot: Buffer, callsBefore:
 describe('NBD server under hostile clients', () => {
   const cases: [string, fc.Arbitrary<Buffer>][] = [
     ['random handshake bytes', fc.uint8Array({ maxLength: 200 }).map((u) => Buffer.from(u))],
-    ['random options after valid client flags', fc.array(anOption, { maxLength: 5 }).map((os) => Buffer.concat([clientFlags(), ...os]))],
+    [
+      'random options after valid client flags',
+      fc.array(anOption, { maxLength: 5 }).map((os) => Buffer.concat([clientFlags(), ...os])),
+    ],
     ['random requests after a valid negotiation', afterNegotiation],
   ];
   for (const [name, arb] of cases) {
@@ -138,6 +150,9 @@ describe('NBD server under hostile clients', () => {
     // Not half-closed: the server must close on the declared length alone.
     s.write(Buffer.concat([clientFlags(), option(NBD_OPT.GO, new Uint8Array(8), 0xffffffff)]));
     await new Promise((r) => s.once('close', r));
-    assert.ok(logs.some((l) => /warning|error/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /warning|error/.test(l)),
+      logs.join('\n'),
+    );
   });
 });

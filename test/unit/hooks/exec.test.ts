@@ -48,7 +48,10 @@ function newRunner(t: TestContext, now?: () => number): HookRunner {
 
 describe('hook events', () => {
   test('HOOK_EVENTS lists exactly the seven upstream events', () => {
-    assert.deepEqual([...HOOK_EVENTS], ['role', 'connect', 'disconnect', 'syncstart', 'syncdone', 'syncintr', 'split-brain']);
+    assert.deepEqual(
+      [...HOOK_EVENTS],
+      ['role', 'connect', 'disconnect', 'syncstart', 'syncdone', 'syncintr', 'split-brain'],
+    );
     assert.equal(isHookEvent('split-brain'), true);
     assert.equal(isHookEvent('start'), false);
   });
@@ -118,7 +121,12 @@ describe('HookRunner', () => {
     const r = newRunner(t);
     const pid = r.run(exec, 'role', 'shared', 'init', 'primary');
     await r.idle();
-    assert.match(out.text(), new RegExp(`\\[ERROR\\] Hook exited ungracefully \\(pid=${pid}, exitcode=3, cmd=\\[${exec} role shared init primary\\]\\)\\.\\n`));
+    assert.match(
+      out.text(),
+      new RegExp(
+        `\\[ERROR\\] Hook exited ungracefully \\(pid=${pid}, exitcode=3, cmd=\\[${exec} role shared init primary\\]\\)\\.\\n`,
+      ),
+    );
   });
 
   test('a hook killed by a signal is logged as "Hook was killed" with the signal number', async (t) => {
@@ -128,7 +136,10 @@ describe('HookRunner', () => {
     const r = newRunner(t);
     const pid = r.run(exec, 'disconnect', 'shared');
     await r.idle();
-    assert.match(out.text(), new RegExp(`Hook was killed \\(pid=${pid}, signal=15, cmd=\\[${exec} disconnect shared\\]\\)\\.`));
+    assert.match(
+      out.text(),
+      new RegExp(`Hook was killed \\(pid=${pid}, signal=15, cmd=\\[${exec} disconnect shared\\]\\)\\.`),
+    );
   });
 
   test('exit 0 is not reported at the default debug level', async (t) => {
@@ -150,7 +161,8 @@ describe('HookRunner', () => {
     const r = newRunner(t, () => now);
     const pid = r.run(exec, 'split-brain', 'shared');
     registerKill(t, pid ?? -1);
-    const line = (n: number): string => `[WARNING] Hook is running for ${n} seconds (pid=${pid}, cmd=[${exec} split-brain shared]).\n`;
+    const line = (n: number): string =>
+      `[WARNING] Hook is running for ${n} seconds (pid=${pid}, cmd=[${exec} split-brain shared]).\n`;
     now += 59_000;
     r.check();
     assert.equal(out.text(), '');

@@ -26,7 +26,13 @@ test('createResource() uses 2 MiB extents, keepdirty 64 and the whole component 
 });
 
 test('createResource() treats 0 as "use the default", like upstream', async () => {
-  const md = await createResource({ component: new MemComponent(8 * MiB), resource: 'r0', extentSize: 0, keepDirty: 0, mediaSize: 0 });
+  const md = await createResource({
+    component: new MemComponent(8 * MiB),
+    resource: 'r0',
+    extentSize: 0,
+    keepDirty: 0,
+    mediaSize: 0,
+  });
   assert.equal(md.extentSize, 2 * MiB);
   assert.equal(md.keepDirty, 64);
   assert.equal(md.dataSize, 8 * MiB - 4096 - 512);
@@ -38,7 +44,10 @@ test('createResource() zeroes the bitmap and leaves user data untouched', async 
   // (4 MiB - 4096) / 4096 = 1023 extents → 128 bytes → 512.
   assert.equal(md.localOff, 4608);
   assert.ok((await readBitmap(comp, md)).every((b) => b === 0));
-  assert.ok(comp.data.subarray(md.localOff).every((b) => b === 0x5a), 'user data not zeroed');
+  assert.ok(
+    comp.data.subarray(md.localOff).every((b) => b === 0x5a),
+    'user data not zeroed',
+  );
   assert.equal(md.keepDirty, 7);
 });
 

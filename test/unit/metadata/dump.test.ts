@@ -85,9 +85,20 @@ test('formatDump() prints the upstream layout with four-space indentation', () =
 
 test('formatDump() adds an inconsistent line only for an unfinished sync target (ours)', () => {
   const md = {
-    resource: 'r0', dataSize: 1048576, extentSize: 2097152, keepDirty: 64, localOff: 5120,
-    resuid: 1n, localCnt: 1n, remoteCnt: 0n, prevRole: 'secondary' as const,
+    resource: 'r0',
+    dataSize: 1048576,
+    extentSize: 2097152,
+    keepDirty: 64,
+    localOff: 5120,
+    resuid: 1n,
+    localCnt: 1n,
+    remoteCnt: 0n,
+    prevRole: 'secondary' as const,
   };
   assert.equal(formatDump(md).includes('inconsistent'), false);
-  assert.ok(formatDump({ ...md, inconsistent: true }).endsWith('    prevrole: secondary\n    inconsistent: yes (unfinished synchronization)\n'));
+  assert.ok(
+    formatDump({ ...md, inconsistent: true }).endsWith(
+      '    prevrole: secondary\n    inconsistent: yes (unfinished synchronization)\n',
+    ),
+  );
 });

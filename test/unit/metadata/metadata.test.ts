@@ -76,7 +76,17 @@ describe('metadata block codec', () => {
     assert.deepEqual(decodeMetadata(GOLDEN_BLOCK), GOLDEN_MD);
   });
 
-  for (const field of ['resource', 'datasize', 'extentsize', 'keepdirty', 'offset', 'resuid', 'localcnt', 'remotecnt', 'prevrole']) {
+  for (const field of [
+    'resource',
+    'datasize',
+    'extentsize',
+    'keepdirty',
+    'offset',
+    'resuid',
+    'localcnt',
+    'remotecnt',
+    'prevrole',
+  ]) {
     test(`decodeMetadata() refuses a block without '${field}'`, () => {
       assert.throws(
         () => decodeMetadata(variant(field)),
@@ -117,7 +127,10 @@ describe('readMetadata() / writeMetadata()', () => {
     const comp = new MemComponent(MiB);
     await writeMetadata(comp, { ...GOLDEN_MD, dataSize: 1000, localOff: 4608 });
     assert.deepEqual(await readMetadata(comp, 'r0'), { ...GOLDEN_MD, dataSize: 1000, localOff: 4608 });
-    assert.ok(comp.data.subarray(4096).every((b) => b === 0), 'nothing written past the block');
+    assert.ok(
+      comp.data.subarray(4096).every((b) => b === 0),
+      'nothing written past the block',
+    );
   });
 
   test('readMetadata() refuses metadata of another resource with the upstream message', async () => {
@@ -148,9 +161,12 @@ describe('bitmap area', () => {
     const comp = new MemComponent(64 * MiB, { fill: 0xaa });
     const md = await createResource({ component: comp, resource: 'r0', extentSize: MiB, mediaSize: 10 * MiB });
     // A bitmap sized from the component (the upstream secondary's mistake) is cut to the reserved area.
-    await writeBitmap(comp, md, Buffer.alloc(64 * MiB / MiB / 8 + 4096, 0xff));
+    await writeBitmap(comp, md, Buffer.alloc((64 * MiB) / MiB / 8 + 4096, 0xff));
     assert.equal(comp.data[4096 + 511], 0xff);
-    assert.ok(comp.data.subarray(md.localOff, md.localOff + 8192).every((b) => b === 0xaa), 'user data intact');
+    assert.ok(
+      comp.data.subarray(md.localOff, md.localOff + 8192).every((b) => b === 0xaa),
+      'user data intact',
+    );
     assert.deepEqual((await readBitmap(comp, md)).subarray(0, 2), Buffer.from([0xff, 0xff]));
   });
 

@@ -16,15 +16,28 @@ const DEPTH = Number(process.env.HASTD_MODEL_DEPTH ?? 6);
  * Issue 13's starting point, reached the ordinary way: a's first sync to a fresh b is interrupted,
  * b is promoted and resynchronised from a (rule 3). Afterwards a = 1/0, b = 0/1, in sync.
  */
-const ASYMMETRIC: Step[] = ['a:primary', 'a:write0', 'b:secondary', 'a:init', 'b:primary', 'a:secondary', 'sync', 'sync'];
+const ASYMMETRIC: Step[] = [
+  'a:primary',
+  'a:write0',
+  'b:secondary',
+  'a:init',
+  'b:primary',
+  'a:secondary',
+  'sync',
+  'sync',
+];
 
-const show = (f: { steps: Step[]; survivor: string; why: string }): string => `[${f.steps.join(', ')}] then ${f.survivor} survives: ${f.why}`;
+const show = (f: { steps: Step[]; survivor: string; why: string }): string =>
+  `[${f.steps.join(', ')}] then ${f.survivor} survives: ${f.why}`;
 
 describe('split-brain model', () => {
   test('the starting point of finding 1 has the asymmetric counters', () => {
     const w = run(CURRENT, ASYMMETRIC);
     const [a, b] = w.nodes;
-    assert.deepEqual([a.disk.md.localCnt, a.disk.md.remoteCnt, b.disk.md.localCnt, b.disk.md.remoteCnt], [1n, 0n, 0n, 1n]);
+    assert.deepEqual(
+      [a.disk.md.localCnt, a.disk.md.remoteCnt, b.disk.md.localCnt, b.disk.md.remoteCnt],
+      [1n, 0n, 0n, 1n],
+    );
     assert.equal(b.role, 'primary');
     assert.notEqual(w.session, null);
   });
@@ -62,13 +75,15 @@ describe('split-brain model', () => {
       const started = Date.now();
       const r = enumerate(CURRENT, prefix, DEPTH);
       const secs = ((Date.now() - started) / 1000).toFixed(1);
-      console.log(`# model ${name}: depth ${DEPTH}, ${r.cases} sequences (${2 * r.cases} settled), ${secs}s, ${JSON.stringify(r.outcomes)}, rule 7: ${r.rule7}`);
+      console.log(
+        `# model ${name}: depth ${DEPTH}, ${r.cases} sequences (${2 * r.cases} settled), ${secs}s, ${JSON.stringify(r.outcomes)}, rule 7: ${r.rule7}`,
+      );
       assert.deepEqual(r.failures.map(show), []);
       assert.ok(r.outcomes['split-brain'] > 0, 'the model reaches split-brain at all');
     });
   }
 
-  test('the model is sensitive: the old counter logic fails within 2 steps of finding 1\'s pair', () => {
+  test("the model is sensitive: the old counter logic fails within 2 steps of finding 1's pair", () => {
     const r = enumerate(LEGACY, ASYMMETRIC, 2);
     const shortest = r.failures[0];
     assert.ok(shortest !== undefined, 'the model must find the old bug');

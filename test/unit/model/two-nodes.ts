@@ -87,7 +87,11 @@ function newNode(name: 'a' | 'b'): Node {
   return {
     name,
     role: 'init',
-    disk: { md: { resuid: 0n, localCnt: 0n, remoteCnt: 0n }, bitmap: 0, data: Array.from({ length: EXTENTS }, () => []) },
+    disk: {
+      md: { resuid: 0n, localCnt: 0n, remoteCnt: 0n },
+      bitmap: 0,
+      data: Array.from({ length: EXTENTS }, () => []),
+    },
     worker: null,
     splitBrain: 0,
     mismatch: 0,
@@ -97,7 +101,16 @@ function newNode(name: 'a' | 'b'): Node {
 
 /** Two freshly created components (`hastctl create`), both init, link up. */
 export function freshWorld(opts: ModelOptions): World {
-  return { opts, nodes: [newNode('a'), newNode('b')], link: true, session: null, nextWrite: 1, nextResuid: 100n, rule7: 0, violations: [] };
+  return {
+    opts,
+    nodes: [newNode('a'), newNode('b')],
+    link: true,
+    session: null,
+    nextWrite: 1,
+    nextResuid: 100n,
+    rule7: 0,
+    violations: [],
+  };
 }
 
 const other = (w: World, n: Node): Node => (w.nodes[0] === n ? w.nodes[1] : w.nodes[0]);
@@ -157,7 +170,12 @@ function tryConnect(w: World): void {
   const pw = p.worker as Worker;
   const hs = pw.counters.beforeHandshake();
   persist(p, hs.persist);
-  const d = decideSync(s.disk.md, { resuid: pw.mem.resuid, localCnt: pw.mem.localCnt, remoteCnt: pw.mem.remoteCnt, virgin: hs.virgin });
+  const d = decideSync(s.disk.md, {
+    resuid: pw.mem.resuid,
+    localCnt: pw.mem.localCnt,
+    remoteCnt: pw.mem.remoteCnt,
+    virgin: hs.virgin,
+  });
   let map: number;
   let virgin = false;
   switch (d.kind) {
@@ -228,7 +246,9 @@ function syncOne(w: World): void {
   const from = src.disk.data[e] ?? [];
   const lost = (dst.disk.data[e] ?? []).filter((id) => !from.includes(id));
   if (lost.length > 0) {
-    w.violations.push(`sync ${src.name}→${dst.name} of extent ${e} discarded acknowledged write(s) ${lost.join(',')} without split-brain`);
+    w.violations.push(
+      `sync ${src.name}→${dst.name} of extent ${e} discarded acknowledged write(s) ${lost.join(',')} without split-brain`,
+    );
   }
   dst.disk.data[e] = [...from];
   pw.amap &= ~(1 << e);
@@ -324,7 +344,9 @@ export function apply(w: World, step: Step): void {
 
 export const STEPS: readonly Step[] = [
   ...(['a', 'b'] as const).flatMap((n) =>
-    (['primary', 'primary!', 'secondary', 'init', 'write0', 'write1', 'writeLost', 'crash', 'restart'] as const).map((s): Step => `${n}:${s}`),
+    (['primary', 'primary!', 'secondary', 'init', 'write0', 'write1', 'writeLost', 'crash', 'restart'] as const).map(
+      (s): Step => `${n}:${s}`,
+    ),
   ),
   'link-down',
   'link-up',
@@ -337,7 +359,11 @@ export function run(opts: ModelOptions, steps: readonly Step[]): World {
   return w;
 }
 
-export type Outcome = { kind: 'converged' } | { kind: 'split-brain' } | { kind: 'mismatch' } | { kind: 'violation'; why: string };
+export type Outcome =
+  | { kind: 'converged' }
+  | { kind: 'split-brain' }
+  | { kind: 'mismatch' }
+  | { kind: 'violation'; why: string };
 
 /**
  * The administrator's ordinary recovery with `survivor` as the primary: link up, demote the other,
@@ -370,7 +396,10 @@ export function settle(w: World, survivor: 'a' | 'b'): Outcome {
     const ax = x.disk.data[e] ?? [];
     const ay = y.disk.data[e] ?? [];
     if (ax.length !== ay.length || ax.some((v, i) => v !== ay[i])) {
-      return { kind: 'violation', why: `extent ${e} differs after the sync (${x.name}: ${ax.join(',')}; ${y.name}: ${ay.join(',')})` };
+      return {
+        kind: 'violation',
+        why: `extent ${e} differs after the sync (${x.name}: ${ax.join(',')}; ${y.name}: ${ay.join(',')})`,
+      };
     }
   }
   return { kind: 'converged' };
@@ -390,7 +419,13 @@ export interface Enumeration {
  * Worlds are rebuilt by replay (the counter objects keep private state).
  */
 export function enumerate(opts: ModelOptions, prefix: readonly Step[], depth: number, maxFailures = 5): Enumeration {
-  const r: Enumeration = { cases: 0, outcomes: { converged: 0, 'split-brain': 0, mismatch: 0, violation: 0 }, rule7: 0, refusals: 0, failures: [] };
+  const r: Enumeration = {
+    cases: 0,
+    outcomes: { converged: 0, 'split-brain': 0, mismatch: 0, violation: 0 },
+    rule7: 0,
+    refusals: 0,
+    failures: [],
+  };
   const visit = (steps: Step[]): void => {
     r.cases++;
     for (const survivor of ['a', 'b'] as const) {

@@ -48,9 +48,12 @@ describe('decodeRequest()', () => {
   test('round-trips encodeRequest() for any header', () => {
     fc.assert(
       fc.property(
-        fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 0xffff }),
-        fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 0xffffffff }),
-        fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.integer({ min: 0, max: 0xffffffff }),
+        fc.integer({ min: 0, max: 0xffff }),
+        fc.integer({ min: 0, max: 0xffff }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+        fc.integer({ min: 0, max: 0xffffffff }),
         (flags, type, cookieHi, cookieLo, offset, length) => {
           const b = Buffer.alloc(28);
           encodeRequest(b, 0, { flags, type, cookieHi, cookieLo, offset, length });
@@ -84,8 +87,17 @@ describe('reply encoders', () => {
 
   test('writeBlockStatusChunk() writes the context id and extents', () => {
     const b = Buffer.alloc(40);
-    assert.equal(writeBlockStatusChunk(b, 0, 0, 3, 1, [{ length: 4096, flags: 0 }, { length: 512, flags: 3 }]), 40);
-    assert.deepEqual(b, hex('668e33ef 0001 0005 0000000000000003 00000014 00000001 00001000 00000000 00000200 00000003'));
+    assert.equal(
+      writeBlockStatusChunk(b, 0, 0, 3, 1, [
+        { length: 4096, flags: 0 },
+        { length: 512, flags: 3 },
+      ]),
+      40,
+    );
+    assert.deepEqual(
+      b,
+      hex('668e33ef 0001 0005 0000000000000003 00000014 00000001 00001000 00000000 00000200 00000003'),
+    );
   });
 });
 

@@ -56,7 +56,11 @@ function metaData(name: string, queries: string[]): Buffer {
   return Buffer.concat(parts);
 }
 
-interface OptReply { option: number; type: number; data: Buffer }
+interface OptReply {
+  option: number;
+  type: number;
+  data: Buffer;
+}
 
 function parseReplies(bufs: Buffer[]): OptReply[] {
   const b = Buffer.concat(bufs);
@@ -65,7 +69,11 @@ function parseReplies(bufs: Buffer[]): OptReply[] {
   while (at < b.length) {
     assert.equal(b.toString('hex', at, at + 8), REPLY_MAGIC, 'option reply magic');
     const len = b.readUInt32BE(at + 16);
-    out.push({ option: b.readUInt32BE(at + 8), type: b.readUInt32BE(at + 12), data: b.subarray(at + 20, at + 20 + len) });
+    out.push({
+      option: b.readUInt32BE(at + 8),
+      type: b.readUInt32BE(at + 12),
+      data: b.subarray(at + 20, at + 20 + len),
+    });
     at += 20 + len;
   }
   return out;
@@ -130,25 +138,37 @@ describe('NbdHandshake', () => {
     const step = started().push(opt(NBD_OPT.ABORT));
     assert.equal(step.state, 'close');
     assert.equal(step.state === 'close' && step.protocolError, false);
-    assert.deepEqual(parseReplies(step.send).map((r) => r.type), [NBD_REP.ACK]);
+    assert.deepEqual(
+      parseReplies(step.send).map((r) => r.type),
+      [NBD_REP.ACK],
+    );
   });
 
   test('LIST answers one SERVER then ACK; LIST with data is ERR_INVALID', () => {
     const hs = started();
     const r = parseReplies(hs.push(opt(NBD_OPT.LIST)).send);
-    assert.deepEqual(r.map((x) => x.type), [NBD_REP.SERVER, NBD_REP.ACK]);
+    assert.deepEqual(
+      r.map((x) => x.type),
+      [NBD_REP.SERVER, NBD_REP.ACK],
+    );
     const server = r[0]?.data ?? Buffer.alloc(0);
     assert.equal(server.readUInt32BE(0), 6);
     assert.equal(server.toString('utf8', 4, 10), 'mirror');
     const bad = parseReplies(hs.push(opt(NBD_OPT.LIST, Buffer.from('x'))).send);
-    assert.deepEqual(bad.map((x) => x.type), [NBD_REP.ERR_INVALID]);
+    assert.deepEqual(
+      bad.map((x) => x.type),
+      [NBD_REP.ERR_INVALID],
+    );
   });
 
   test('STARTTLS is refused with ERR_POLICY and haggling continues', () => {
     const hs = started();
     const step = hs.push(opt(NBD_OPT.STARTTLS));
     assert.equal(step.state, 'more');
-    assert.deepEqual(parseReplies(step.send).map((x) => x.type), [NBD_REP.ERR_POLICY]);
+    assert.deepEqual(
+      parseReplies(step.send).map((x) => x.type),
+      [NBD_REP.ERR_POLICY],
+    );
     assert.equal(hs.push(opt(NBD_OPT.GO, goData('', []))).state, 'transmission');
   });
 
@@ -164,7 +184,10 @@ describe('NbdHandshake', () => {
     const step = started().push(opt(NBD_OPT.INFO, goData('mirror', [1, 2, 3])));
     assert.equal(step.state, 'more');
     const r = parseReplies(step.send);
-    assert.deepEqual(r.map((x) => x.type), [NBD_REP.INFO, NBD_REP.INFO, NBD_REP.INFO, NBD_REP.INFO, NBD_REP.ACK]);
+    assert.deepEqual(
+      r.map((x) => x.type),
+      [NBD_REP.INFO, NBD_REP.INFO, NBD_REP.INFO, NBD_REP.INFO, NBD_REP.ACK],
+    );
     // NBD_INFO_EXPORT: type 0, size, transmission flags
     assert.deepEqual(r[0]?.data, hex('0000 0000000004000000 000d'));
     assert.deepEqual(r[1]?.data, Buffer.concat([hex('0001'), Buffer.from('mirror')]));
@@ -174,8 +197,14 @@ describe('NbdHandshake', () => {
 
   test('GO enters transmission; unknown name is ERR_UNKNOWN; malformed data is ERR_INVALID', () => {
     const hs = started();
-    assert.deepEqual(parseReplies(hs.push(opt(NBD_OPT.GO, goData('nope', []))).send).map((x) => x.type), [NBD_REP.ERR_UNKNOWN]);
-    assert.deepEqual(parseReplies(hs.push(opt(NBD_OPT.GO, hex('000000ff00'))).send).map((x) => x.type), [NBD_REP.ERR_INVALID]);
+    assert.deepEqual(
+      parseReplies(hs.push(opt(NBD_OPT.GO, goData('nope', []))).send).map((x) => x.type),
+      [NBD_REP.ERR_UNKNOWN],
+    );
+    assert.deepEqual(
+      parseReplies(hs.push(opt(NBD_OPT.GO, hex('000000ff00'))).send).map((x) => x.type),
+      [NBD_REP.ERR_INVALID],
+    );
     const step = hs.push(opt(NBD_OPT.GO, goData('mirror', [])));
     assert.equal(step.state, 'transmission');
     assert.equal(parseReplies(step.send).at(-1)?.type, NBD_REP.ACK);
@@ -183,7 +212,10 @@ describe('NbdHandshake', () => {
 
   test('STRUCTURED_REPLY is acknowledged and adds NBD_FLAG_SEND_DF', () => {
     const hs = started();
-    assert.deepEqual(parseReplies(hs.push(opt(NBD_OPT.STRUCTURED_REPLY)).send).map((x) => x.type), [NBD_REP.ACK]);
+    assert.deepEqual(
+      parseReplies(hs.push(opt(NBD_OPT.STRUCTURED_REPLY)).send).map((x) => x.type),
+      [NBD_REP.ACK],
+    );
     const step = hs.push(opt(NBD_OPT.GO, goData('', [])));
     assert.equal(step.state, 'transmission');
     if (step.state !== 'transmission') return;
@@ -194,15 +226,27 @@ describe('NbdHandshake', () => {
   test('meta contexts need structured replies; base:allocation is listed and selected', () => {
     const hs = started();
     const early = parseReplies(hs.push(opt(NBD_OPT.SET_META_CONTEXT, metaData('', ['base:allocation']))).send);
-    assert.deepEqual(early.map((x) => x.type), [NBD_REP.ERR_INVALID]);
+    assert.deepEqual(
+      early.map((x) => x.type),
+      [NBD_REP.ERR_INVALID],
+    );
     hs.push(opt(NBD_OPT.STRUCTURED_REPLY));
     const list = parseReplies(hs.push(opt(NBD_OPT.LIST_META_CONTEXT, metaData('', []))).send);
-    assert.deepEqual(list.map((x) => x.type), [NBD_REP.META_CONTEXT, NBD_REP.ACK]);
+    assert.deepEqual(
+      list.map((x) => x.type),
+      [NBD_REP.META_CONTEXT, NBD_REP.ACK],
+    );
     assert.equal(list[0]?.data.toString('utf8', 4), 'base:allocation');
     const none = parseReplies(hs.push(opt(NBD_OPT.SET_META_CONTEXT, metaData('', ['x-foo:bar']))).send);
-    assert.deepEqual(none.map((x) => x.type), [NBD_REP.ACK]);
+    assert.deepEqual(
+      none.map((x) => x.type),
+      [NBD_REP.ACK],
+    );
     const set = parseReplies(hs.push(opt(NBD_OPT.SET_META_CONTEXT, metaData('', ['base:allocation']))).send);
-    assert.deepEqual(set.map((x) => x.type), [NBD_REP.META_CONTEXT, NBD_REP.ACK]);
+    assert.deepEqual(
+      set.map((x) => x.type),
+      [NBD_REP.META_CONTEXT, NBD_REP.ACK],
+    );
     const id = set[0]?.data.readUInt32BE(0);
     const step = hs.push(opt(NBD_OPT.GO, goData('', [])));
     assert.equal(step.state === 'transmission' && step.negotiated.metaContextId, id);
@@ -226,7 +270,10 @@ describe('NbdHandshake', () => {
       sent.push(...step.send);
     }
     assert.equal(step.state, 'more');
-    assert.deepEqual(parseReplies(sent).map((x) => x.type), [NBD_REP.ERR_TOO_BIG]);
+    assert.deepEqual(
+      parseReplies(sent).map((x) => x.type),
+      [NBD_REP.ERR_TOO_BIG],
+    );
     assert.equal(hs.push(opt(NBD_OPT.GO, goData('', []))).state, 'transmission');
   });
 

@@ -57,7 +57,10 @@ function harness(size = 1024 * 1024, opts: NbdServerOptions = {}, backend = new 
   server.accept(stream);
   stream.push(handshakeBytes());
   return {
-    backend, stream, out, logs,
+    backend,
+    stream,
+    out,
+    logs,
     closed: () => closed,
     replies: () => Buffer.concat(out).subarray(GREETING + EXPORT_REPLY),
   };
@@ -72,7 +75,10 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   assert.fail(`never happened: ${what}`);
 }
 
-interface SimpleReply { error: number; cookie: number }
+interface SimpleReply {
+  error: number;
+  cookie: number;
+}
 function simpleReplies(b: Buffer, readLengths: Map<number, number> = new Map()): SimpleReply[] {
   const out: SimpleReply[] = [];
   let at = 0;
@@ -110,8 +116,16 @@ describe('NBD server transmission', () => {
     h.stream.push(request(NBD_CMD.READ, 2, 0, 512));
     await until(() => h.replies().length >= 16 + 16 + 512, 'two replies');
     const r = simpleReplies(h.replies(), new Map([[2, 512]]));
-    assert.deepEqual(r, [{ error: NBD_E.EINVAL, cookie: 1 }, { error: 0, cookie: 2 }]);
-    assert.ok(h.replies().subarray(32).every((x) => x === 0x5a));
+    assert.deepEqual(r, [
+      { error: NBD_E.EINVAL, cookie: 1 },
+      { error: 0, cookie: 2 },
+    ]);
+    assert.ok(
+      h
+        .replies()
+        .subarray(32)
+        .every((x) => x === 0x5a),
+    );
     assert.equal(h.closed(), false);
   });
 
@@ -120,7 +134,10 @@ describe('NBD server transmission', () => {
     h.stream.push(Buffer.concat([request(NBD_CMD.WRITE, 1, 64 * 1024 - 10, 100), Buffer.alloc(100, 0x25)]));
     h.stream.push(Buffer.concat([request(NBD_CMD.WRITE, 2, 0, 4), Buffer.from('abcd')]));
     await until(() => h.replies().length >= 32, 'two replies');
-    assert.deepEqual(simpleReplies(h.replies()), [{ error: NBD_E.ENOSPC, cookie: 1 }, { error: 0, cookie: 2 }]);
+    assert.deepEqual(simpleReplies(h.replies()), [
+      { error: NBD_E.ENOSPC, cookie: 1 },
+      { error: 0, cookie: 2 },
+    ]);
     assert.equal(h.backend.data.toString('utf8', 0, 4), 'abcd');
     assert.equal(h.backend.calls.length, 1);
   });
@@ -130,7 +147,10 @@ describe('NBD server transmission', () => {
     h.stream.push(request(42, 1, 0, 0));
     h.stream.push(request(NBD_CMD.CACHE, 2, 0, 4096));
     await until(() => h.replies().length >= 32, 'two replies');
-    assert.deepEqual(simpleReplies(h.replies()), [{ error: NBD_E.EINVAL, cookie: 1 }, { error: 0, cookie: 2 }]);
+    assert.deepEqual(simpleReplies(h.replies()), [
+      { error: NBD_E.EINVAL, cookie: 1 },
+      { error: 0, cookie: 2 },
+    ]);
     assert.equal(h.backend.calls.length, 0);
   });
 
@@ -143,7 +163,10 @@ describe('NBD server transmission', () => {
     h.backend.failWith = 'EWEIRD';
     h.stream.push(request(NBD_CMD.WRITE_ZEROES, 7, 0, 4096));
     await until(() => h.replies().length >= 48, 'third reply');
-    assert.deepEqual(simpleReplies(h.replies()).map((r) => r.error), [NBD_E.ENOSPC, NBD_E.ENOSPC, NBD_E.EIO]);
+    assert.deepEqual(
+      simpleReplies(h.replies()).map((r) => r.error),
+      [NBD_E.ENOSPC, NBD_E.ENOSPC, NBD_E.EIO],
+    );
   });
 
   test('bad request magic closes the connection and logs the reason', async () => {
@@ -152,7 +175,10 @@ describe('NBD server transmission', () => {
     bad[0] = 0xff;
     h.stream.push(bad);
     await until(() => h.closed(), 'closed');
-    assert.ok(h.logs.some((l) => l.startsWith('warning:') && l.includes('bad request magic')), h.logs.join('\n'));
+    assert.ok(
+      h.logs.some((l) => l.startsWith('warning:') && l.includes('bad request magic')),
+      h.logs.join('\n'),
+    );
   });
 
   test('READ longer than the maximum block size closes the connection', async () => {
@@ -176,7 +202,12 @@ describe('NBD server transmission', () => {
     const lens = new Map(Array.from({ length: 10 }, (_, i) => [i + 1, 512] as [number, number]));
     await until(() => h.replies().length >= 10 * (16 + 512), 'all replies');
     assert.equal(backend.calls.length, 10);
-    assert.deepEqual(simpleReplies(h.replies(), lens).map((r) => r.cookie).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert.deepEqual(
+      simpleReplies(h.replies(), lens)
+        .map((r) => r.cookie)
+        .sort((a, b) => a - b),
+      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    );
   });
 
   test('replies leave in completion order, not request order', async () => {
@@ -190,7 +221,10 @@ describe('NBD server transmission', () => {
     await until(() => h.replies().length >= 16, 'second reply');
     backend.release();
     await until(() => h.replies().length >= 32, 'first reply');
-    assert.deepEqual(simpleReplies(h.replies()).map((r) => r.cookie), [2, 1]);
+    assert.deepEqual(
+      simpleReplies(h.replies()).map((r) => r.cookie),
+      [2, 1],
+    );
   });
 
   test('DISC lets in-flight requests reply, then closes', async () => {
@@ -211,6 +245,9 @@ describe('NBD server transmission', () => {
     h.stream.push(Buffer.concat([request(NBD_CMD.WRITE, 1, 0, 8), Buffer.alloc(8)]));
     h.stream.push(request(NBD_CMD.TRIM, 2, 0, 8));
     await until(() => h.replies().length >= 32, 'replies');
-    assert.deepEqual(simpleReplies(h.replies()).map((r) => r.error), [NBD_E.EPERM, NBD_E.EPERM]);
+    assert.deepEqual(
+      simpleReplies(h.replies()).map((r) => r.error),
+      [NBD_E.EPERM, NBD_E.EPERM],
+    );
   });
 });

@@ -171,7 +171,7 @@ describe('NBD server request parser at every split', () => {
       // leave in completion order: sort them by cookie to compare.
       const out = Buffer.concat(written);
       const replies: string[] = [];
-      for (let at = 28; at + 16 <= out.length;) {
+      for (let at = 28; at + 16 <= out.length; ) {
         const error = out.readUInt32BE(at + 4);
         const cookie = out.readUInt32BE(at + 12);
         const n = 16 + (error === 0 ? (readLengths.get(cookie) ?? 0) : 0);
@@ -182,13 +182,18 @@ describe('NBD server request parser at every split', () => {
       return { calls: backend.calls, data: backend.data.toString('hex', 0, 8192 + 512), replies };
     };
     const whole = await assertSameAtEverySplit(stream, parse, { random: 20 });
-    assert.deepEqual(whole.calls.map((c) => `${c.op} ${c.offset}+${c.length}`), [
-      'write 4096+300', 'read 4000+512', 'flush 0+0', 'trim 0+512', 'writeZeroes 8192+512', 'write 0+1',
-    ]);
-    assert.deepEqual(whole.replies.map((r) => r.split(':').slice(0, 2).join(':')), [
-      '1:0', '2:0', '3:28', '4:0', '5:0', '6:0', '7:0', '8:22', '9:22', '10:22', '11:0',
-    ]);
-    assert.equal(whole.replies[1], `2:0:${Buffer.concat([Buffer.alloc(96), payload, Buffer.alloc(116)]).toString('hex')}`);
+    assert.deepEqual(
+      whole.calls.map((c) => `${c.op} ${c.offset}+${c.length}`),
+      ['write 4096+300', 'read 4000+512', 'flush 0+0', 'trim 0+512', 'writeZeroes 8192+512', 'write 0+1'],
+    );
+    assert.deepEqual(
+      whole.replies.map((r) => r.split(':').slice(0, 2).join(':')),
+      ['1:0', '2:0', '3:28', '4:0', '5:0', '6:0', '7:0', '8:22', '9:22', '10:22', '11:0'],
+    );
+    assert.equal(
+      whole.replies[1],
+      `2:0:${Buffer.concat([Buffer.alloc(96), payload, Buffer.alloc(116)]).toString('hex')}`,
+    );
   });
 });
 
@@ -221,14 +226,20 @@ describe('NbdClient parsers at every split', () => {
       await deliver(stream, chunks);
       const c = await connecting;
       const got = {
-        size: c.size, flags: c.transmissionFlags, structured: c.structuredReplies, max: c.maxBlockSize,
+        size: c.size,
+        flags: c.transmissionFlags,
+        structured: c.structuredReplies,
+        max: c.maxBlockSize,
         sent: Buffer.concat(written).toString('hex'),
       };
       c.destroy();
       return got;
     };
     const whole = await assertSameAtEverySplit(handshake, parse, { random: 20 });
-    assert.deepEqual([whole.size, whole.flags, whole.structured, whole.max], [1 << 20, NBD_FLAG_T.HAS_FLAGS | NBD_FLAG_T.SEND_DF, true, 65536]);
+    assert.deepEqual(
+      [whole.size, whole.flags, whole.structured, whole.max],
+      [1 << 20, NBD_FLAG_T.HAS_FLAGS | NBD_FLAG_T.SEND_DF, true, 65536],
+    );
   });
 
   /** A structured reply chunk: magic, flags, type, cookie, length, payload. */
@@ -268,12 +279,19 @@ describe('NbdClient parsers at every split', () => {
       stream.push(handshake);
       const c = await connecting;
       const results = Promise.allSettled([
-        c.read(0, 8), c.read(8, 16), c.write(0, Buffer.from('w')), c.flush(), c.trim(0, 512), c.read(100, 10),
+        c.read(0, 8),
+        c.read(8, 16),
+        c.write(0, Buffer.from('w')),
+        c.flush(),
+        c.trim(0, 512),
+        c.read(100, 10),
       ]);
       await deliver(stream, chunks);
-      const got = (await results).map((r) => r.status === 'fulfilled'
-        ? `ok ${r.value instanceof Buffer ? r.value.toString('hex') : ''}`
-        : `${(r.reason as { code?: string }).code ?? '?'} ${(r.reason as Error).message}`);
+      const got = (await results).map((r) =>
+        r.status === 'fulfilled'
+          ? `ok ${r.value instanceof Buffer ? r.value.toString('hex') : ''}`
+          : `${(r.reason as { code?: string }).code ?? '?'} ${(r.reason as Error).message}`,
+      );
       const inFlight = c.inFlight;
       c.destroy();
       return { got, inFlight };

@@ -51,7 +51,14 @@ const ROWS: readonly Row[] = [
   { name: 'READ longer than the maximum block size', type: READ, length: MAX + 1, want: 'fatal' },
   { name: 'READ too long wins over bad flags', type: READ, flags: 0x80, length: MAX + 1, want: 'fatal' },
   { name: 'READ with FUA', type: READ, flags: FUA, length: 512, want: 'ok' },
-  { name: 'READ with DF and structured replies', type: READ, flags: DF, length: 512, limits: { structuredReplies: true }, want: 'ok' },
+  {
+    name: 'READ with DF and structured replies',
+    type: READ,
+    flags: DF,
+    length: 512,
+    limits: { structuredReplies: true },
+    want: 'ok',
+  },
   { name: 'READ with DF without structured replies', type: READ, flags: DF, length: 512, want: EINVAL },
   { name: 'READ with NO_HOLE', type: READ, flags: NO_HOLE, length: 512, want: EINVAL },
   { name: 'READ on a read-only export', type: READ, length: 512, limits: { readOnly: true }, want: 'ok' },
@@ -64,9 +71,23 @@ const ROWS: readonly Row[] = [
   { name: 'WRITE of the maximum block size', type: WRITE, length: MAX, want: 'ok' },
   { name: 'WRITE longer than the maximum block size', type: WRITE, length: MAX + 1, want: 'fatal' },
   { name: 'WRITE on a read-only export', type: WRITE, length: 512, limits: { readOnly: true }, want: EPERM },
-  { name: 'WRITE bad flags win over read-only', type: WRITE, flags: NO_HOLE, length: 512, limits: { readOnly: true }, want: EINVAL },
+  {
+    name: 'WRITE bad flags win over read-only',
+    type: WRITE,
+    flags: NO_HOLE,
+    length: 512,
+    limits: { readOnly: true },
+    want: EINVAL,
+  },
   { name: 'WRITE past the end', type: WRITE, offset: SIZE - 10, length: 100, want: ENOSPC },
-  { name: 'WRITE read-only wins over past the end', type: WRITE, offset: SIZE, length: 1, limits: { readOnly: true }, want: EPERM },
+  {
+    name: 'WRITE read-only wins over past the end',
+    type: WRITE,
+    offset: SIZE,
+    length: 1,
+    limits: { readOnly: true },
+    want: EPERM,
+  },
 
   // DISC: no flag or range checks
   { name: 'DISC', type: DISC, want: 'ok' },
@@ -87,7 +108,14 @@ const ROWS: readonly Row[] = [
   { name: 'TRIM of length 0', type: TRIM, length: 0, want: 'noop' },
   { name: 'TRIM on a read-only export', type: TRIM, length: 4096, limits: { readOnly: true }, want: EPERM },
   { name: 'TRIM of length 0 on a read-only export', type: TRIM, length: 0, limits: { readOnly: true }, want: EPERM },
-  { name: 'TRIM past the end wins over read-only', type: TRIM, offset: SIZE, length: 1, limits: { readOnly: true }, want: EINVAL },
+  {
+    name: 'TRIM past the end wins over read-only',
+    type: TRIM,
+    offset: SIZE,
+    length: 1,
+    limits: { readOnly: true },
+    want: EINVAL,
+  },
 
   // CACHE: checked, then answered at once
   { name: 'CACHE inside the export', type: CACHE, length: 4096, want: 'noop' },
@@ -98,23 +126,76 @@ const ROWS: readonly Row[] = [
   // WRITE_ZEROES
   { name: 'WRITE_ZEROES inside the export', type: WRITE_ZEROES, length: 4096, want: 'ok' },
   { name: 'WRITE_ZEROES with FUA and NO_HOLE', type: WRITE_ZEROES, flags: FUA | NO_HOLE, length: 4096, want: 'ok' },
-  { name: 'WRITE_ZEROES with FAST_ZERO when it fails fast', type: WRITE_ZEROES, flags: FAST_ZERO, length: 4096, limits: { canFastZero: true }, want: 'ok' },
+  {
+    name: 'WRITE_ZEROES with FAST_ZERO when it fails fast',
+    type: WRITE_ZEROES,
+    flags: FAST_ZERO,
+    length: 4096,
+    limits: { canFastZero: true },
+    want: 'ok',
+  },
   { name: 'WRITE_ZEROES with FAST_ZERO otherwise', type: WRITE_ZEROES, flags: FAST_ZERO, length: 4096, want: EINVAL },
   { name: 'WRITE_ZEROES with DF', type: WRITE_ZEROES, flags: DF, length: 4096, want: EINVAL },
   { name: 'WRITE_ZEROES of length 0', type: WRITE_ZEROES, length: 0, want: 'noop' },
   { name: 'WRITE_ZEROES longer than the maximum block size', type: WRITE_ZEROES, length: SIZE, want: 'ok' },
   { name: 'WRITE_ZEROES past the end', type: WRITE_ZEROES, offset: SIZE - 1, length: 2, want: ENOSPC },
-  { name: 'WRITE_ZEROES on a read-only export', type: WRITE_ZEROES, length: 4096, limits: { readOnly: true }, want: EPERM },
-  { name: 'WRITE_ZEROES read-only wins over past the end', type: WRITE_ZEROES, offset: SIZE, length: 1, limits: { readOnly: true }, want: EPERM },
+  {
+    name: 'WRITE_ZEROES on a read-only export',
+    type: WRITE_ZEROES,
+    length: 4096,
+    limits: { readOnly: true },
+    want: EPERM,
+  },
+  {
+    name: 'WRITE_ZEROES read-only wins over past the end',
+    type: WRITE_ZEROES,
+    offset: SIZE,
+    length: 1,
+    limits: { readOnly: true },
+    want: EPERM,
+  },
 
   // BLOCK_STATUS: needs base:allocation selected
-  { name: 'BLOCK_STATUS with a meta context', type: BLOCK_STATUS, length: 4096, limits: { metaContextId: 1 }, want: 'ok' },
+  {
+    name: 'BLOCK_STATUS with a meta context',
+    type: BLOCK_STATUS,
+    length: 4096,
+    limits: { metaContextId: 1 },
+    want: 'ok',
+  },
   { name: 'BLOCK_STATUS without a meta context', type: BLOCK_STATUS, length: 4096, want: EINVAL },
-  { name: 'BLOCK_STATUS with REQ_ONE and FUA', type: BLOCK_STATUS, flags: REQ_ONE | FUA, length: 4096, limits: { metaContextId: 1 }, want: 'ok' },
-  { name: 'BLOCK_STATUS with DF', type: BLOCK_STATUS, flags: DF, length: 4096, limits: { metaContextId: 1 }, want: EINVAL },
+  {
+    name: 'BLOCK_STATUS with REQ_ONE and FUA',
+    type: BLOCK_STATUS,
+    flags: REQ_ONE | FUA,
+    length: 4096,
+    limits: { metaContextId: 1 },
+    want: 'ok',
+  },
+  {
+    name: 'BLOCK_STATUS with DF',
+    type: BLOCK_STATUS,
+    flags: DF,
+    length: 4096,
+    limits: { metaContextId: 1 },
+    want: EINVAL,
+  },
   { name: 'BLOCK_STATUS of length 0', type: BLOCK_STATUS, length: 0, limits: { metaContextId: 1 }, want: EINVAL },
-  { name: 'BLOCK_STATUS past the end', type: BLOCK_STATUS, offset: SIZE, length: 1, limits: { metaContextId: 1 }, want: EINVAL },
-  { name: 'BLOCK_STATUS longer than the maximum block size', type: BLOCK_STATUS, length: SIZE, limits: { metaContextId: 1 }, want: 'ok' },
+  {
+    name: 'BLOCK_STATUS past the end',
+    type: BLOCK_STATUS,
+    offset: SIZE,
+    length: 1,
+    limits: { metaContextId: 1 },
+    want: EINVAL,
+  },
+  {
+    name: 'BLOCK_STATUS longer than the maximum block size',
+    type: BLOCK_STATUS,
+    length: SIZE,
+    limits: { metaContextId: 1 },
+    want: 'ok',
+  },
 
   // Commands we do not know
   { name: 'unknown command 8', type: 8, want: EINVAL },
@@ -146,7 +227,10 @@ describe('validateRequest', () => {
   test('refusals send no message in a structured error chunk, except an unknown command', () => {
     const tooFar = validateRequest(requestOf({ name: '', type: READ, offset: SIZE, length: 1, want: EINVAL }), BASE);
     assert.equal(tooFar.kind === 'error' && tooFar.message, '');
-    assert.match(tooFar.kind === 'error' ? tooFar.reason : '', /NBD_CMD_READ at offset 1048576 length 1 is outside the 1048576-byte export/);
+    assert.match(
+      tooFar.kind === 'error' ? tooFar.reason : '',
+      /NBD_CMD_READ at offset 1048576 length 1 is outside the 1048576-byte export/,
+    );
     const unknown = validateRequest(requestOf({ name: '', type: 42, want: EINVAL }), BASE);
     assert.equal(unknown.kind === 'error' && unknown.message, 'unknown command NBD_CMD_42');
   });
@@ -155,7 +239,10 @@ describe('validateRequest', () => {
     const magic = validateRequest(requestOf({ name: '', type: READ, magic: 0xdeadbeef, want: 'fatal' }), BASE);
     assert.deepEqual(magic, { kind: 'fatal', reason: 'bad request magic 0xdeadbeef' });
     const long = validateRequest(requestOf({ name: '', type: WRITE, length: MAX + 1, want: 'fatal' }), BASE);
-    assert.deepEqual(long, { kind: 'fatal', reason: `NBD_CMD_WRITE length ${MAX + 1} exceeds the maximum block size ${MAX}` });
+    assert.deepEqual(long, {
+      kind: 'fatal',
+      reason: `NBD_CMD_WRITE length ${MAX + 1} exceeds the maximum block size ${MAX}`,
+    });
   });
 
   test('accepting allocates nothing: the same verdict object every time', () => {

@@ -230,7 +230,11 @@ const elementArb: fc.Arbitrary<NvElement> = fc.oneof(
   fc.record({ name: nameArb, type: fc.constant(NV_TYPE.UINT16), value: fc.integer({ min: 0, max: 65535 }) }),
   fc.record({ name: nameArb, type: fc.constant(NV_TYPE.INT32), value: fc.integer() }),
   fc.record({ name: nameArb, type: fc.constant(NV_TYPE.UINT32), value: fc.nat({ max: 0xffffffff }) }),
-  fc.record({ name: nameArb, type: fc.constant(NV_TYPE.INT64), value: fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }) }),
+  fc.record({
+    name: nameArb,
+    type: fc.constant(NV_TYPE.INT64),
+    value: fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }),
+  }),
   fc.record({ name: nameArb, type: fc.constant(NV_TYPE.UINT64), value: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }) }),
   fc.record({ name: nameArb, type: fc.constant(NV_TYPE.STRING), value: fc.string().filter((s) => !s.includes('\0')) }),
   fc.record({ name: nameArb, type: fc.constant(NV_TYPE.INT8_ARRAY), value: fc.int8Array({ minLength: 1 }) }),
@@ -264,7 +268,10 @@ describe('nv properties', () => {
         const encoded = encodeNv(listOf(elements));
         assert.equal(encoded.length % 2, 0); // 6 + 8k + 8m per element
         const back = decodeNv(encoded);
-        assert.deepEqual([...back], elements.map((e) => ({ ...e })));
+        assert.deepEqual(
+          [...back],
+          elements.map((e) => ({ ...e })),
+        );
         assert.deepEqual(encodeNv(back), encoded);
       }),
     );

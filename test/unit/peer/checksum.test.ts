@@ -42,8 +42,10 @@ describe('checksum', () => {
       verifyChecksum(nv, data);
       const bad = Buffer.from(data);
       bad[3] = (bad[3] as number) ^ 0x10;
-      assert.throws(() => verifyChecksum(nv, bad), (e: unknown) =>
-        e instanceof PeerProtocolError && e.code === 'EPEER_CHECKSUM' && e.message === 'Hash mismatch');
+      assert.throws(
+        () => verifyChecksum(nv, bad),
+        (e: unknown) => e instanceof PeerProtocolError && e.code === 'EPEER_CHECKSUM' && e.message === 'Hash mismatch',
+      );
     });
   }
 
@@ -58,7 +60,8 @@ describe('checksum', () => {
       /Unknown checksum algorithm 'md5'/,
     );
     assert.throws(
-      () => verifyChecksum(new NvList().addString('checksum', 'sha256').addUint8Array('hash', new Uint8Array(4)), CHECK),
+      () =>
+        verifyChecksum(new NvList().addString('checksum', 'sha256').addUint8Array('hash', new Uint8Array(4)), CHECK),
       /Invalid hash size \(4\) for sha256, should be 32/,
     );
     // A hash of the wrong nv type counts as missing.

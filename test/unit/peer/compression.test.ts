@@ -48,7 +48,10 @@ describe('lzfDecompress() golden streams', () => {
     // L = 1 (3 bytes), offset field 0x100: control (1 << 5) | 0x01, then 0x00.
     const out = decompress([...lits, 0x21, 0x00], 400);
     assert.equal(out.length, 303);
-    assert.deepEqual([...out.subarray(300)], [300 - 257, 300 - 256, 300 - 255].map((i) => i & 0xff));
+    assert.deepEqual(
+      [...out.subarray(300)],
+      [300 - 257, 300 - 256, 300 - 255].map((i) => i & 0xff),
+    );
   });
 
   test('an empty stream decodes to nothing', () => {
@@ -71,7 +74,10 @@ describe('lzfDecompress() rejects bad streams without writing out of bounds', ()
       const backing = Buffer.alloc(size + 16, 0xee);
       const out = backing.subarray(0, size);
       assert.throws(() => lzfDecompress(Uint8Array.from(stream), out), LzfError);
-      assert.ok(backing.subarray(size).every((b) => b === 0xee), 'guard bytes after the output untouched');
+      assert.ok(
+        backing.subarray(size).every((b) => b === 0xee),
+        'guard bytes after the output untouched',
+      );
     });
   }
 });
@@ -195,7 +201,8 @@ describe('compressPayload() / decompressPayload()', () => {
     const payload = fc.oneof(
       fc.uint8Array({ minLength: 1, maxLength: 4096 }).map((a) => Buffer.from(a)),
       fc.integer({ min: 1, max: 70000 }).map((n) => Buffer.alloc(n)),
-      fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 16 }), fc.integer({ min: 1, max: 3000 }))
+      fc
+        .tuple(fc.uint8Array({ minLength: 1, maxLength: 16 }), fc.integer({ min: 1, max: 3000 }))
         .map(([f, k]) => Buffer.concat(Array(k).fill(Buffer.from(f)))),
     );
     fc.assert(
@@ -210,8 +217,10 @@ describe('compressPayload() / decompressPayload()', () => {
 
   test('a hole larger than the receive buffer is refused before allocating', () => {
     const payload = Buffer.from([0xff, 0xff, 0xff, 0xff]);
-    assert.throws(() => decompressPayload('hole', payload, 1 << 20), (e: unknown) =>
-      e instanceof PeerProtocolError && e.code === 'EPEER_COMPRESSION' && /exceeds/.test(e.message));
+    assert.throws(
+      () => decompressPayload('hole', payload, 1 << 20),
+      (e: unknown) => e instanceof PeerProtocolError && e.code === 'EPEER_COMPRESSION' && /exceeds/.test(e.message),
+    );
   });
 
   test('an lzf payload declaring more than the receive buffer is refused', () => {

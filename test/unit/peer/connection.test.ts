@@ -30,7 +30,9 @@ async function socketPair(t: TestContext): Promise<[net.Socket, net.Socket]> {
 type Opts = Omit<PeerConnectionOptions, 'socket'>;
 const PLAIN: Opts = { compression: 'none', checksum: 'none' };
 
-function closedWith(conn: (r: (reason: Error | undefined) => void) => PeerConnection): Promise<[PeerConnection, Error | undefined]> {
+function closedWith(
+  conn: (r: (reason: Error | undefined) => void) => PeerConnection,
+): Promise<[PeerConnection, Error | undefined]> {
   return new Promise((resolve) => {
     const c: PeerConnection = conn((reason) => resolve([c, reason]));
   });
@@ -58,8 +60,14 @@ describe('PeerConnection', () => {
     assert.equal(sender.send(buildKeepalive()), true);
     assert.equal(sender.send(buildRequest(HIO.FLUSH, 3n, 0, 0)), true);
     await done;
-    assert.deepEqual(got.map((m) => readRequest(m.nv).cmd), [HIO.WRITE, HIO.WRITE, HIO.KEEPALIVE, HIO.FLUSH]);
-    assert.deepEqual(got.map((m) => readRequest(m.nv).seq), [1n, 2n, 0n, 3n]);
+    assert.deepEqual(
+      got.map((m) => readRequest(m.nv).cmd),
+      [HIO.WRITE, HIO.WRITE, HIO.KEEPALIVE, HIO.FLUSH],
+    );
+    assert.deepEqual(
+      got.map((m) => readRequest(m.nv).seq),
+      [1n, 2n, 0n, 3n],
+    );
     assert.ok(got[0]?.payload?.equals(data));
     assert.ok(got[1]?.payload?.equals(Buffer.alloc(4096)));
     assert.equal(got[0]?.nv.getString('compression'), 'lzf');
@@ -136,15 +144,18 @@ describe('PeerConnection', () => {
     const [, b] = await socketPair(t);
     let pending = false;
     let closed = false;
-    const p = closedWith((onClose) => new PeerConnection({
-      socket: b,
-      ...PLAIN,
-      receiveTimeout: { ms: 20, whilePending: () => pending },
-      onClose: (r) => {
-        closed = true;
-        onClose(r);
-      },
-    }));
+    const p = closedWith(
+      (onClose) =>
+        new PeerConnection({
+          socket: b,
+          ...PLAIN,
+          receiveTimeout: { ms: 20, whilePending: () => pending },
+          onClose: (r) => {
+            closed = true;
+            onClose(r);
+          },
+        }),
+    );
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(closed, false, 'no request outstanding: the connection stays up');
     pending = true;
@@ -204,7 +215,11 @@ describe('PendingMap', () => {
     m.add(2n, 'b');
     const seen: Array<[string, bigint]> = [];
     m.drainAll((e, seq) => seen.push([e, seq]));
-    assert.deepEqual(seen, [['c', 3n], ['a', 1n], ['b', 2n]]);
+    assert.deepEqual(seen, [
+      ['c', 3n],
+      ['a', 1n],
+      ['b', 2n],
+    ]);
     assert.equal(m.size, 0);
   });
 });

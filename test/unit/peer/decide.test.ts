@@ -6,15 +6,28 @@ import fc from 'fast-check';
 import { decideSync } from '../../../src/peer/decide.js';
 
 const S = (localCnt: bigint, remoteCnt: bigint, resuid = 42n) => ({ resuid, localCnt, remoteCnt });
-const P = (localCnt: bigint, remoteCnt: bigint, virgin = false, resuid = 42n) => ({ resuid, localCnt, remoteCnt, virgin });
+const P = (localCnt: bigint, remoteCnt: bigint, virgin = false, resuid = 42n) => ({
+  resuid,
+  localCnt,
+  remoteCnt,
+  virgin,
+});
 
 describe('decideSync()', () => {
   test('rule 1: a never-paired secondary adopts a virgin primary without a bitmap', () => {
-    assert.deepEqual(decideSync(S(0n, 0n, 0n), P(0n, 0n, true, 7n)), { kind: 'adopt', sendBitmap: 'none', syncSrc: 'primary' });
+    assert.deepEqual(decideSync(S(0n, 0n, 0n), P(0n, 0n, true, 7n)), {
+      kind: 'adopt',
+      sendBitmap: 'none',
+      syncSrc: 'primary',
+    });
   });
 
   test('rule 1: a never-paired secondary asks a used primary for a full sync (all-ones bitmap)', () => {
-    assert.deepEqual(decideSync(S(0n, 0n, 0n), P(5n, 3n, false, 7n)), { kind: 'adopt', sendBitmap: 'all-ones', syncSrc: 'primary' });
+    assert.deepEqual(decideSync(S(0n, 0n, 0n), P(5n, 3n, false, 7n)), {
+      kind: 'adopt',
+      sendBitmap: 'all-ones',
+      syncSrc: 'primary',
+    });
   });
 
   test('rule 2: different resuids are refused with upstream text (primary first)', () => {
@@ -75,13 +88,14 @@ describe('decideSync()', () => {
     assert.equal(decideSync(S(2n, 0n), P(1n, 0n)).kind, 'split-brain');
   });
 
-  test('rule 7 warning names both nodes\' counters exactly', () => {
+  test("rule 7 warning names both nodes' counters exactly", () => {
     const d = decideSync(S(1n, 5n), P(2n, 9n));
     assert.deepEqual(d, {
       kind: 'sync',
       syncSrc: 'primary',
       bitmap: 'all-ones',
-      warning: 'This should never happen, asking for full synchronization (primary(local=2, remote=9), secondary(local=1, remote=5)).',
+      warning:
+        'This should never happen, asking for full synchronization (primary(local=2, remote=9), secondary(local=1, remote=5)).',
     });
   });
 

@@ -19,28 +19,45 @@ describe('MessageReader at every split', () => {
         checksum: 'crc32',
       }),
       ...encodeMessage(new NvList().addUint8('cmd', 5), Buffer.alloc(0), { compression: 'none', checksum: 'none' }),
-      ...encodeMessage(new NvList().addUint64('seq', 9n), Buffer.alloc(2048), { compression: 'hole', checksum: 'sha256' }),
+      ...encodeMessage(new NvList().addUint64('seq', 9n), Buffer.alloc(2048), {
+        compression: 'hole',
+        checksum: 'sha256',
+      }),
       ...encodeMessage(new NvList().addUint64('seq', 10n), Buffer.from('abcdefgh'.repeat(64)), {
         compression: 'lzf',
         checksum: 'none',
       }),
-      ...encodeMessage(new NvList().addUint8('cmd', 1), undefined, { version: 1, compression: 'none', checksum: 'none' }),
+      ...encodeMessage(new NvList().addUint8('cmd', 1), undefined, {
+        version: 1,
+        compression: 'none',
+        checksum: 'none',
+      }),
     ]);
     const parse = (chunks: readonly Buffer[]) => {
       const r = new MessageReader();
-      const got = chunks.flatMap((c) => r.push(c)).map((m) => ({
-        version: m.version,
-        nv: [...m.nv].map((e) => `${e.name}=${String(e.value)}`),
-        payload: m.payload?.toString('hex'),
-      }));
+      const got = chunks
+        .flatMap((c) => r.push(c))
+        .map((m) => ({
+          version: m.version,
+          nv: [...m.nv].map((e) => `${e.name}=${String(e.value)}`),
+          payload: m.payload?.toString('hex'),
+        }));
       return { got, idle: r.idle, buffered: r.buffered };
     };
     const whole = await assertSameAtEverySplit(bytes, parse, { random: 30 });
     assert.equal(whole.idle, true);
     // Versions and payload sizes in bytes (the hex strings are twice as long).
-    assert.deepEqual(whole.got.map((m) => [m.version, (m.payload?.length ?? 0) / 2]), [
-      [2, 0], [2, 1500], [2, 0], [2, 2048], [2, 512], [1, 0],
-    ]);
+    assert.deepEqual(
+      whole.got.map((m) => [m.version, (m.payload?.length ?? 0) / 2]),
+      [
+        [2, 0],
+        [2, 1500],
+        [2, 0],
+        [2, 2048],
+        [2, 512],
+        [1, 0],
+      ],
+    );
     assert.equal(whole.got[1]?.payload, payload.toString('hex'));
   });
 
@@ -51,6 +68,8 @@ describe('MessageReader at every split', () => {
     assert.deepEqual(r.push(head as Buffer), []);
     const chunk = Buffer.concat([body as Buffer, Buffer.alloc(0)]);
     const got = r.push(chunk)[0]?.payload;
-    assert.ok(got !== undefined && got.buffer === chunk.buffer && got.byteOffset === chunk.byteOffset && got.length === 4096);
+    assert.ok(
+      got !== undefined && got.buffer === chunk.buffer && got.byteOffset === chunk.byteOffset && got.length === 4096,
+    );
   });
 });

@@ -37,7 +37,9 @@ function readAll(bytes: Buffer, reader = new MessageReader()): PeerMessage[] {
 
 function isPeerError(code?: string, re?: RegExp) {
   return (e: unknown) =>
-    e instanceof PeerProtocolError && (code === undefined || e.code === code) && (re === undefined || re.test(e.message));
+    e instanceof PeerProtocolError &&
+    (code === undefined || e.code === code) &&
+    (re === undefined || re.test(e.message));
 }
 
 describe('encodeMessage()', () => {
@@ -95,9 +97,44 @@ describe('MessageReader', () => {
   test('decodes a golden message with a crc32-checked payload', () => {
     // {size: uint32 3, checksum: "crc32", hash: uint8[4]} + "abc"; crc32("abc") = 0x352441c2.
     const nvBytes = Buffer.from([
-      0x06, 0x05, 0x04, 0, 0, 0, ...Buffer.from('size\0\0\0\0'), 0x03, 0, 0, 0, 0, 0, 0, 0,
-      0x11, 0x09, 0x06, 0, 0, 0, ...Buffer.from('checksum\0\0\0\0\0\0\0\0'), ...Buffer.from('crc32\0\0\0'),
-      0x0a, 0x05, 0x04, 0, 0, 0, ...Buffer.from('hash\0\0\0\0'), 0xc2, 0x41, 0x24, 0x35, 0, 0, 0, 0,
+      0x06,
+      0x05,
+      0x04,
+      0,
+      0,
+      0,
+      ...Buffer.from('size\0\0\0\0'),
+      0x03,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0x11,
+      0x09,
+      0x06,
+      0,
+      0,
+      0,
+      ...Buffer.from('checksum\0\0\0\0\0\0\0\0'),
+      ...Buffer.from('crc32\0\0\0'),
+      0x0a,
+      0x05,
+      0x04,
+      0,
+      0,
+      0,
+      ...Buffer.from('hash\0\0\0\0'),
+      0xc2,
+      0x41,
+      0x24,
+      0x35,
+      0,
+      0,
+      0,
+      0,
     ]);
     const head = Buffer.from([2, 0, 0, 0, 0]);
     head.writeUInt32LE(nvBytes.length, 1);
@@ -117,10 +154,15 @@ describe('MessageReader', () => {
     for (const checksum of ['none', 'crc32', 'sha256'] as const) {
       test(`round-trips every payload kind with compression ${compression} and checksum ${checksum}`, () => {
         const bytes = Buffer.concat(
-          payloads.flatMap(([name, p]) => encodeMessage(new NvList().addString('kind', name), p, { compression, checksum })),
+          payloads.flatMap(([name, p]) =>
+            encodeMessage(new NvList().addString('kind', name), p, { compression, checksum }),
+          ),
         );
         const msgs = readAll(bytes);
-        assert.deepEqual(msgs.map((m) => m.nv.getString('kind')), payloads.map(([n]) => n));
+        assert.deepEqual(
+          msgs.map((m) => m.nv.getString('kind')),
+          payloads.map(([n]) => n),
+        );
         msgs.forEach((m, i) => assert.ok(m.payload?.equals(payloads[i]?.[1] as Buffer), `payload ${i}`));
       });
 
@@ -130,7 +172,10 @@ describe('MessageReader', () => {
             const parts = encodeMessage(new NvList(), p, { compression, checksum });
             const body = Buffer.from(parts[1] as Buffer);
             body[body.length >>> 1] = (body[body.length >>> 1] as number) ^ 0x01;
-            assert.throws(() => readAll(Buffer.concat([parts[0] as Buffer, body])), isPeerError('EPEER_CHECKSUM', /Hash mismatch/));
+            assert.throws(
+              () => readAll(Buffer.concat([parts[0] as Buffer, body])),
+              isPeerError('EPEER_CHECKSUM', /Hash mismatch/),
+            );
           }
         });
       }
@@ -159,7 +204,8 @@ describe('MessageReader', () => {
     ]);
     const expected = readAll(bytes);
     assert.equal(expected.length, 4);
-    const summary = (ms: PeerMessage[]) => ms.map((m) => [m.version, [...m.nv].map((e) => e.name), m.payload?.toString('hex')]);
+    const summary = (ms: PeerMessage[]) =>
+      ms.map((m) => [m.version, [...m.nv].map((e) => e.name), m.payload?.toString('hex')]);
     for (let cut = 0; cut <= bytes.length; cut++) {
       const r = new MessageReader();
       const got = [...r.push(bytes.subarray(0, cut)), ...r.push(bytes.subarray(cut))];
@@ -189,8 +235,11 @@ describe('MessageReader', () => {
   test('refuses a header version above 2 with "RPC version mismatch"', () => {
     const bytes = Buffer.from(GOLDEN_HANDSHAKE);
     bytes[0] = 3;
-    assert.throws(() => readAll(bytes), (e: unknown) =>
-      isPeerError('EPEER_VERSION', /^RPC version mismatch/)(e) && (e as PeerProtocolError).errno === 'ERPCMISMATCH');
+    assert.throws(
+      () => readAll(bytes),
+      (e: unknown) =>
+        isPeerError('EPEER_VERSION', /^RPC version mismatch/)(e) && (e as PeerProtocolError).errno === 'ERPCMISMATCH',
+    );
   });
 
   test('accepts version 1 headers and reports the version', () => {
@@ -201,14 +250,20 @@ describe('MessageReader', () => {
 
   test('refuses an nv length over the limit from the 5 header bytes alone', () => {
     const r = new MessageReader();
-    assert.throws(() => r.push(Buffer.from([2, 0xff, 0xff, 0xff, 0xff])), isPeerError('EPEER_TOO_LARGE', /Header too large/));
+    assert.throws(
+      () => r.push(Buffer.from([2, 0xff, 0xff, 0xff, 0xff])),
+      isPeerError('EPEER_TOO_LARGE', /Header too large/),
+    );
     assert.equal(r.buffered, 0);
   });
 
   test('refuses an oversized declared payload size before buffering it', () => {
     const nv = new NvList().addUint64('seq', 1n).addUint32('size', 0xffffffff);
     const r = new MessageReader();
-    assert.throws(() => r.push(frame(nv)), isPeerError('EPEER_TOO_LARGE', /Payload too large \(4294967295 bytes, limit 1048576\)/));
+    assert.throws(
+      () => r.push(frame(nv)),
+      isPeerError('EPEER_TOO_LARGE', /Payload too large \(4294967295 bytes, limit 1048576\)/),
+    );
     assert.equal(r.buffered, 0);
   });
 
@@ -227,7 +282,10 @@ describe('MessageReader', () => {
 
   test('a limit function sees the header (handshake bitmap sized by mapsize)', () => {
     const bitmap = Buffer.alloc(3 * MAXPHYS, 0xff);
-    const bytes = frame(new NvList().addUint32('mapsize', bitmap.length), bitmap, { compression: 'lzf', checksum: 'crc32' });
+    const bytes = frame(new NvList().addUint32('mapsize', bitmap.length), bitmap, {
+      compression: 'lzf',
+      checksum: 'crc32',
+    });
     const r = new MessageReader({ maxPayload: (nv) => nv.getUint32('mapsize') ?? 0 });
     assert.ok(r.push(bytes)[0]?.payload?.equals(bitmap));
     assert.throws(() => new MessageReader().push(bytes), isPeerError('EPEER_COMPRESSION'));
@@ -257,7 +315,9 @@ describe('MessageReader', () => {
     fc.assert(
       fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 8 }), fc.boolean(), (chunks, prefix) => {
         const r = new MessageReader({ maxPayload: 1 << 16 });
-        const stream = prefix ? [Buffer.from([2]), ...chunks.map((c) => Buffer.from(c))] : chunks.map((c) => Buffer.from(c));
+        const stream = prefix
+          ? [Buffer.from([2]), ...chunks.map((c) => Buffer.from(c))]
+          : chunks.map((c) => Buffer.from(c));
         try {
           for (const c of stream) r.push(c);
         } catch (err) {
@@ -276,15 +336,18 @@ describe('MessageReader', () => {
       { compression: 'lzf', checksum: 'none' },
     );
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), (muts) => {
-        const b = Buffer.from(base);
-        for (const [at, v] of muts) b[at % b.length] = v;
-        try {
-          new MessageReader().push(b);
-        } catch (err) {
-          assert.ok(err instanceof PeerProtocolError, String(err));
-        }
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
+        (muts) => {
+          const b = Buffer.from(base);
+          for (const [at, v] of muts) b[at % b.length] = v;
+          try {
+            new MessageReader().push(b);
+          } catch (err) {
+            assert.ok(err instanceof PeerProtocolError, String(err));
+          }
+        },
+      ),
       { numRuns: 1000 },
     );
   });
@@ -306,11 +369,15 @@ describe('MessageReader: version 0 and an empty header', () => {
   });
 
   test('a payload that fails its checksum names the header it came with (so its request can be failed)', () => {
-    const bytes = frame(new NvList().addUint64('seq', 7n), Buffer.from('abc'), { compression: 'none', checksum: 'crc32' });
+    const bytes = frame(new NvList().addUint64('seq', 7n), Buffer.from('abc'), {
+      compression: 'none',
+      checksum: 'crc32',
+    });
     bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0x01;
     assert.throws(
       () => readAll(bytes),
-      (e: unknown) => e instanceof PeerProtocolError && e.code === 'EPEER_CHECKSUM' && e.header?.getUint64('seq') === 7n,
+      (e: unknown) =>
+        e instanceof PeerProtocolError && e.code === 'EPEER_CHECKSUM' && e.header?.getUint64('seq') === 7n,
     );
   });
 });
@@ -339,7 +406,10 @@ describe('MessageReader: what the data path relies on', () => {
   });
 
   test('a declared decompressed size above the limit is refused before allocating', () => {
-    const bytes = frame(new NvList().addUint64('seq', 1n), Buffer.alloc(1 << 20), { compression: 'hole', checksum: 'none' });
+    const bytes = frame(new NvList().addUint64('seq', 1n), Buffer.alloc(1 << 20), {
+      compression: 'hole',
+      checksum: 'none',
+    });
     assert.throws(() => readAll(bytes, new MessageReader({ maxPayload: 4096 })), PeerProtocolError);
   });
 });

@@ -35,9 +35,21 @@ function el(type: number, name: string, data: number[]): number[] {
   const nameBytes = [...Buffer.from(name), 0];
   const size = Buffer.alloc(4);
   size.writeUInt32LE(data.length, 0);
-  return [type, nameBytes.length, ...size, ...nameBytes, ...Array(pad(nameBytes.length)).fill(0), ...data, ...Array(pad(data.length)).fill(0)];
+  return [
+    type,
+    nameBytes.length,
+    ...size,
+    ...nameBytes,
+    ...Array(pad(nameBytes.length)).fill(0),
+    ...data,
+    ...Array(pad(data.length)).fill(0),
+  ];
 }
-const u64 = (v: number) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return [...b]; };
+const u64 = (v: number) => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(v));
+  return [...b];
+};
 const str = (s: string) => [...Buffer.from(s), 0];
 
 /** Element summary: [name, type code]. */
@@ -56,29 +68,56 @@ describe('handshake messages', () => {
   test('second connect carries token, virgin (int8), resuid, localcnt, remotecnt (uint64) in order', () => {
     const token = new Uint8Array(16).fill(7);
     const nv = buildSecondConnect('r', token, { resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: true });
-    assert.deepEqual(shape(nv), [['resource', 17], ['token', 10], ['virgin', 1], ['resuid', 8], ['localcnt', 8], ['remotecnt', 8]]);
+    assert.deepEqual(shape(nv), [
+      ['resource', 17],
+      ['token', 10],
+      ['virgin', 1],
+      ['resuid', 8],
+      ['localcnt', 8],
+      ['remotecnt', 8],
+    ]);
     const plain = buildSecondConnect('r', token, { resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: false });
     assert.equal(plain.has('virgin'), false);
     assert.deepEqual(readConnectCounters(decodeNv(encodeNv(nv)), 'tcp://10.0.0.1:1234'), {
-      resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: true,
+      resuid: 5n,
+      localCnt: 1n,
+      remoteCnt: 0n,
+      virgin: true,
     });
   });
 
   test('readConnectHeader() defaults version to 1 and validates the token size', () => {
-    assert.deepEqual(readConnectHeader(new NvList().addString('resource', 'r'), 'X'), { resource: 'r', token: undefined, version: 1 });
+    assert.deepEqual(readConnectHeader(new NvList().addString('resource', 'r'), 'X'), {
+      resource: 'r',
+      token: undefined,
+      version: 1,
+    });
     assert.equal(readConnectHeader(buildFirstConnect('r'), 'X').version, 2);
-    const ok = readConnectHeader(new NvList().addString('resource', 'r').addUint8Array('token', new Uint8Array(16)), 'X');
+    const ok = readConnectHeader(
+      new NvList().addString('resource', 'r').addUint8Array('token', new Uint8Array(16)),
+      'X',
+    );
     assert.equal(ok.token?.length, 16);
     assert.throws(
-      () => readConnectHeader(new NvList().addString('resource', 'r').addUint8Array('token', new Uint8Array(15)), 'tcp://1.2.3.4:5'),
+      () =>
+        readConnectHeader(
+          new NvList().addString('resource', 'r').addUint8Array('token', new Uint8Array(15)),
+          'tcp://1.2.3.4:5',
+        ),
       isPeerError(/Received token of invalid size from tcp:\/\/1\.2\.3\.4:5/),
     );
-    assert.throws(() => readConnectHeader(new NvList().addUint8('version', 2), 'X'), isPeerError(/No 'resource' field/));
+    assert.throws(
+      () => readConnectHeader(new NvList().addUint8('version', 2), 'X'),
+      isPeerError(/No 'resource' field/),
+    );
   });
 
   test('readConnectCounters() names a missing field and the sender', () => {
     const nv = new NvList().addString('resource', 'r').addUint64('resuid', 1n).addUint64('localcnt', 0n);
-    assert.throws(() => readConnectCounters(nv, 'tcp://10.0.0.2:8457'), isPeerError(/Header from tcp:\/\/10\.0\.0\.2:8457 has no 'remotecnt' field/));
+    assert.throws(
+      () => readConnectCounters(nv, 'tcp://10.0.0.2:8457'),
+      isPeerError(/Header from tcp:\/\/10\.0\.0\.2:8457 has no 'remotecnt' field/),
+    );
     const wrong = new NvList().addUint32('resuid', 1).addUint64('localcnt', 0n).addUint64('remotecnt', 0n);
     assert.throws(() => readConnectCounters(wrong, 'X'), isPeerError(/'resuid' is uint32, expected uint64/));
   });
@@ -92,25 +131,54 @@ describe('handshake messages', () => {
 
   test('readHandshakeReply() refuses a version above 2 and a missing or short token', () => {
     const token = new Uint8Array(16);
-    assert.throws(() => readHandshakeReply(buildHandshakeReply(3, token), 'X'), (e: unknown) =>
-      e instanceof PeerProtocolError && e.code === 'EPEER_VERSION');
-    assert.throws(() => readHandshakeReply(new NvList().addUint8('version', 2), 'tcp://h:1'), isPeerError(/Handshake header from tcp:\/\/h:1 has no 'token' field/));
-    assert.throws(() => readHandshakeReply(buildHandshakeReply(2, new Uint8Array(8)), 'X'), isPeerError(/invalid size \(8\)/));
+    assert.throws(
+      () => readHandshakeReply(buildHandshakeReply(3, token), 'X'),
+      (e: unknown) => e instanceof PeerProtocolError && e.code === 'EPEER_VERSION',
+    );
+    assert.throws(
+      () => readHandshakeReply(new NvList().addUint8('version', 2), 'tcp://h:1'),
+      isPeerError(/Handshake header from tcp:\/\/h:1 has no 'token' field/),
+    );
+    assert.throws(
+      () => readHandshakeReply(buildHandshakeReply(2, new Uint8Array(8)), 'X'),
+      isPeerError(/invalid size \(8\)/),
+    );
     // No version field means a version 1 peer.
-    assert.deepEqual(readHandshakeReply(new NvList().addUint8Array('token', token), 'X'), { kind: 'ok', version: 1, token });
+    assert.deepEqual(readHandshakeReply(new NvList().addUint8Array('token', token), 'X'), {
+      kind: 'ok',
+      version: 1,
+      token,
+    });
   });
 
   test('error reply is {errmsg: string, [wait: uint8 1]} and wins over other fields', () => {
     const nv = buildErrorReply('Remote node acts as primary for the resource and not as secondary.', true);
-    assert.deepEqual(shape(nv), [['errmsg', 17], ['wait', 2]]);
+    assert.deepEqual(shape(nv), [
+      ['errmsg', 17],
+      ['wait', 2],
+    ]);
     assert.deepEqual(readHandshakeReply(nv, 'X'), {
-      kind: 'error', errmsg: 'Remote node acts as primary for the resource and not as secondary.', wait: true,
+      kind: 'error',
+      errmsg: 'Remote node acts as primary for the resource and not as secondary.',
+      wait: true,
     });
-    assert.deepEqual(readHandshakeReply(buildErrorReply('Token doesn\'t match.'), 'X'), { kind: 'error', errmsg: 'Token doesn\'t match.', wait: false });
+    assert.deepEqual(readHandshakeReply(buildErrorReply("Token doesn't match."), 'X'), {
+      kind: 'error',
+      errmsg: "Token doesn't match.",
+      wait: false,
+    });
   });
 
   test('sync reply: datasize int64, extentsize int32, localcnt/remotecnt uint64, virgin int8, syncsrc uint8, mapsize uint32', () => {
-    const r = { dataSize: 1 << 30, extentSize: 2 << 20, localCnt: 3n, remoteCnt: 4n, virgin: true, syncSrc: 'secondary', mapSize: 64 } as const;
+    const r = {
+      dataSize: 1 << 30,
+      extentSize: 2 << 20,
+      localCnt: 3n,
+      remoteCnt: 4n,
+      virgin: true,
+      syncSrc: 'secondary',
+      mapSize: 64,
+    } as const;
     const nv = buildSyncReply(r);
     assert.deepEqual(
       encodeNv(nv),
@@ -129,19 +197,43 @@ describe('handshake messages', () => {
   });
 
   test('readSyncReply() returns errmsg first, and names missing fields and bad syncsrc', () => {
-    const refused = buildSyncReply({ dataSize: 1, extentSize: 1, localCnt: 0n, remoteCnt: 0n, virgin: false, syncSrc: 'primary', mapSize: 0 })
-      .addString('errmsg', 'Split-brain condition!');
+    const refused = buildSyncReply({
+      dataSize: 1,
+      extentSize: 1,
+      localCnt: 0n,
+      remoteCnt: 0n,
+      virgin: false,
+      syncSrc: 'primary',
+      mapSize: 0,
+    }).addString('errmsg', 'Split-brain condition!');
     const r = readSyncReply(refused, 'X');
     assert.ok(isErrorReply(r));
     assert.equal(r.errmsg, 'Split-brain condition!');
-    const noMap = new NvList().addInt64('datasize', 1n).addInt32('extentsize', 1).addUint64('localcnt', 0n)
-      .addUint64('remotecnt', 0n).addUint8('syncsrc', 1);
-    assert.throws(() => readSyncReply(noMap, 'tcp://p:1'), isPeerError(/Header from tcp:\/\/p:1 has no 'mapsize' field/));
-    const badSrc = new NvList().addInt64('datasize', 1n).addInt32('extentsize', 1).addUint64('localcnt', 0n)
-      .addUint64('remotecnt', 0n).addUint8('syncsrc', 0).addUint32('mapsize', 0);
+    const noMap = new NvList()
+      .addInt64('datasize', 1n)
+      .addInt32('extentsize', 1)
+      .addUint64('localcnt', 0n)
+      .addUint64('remotecnt', 0n)
+      .addUint8('syncsrc', 1);
+    assert.throws(
+      () => readSyncReply(noMap, 'tcp://p:1'),
+      isPeerError(/Header from tcp:\/\/p:1 has no 'mapsize' field/),
+    );
+    const badSrc = new NvList()
+      .addInt64('datasize', 1n)
+      .addInt32('extentsize', 1)
+      .addUint64('localcnt', 0n)
+      .addUint64('remotecnt', 0n)
+      .addUint8('syncsrc', 0)
+      .addUint32('mapsize', 0);
     assert.throws(() => readSyncReply(badSrc, 'X'), isPeerError(/invalid 'syncsrc' \(0\)/));
-    const huge = new NvList().addInt64('datasize', 1n << 60n).addInt32('extentsize', 1).addUint64('localcnt', 0n)
-      .addUint64('remotecnt', 0n).addUint8('syncsrc', 1).addUint32('mapsize', 0);
+    const huge = new NvList()
+      .addInt64('datasize', 1n << 60n)
+      .addInt32('extentsize', 1)
+      .addUint64('localcnt', 0n)
+      .addUint64('remotecnt', 0n)
+      .addUint8('syncsrc', 1)
+      .addUint32('mapsize', 0);
     assert.throws(() => readSyncReply(huge, 'X'), isPeerError(/'datasize' is out of range/));
   });
 });
@@ -165,15 +257,32 @@ describe('I/O requests and replies', () => {
   });
 
   test('readRequest() reads fields leniently, like upstream nv_get_*', () => {
-    assert.deepEqual(readRequest(buildRequest(HIO.READ, 9n, 512, 1024)), { cmd: 1, seq: 9n, offset: 512, length: 1024, memsync: false });
+    assert.deepEqual(readRequest(buildRequest(HIO.READ, 9n, 512, 1024)), {
+      cmd: 1,
+      seq: 9n,
+      offset: 512,
+      length: 1024,
+      memsync: false,
+    });
     assert.deepEqual(readRequest(buildKeepalive()), { cmd: 5, seq: 0n, offset: -1, length: -1, memsync: false });
-    const huge = new NvList().addUint8('cmd', 1).addUint64('seq', 1n).addUint64('offset', 1n << 60n).addUint64('length', 512n);
+    const huge = new NvList()
+      .addUint8('cmd', 1)
+      .addUint64('seq', 1n)
+      .addUint64('offset', 1n << 60n)
+      .addUint64('length', 512n);
     assert.equal(readRequest(huge).offset, -1);
     assert.equal(readRequest(new NvList().addUint32('cmd', 1)).cmd, 0);
   });
 
   const limits = { dataSize: 1 << 20, sectorSize: 512 };
-  const R = (p: Partial<HioRequest>): HioRequest => ({ cmd: HIO.WRITE, seq: 1n, offset: 0, length: 512, memsync: false, ...p });
+  const R = (p: Partial<HioRequest>): HioRequest => ({
+    cmd: HIO.WRITE,
+    seq: 1n,
+    offset: 0,
+    length: 512,
+    memsync: false,
+    ...p,
+  });
   const cases: Array<[string, HioRequest, string | null]> = [
     ['a valid write', R({}), null],
     ['a valid read at the very end', R({ cmd: HIO.READ, offset: (1 << 20) - 512 }), null],
@@ -187,7 +296,11 @@ describe('I/O requests and replies', () => {
     ['no offset', R({ offset: -1 }), "Header is missing 'offset' field."],
     ['no length', R({ length: -1 }), "Header is missing 'length' field."],
     ['a zero length', R({ length: 0 }), 'Data length is zero.'],
-    ['a write above MAXPHYS', R({ length: (1 << 20) + 512 }), `Data length is too large (${(1 << 20) + 512} > ${1 << 20}).`],
+    [
+      'a write above MAXPHYS',
+      R({ length: (1 << 20) + 512 }),
+      `Data length is too large (${(1 << 20) + 512} > ${1 << 20}).`,
+    ],
     ['a misaligned offset', R({ offset: 100 }), 'Offset 100 is not multiple of sector size.'],
     ['a misaligned length', R({ length: 100 }), 'Length 100 is not multiple of sector size.'],
     ['a range past the end', R({ offset: 1 << 20 }), `Data offset is too large (${(1 << 20) + 512} > ${1 << 20}).`],
@@ -216,11 +329,21 @@ describe('I/O requests and replies', () => {
     assert.deepEqual(readReply(buildReply(3n, { error: 45 })), { seq: 3n, received: false, error: 45 });
     assert.deepEqual(readReply(buildReply(3n, { received: true })), { seq: 3n, received: true, error: 0 });
     assert.throws(() => readReply(new NvList().addInt16('error', 5)), isPeerError(/no 'seq' field/));
-    assert.throws(() => readReply(new NvList().addUint64('seq', 1n).addUint32('error', 5)), isPeerError(/'error' is uint32, expected int16/));
+    assert.throws(
+      () => readReply(new NvList().addUint64('seq', 1n).addUint32('error', 5)),
+      isPeerError(/'error' is uint32, expected int16/),
+    );
   });
 
   test('nameOfHioCmd() uses upstream names', () => {
-    assert.deepEqual([1, 2, 3, 4, 5, 9].map(nameOfHioCmd), ['READ', 'WRITE', 'DELETE', 'FLUSH', 'KEEPALIVE', 'UNKNOWN(9)']);
+    assert.deepEqual([1, 2, 3, 4, 5, 9].map(nameOfHioCmd), [
+      'READ',
+      'WRITE',
+      'DELETE',
+      'FLUSH',
+      'KEEPALIVE',
+      'UNKNOWN(9)',
+    ]);
   });
 });
 
@@ -228,15 +351,45 @@ describe('I/O requests and replies', () => {
 // peer that does not speak it sends and receives exactly FreeBSD's bytes.
 describe('consistency extension', () => {
   const token = new Uint8Array(16).fill(7);
-  const i64 = (v: number) => { const b = Buffer.alloc(8); b.writeBigInt64LE(BigInt(v)); return [...b]; };
-  const i32 = (v: number) => { const b = Buffer.alloc(4); b.writeInt32LE(v); return [...b]; };
-  const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return [...b]; };
-  const SECOND = [...el(17, 'resource', str('r')), ...el(10, 'token', [...token]), ...el(8, 'resuid', u64(5)), ...el(8, 'localcnt', u64(1)), ...el(8, 'remotecnt', u64(0))];
-  const REPLY = [
-    ...el(7, 'datasize', i64(1048576)), ...el(5, 'extentsize', i32(65536)), ...el(8, 'localcnt', u64(0)), ...el(8, 'remotecnt', u64(1)),
-    ...el(2, 'syncsrc', [1]), ...el(6, 'mapsize', u32(0)),
+  const i64 = (v: number) => {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64LE(BigInt(v));
+    return [...b];
+  };
+  const i32 = (v: number) => {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(v);
+    return [...b];
+  };
+  const u32 = (v: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    return [...b];
+  };
+  const SECOND = [
+    ...el(17, 'resource', str('r')),
+    ...el(10, 'token', [...token]),
+    ...el(8, 'resuid', u64(5)),
+    ...el(8, 'localcnt', u64(1)),
+    ...el(8, 'remotecnt', u64(0)),
   ];
-  const reply = { dataSize: 1048576, extentSize: 65536, localCnt: 0n, remoteCnt: 1n, virgin: false, syncSrc: 'primary', mapSize: 0 } as const;
+  const REPLY = [
+    ...el(7, 'datasize', i64(1048576)),
+    ...el(5, 'extentsize', i32(65536)),
+    ...el(8, 'localcnt', u64(0)),
+    ...el(8, 'remotecnt', u64(1)),
+    ...el(2, 'syncsrc', [1]),
+    ...el(6, 'mapsize', u32(0)),
+  ];
+  const reply = {
+    dataSize: 1048576,
+    extentSize: 65536,
+    localCnt: 0n,
+    remoteCnt: 1n,
+    virgin: false,
+    syncSrc: 'primary',
+    mapSize: 0,
+  } as const;
 
   test('second connect: FreeBSD bytes without it, `consistency: uint8 1` appended with it', () => {
     const c = { resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: false };
@@ -249,9 +402,16 @@ describe('consistency extension', () => {
 
   test('sync reply: FreeBSD bytes unless the primary advertised it; the state rides along', () => {
     assert.deepEqual(encodeNv(buildSyncReply(reply)), Buffer.from(REPLY));
-    assert.deepEqual(encodeNv(buildSyncReply({ ...reply, inconsistent: true })), Buffer.from(REPLY), 'never without the extension');
+    assert.deepEqual(
+      encodeNv(buildSyncReply({ ...reply, inconsistent: true })),
+      Buffer.from(REPLY),
+      'never without the extension',
+    );
     const ext = buildSyncReply({ ...reply, consistency: true, inconsistent: true });
-    assert.deepEqual(encodeNv(ext), Buffer.from([...REPLY, ...el(2, 'consistency', [1]), ...el(2, 'inconsistent', [1])]));
+    assert.deepEqual(
+      encodeNv(ext),
+      Buffer.from([...REPLY, ...el(2, 'consistency', [1]), ...el(2, 'inconsistent', [1])]),
+    );
     assert.deepEqual(readSyncReply(ext, 'X'), { ...reply, consistency: true, inconsistent: true });
     assert.deepEqual(readSyncReply(buildSyncReply(reply), 'X'), reply);
   });
@@ -261,15 +421,34 @@ describe('consistency extension', () => {
     assert.deepEqual(
       encodeNv(target),
       Buffer.from([
-        ...el(2, 'cmd', [HIO.FLUSH]), ...el(8, 'seq', u64(9)), ...el(8, 'offset', u64(0)), ...el(8, 'length', u64(0)),
-        ...el(2, 'syncstate', [1]), ...el(8, 'synctotal', u64(4096)),
+        ...el(2, 'cmd', [HIO.FLUSH]),
+        ...el(8, 'seq', u64(9)),
+        ...el(8, 'offset', u64(0)),
+        ...el(8, 'length', u64(0)),
+        ...el(2, 'syncstate', [1]),
+        ...el(8, 'synctotal', u64(4096)),
       ]),
     );
-    assert.deepEqual(readRequest(target), { cmd: HIO.FLUSH, seq: 9n, offset: 0, length: 0, memsync: false, syncState: 1, syncBytes: 4096 });
-    assert.equal(requestProblem(readRequest(target), { dataSize: 1 << 20, sectorSize: 512 }), null, 'a valid FLUSH to anyone');
+    assert.deepEqual(readRequest(target), {
+      cmd: HIO.FLUSH,
+      seq: 9n,
+      offset: 0,
+      length: 0,
+      memsync: false,
+      syncState: 1,
+      syncBytes: 4096,
+    });
+    assert.equal(
+      requestProblem(readRequest(target), { dataSize: 1 << 20, sectorSize: 512 }),
+      null,
+      'a valid FLUSH to anyone',
+    );
     assert.deepEqual(readRequest(buildSyncStateRequest(10n, 'done')).syncState, 2);
     const progress = buildSyncProgress(777);
-    assert.deepEqual(encodeNv(progress), Buffer.from([...el(2, 'cmd', [HIO.KEEPALIVE]), ...el(8, 'syncleft', u64(777))]));
+    assert.deepEqual(
+      encodeNv(progress),
+      Buffer.from([...el(2, 'cmd', [HIO.KEEPALIVE]), ...el(8, 'syncleft', u64(777))]),
+    );
     assert.equal(progress.has('seq') || progress.has('size'), false, 'no reply, no payload to a FreeBSD secondary');
   });
 });

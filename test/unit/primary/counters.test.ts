@@ -43,9 +43,19 @@ test('a never-paired primary gets its resuid with its first write, and then send
 });
 
 const CFG: ResourceConfig = {
-  name: 'r0', provName: 'r0', localPath: '', remoteAddr: 'none', sourceAddr: null,
-  replication: 'fullsync', checksum: 'none', compression: 'none', timeout: 20, exec: '',
-  metaFlush: true, exportAddr: '', device: 'none',
+  name: 'r0',
+  provName: 'r0',
+  localPath: '',
+  remoteAddr: 'none',
+  sourceAddr: null,
+  replication: 'fullsync',
+  checksum: 'none',
+  compression: 'none',
+  timeout: 20,
+  exec: '',
+  metaFlush: true,
+  exportAddr: '',
+  device: 'none',
 };
 
 test('a write whose remote leg fails is acknowledged only after the bump is in the metadata block', async (t) => {
@@ -54,8 +64,15 @@ test('a write whose remote leg fails is acknowledged only after the bump is in t
   const comp = await openComponent(path, { lock: false });
   t.after(() => comp.close());
   const md: Metadata = {
-    resource: 'r0', dataSize: 16 * 65536, extentSize: 65536, keepDirty: 4, localOff: 8192,
-    resuid: 42n, localCnt: 1n, remoteCnt: 0n, prevRole: 'init',
+    resource: 'r0',
+    dataSize: 16 * 65536,
+    extentSize: 65536,
+    keepDirty: 4,
+    localOff: 8192,
+    resuid: 42n,
+    localCnt: 1n,
+    remoteCnt: 0n,
+    prevRole: 'init',
   };
   await writeMetadata(comp, md);
   const res = await PrimaryResource.open({ ...CFG, localPath: path }, comp, md);

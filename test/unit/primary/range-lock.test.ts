@@ -6,7 +6,14 @@ import fc from 'fast-check';
 import { type LockHandle, type LockKind, RangeLock } from '../../../src/primary/range-lock.js';
 
 /** Acquire and record the grant order in `log` under `name`. */
-function take(lock: RangeLock, log: string[], name: string, kind: LockKind, offset: number, length: number): LockHandle {
+function take(
+  lock: RangeLock,
+  log: string[],
+  name: string,
+  kind: LockKind,
+  offset: number,
+  length: number,
+): LockHandle {
   return lock.acquire(kind, offset, length, () => log.push(name));
 }
 
@@ -155,7 +162,12 @@ describe('RangeLock', () => {
   test('property: conflicting holders never coexist, grants follow arrival order, and nothing waits without cause', () => {
     type Op = { t: 'acq'; kind: LockKind; off: number; len: number } | { t: 'rel'; pick: number };
     const op: fc.Arbitrary<Op> = fc.oneof(
-      fc.record({ t: fc.constant('acq' as const), kind: fc.constantFrom<LockKind>('regular', 'sync'), off: fc.nat(60), len: fc.nat(20) }),
+      fc.record({
+        t: fc.constant('acq' as const),
+        kind: fc.constantFrom<LockKind>('regular', 'sync'),
+        off: fc.nat(60),
+        len: fc.nat(20),
+      }),
       fc.record({ t: fc.constant('rel' as const), pick: fc.nat() }),
     );
     fc.assert(
@@ -165,7 +177,8 @@ describe('RangeLock', () => {
         const live: Req[] = []; // arrival order
         const grants: number[] = [];
         let nextId = 0;
-        const overlap = (a: Req, b: Req): boolean => a.len > 0 && b.len > 0 && a.off < b.off + b.len && b.off < a.off + a.len;
+        const overlap = (a: Req, b: Req): boolean =>
+          a.len > 0 && b.len > 0 && a.off < b.off + b.len && b.off < a.off + a.len;
         const check = (): void => {
           for (let i = 0; i < live.length; i++) {
             const a = live[i];

@@ -12,9 +12,19 @@ import { PeerRemote } from '../../../src/primary/remote.js';
 import { ErrnoError } from '../../../src/util/errno.js';
 
 const CFG: ResourceConfig = {
-  name: 'r0', provName: 'r0', localPath: '', remoteAddr: '127.0.0.1', sourceAddr: null,
-  replication: 'fullsync', checksum: 'crc32', compression: 'none', timeout: 20, exec: '',
-  metaFlush: true, exportAddr: '', device: 'none',
+  name: 'r0',
+  provName: 'r0',
+  localPath: '',
+  remoteAddr: '127.0.0.1',
+  sourceAddr: null,
+  replication: 'fullsync',
+  checksum: 'crc32',
+  compression: 'none',
+  timeout: 20,
+  exec: '',
+  metaFlush: true,
+  exportAddr: '',
+  device: 'none',
 };
 
 /** A connected loopback pair: [the primary's end, the fake secondary's end]. */
@@ -84,7 +94,10 @@ describe('PeerRemote', () => {
     const reader = new MessageReader();
     secOut.on('data', (chunk: Buffer) => {
       for (const msg of reader.push(chunk)) {
-        for (const b of encodeMessage(buildReply(readRequest(msg.nv).seq), undefined, { compression: 'none', checksum: 'none' })) {
+        for (const b of encodeMessage(buildReply(readRequest(msg.nv).seq), undefined, {
+          compression: 'none',
+          checksum: 'none',
+        })) {
           secIn.write(b);
         }
       }
@@ -104,7 +117,8 @@ describe('PeerRemote', () => {
         seen.push(req.cmd);
         assert.deepEqual(msg.nv.elements.map((e) => e.name).slice(0, 4), ['cmd', 'seq', 'offset', 'length']);
         const data = req.cmd === HIO.READ ? Buffer.alloc(req.length, 7) : undefined;
-        for (const b of encodeMessage(buildReply(req.seq), data, { compression: 'none', checksum: 'crc32' })) secIn.write(b);
+        for (const b of encodeMessage(buildReply(req.seq), data, { compression: 'none', checksum: 'crc32' }))
+          secIn.write(b);
       }
     });
     assert.deepEqual(await remote.read(4096, 512), Buffer.alloc(512, 7));
@@ -123,7 +137,11 @@ describe('PeerRemote', () => {
         if (req.cmd === HIO.KEEPALIVE) continue;
         seen.push({ memsync: req.memsync });
         const error = req.cmd === HIO.FLUSH ? flushError : 0;
-        for (const b of encodeMessage(buildReply(req.seq, { error }), undefined, { compression: 'none', checksum: 'none' })) secIn.write(b);
+        for (const b of encodeMessage(buildReply(req.seq, { error }), undefined, {
+          compression: 'none',
+          checksum: 'none',
+        }))
+          secIn.write(b);
       }
     });
   }
@@ -147,7 +165,10 @@ describe('PeerRemote', () => {
   });
 
   test('reload keeps the fullsync fallback of a version-1 peer; a version-2 peer gets memsync', async (t) => {
-    for (const [version, memsync] of [[1, false], [2, true]] as const) {
+    for (const [version, memsync] of [
+      [1, false],
+      [2, true],
+    ] as const) {
       const { remote, secOut, secIn } = await leg(t, { mode: version === 1 ? 'fullsync' : 'memsync', version });
       const seen: { memsync: boolean }[] = [];
       answer(secOut, secIn, 0, seen);

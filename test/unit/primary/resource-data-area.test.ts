@@ -22,9 +22,19 @@ const TAIL = 4096;
 const FILESIZE = LOCALOFF + DATASIZE + TAIL;
 
 const CFG: ResourceConfig = {
-  name: 'r0', provName: 'r0', localPath: '', remoteAddr: 'none', sourceAddr: null,
-  replication: 'memsync', checksum: 'none', compression: 'none', timeout: 20, exec: '',
-  metaFlush: true, exportAddr: '', device: 'none',
+  name: 'r0',
+  provName: 'r0',
+  localPath: '',
+  remoteAddr: 'none',
+  sourceAddr: null,
+  replication: 'memsync',
+  checksum: 'none',
+  compression: 'none',
+  timeout: 20,
+  exec: '',
+  metaFlush: true,
+  exportAddr: '',
+  device: 'none',
 };
 
 function pattern(len: number, seed: number): Buffer {
@@ -42,8 +52,15 @@ test('primary writes, zeroes and trims at both ends of the data area touch neith
   const comp = await openComponent(path, { lock: false });
   t.after(() => comp.close());
   const md: Metadata = {
-    resource: 'r0', dataSize: DATASIZE, extentSize: EXTENT, keepDirty: 4, localOff: LOCALOFF,
-    resuid: 42n, localCnt: 0n, remoteCnt: 0n, prevRole: 'init',
+    resource: 'r0',
+    dataSize: DATASIZE,
+    extentSize: EXTENT,
+    keepDirty: 4,
+    localOff: LOCALOFF,
+    resuid: 42n,
+    localCnt: 0n,
+    remoteCnt: 0n,
+    prevRole: 'init',
   };
   await writeMetadata(comp, md);
   encodeMetadata(md).copy(image, 0);
@@ -70,23 +87,47 @@ test('primary writes, zeroes and trims at both ends of the data area touch neith
   await res.trim(last - 8192, 8192, false);
   await res.flush();
 
-  for (const [at, len] of [[0, EXTENT], [last, EXTENT], [DATASIZE - 512, 512]] as const) {
+  for (const [at, len] of [
+    [0, EXTENT],
+    [last, EXTENT],
+    [DATASIZE - 512, 512],
+  ] as const) {
     const got = await res.read(at, len);
     assert.ok(got.equals(model.subarray(at, at + len)), `read(${at}, ${len}) returns what was written`);
   }
   await res.close();
 
   const disk = readFileSync(path);
-  for (const [a, b] of [[EXTENT, EXTENT + 8192], [last - 8192, last]] as const) disk.copy(model, a, LOCALOFF + a, LOCALOFF + b);
+  for (const [a, b] of [
+    [EXTENT, EXTENT + 8192],
+    [last - 8192, last],
+  ] as const)
+    disk.copy(model, a, LOCALOFF + a, LOCALOFF + b);
   assert.equal(disk.length, FILESIZE);
-  assert.ok(disk.subarray(0, 4096).equals(encodeMetadata(res.md)), 'the metadata block is exactly the encoded metadata');
-  assert.equal(res.md.localCnt, 1n, 'the first degraded write bumped localcnt (so the block above is not the one the test wrote)');
+  assert.ok(
+    disk.subarray(0, 4096).equals(encodeMetadata(res.md)),
+    'the metadata block is exactly the encoded metadata',
+  );
+  assert.equal(
+    res.md.localCnt,
+    1n,
+    'the first degraded write bumped localcnt (so the block above is not the one the test wrote)',
+  );
   const bitmap = Buffer.from(res.amap.bitmap());
   assert.equal(bitmap.length, MAPSIZE);
   assert.ok(disk.subarray(4096, 4096 + MAPSIZE).equals(bitmap), 'the bitmap is the activemap image');
   assert.equal(bitmap[0], 0b11, 'extents 0 and 1 (the trim) are dirty');
   assert.equal(bitmap[7], 0b1100_0000, 'extents 62 (the trim) and 63 are dirty');
-  assert.ok(disk.subarray(4096 + MAPSIZE, LOCALOFF).equals(image.subarray(4096 + MAPSIZE, LOCALOFF)), 'the reserved bitmap area past the map is untouched');
-  assert.ok(disk.subarray(LOCALOFF, LOCALOFF + DATASIZE).equals(model), 'the data area holds the writes at localoff + offset');
-  assert.ok(disk.subarray(LOCALOFF + DATASIZE).equals(image.subarray(LOCALOFF + DATASIZE)), 'the tail past the data area is untouched');
+  assert.ok(
+    disk.subarray(4096 + MAPSIZE, LOCALOFF).equals(image.subarray(4096 + MAPSIZE, LOCALOFF)),
+    'the reserved bitmap area past the map is untouched',
+  );
+  assert.ok(
+    disk.subarray(LOCALOFF, LOCALOFF + DATASIZE).equals(model),
+    'the data area holds the writes at localoff + offset',
+  );
+  assert.ok(
+    disk.subarray(LOCALOFF + DATASIZE).equals(image.subarray(LOCALOFF + DATASIZE)),
+    'the tail past the data area is untouched',
+  );
 });

@@ -17,9 +17,19 @@ const EXTENT = 64 * 1024;
 const DATASIZE = 512 * EXTENT;
 
 const CFG: ResourceConfig = {
-  name: 'r0', provName: 'r0', localPath: '', remoteAddr: '127.0.0.1', sourceAddr: null,
-  replication: 'async', checksum: 'none', compression: 'none', timeout: 20, exec: '',
-  metaFlush: false, exportAddr: '', device: 'none',
+  name: 'r0',
+  provName: 'r0',
+  localPath: '',
+  remoteAddr: '127.0.0.1',
+  sourceAddr: null,
+  replication: 'async',
+  checksum: 'none',
+  compression: 'none',
+  timeout: 20,
+  exec: '',
+  metaFlush: false,
+  exportAddr: '',
+  device: 'none',
 };
 
 /** A peer that holds every write until release() and answers flushes with `flushOk`. */
@@ -54,7 +64,10 @@ class StalledPeer implements RemoteLeg {
   }
 }
 
-async function rig(t: TestContext, replication: ResourceConfig['replication']): Promise<{ res: PrimaryResource; peer: StalledPeer; path: string }> {
+async function rig(
+  t: TestContext,
+  replication: ResourceConfig['replication'],
+): Promise<{ res: PrimaryResource; peer: StalledPeer; path: string }> {
   const path = join(tmpDir(t), 'disk');
   writeFileSync(path, Buffer.alloc(DATASIZE + 1024 * 1024));
   const comp = await openComponent(path, { lock: false });
@@ -83,7 +96,13 @@ async function quiesce(count: () => number): Promise<number> {
 }
 
 /** A write that the peer confirms as soon as it arrives there. */
-async function confirmedWrite(res: PrimaryResource, peer: StalledPeer, offset: number, fill: number, fua = false): Promise<void> {
+async function confirmedWrite(
+  res: PrimaryResource,
+  peer: StalledPeer,
+  offset: number,
+  fill: number,
+  fua = false,
+): Promise<void> {
   let done = false;
   const w = res.write(offset, Buffer.alloc(4096, fill), fua).then(() => {
     done = true;
@@ -127,7 +146,8 @@ test('async: with the peer holding every write, at most the budget is acknowledg
   const { res, peer } = await rig(t, 'async');
   let acked = 0;
   const all: Promise<void>[] = [];
-  for (let i = 0; i < 600; i++) all.push(res.write((i % 512) * EXTENT, Buffer.alloc(4096, i & 0xff), false).then(() => void acked++));
+  for (let i = 0; i < 600; i++)
+    all.push(res.write((i % 512) * EXTENT, Buffer.alloc(4096, i & 0xff), false).then(() => void acked++));
   assert.equal(await quiesce(() => acked), ASYNC_MAX_WRITES);
   assert.ok(res.asyncBudget.writes <= ASYNC_MAX_WRITES);
   assert.equal(res.asyncBudget.snapshot().peakWrites, ASYNC_MAX_WRITES);
@@ -148,7 +168,8 @@ test('async: the byte bound holds for large writes', async (t) => {
   let acked = 0;
   const size = 1024 * 1024;
   const all: Promise<void>[] = [];
-  for (let i = 0; i < 64; i++) all.push(res.write((i * size) % DATASIZE, Buffer.alloc(size, 1), false).then(() => void acked++));
+  for (let i = 0; i < 64; i++)
+    all.push(res.write((i * size) % DATASIZE, Buffer.alloc(size, 1), false).then(() => void acked++));
   assert.equal(await quiesce(() => acked), ASYNC_MAX_BYTES / size);
   assert.ok(res.asyncBudget.snapshot().peakBytes <= ASYNC_MAX_BYTES);
   while (acked < 64) {

@@ -18,9 +18,19 @@ const SS = 512;
 const DATASIZE = 256 * 1024;
 
 const CFG: ResourceConfig = {
-  name: 'r0', provName: 'r0', localPath: '', remoteAddr: '127.0.0.1', sourceAddr: null,
-  replication: 'fullsync', checksum: 'none', compression: 'none', timeout: 20, exec: '',
-  metaFlush: false, exportAddr: '', device: 'none',
+  name: 'r0',
+  provName: 'r0',
+  localPath: '',
+  remoteAddr: '127.0.0.1',
+  sourceAddr: null,
+  replication: 'fullsync',
+  checksum: 'none',
+  compression: 'none',
+  timeout: 20,
+  exec: '',
+  metaFlush: false,
+  exportAddr: '',
+  device: 'none',
 };
 
 /** A peer that applies what it is sent to its own buffer and refuses anything not sector-aligned. */
@@ -66,12 +76,14 @@ async function rig(t: TestContext): Promise<{ res: PrimaryResource; comp: Compon
 
 type Op = { kind: 'write' | 'zero' | 'trim'; offset: number; length: number; seed: number };
 
-const opArb: fc.Arbitrary<Op> = fc.record({
-  kind: fc.constantFrom('write', 'zero', 'trim') as fc.Arbitrary<Op['kind']>,
-  offset: fc.integer({ min: 0, max: DATASIZE - 1 }),
-  length: fc.integer({ min: 1, max: 8192 }),
-  seed: fc.integer(),
-}).map((o) => ({ ...o, length: Math.min(o.length, DATASIZE - o.offset) }));
+const opArb: fc.Arbitrary<Op> = fc
+  .record({
+    kind: fc.constantFrom('write', 'zero', 'trim') as fc.Arbitrary<Op['kind']>,
+    offset: fc.integer({ min: 0, max: DATASIZE - 1 }),
+    length: fc.integer({ min: 1, max: 8192 }),
+    seed: fc.integer(),
+  })
+  .map((o) => ({ ...o, length: Math.min(o.length, DATASIZE - o.offset) }));
 
 test('unaligned writes, zeroes and trims: local data is exact, the peer sees only whole sectors and ends identical', async (t) => {
   await fc.assert(

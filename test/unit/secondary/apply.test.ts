@@ -28,7 +28,12 @@ async function fileComponent(path: string): Promise<Component & { gate(pos: numb
     isBlockDevice: false,
     gate(pos: number): () => void {
       let release = (): void => undefined;
-      gates.set(pos, new Promise<void>((r) => { release = r; }));
+      gates.set(
+        pos,
+        new Promise<void>((r) => {
+          release = r;
+        }),
+      );
       return () => release();
     },
     async read(buf, position) {
@@ -58,7 +63,14 @@ async function fileComponent(path: string): Promise<Component & { gate(pos: numb
   };
 }
 
-function req(cmd: number, seq: number, offset: number | null, length: number | null, data: Buffer | null = null, memsync = false): HioRequest {
+function req(
+  cmd: number,
+  seq: number,
+  offset: number | null,
+  length: number | null,
+  data: Buffer | null = null,
+  memsync = false,
+): HioRequest {
   return {
     cmd,
     seq: BigInt(seq),
@@ -109,17 +121,29 @@ describe('ApplyEngine', () => {
     const comp = await fileComponent(join(dir, 'c'));
     t.after(() => comp.close());
     const replies: HioReply[] = [];
-    const eng = new ApplyEngine({ component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r) });
+    const eng = new ApplyEngine({
+      component: comp,
+      localOff: LOCALOFF,
+      dataSize: DATASIZE,
+      sendReply: (r) => replies.push(r),
+    });
     const release = comp.gate(LOCALOFF + 0);
     eng.submit(req(HIO.WRITE, 1, 0, 1024, Buffer.alloc(1024, 1)));
     eng.submit(req(HIO.WRITE, 2, 512, 1024, Buffer.alloc(1024, 2)));
     eng.submit(req(HIO.WRITE, 3, 8192, 512, Buffer.alloc(512, 3)));
     // Wait until the disjoint write has replied, then let the first one go.
     while (!replies.some((r) => r.seq === 3n)) await new Promise((r) => setImmediate(r));
-    assert.deepEqual(replies.map((r) => r.seq), [3n], 'writes 1 and 2 must still be pending');
+    assert.deepEqual(
+      replies.map((r) => r.seq),
+      [3n],
+      'writes 1 and 2 must still be pending',
+    );
     release();
     await eng.idle();
-    assert.deepEqual(replies.map((r) => r.seq), [3n, 1n, 2n]);
+    assert.deepEqual(
+      replies.map((r) => r.seq),
+      [3n, 1n, 2n],
+    );
     const data = readFile(comp.path, LOCALOFF, 1536);
     assert.deepEqual(data.subarray(0, 512), Buffer.alloc(512, 1));
     assert.deepEqual(data.subarray(512, 1536), Buffer.alloc(1024, 2), 'the later write wins on the overlap');
@@ -130,7 +154,12 @@ describe('ApplyEngine', () => {
     const comp = await fileComponent(join(dir, 'c'));
     t.after(() => comp.close());
     const replies: HioReply[] = [];
-    const eng = new ApplyEngine({ component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r) });
+    const eng = new ApplyEngine({
+      component: comp,
+      localOff: LOCALOFF,
+      dataSize: DATASIZE,
+      sendReply: (r) => replies.push(r),
+    });
     const release = comp.gate(LOCALOFF + 4096);
     eng.submit(req(HIO.WRITE, 7, 4096, 512, Buffer.alloc(512, 7), true));
     assert.deepEqual(replies, [{ seq: 7n, received: true }], 'early ack before the disk write');
@@ -146,7 +175,12 @@ describe('ApplyEngine', () => {
     const comp = await fileComponent(join(dir, 'c'));
     t.after(() => comp.close());
     const replies: HioReply[] = [];
-    const eng = new ApplyEngine({ component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r) });
+    const eng = new ApplyEngine({
+      component: comp,
+      localOff: LOCALOFF,
+      dataSize: DATASIZE,
+      sendReply: (r) => replies.push(r),
+    });
     eng.submit(req(HIO.READ, 5, 100, 512));
     eng.submit(req(HIO.READ, 6, 0, 512));
     await eng.idle();
@@ -160,7 +194,12 @@ describe('ApplyEngine', () => {
     const comp = await fileComponent(join(dir, 'c'));
     t.after(() => comp.close());
     const replies: HioReply[] = [];
-    const eng = new ApplyEngine({ component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r) });
+    const eng = new ApplyEngine({
+      component: comp,
+      localOff: LOCALOFF,
+      dataSize: DATASIZE,
+      sendReply: (r) => replies.push(r),
+    });
     eng.submit(req(HIO.WRITE, 1, 1024, 1024, Buffer.alloc(1024, 0x5a)));
     eng.submit(req(HIO.READ, 2, 1024, 1024));
     eng.submit(req(HIO.DELETE, 3, 1024, 512));
@@ -203,7 +242,13 @@ describe('ApplyEngine', () => {
     const dir = tmpDir(t);
     const comp = await fileComponent(join(dir, 'c'));
     t.after(() => comp.close());
-    const eng = new ApplyEngine({ component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: () => undefined, maxInFlight: 2 });
+    const eng = new ApplyEngine({
+      component: comp,
+      localOff: LOCALOFF,
+      dataSize: DATASIZE,
+      sendReply: () => undefined,
+      maxInFlight: 2,
+    });
     let available = 0;
     eng.onAvailable = () => available++;
     eng.submit(req(HIO.READ, 1, 0, 512));
@@ -216,7 +261,11 @@ describe('ApplyEngine', () => {
   });
 
   // Consistency extension (issue 13): a FLUSH carrying `syncstate`.
-  const syncReq = (seq: number, state: 1 | 2, total = 0): HioRequest => ({ ...req(HIO.FLUSH, seq, 0, 0), syncState: state, syncBytes: total });
+  const syncReq = (seq: number, state: 1 | 2, total = 0): HioRequest => ({
+    ...req(HIO.FLUSH, seq, 0, 0),
+    syncState: state,
+    syncBytes: total,
+  });
 
   test('a sync-target FLUSH is a barrier: no later request touches the disk before the flag is stored', async (t) => {
     const dir = tmpDir(t);
@@ -226,10 +275,15 @@ describe('ApplyEngine', () => {
     const calls: [string, number][] = [];
     let store = (): void => undefined;
     const eng = new ApplyEngine({
-      component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r),
+      component: comp,
+      localOff: LOCALOFF,
+      dataSize: DATASIZE,
+      sendReply: (r) => replies.push(r),
       onSyncState: async (state, total) => {
         calls.push([state, total]);
-        await new Promise<void>((r) => { store = r; });
+        await new Promise<void>((r) => {
+          store = r;
+        });
       },
     });
     eng.submit(syncReq(1, 1, 4096));
@@ -237,11 +291,18 @@ describe('ApplyEngine', () => {
     eng.submit(req(HIO.WRITE, 3, 65536, 512, Buffer.alloc(512, 8)));
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
     assert.deepEqual(calls, [['target', 4096]]);
-    assert.equal(replies.length, 0, "nothing completes before the flag is durable");
+    assert.equal(replies.length, 0, 'nothing completes before the flag is durable');
     assert.deepEqual(readFile(comp.path, LOCALOFF, 512), Buffer.alloc(512, 0xee), 'no sync byte on disk yet');
     store();
     await eng.idle();
-    assert.deepEqual(replies.map((r) => [r.seq, r.error]), [[1n, undefined], [2n, undefined], [3n, undefined]]);
+    assert.deepEqual(
+      replies.map((r) => [r.seq, r.error]),
+      [
+        [1n, undefined],
+        [2n, undefined],
+        [3n, undefined],
+      ],
+    );
     assert.deepEqual(readFile(comp.path, LOCALOFF, 512), Buffer.alloc(512, 7));
   });
 
@@ -251,13 +312,22 @@ describe('ApplyEngine', () => {
     t.after(() => comp.close());
     const replies: HioReply[] = [];
     const eng = new ApplyEngine({
-      component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r),
+      component: comp,
+      localOff: LOCALOFF,
+      dataSize: DATASIZE,
+      sendReply: (r) => replies.push(r),
       onSyncState: () => Promise.reject(new Error('metadata write failed')),
     });
     eng.submit(syncReq(1, 1));
     eng.submit(req(HIO.WRITE, 2, 0, 512, Buffer.alloc(512, 7)));
     await eng.idle();
-    assert.deepEqual(replies.map((r) => [r.seq, r.error]), [[1n, 5], [2n, 5]]);
+    assert.deepEqual(
+      replies.map((r) => [r.seq, r.error]),
+      [
+        [1n, 5],
+        [2n, 5],
+      ],
+    );
     assert.deepEqual(readFile(comp.path, LOCALOFF, 512), Buffer.alloc(512, 0xee));
   });
 
@@ -273,7 +343,10 @@ describe('ApplyEngine', () => {
     };
     const replies: HioReply[] = [];
     const eng = new ApplyEngine({
-      component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => {
+      component: comp,
+      localOff: LOCALOFF,
+      dataSize: DATASIZE,
+      sendReply: (r) => {
         order.push(`reply ${r.seq}`);
         replies.push(r);
       },
@@ -298,7 +371,11 @@ describe('ApplyEngine', () => {
     const replies: HioReply[] = [];
     const left: number[] = [];
     const eng = new ApplyEngine({
-      component: comp, localOff: LOCALOFF, dataSize: DATASIZE, sendReply: (r) => replies.push(r), onSyncProgress: (n) => left.push(n),
+      component: comp,
+      localOff: LOCALOFF,
+      dataSize: DATASIZE,
+      sendReply: (r) => replies.push(r),
+      onSyncProgress: (n) => left.push(n),
     });
     eng.submit({ ...req(HIO.KEEPALIVE, 0, null, null), syncBytes: 12345 });
     await eng.idle();

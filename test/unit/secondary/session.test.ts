@@ -9,7 +9,11 @@ import { describe, test, type TestContext } from 'node:test';
 import type { ResourceConfig } from '../../../src/config/types.js';
 import type { HookEvent } from '../../../src/daemon/worker-ipc.js';
 import { openComponent } from '../../../src/component/open.js';
-import { type Metadata as SecondaryMetadata, readMetadata as readMd, writeMetadata as writeMd } from '../../../src/metadata/metadata.js';
+import {
+  type Metadata as SecondaryMetadata,
+  readMetadata as readMd,
+  writeMetadata as writeMd,
+} from '../../../src/metadata/metadata.js';
 import { HIO, type HioCmd } from '../../../src/peer/constants.js';
 import { encodeMessage, MessageReader, type PeerMessage as Frame } from '../../../src/peer/framing.js';
 import { buildRequest, buildSyncStateRequest } from '../../../src/peer/messages.js';
@@ -21,15 +25,33 @@ const EXTENT = 65536;
 const LOCALOFF = 4096 + 512;
 const DATASIZE = 64 * EXTENT;
 const CFG: ResourceConfig = {
-  name: 'r0', provName: 'r0', localPath: '', remoteAddr: '127.0.0.1', sourceAddr: null,
-  replication: 'memsync', checksum: 'crc32', compression: 'hole', timeout: 20, exec: '',
-  metaFlush: true, exportAddr: '', device: 'none',
+  name: 'r0',
+  provName: 'r0',
+  localPath: '',
+  remoteAddr: '127.0.0.1',
+  sourceAddr: null,
+  replication: 'memsync',
+  checksum: 'crc32',
+  compression: 'hole',
+  timeout: 20,
+  exec: '',
+  metaFlush: true,
+  exportAddr: '',
+  device: 'none',
 };
 
 function baseMd(over: Partial<SecondaryMetadata> = {}): SecondaryMetadata {
   return {
-    resource: 'r0', dataSize: DATASIZE, extentSize: EXTENT, keepDirty: 64, localOff: LOCALOFF,
-    resuid: 0n, localCnt: 0n, remoteCnt: 0n, prevRole: 'init', ...over,
+    resource: 'r0',
+    dataSize: DATASIZE,
+    extentSize: EXTENT,
+    keepDirty: 64,
+    localOff: LOCALOFF,
+    resuid: 0n,
+    localCnt: 0n,
+    remoteCnt: 0n,
+    prevRole: 'init',
+    ...over,
   };
 }
 
@@ -62,7 +84,10 @@ function frames(sock: Socket): { next(): Promise<Frame>; closed: Promise<void> }
   sock.on('error', () => undefined);
   return {
     async next(): Promise<Frame> {
-      while (queue.length === 0) await new Promise<void>((r) => { wake = r; });
+      while (queue.length === 0)
+        await new Promise<void>((r) => {
+          wake = r;
+        });
       return queue.shift() as Frame;
     },
     closed,
@@ -100,10 +125,18 @@ async function rig(
   const events: HookEvent[] = [];
   const exits: number[] = [];
   const session = new SecondarySession({
-    cfg: { ...CFG, localPath: path }, comp, md: await readMd(comp, 'r0'), inSock: secIn, outSock: secOut,
+    cfg: { ...CFG, localPath: path },
+    comp,
+    md: await readMd(comp, 'r0'),
+    inSock: secIn,
+    outSock: secOut,
     first: {
-      version: 2, virgin: first.virgin ?? false, resuid: first.resuid.toString(),
-      localCnt: (first.localCnt ?? 0n).toString(), remoteCnt: (first.remoteCnt ?? 0n).toString(), peerAddr: 'tcp://127.0.0.1:1',
+      version: 2,
+      virgin: first.virgin ?? false,
+      resuid: first.resuid.toString(),
+      localCnt: (first.localCnt ?? 0n).toString(),
+      remoteCnt: (first.remoteCnt ?? 0n).toString(),
+      peerAddr: 'tcp://127.0.0.1:1',
       ...(first.consistency === true ? { consistency: true } : {}),
     },
     emit: async (e) => {
@@ -116,7 +149,10 @@ async function rig(
   return { out, inn, secOut, events, exits, path, session, started: session.start() };
 }
 
-function send(sock: Socket, req: { cmd: HioCmd; seq: bigint; offset: number; length: number; memsync?: boolean; data?: Buffer }): void {
+function send(
+  sock: Socket,
+  req: { cmd: HioCmd; seq: bigint; offset: number; length: number; memsync?: boolean; data?: Buffer },
+): void {
   const nv = buildRequest(req.cmd, req.seq, req.offset, req.length, req.memsync === true);
   for (const b of encodeMessage(nv, req.data, { compression: 'hole', checksum: 'crc32' })) sock.write(b);
 }
@@ -141,7 +177,11 @@ describe('SecondarySession', () => {
   });
 
   test('sends its own bitmap when the counters agree', async (t) => {
-    const r = await rig(t, baseMd({ resuid: 9n, localCnt: 2n, remoteCnt: 1n }), { resuid: 9n, localCnt: 1n, remoteCnt: 2n });
+    const r = await rig(t, baseMd({ resuid: 9n, localCnt: 2n, remoteCnt: 1n }), {
+      resuid: 9n,
+      localCnt: 1n,
+      remoteCnt: 2n,
+    });
     const reply = await frames(r.out).next();
     assert.equal(reply.nv.getUint8('syncsrc'), 1);
     assert.equal(reply.nv.getUint32('mapsize'), 512);
@@ -151,7 +191,11 @@ describe('SecondarySession', () => {
   });
 
   test('refuses split-brain with the upstream errmsg, fires split-brain and exits 78', async (t) => {
-    const r = await rig(t, baseMd({ resuid: 9n, localCnt: 4n, remoteCnt: 3n }), { resuid: 9n, localCnt: 4n, remoteCnt: 3n });
+    const r = await rig(t, baseMd({ resuid: 9n, localCnt: 4n, remoteCnt: 3n }), {
+      resuid: 9n,
+      localCnt: 4n,
+      remoteCnt: 3n,
+    });
     const reply = await frames(r.out).next();
     assert.equal(await r.started, false);
     assert.equal(reply.nv.getString('errmsg'), 'Split-brain condition!');
@@ -199,12 +243,20 @@ describe('SecondarySession', () => {
     await r.started;
     // Incompressible data first (hole compression would shrink zeroes to nothing).
     const w = frames(r.inn);
-    for (let e = 0; e < 64; e++) send(r.out, { cmd: HIO.WRITE, seq: BigInt(100_000 + e), offset: e * EXTENT, length: EXTENT, data: randomBytes(EXTENT) });
+    for (let e = 0; e < 64; e++)
+      send(r.out, {
+        cmd: HIO.WRITE,
+        seq: BigInt(100_000 + e),
+        offset: e * EXTENT,
+        length: EXTENT,
+        data: randomBytes(EXTENT),
+      });
     for (let e = 0; e < 64; e++) await w.next();
     r.inn.pause();
     // 2,000 READs of 64 KiB: 125 MiB of replies, none of which the primary reads for now.
     const n = 2000;
-    for (let i = 1; i <= n; i++) send(r.out, { cmd: HIO.READ, seq: BigInt(i), offset: (i % 64) * EXTENT, length: EXTENT });
+    for (let i = 1; i <= n; i++)
+      send(r.out, { cmd: HIO.READ, seq: BigInt(i), offset: (i % 64) * EXTENT, length: EXTENT });
     let peak = 0;
     for (let i = 0; i < 30; i++) {
       await new Promise((res) => setTimeout(res, 50));
@@ -246,9 +298,16 @@ describe('SecondarySession', () => {
     assert.equal(await r.started, true);
     // The old reply laid out in spec order (HAST-SPEC §6.3 step 7), with the all-ones bitmap.
     const nv = new NvList()
-      .addInt64('datasize', BigInt(DATASIZE)).addInt32('extentsize', EXTENT).addUint64('localcnt', 0n).addUint64('remotecnt', 0n)
-      .addInt8('virgin', 1).addUint8('syncsrc', 1).addUint32('mapsize', 512);
-    const golden = Buffer.concat(encodeMessage(nv, Buffer.alloc(512, 0xff), { compression: 'hole', checksum: 'crc32', version: 2 }));
+      .addInt64('datasize', BigInt(DATASIZE))
+      .addInt32('extentsize', EXTENT)
+      .addUint64('localcnt', 0n)
+      .addUint64('remotecnt', 0n)
+      .addInt8('virgin', 1)
+      .addUint8('syncsrc', 1)
+      .addUint32('mapsize', 512);
+    const golden = Buffer.concat(
+      encodeMessage(nv, Buffer.alloc(512, 0xff), { compression: 'hole', checksum: 'crc32', version: 2 }),
+    );
     assert.deepEqual(Buffer.concat(raw), golden);
     assert.equal(reply.nv.has('consistency'), false);
     assert.equal((await onDisk(t, r.path)).inconsistent, undefined, 'nobody would ever tell it the sync is done');
@@ -273,7 +332,10 @@ describe('SecondarySession', () => {
     const opts = { compression: 'hole', checksum: 'crc32' } as const;
     for (const b of encodeMessage(buildSyncStateRequest(1n, 'target', 8192), undefined, opts)) r.out.write(b);
     send(r.out, { cmd: HIO.WRITE, seq: 2n, offset: 0, length: 4096, data: Buffer.alloc(4096, 0x42) });
-    assert.deepEqual([(await replies.next()).nv.getUint64('seq'), (await replies.next()).nv.getUint64('seq')], [1n, 2n]);
+    assert.deepEqual(
+      [(await replies.next()).nv.getUint64('seq'), (await replies.next()).nv.getUint64('seq')],
+      [1n, 2n],
+    );
     assert.equal((await onDisk(t, r.path)).inconsistent, true);
     assert.deepEqual(r.session.consistency(), { inconsistent: true, totalBytes: 8192, leftBytes: 8192 });
     for (const b of encodeMessage(buildSyncStateRequest(3n, 'done'), undefined, opts)) r.out.write(b);

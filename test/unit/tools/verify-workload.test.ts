@@ -36,7 +36,14 @@ async function fileTarget(t: TestContext): Promise<{ path: string; fh: FileHandl
 
 async function runAndVerify(t: TestContext, opts: { fuaRate?: number; flushRate?: number; maxWrites?: number } = {}) {
   const { path, fh, target } = await fileTarget(t);
-  const w = startWorkload(target, { seed: 42, blocks: 64, lanes: 4, maxWrites: opts.maxWrites ?? 600, fuaRate: opts.fuaRate ?? 0.1, flushRate: opts.flushRate ?? 0.1 });
+  const w = startWorkload(target, {
+    seed: 42,
+    blocks: 64,
+    lanes: 4,
+    maxWrites: opts.maxWrites ?? 600,
+    fuaRate: opts.fuaRate ?? 0.1,
+    flushRate: opts.flushRate ?? 0.1,
+  });
   await w.done;
   // A final flush makes every acknowledged write durable.
   const at = w.log.flushIssued();
@@ -44,7 +51,11 @@ async function runAndVerify(t: TestContext, opts: { fuaRate?: number; flushRate?
   w.log.flushAcked(at);
   const reader = await fileReader(path, DATA_OFF);
   t.after(() => reader.close());
-  return { fh, log: w.log, check: (req: 'durable' | 'acked' | 'none' = 'durable') => verify(w.log, reader.readAt, req) };
+  return {
+    fh,
+    log: w.log,
+    check: (req: 'durable' | 'acked' | 'none' = 'durable') => verify(w.log, reader.readAt, req),
+  };
 }
 
 /** A block whose newest generation is at least `min` and all of whose writes were acknowledged. */
@@ -92,7 +103,10 @@ describe('workload and verification on a file', () => {
     const newest = (log.writes[b] ?? []).length;
     await fh.write(encodeBlock(log.runId, b, newest - 1), 0, VW_BLOCK, DATA_OFF + b * VW_BLOCK);
     const r = await check('durable');
-    assert.deepEqual(r.lost.map((l) => l.block), [b]);
+    assert.deepEqual(
+      r.lost.map((l) => l.block),
+      [b],
+    );
     assert.equal(r.foreign.length + r.torn.length, 0);
   });
 
@@ -100,7 +114,10 @@ describe('workload and verification on a file', () => {
     const { fh, log, check } = await runAndVerify(t);
     const b = blockWithGenerations(log, 1);
     await fh.write(Buffer.alloc(VW_BLOCK), 0, VW_BLOCK, DATA_OFF + b * VW_BLOCK);
-    assert.deepEqual((await check('durable')).lost.map((l) => l.found), ['zero']);
+    assert.deepEqual(
+      (await check('durable')).lost.map((l) => l.found),
+      ['zero'],
+    );
     // With nothing required (async after a primary loss) the same copy passes, and the missing
     // acknowledged writes are counted.
     const none = await check('none');
@@ -115,7 +132,10 @@ describe('workload and verification on a file', () => {
     await fh.write(Buffer.alloc(VW_BLOCK, 0xa5), 0, VW_BLOCK, DATA_OFF + ((b + 2) % 64) * VW_BLOCK);
     await fh.write(encodeBlock(log.runId, (b + 3) % 64, 999), 0, VW_BLOCK, DATA_OFF + ((b + 3) % 64) * VW_BLOCK);
     const r = await check('none');
-    assert.deepEqual(r.foreign.map((f) => f.block).sort((x, y) => x - y), [b, (b + 2) % 64, (b + 3) % 64].sort((x, y) => x - y));
+    assert.deepEqual(
+      r.foreign.map((f) => f.block).sort((x, y) => x - y),
+      [b, (b + 2) % 64, (b + 3) % 64].sort((x, y) => x - y),
+    );
   });
 
   test('a block half old, half new is reported torn', async (t) => {
@@ -124,7 +144,10 @@ describe('workload and verification on a file', () => {
     const n = (log.writes[b] ?? []).length;
     await fh.write(encodeBlock(log.runId, b, n - 1), 0, 1024, DATA_OFF + b * VW_BLOCK);
     const r = await check('none');
-    assert.deepEqual(r.torn.map((x) => x.block), [b]);
+    assert.deepEqual(
+      r.torn.map((x) => x.block),
+      [b],
+    );
   });
 
   test('an acknowledged but unflushed write is required by "acked" and not by "durable"', async (t) => {

@@ -7,8 +7,11 @@ import { assertSameAtEverySplit } from './split.js';
 
 /** True when `part` is a view into `chunk`'s memory (it was not copied). */
 function isViewOf(part: Buffer, chunk: Buffer): boolean {
-  return part.buffer === chunk.buffer && part.byteOffset >= chunk.byteOffset
-    && part.byteOffset + part.length <= chunk.byteOffset + chunk.length;
+  return (
+    part.buffer === chunk.buffer &&
+    part.byteOffset >= chunk.byteOffset &&
+    part.byteOffset + part.length <= chunk.byteOffset + chunk.length
+  );
 }
 
 /*
