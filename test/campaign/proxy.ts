@@ -295,8 +295,11 @@ export class FaultProxy {
   }
 
   /** host:port the proxy listens on. */
+  /** Where it listens: with port 0 in the constructor, the port the kernel chose (after start()). */
   get address(): string {
-    return `${this.#listen.host}:${this.#listen.port}`;
+    const bound = this.#server?.address();
+    const port = typeof bound === 'object' && bound !== null ? bound.port : this.#listen.port;
+    return `${this.#listen.host}:${port}`;
   }
 
   get connections(): number {

@@ -15,7 +15,6 @@ import { openComponent } from '../../src/component/open.js';
 import { FaultProxy } from '../campaign/proxy.js';
 import {
   dumpOf,
-  freePort,
   hastctl,
   makePair,
   type NodeSpec,
@@ -113,7 +112,8 @@ test('an interrupted sync leaves the target inconsistent, refused as primary unt
   const p = await makePair(t, { size: 24 * MiB, createArgs: ['-e', '1M'], extra: 'compression none' });
   // a's peer connections go through a rate-limited proxy, so that the full sync lasts.
   const proxy = new FaultProxy(
-    { host: '127.0.0.2', port: await freePort('127.0.0.2') },
+    // Port 0: the kernel picks a port while listening (a port probed free can be taken meanwhile).
+    { host: '127.0.0.2', port: 0 },
     { host: '127.0.0.2', port: Number(p.b.addr.split(':')[1]) },
     '127.0.0.1',
   );
