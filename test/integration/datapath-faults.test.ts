@@ -10,7 +10,7 @@ import { NbdClient } from '../../src/nbd/client.js';
 import { ASYNC_MAX_BYTES, ASYNC_MAX_WRITES } from '../../src/primary/async-budget.js';
 import { HIO } from '../../src/peer/constants.js';
 import { encodeMessage, MessageReader } from '../../src/peer/framing.js';
-import { buildHandshakeReply, buildReply, buildSyncReply, readRequest } from '../../src/peer/messages.js';
+import { buildReply, readRequest } from '../../src/peer/messages.js';
 import {
   dumpOf,
   freePort,
@@ -22,6 +22,7 @@ import {
   waitNodeInSync,
 } from '../harness/cluster.js';
 import { dataAreaHash } from '../harness/data-area.js';
+import { firstReply, PLAIN, virginSyncReply } from '../harness/fake-secondary.js';
 import { sleep, waitFor } from '../harness/wait.js';
 
 const KiB = 1024;
@@ -158,7 +159,6 @@ test('status says why the resource is degraded: the last disconnect and its caus
 });
 
 test('a secondary whose FLUSH fails: the FLUSH succeeds on the primary, the written extents stay dirty, the link drops with the cause', async (t) => {
-  const PLAIN = { compression: 'none', checksum: 'none' } as const;
   const p = await makePair(t, { replication: 'fullsync', size: 16 << 20 });
   const md = await dumpOf(p.conf, p.a.name);
   const fakePort = await freePort('127.0.0.2');
@@ -175,26 +175,10 @@ test('a secondary whose FLUSH fails: the FLUSH succeeds on the primary, the writ
       for (const f of reader.push(d)) {
         if (outSock === null && f.nv.getString('resource') !== undefined && f.nv.getUint8Array('token') === undefined) {
           outSock = s;
-          s.write(Buffer.concat(encodeMessage(buildHandshakeReply(2, randomBytes(16)), undefined, PLAIN)));
+          s.write(firstReply());
         } else if (f.nv.getUint8Array('token') !== undefined) {
           const repl = s;
-          outSock?.write(
-            Buffer.concat(
-              encodeMessage(
-                buildSyncReply({
-                  dataSize: md.dataSize,
-                  extentSize: md.extentSize,
-                  localCnt: 0n,
-                  remoteCnt: 0n,
-                  virgin: true,
-                  syncSrc: 'primary',
-                  mapSize: 0,
-                }),
-                undefined,
-                PLAIN,
-              ),
-            ),
-          );
+          outSock?.write(virginSyncReply(md));
           const reqs = new MessageReader({ maxPayload: 2 << 20 });
           outSock?.on('data', (chunk: Buffer) => {
             for (const m of reqs.push(chunk)) {

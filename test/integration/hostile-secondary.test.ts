@@ -3,18 +3,16 @@
 // The primary drops that connection, stays up and degraded, and an NBD write in flight during the
 // garbage completes and is on its disk.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { NbdClient } from '../../src/nbd/client.js';
-import { encodeMessage, MessageReader } from '../../src/peer/framing.js';
-import { buildHandshakeReply, buildSyncReply } from '../../src/peer/messages.js';
+import { MessageReader } from '../../src/peer/framing.js';
 import { dumpOf, freePort, hastctl, makePair, startHastd, workerOf } from '../harness/cluster.js';
+import { firstReply, virginSyncReply } from '../harness/fake-secondary.js';
 import { waitFor } from '../harness/wait.js';
 
-const PLAIN = { compression: 'none', checksum: 'none' } as const;
 type Behaviour = { kind: 'first' | 'second' | 'data'; junk: Buffer };
 
 test('garbage from the peer in every phase: the primary drops the link, stays up, writes still land', async (t) => {
@@ -40,27 +38,11 @@ test('garbage from the peer in every phase: the primary drops the link, stays up
           outSock = s;
           if (b.kind === 'first')
             s.end(b.junk); // half-closed: a partial header must not wait for the timeout
-          else s.write(Buffer.concat(encodeMessage(buildHandshakeReply(2, randomBytes(16)), undefined, PLAIN)));
+          else s.write(firstReply());
         } else if (f.nv.getUint8Array('token') !== undefined) {
           if (b.kind === 'second') outSock?.end(b.junk);
           else {
-            outSock?.write(
-              Buffer.concat(
-                encodeMessage(
-                  buildSyncReply({
-                    dataSize: md.dataSize,
-                    extentSize: md.extentSize,
-                    localCnt: 0n,
-                    remoteCnt: 0n,
-                    virgin: true,
-                    syncSrc: 'primary',
-                    mapSize: 0,
-                  }),
-                  undefined,
-                  PLAIN,
-                ),
-              ),
-            );
+            outSock?.write(virginSyncReply(md));
             // Replies travel on the second connection: answer the first request with garbage.
             outSock?.once('data', () => s.end(b.junk));
           }
