@@ -7,6 +7,8 @@
 //                               uds:///path, unix:///path or tcp://host[:port].
 //   device auto|nbd|fuse|none   global, resource and resource-node sections; node > resource >
 //                               global. The values are plain words checked here, not reserved.
+//   authkey <path>              global and resource sections; resource wins. Peer secret file.
+//   controlgroup <group>        global and node sections; node wins. Control socket 0660 root:<group>.
 import { ConfigError } from './errors.js';
 import { tokenize, type Keyword, type Token } from './lexer.js';
 import { parseExportAddress } from './address.js';
@@ -29,6 +31,8 @@ export const STATEMENT_KEYWORDS = [
   'source',
   'export',
   'device',
+  'authkey',
+  'controlgroup',
 ] as const;
 export type StatementKeyword = (typeof STATEMENT_KEYWORDS)[number];
 
@@ -48,10 +52,12 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'exec',
     'metaflush',
     'device',
+    'authkey',
+    'controlgroup',
     'on',
     'resource',
   ],
-  node: ['control', 'pidfile', 'listen'],
+  node: ['control', 'pidfile', 'listen', 'controlgroup'],
   resource: [
     'replication',
     'checksum',
@@ -63,6 +69,7 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'local',
     'export',
     'device',
+    'authkey',
     'on',
   ],
   'resource-node': ['name', 'local', 'remote', 'source', 'metaflush', 'export', 'device'],
@@ -150,6 +157,7 @@ function checkStatement(st: Statement, file: string): void {
       break;
     case 'pidfile':
     case 'local':
+    case 'authkey':
       if (len >= PATH_MAX) fail(`${st.keyword} argument is too long.`);
       break;
     case 'control':
@@ -165,6 +173,9 @@ function checkStatement(st: Statement, file: string): void {
       } catch (err) {
         fail(`Invalid export address ${st.value}: ${(err as Error).message}.`);
       }
+      break;
+    case 'controlgroup':
+      if (!/^[A-Za-z_][A-Za-z0-9_.-]*$|^\d+$/.test(st.value)) fail(`Invalid control group ${st.value}.`);
       break;
     case 'device':
       if (!(DEVICE_MODES as readonly string[]).includes(st.value)) {

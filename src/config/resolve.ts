@@ -108,6 +108,9 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
       metaFlush: metaflush === 'on',
       exportAddr: (mine.export ?? res.export)?.value ?? defaultExportAddr(provName),
       device: ((mine.device ?? res.device ?? global.device)?.value ?? DEFAULT_DEVICE) as DeviceMode,
+      ...((res.authkey ?? global.authkey) !== undefined
+        ? { authKey: (res.authkey ?? global.authkey)?.value ?? '' }
+        : {}),
     });
   }
 
@@ -116,6 +119,9 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
     nodeNames: [...nodeNames],
     controlPath,
     controlAddr,
+    ...((node.controlgroup ?? global.controlgroup) !== undefined
+      ? { controlGroup: (node.controlgroup ?? global.controlgroup)?.value ?? '' }
+      : {}),
     pidFile: (node.pidfile ?? global.pidfile)?.value ?? DEFAULT_PIDFILE,
     listen: listen.length > 0 ? listen : [...DEFAULT_LISTEN],
     resources,

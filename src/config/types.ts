@@ -33,6 +33,8 @@ export interface ResourceConfig {
   readonly exportAddr: string;
   /** Our extension `device`. */
   readonly device: DeviceMode;
+  /** Our extension `authkey`: the peer secret file; absent when not configured (FreeBSD handshake). */
+  readonly authKey?: string;
 }
 
 export interface HastConfig {
@@ -44,6 +46,8 @@ export interface HastConfig {
   readonly controlPath: string;
   /** Control address as configured (or the default). */
   readonly controlAddr: string;
+  /** Our extension `controlgroup`: group name or gid allowed on the control socket (0660). */
+  readonly controlGroup?: string;
   readonly pidFile: string;
   /** Listen addresses as configured (or the defaults). */
   readonly listen: readonly string[];

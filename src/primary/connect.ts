@@ -5,6 +5,17 @@ import { connect, type Socket } from 'node:net';
 import { parsePeerAddress } from '../config/index.js';
 import type { ResourceConfig } from '../config/types.js';
 import { log } from '../log/log.js';
+import type { NvList } from '../nv/codec.js';
+import {
+  addAuthMac,
+  addAuthNonce,
+  authMac,
+  macMatches,
+  newNonce,
+  readAuthMac,
+  readAuthNonce,
+  readSecret,
+} from '../peer/auth.js';
 import { PeerConnection } from '../peer/connection.js';
 import { HAST_PROTO_VERSION, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
 import type { SyncSrc } from '../peer/decide.js';
@@ -72,6 +83,36 @@ function open(cfg: ResourceConfig, timeoutMs: number): Promise<Socket> {
 }
 
 /**
+ * Check the secondary's answer to our challenge in its first reply and return ours to its.
+ * @throws ConnectError('refused') when it sent none, a reflected or a wrong one
+ */
+function authenticate(
+  secret: Buffer,
+  primaryNonce: Uint8Array,
+  resource: string,
+  token: Uint8Array,
+  reply: NvList,
+  addr: string,
+): Buffer {
+  const secondaryNonce = readAuthNonce(reply, addr);
+  const mac = readAuthMac(reply, addr);
+  if (secondaryNonce === undefined || mac === undefined) {
+    throw new ConnectError(
+      'refused',
+      `Remote node ${addr} did not answer the authentication challenge (is authkey configured there?): refused`,
+    );
+  }
+  if (Buffer.compare(Buffer.from(secondaryNonce), Buffer.from(primaryNonce)) === 0) {
+    throw new ConnectError('refused', `Remote node ${addr} reflected our authentication challenge: refused`);
+  }
+  const ctx = { resource, primaryNonce, secondaryNonce, token };
+  if (!macMatches(authMac(secret, 'secondary', ctx), mac)) {
+    throw new ConnectError('refused', `Remote node ${addr} failed authentication (wrong authkey?): refused`);
+  }
+  return authMac(secret, 'primary', ctx);
+}
+
+/**
  * One connection attempt (HAST-SPEC §6.3 steps 1, 4, 5, 8, 9). Writes the primary's metadata where
  * the handshake says so (a fresh resuid, the virgin bump) and merges and stores the peer's bitmap
  * before returning: an interrupted sync resumes from disk.
@@ -88,9 +129,14 @@ export async function connectToSecondary(
   let out: PeerConnection | null = null;
   let inn: PeerConnection | null = null;
   try {
+    // Our extension (peer/auth.ts): only with `authkey` does anything differ from FreeBSD's bytes.
+    const secret = cfg.authKey !== undefined ? readSecret(cfg.authKey) : null;
+    const primaryNonce = secret !== null ? newNonce() : null;
     out = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, maxPayload: 0 });
-    out.send(buildFirstConnect(cfg.name));
-    const r1 = readHandshakeReply((await out.receive(timeoutMs)).nv, addr);
+    const hello = buildFirstConnect(cfg.name);
+    out.send(primaryNonce !== null ? addAuthNonce(hello, primaryNonce) : hello);
+    const m1 = (await out.receive(timeoutMs)).nv;
+    const r1 = readHandshakeReply(m1, addr);
     if (r1.kind === 'error' && r1.wait) {
       log.warning(r1.errmsg);
       out.close();
@@ -98,6 +144,10 @@ export async function connectToSecondary(
     }
     if (r1.kind === 'error') throw new ConnectError('refused', `Remote node refused the connection: ${r1.errmsg}`);
     const version = r1.version;
+    const answer =
+      secret !== null && primaryNonce !== null
+        ? authenticate(secret, primaryNonce, cfg.name, r1.token, m1, addr)
+        : null;
     out.setSendOptions({ version });
 
     inn = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, version, maxPayload: 0 });
@@ -108,15 +158,14 @@ export async function connectToSecondary(
     // the answer can arrive.
     const mapLimit = res.amap.diskMapSize + 1024;
     out.setMaxPayload(mapLimit);
-    inn.send(
-      buildSecondConnect(cfg.name, r1.token, {
-        resuid: md.resuid,
-        localCnt: md.localCnt,
-        remoteCnt: md.remoteCnt,
-        virgin,
-        consistency: true,
-      }),
-    );
+    const second = buildSecondConnect(cfg.name, r1.token, {
+      resuid: md.resuid,
+      localCnt: md.localCnt,
+      remoteCnt: md.remoteCnt,
+      virgin,
+      consistency: true,
+    });
+    inn.send(answer !== null ? addAuthMac(second, answer) : second);
 
     const m2 = await out.receive(timeoutMs);
     const r2 = readSyncReply(m2.nv, addr);

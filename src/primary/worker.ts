@@ -1,6 +1,6 @@
 // Primary worker process: opens the component (flock), loads metadata and the activemap, serves the
 // data area over NBD at `export`, attaches /dev/hast/<provname>, and replicates (HAST-SPEC §5.2, §5.5).
-import { mkdirSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openComponent } from '../component/open.js';
 import { parseExportAddress } from '../config/index.js';
@@ -13,6 +13,7 @@ import { log } from '../log/log.js';
 import { readMetadata } from '../metadata/metadata.js';
 import { createNbdServer, type NbdBackend } from '../nbd/server.js';
 import { MAXPHYS } from '../peer/constants.js';
+import { makeDirs, PRIVATE_DIR_MODE } from '../util/dirs.js';
 import { ErrnoError } from '../util/errno.js';
 import { PrimaryResource } from './resource.js';
 import { peerPrimaryMessage, startReplication, type Replication, type StartOutcome } from './replicate.js';
@@ -132,7 +133,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
   });
   try {
     if (exp.kind === 'unix') {
-      mkdirSync(dirname(exp.path), { recursive: true });
+      makeDirs(dirname(exp.path), PRIVATE_DIR_MODE);
       await nbd.listen({ kind: 'unix', path: exp.path });
     } else {
       await nbd.listen({ kind: 'tcp', host: exp.host, port: exp.port });

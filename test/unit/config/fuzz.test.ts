@@ -60,7 +60,10 @@ function valueFor(kw: StatementKeyword): fc.Arbitrary<string> {
     case 'pidfile':
     case 'local':
     case 'exec':
+    case 'authkey':
       return path;
+    case 'controlgroup':
+      return word;
     case 'name':
       return word;
   }

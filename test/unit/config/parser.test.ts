@@ -24,6 +24,8 @@ const SAMPLE: Record<(typeof STATEMENT_KEYWORDS)[number], string> = {
   source: '10.0.0.1',
   export: 'uds:///tmp/e.sock',
   device: 'fuse',
+  authkey: '/etc/hast.key',
+  controlgroup: 'operator',
 };
 
 /** Places `stmt` in `section`; returns the text and the line the statement is on. */
@@ -75,11 +77,13 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     }
   }
 
-  test('the matrix is the spec table plus export and device', () => {
+  test('the matrix is the spec table plus export, device, authkey and controlgroup', () => {
     assert.deepEqual([...ALLOWED.global].sort(), [
+      'authkey',
       'checksum',
       'compression',
       'control',
+      'controlgroup',
       'device',
       'exec',
       'listen',
@@ -90,8 +94,9 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'resource',
       'timeout',
     ]);
-    assert.deepEqual([...ALLOWED.node].sort(), ['control', 'listen', 'pidfile']);
+    assert.deepEqual([...ALLOWED.node].sort(), ['control', 'controlgroup', 'listen', 'pidfile']);
     assert.deepEqual([...ALLOWED.resource].sort(), [
+      'authkey',
       'checksum',
       'compression',
       'device',
@@ -256,7 +261,7 @@ describe('parseAst() syntax errors', () => {
         '',
         4,
         "'foo'",
-        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, on or resource$/,
+        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, on or resource$/,
       ),
     );
     assert.throws(
@@ -265,7 +270,7 @@ describe('parseAst() syntax errors', () => {
         '',
         2,
         "'foo'",
-        /expected control, pidfile or listen or '\}'|expected control, pidfile, listen or '\}'/,
+        /expected control, pidfile, listen or controlgroup or '\}'|expected control, pidfile, listen, controlgroup or '\}'/,
       ),
     );
   });
