@@ -7,7 +7,8 @@
 //                               uds:///path, unix:///path or tcp://host[:port].
 //   device auto|nbd|fuse|none   global, resource and resource-node sections; node > resource >
 //                               global. The values are plain words checked here, not reserved.
-//   authkey <path>              global and resource sections; resource wins. Peer secret file.
+//   authkey <path>              global, resource and resource-node sections; node > resource >
+//                               global. The peer secret file.
 //   controlgroup <group>        global and node sections; node wins. Control socket 0660 root:<group>.
 import { ConfigError } from './errors.js';
 import { tokenize, type Keyword, type Token } from './lexer.js';
@@ -72,7 +73,7 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'authkey',
     'on',
   ],
-  'resource-node': ['name', 'local', 'remote', 'source', 'metaflush', 'export', 'device'],
+  'resource-node': ['name', 'local', 'remote', 'source', 'metaflush', 'export', 'device', 'authkey'],
 };
 
 const SECTION_NAME: Readonly<Record<Section, string>> = {

@@ -108,8 +108,8 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
       metaFlush: metaflush === 'on',
       exportAddr: (mine.export ?? res.export)?.value ?? defaultExportAddr(provName),
       device: ((mine.device ?? res.device ?? global.device)?.value ?? DEFAULT_DEVICE) as DeviceMode,
-      ...((res.authkey ?? global.authkey) !== undefined
-        ? { authKey: (res.authkey ?? global.authkey)?.value ?? '' }
+      ...((mine.authkey ?? res.authkey ?? global.authkey) !== undefined
+        ? { authKey: (mine.authkey ?? res.authkey ?? global.authkey)?.value ?? '' }
         : {}),
     });
   }

@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { parsePeerAddress } from '../config/index.js';
 import type { ResourceConfig } from '../config/types.js';
 import { log } from '../log/log.js';
-import type { NvList } from '../nv/codec.js';
+import { NvList } from '../nv/codec.js';
 import {
   addAuthMac,
   addAuthNonce,
@@ -17,6 +17,7 @@ import {
   readSecret,
 } from '../peer/auth.js';
 import { PeerConnection } from '../peer/connection.js';
+import { writeMessage } from '../peer/handshake.js';
 import { HAST_PROTO_VERSION, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
 import type { SyncSrc } from '../peer/decide.js';
 import {
@@ -83,8 +84,10 @@ function open(cfg: ResourceConfig, timeoutMs: number): Promise<Socket> {
 }
 
 /**
- * Check the secondary's answer to our challenge in its first reply and return ours to its.
- * @throws ConnectError('refused') when it sent none, a reflected or a wrong one
+ * Check the secondary's answer to our challenge in its first reply and compute ours to its.
+ * `failure` is set when its answer was wrong: we still send ours (bound to its fresh nonce, it is
+ * worth nothing to anyone else) so that a real secondary with another secret logs the refusal too.
+ * @throws ConnectError('refused') when it sent no answer or reflected our challenge
  */
 function authenticate(
   secret: Buffer,
@@ -93,7 +96,7 @@ function authenticate(
   token: Uint8Array,
   reply: NvList,
   addr: string,
-): Buffer {
+): { readonly answer: Buffer; readonly failure: ConnectError | null } {
   const secondaryNonce = readAuthNonce(reply, addr);
   const mac = readAuthMac(reply, addr);
   if (secondaryNonce === undefined || mac === undefined) {
@@ -106,10 +109,14 @@ function authenticate(
     throw new ConnectError('refused', `Remote node ${addr} reflected our authentication challenge: refused`);
   }
   const ctx = { resource, primaryNonce, secondaryNonce, token };
+  const answer = authMac(secret, 'primary', ctx);
   if (!macMatches(authMac(secret, 'secondary', ctx), mac)) {
-    throw new ConnectError('refused', `Remote node ${addr} failed authentication (wrong authkey?): refused`);
+    return {
+      answer,
+      failure: new ConnectError('refused', `Remote node ${addr} failed authentication (wrong authkey?): refused`),
+    };
   }
-  return authMac(secret, 'primary', ctx);
+  return { answer, failure: null };
 }
 
 /**
@@ -144,10 +151,19 @@ export async function connectToSecondary(
     }
     if (r1.kind === 'error') throw new ConnectError('refused', `Remote node refused the connection: ${r1.errmsg}`);
     const version = r1.version;
-    const answer =
+    const auth =
       secret !== null && primaryNonce !== null
         ? authenticate(secret, primaryNonce, cfg.name, r1.token, m1, addr)
         : null;
+    if (auth !== null && auth.failure !== null) {
+      // Only our answer, none of our counters, then close: its refusal is logged on its side too.
+      const sock = await open(cfg, timeoutMs);
+      const nv = addAuthMac(new NvList().addString('resource', cfg.name).addUint8Array('token', r1.token), auth.answer);
+      await writeMessage(sock, nv, undefined, { ...PLAIN, version }, true).catch(() => undefined);
+      sock.destroy();
+      throw auth.failure;
+    }
+    const answer = auth?.answer ?? null;
     out.setSendOptions({ version });
 
     inn = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, version, maxPayload: 0 });

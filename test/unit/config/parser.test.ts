@@ -110,6 +110,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'timeout',
     ]);
     assert.deepEqual([...ALLOWED['resource-node']].sort(), [
+      'authkey',
       'device',
       'export',
       'local',
