@@ -11,6 +11,8 @@ import { type AcceptOutcome, normalizeIp, PeerAcceptor } from '../../../src/daem
 import { type PeerParent, ResourceState } from '../../../src/daemon/resource-state.js';
 import type { ParentToWorker } from '../../../src/daemon/worker-ipc.js';
 import { NvList } from '../../../src/nv/codec.js';
+import fc from 'fast-check';
+import { RefusalLog } from '../../../src/daemon/refusal-log.js';
 import { addAuthMac, addAuthNonce, authMac, macMatches, newNonce } from '../../../src/peer/auth.js';
 import { encodeMessage, MessageReader, type PeerMessage as Frame } from '../../../src/peer/framing.js';
 import { tmpDir } from '../../harness/tools.js';
@@ -411,6 +413,53 @@ describe('PeerAcceptor with authkey', () => {
     const replay = await handshake(connectPeer, { nonce: ok.nonce });
     assert.equal(replay.first?.nv.getString('errmsg'), 'Authentication failed.');
     assert.equal(f.started, 1);
+  });
+
+  test('fuzz: any authnonce/authmac (type, length, replay) is refused or closed with a reason, never a worker', async (t) => {
+    const f = authParent(t);
+    const acceptor = new PeerAcceptor(f.parent, { refusals: new RefusalLog({ sink: () => undefined }) });
+    const connectPeer = await listen(t, acceptor);
+    const field = fc.oneof(
+      fc.constant(null),
+      fc.uint8Array({ minLength: 1, maxLength: 64 }).map((b) => ({ kind: 'bytes' as const, b })),
+      fc.string({ maxLength: 8 }).map((s) => ({ kind: 'string' as const, s })),
+      fc.integer({ min: 0, max: 255 }).map((n) => ({ kind: 'u8' as const, n })),
+    );
+    type Field = typeof field extends fc.Arbitrary<infer T> ? T : never;
+    const put = (nv: NvList, name: string, v: Field): NvList => {
+      if (v === null) return nv;
+      if (v.kind === 'bytes') return nv.addUint8Array(name, v.b);
+      if (v.kind === 'string') return nv.addString(name, v.s);
+      return nv.addUint8(name, v.n);
+    };
+    const seen: Uint8Array[] = [];
+    await fc.assert(
+      fc.asyncProperty(field, field, fc.boolean(), async (nonce, mac, replay) => {
+        const c1 = await connectPeer();
+        const r1 = oneFrame(c1.c);
+        const replayed = replay && seen.length > 0 ? seen[0] : undefined;
+        const hello = new NvList().addString('resource', 'r0').addUint8('version', 2);
+        sendNv(c1.c, replayed !== undefined ? addAuthNonce(hello, replayed) : put(hello, 'authnonce', nonce));
+        const o1 = await c1.outcome;
+        const first = await r1;
+        if (o1.kind === 'first') {
+          const sent = replayed ?? (nonce !== null && nonce.kind === 'bytes' ? nonce.b : undefined);
+          assert.ok(sent !== undefined && sent.length === 32 && replayed === undefined, 'only a fresh 32-byte nonce');
+          seen.push(sent);
+          const token = first?.nv.getUint8Array('token') ?? Buffer.alloc(16);
+          const c2 = await connectPeer();
+          sendNv(c2.c, put(new NvList().addString('resource', 'r0').addUint8Array('token', token), 'authmac', mac));
+          const o2 = await c2.outcome;
+          assert.ok(o2.kind === 'refused', `second connection: ${JSON.stringify(o2)}`);
+          assert.ok(o2.reason.length > 0);
+        } else {
+          assert.ok(o1.kind === 'refused' || o1.kind === 'closed', JSON.stringify(o1));
+          assert.ok(o1.reason.length > 0);
+        }
+        assert.equal(f.started, 0, 'no worker for a stranger');
+      }),
+      { numRuns: 150 },
+    );
   });
 
   test('an authnonce of the wrong length closes the connection with a reason', async (t) => {
