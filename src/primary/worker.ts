@@ -3,6 +3,7 @@
 import { unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openComponent } from '../component/open.js';
+import { isLoopbackHost } from '../config/address.js';
 import { parseExportAddress } from '../config/index.js';
 import type { ResourceConfig } from '../config/types.js';
 import { syncedPercent, type WorkerStatus } from '../control/messages.js';
@@ -137,6 +138,11 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
       await nbd.listen({ kind: 'unix', path: exp.path });
     } else {
       await nbd.listen({ kind: 'tcp', host: exp.host, port: exp.port });
+      if (!isLoopbackHost(exp.host)) {
+        log.warning(
+          `NBD export ${cfg.exportAddr} is plain TCP on a non-loopback address: whoever reaches it reads and writes the resource (no TLS).`,
+        );
+      }
     }
   } catch (err) {
     return fail(`Unable to serve NBD at ${cfg.exportAddr}`, err, WORKER_EXIT.OSERR);

@@ -5,7 +5,7 @@
 // the real primary out; under umask 000 what hastd creates is 0700/0755/0600.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -318,6 +318,39 @@ describe('listener hardening', () => {
     assert.doesNotMatch(b.output(), /tcp:\/\/:0/);
   });
 
+  test('a plain-TCP NBD export on a non-loopback address warns at start, on loopback it does not', async (t) => {
+    for (const [host, warns] of [
+      ['0.0.0.0', true],
+      ['127.0.0.1', false],
+    ] as const) {
+      const root = tmpDir(t);
+      const node: NodeSpec = { name: 'solo', addr: `127.0.0.1:${await freePort('127.0.0.1')}`, dir: root };
+      const img = join(root, 'r0.img');
+      writeFileSync(img, '');
+      truncateSync(img, 16 * MiB);
+      const port = await freePort('127.0.0.1');
+      const conf = join(root, 'hast.conf');
+      writeFileSync(
+        conf,
+        `on solo {\n  control uds://${root}/control.sock\n  listen tcp4://${node.addr}\n}\n` +
+          `resource r0 {\n  on solo {\n    local ${img}\n    export tcp://${host}:${port}\n    device none\n    remote none\n  }\n}\n`,
+      );
+      assert.equal((await hastctl(conf, 'solo', ['create', 'r0'])).code, 0);
+      const d = await startHastd(t, conf, node);
+      assert.equal((await hastctl(conf, 'solo', ['role', 'primary', 'r0'])).code, 0);
+      const client = await waitFor('NBD export', () =>
+        NbdClient.connect({ host: '127.0.0.1', port }, { exportName: 'r0' }).then(
+          (c) => c,
+          () => null,
+        ),
+      );
+      await client.disconnect();
+      const warned = /NBD export tcp:\/\/[^ ]+ is plain TCP on a non-loopback address/.test(d.output());
+      assert.equal(warned, warns, `${host}: ${d.output()}`);
+      await d.stop();
+    }
+  });
+
   test('under umask 000, hastd creates its directories 0700/0755 and its control socket 0600', async (t) => {
     const root = tmpDir(t);
     const node: NodeSpec = {
@@ -327,7 +360,6 @@ describe('listener hardening', () => {
     };
     const img = join(root, 'r0.img');
     writeFileSync(img, '');
-    const { truncateSync } = await import('node:fs');
     truncateSync(img, 16 * MiB);
     const exp = join(root, 'exports', 'sub', 'r0.sock');
     const pid = join(root, 'pid', 'sub', 'hastd.pid');
