@@ -25,6 +25,10 @@ const FIELD_CHANGE = {
   exec: 'reload',
   metaFlush: 'reload',
   authKey: 'reload',
+  tlsCert: 'reload',
+  tlsKey: 'reload',
+  tlsCa: 'reload',
+  tlsPeer: 'reload',
 } as const satisfies Record<ResourceField, 'restart' | 'reload'>;
 const FIELDS = Object.keys(FIELD_CHANGE) as ResourceField[];
 

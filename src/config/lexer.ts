@@ -38,6 +38,10 @@ export const KEYWORDS = [
   // Ours too (README "Security"): peer secret file and the control socket's group.
   'authkey',
   'controlgroup',
+  'tlscert',
+  'tlskey',
+  'tlsca',
+  'tlspeer',
 ] as const;
 export type Keyword = (typeof KEYWORDS)[number];
 

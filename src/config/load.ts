@@ -4,7 +4,7 @@ import { resolve as resolvePath } from 'node:path';
 import { ConfigError } from './errors.js';
 import { acceptableNodeNames } from './node-match.js';
 import { type ConfigAst, parseAst, type Statement } from './parser.js';
-import { readSecret } from '../peer/auth.js';
+import { checkPrivateFile, readSecret } from '../peer/auth.js';
 import { resolveConfig } from './resolve.js';
 import type { HastConfig } from './types.js';
 import { EX } from '../util/sysexits.js';
@@ -77,17 +77,24 @@ function statementsOf(ast: ConfigAst): Statement[] {
 
 /**
  * What hastd checks on start and reload, beyond the grammar: each `authkey` a resource of this
- * node uses is a secret file only root can read (README "Peer authentication").
+ * node uses is a secret file only root can read, and so is each `tlskey` (README "Security").
  * @throws ConfigError at the statement's line
  */
 function checkFiles(ast: ConfigAst, cfg: HastConfig, file: string): void {
   const used = new Set(cfg.resources.flatMap((r) => (r.authKey !== undefined ? [r.authKey] : [])));
+  const keys = new Set(cfg.resources.flatMap((r) => (r.tlsKey !== undefined ? [r.tlsKey] : [])));
   for (const st of statementsOf(ast)) {
-    if (st.keyword !== 'authkey' || !used.has(st.value)) continue;
+    const check =
+      st.keyword === 'authkey' && used.has(st.value)
+        ? readSecret
+        : st.keyword === 'tlskey' && keys.has(st.value)
+          ? checkPrivateFile
+          : null;
+    if (check === null) continue;
     try {
-      readSecret(st.value);
+      check(st.value);
     } catch (err) {
-      throw new ConfigError(`${(err as Error).message}.`, file, st.line, { keyword: 'authkey', cause: err });
+      throw new ConfigError(`${(err as Error).message}.`, file, st.line, { keyword: st.keyword, cause: err });
     }
   }
 }

@@ -9,6 +9,7 @@
 //                               global. The values are plain words checked here, not reserved.
 //   authkey <path>              global, resource and resource-node sections; node > resource >
 //                               global. The peer secret file.
+//   tlscert|tlskey|tlsca <path>, tlspeer <sha256>  like authkey: TLS on the replication link.
 //   controlgroup <group>        global and node sections; node wins. Control socket 0660 root:<group>.
 import { ConfigError } from './errors.js';
 import { tokenize, type Keyword, type Token } from './lexer.js';
@@ -34,6 +35,10 @@ export const STATEMENT_KEYWORDS = [
   'device',
   'authkey',
   'controlgroup',
+  'tlscert',
+  'tlskey',
+  'tlsca',
+  'tlspeer',
 ] as const;
 export type StatementKeyword = (typeof STATEMENT_KEYWORDS)[number];
 
@@ -55,6 +60,10 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'device',
     'authkey',
     'controlgroup',
+    'tlscert',
+    'tlskey',
+    'tlsca',
+    'tlspeer',
     'on',
     'resource',
   ],
@@ -71,9 +80,26 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'export',
     'device',
     'authkey',
+    'tlscert',
+    'tlskey',
+    'tlsca',
+    'tlspeer',
     'on',
   ],
-  'resource-node': ['name', 'local', 'remote', 'source', 'metaflush', 'export', 'device', 'authkey'],
+  'resource-node': [
+    'name',
+    'local',
+    'remote',
+    'source',
+    'metaflush',
+    'export',
+    'device',
+    'authkey',
+    'tlscert',
+    'tlskey',
+    'tlsca',
+    'tlspeer',
+  ],
 };
 
 const SECTION_NAME: Readonly<Record<Section, string>> = {
@@ -159,6 +185,9 @@ function checkStatement(st: Statement, file: string): void {
     case 'pidfile':
     case 'local':
     case 'authkey':
+    case 'tlscert':
+    case 'tlskey':
+    case 'tlsca':
       if (len >= PATH_MAX) fail(`${st.keyword} argument is too long.`);
       break;
     case 'control':
@@ -173,6 +202,13 @@ function checkStatement(st: Statement, file: string): void {
         parseExportAddress(st.value);
       } catch (err) {
         fail(`Invalid export address ${st.value}: ${(err as Error).message}.`);
+      }
+      break;
+    case 'tlspeer':
+      if (!/^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$/.test(st.value)) {
+        fail(
+          `Invalid tlspeer ${st.value}: expected a SHA-256 certificate fingerprint (64 hex digits, colons allowed).`,
+        );
       }
       break;
     case 'controlgroup':

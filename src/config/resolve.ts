@@ -27,6 +27,38 @@ function collect(into: Settings, stmts: readonly Statement[]): void {
   for (const st of stmts) into[st.keyword] = st;
 }
 
+/** The TLS fields of a resource (node > resource > global), checked complete. */
+function tlsOf(
+  name: string,
+  levels: readonly Settings[],
+  fail: (msg: string) => never,
+): Pick<ResourceConfig, 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsPeer'> {
+  const pick = (k: 'tlscert' | 'tlskey' | 'tlsca' | 'tlspeer'): string | undefined =>
+    levels.map((l) => l[k]).find((s) => s !== undefined)?.value;
+  const cert = pick('tlscert');
+  const key = pick('tlskey');
+  const ca = pick('tlsca');
+  const peer = pick('tlspeer');
+  if (cert === undefined && key === undefined && ca === undefined && peer === undefined) return {};
+  if (cert === undefined || key === undefined) fail(`TLS for resource ${name} needs both tlscert and tlskey.`);
+  if (ca === undefined && peer === undefined) {
+    fail(`TLS for resource ${name} needs tlsca or tlspeer to check the other node's certificate.`);
+  }
+  const fp =
+    peer === undefined
+      ? undefined
+      : peer
+          .replace(/:/g, '')
+          .toUpperCase()
+          .replace(/(..)(?!$)/g, '$1:');
+  return {
+    tlsCert: cert ?? '',
+    tlsKey: key ?? '',
+    ...(ca !== undefined ? { tlsCa: ca } : {}),
+    ...(fp !== undefined ? { tlsPeer: fp } : {}),
+  };
+}
+
 /**
  * Resolves a parsed file for a host answering to `nodeNames`.
  * Throws ConfigError (78) with upstream's texts, at the line of the offending resource/statement.
@@ -111,6 +143,7 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
       ...((mine.authkey ?? res.authkey ?? global.authkey) !== undefined
         ? { authKey: (mine.authkey ?? res.authkey ?? global.authkey)?.value ?? '' }
         : {}),
+      ...tlsOf(item.name, [mine, res, global], fail),
     });
   }
 

@@ -35,6 +35,12 @@ export interface ResourceConfig {
   readonly device: DeviceMode;
   /** Our extension `authkey`: the peer secret file; absent when not configured (FreeBSD handshake). */
   readonly authKey?: string;
+  /** Our extension: TLS on the replication link (`tlscert`, `tlskey`, and `tlsca` and/or `tlspeer`). */
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsCa?: string;
+  /** SHA-256 fingerprint of the peer's certificate, upper-case hex with colons. */
+  readonly tlsPeer?: string;
 }
 
 export interface HastConfig {

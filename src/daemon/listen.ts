@@ -20,6 +20,7 @@ import {
   readSecret,
 } from '../peer/auth.js';
 import { readFirstHeader, sendFirstReply, sendRefusal } from '../peer/handshake.js';
+import { addTlsOffer, offersTls, wantsTls } from '../peer/tls.js';
 import { hasConsistencyExt } from '../peer/messages.js';
 import { RefusalLog } from './refusal-log.js';
 import type { PeerParent } from './resource-state.js';
@@ -91,6 +92,8 @@ interface PendingIn {
   readonly timer: NodeJS.Timeout;
   /** With `authkey`: both challenges, to check the primary's answer on the second connection. */
   readonly auth: { readonly secret: Buffer; readonly ctx: AuthContext } | null;
+  /** TLS was agreed: the worker starts it on both sockets. */
+  readonly tls: boolean;
 }
 
 /**
@@ -254,6 +257,17 @@ export class PeerAcceptor {
     if (secret === null && primaryNonce !== undefined) {
       log.warning(`${who} Peer ${peer} asks for authentication, but no authkey is configured for the resource.`);
     }
+    const tls = wantsTls(res.cfg);
+    if (tls && !offersTls(msg)) {
+      return this.#refuse(
+        sock,
+        `${who} Peer ${peer} did not offer TLS, but tlscert is configured: refused.`,
+        'TLS required.',
+      );
+    }
+    if (!tls && offersTls(msg)) {
+      log.warning(`${who} Peer ${peer} asks for TLS, but no tlscert is configured for the resource.`);
+    }
     // A new session replaces whatever the old one left, but only once its second connection has
     // proved itself (#second): here nothing that runs is touched.
     const version = Math.min(msg.getUint8('version') ?? 1, HAST_PROTO_VERSION);
@@ -277,6 +291,7 @@ export class PeerAcceptor {
       auth = { secret, ctx };
       extra = addAuthMac(addAuthNonce(new NvList(), ctx.secondaryNonce), authMac(secret, 'secondary', ctx));
     }
+    if (tls) extra = addTlsOffer(extra ?? new NvList());
     try {
       await sendFirstReply(sock, version, token, extra);
     } catch (err) {
@@ -290,7 +305,7 @@ export class PeerAcceptor {
     sock.once('close', () => this.#dropPending(name, key, null));
     const waiting = this.#pending.get(name) ?? new Map<string, PendingIn>();
     this.#pending.set(name, waiting);
-    waiting.set(key, { token, sock, version, timer, auth });
+    waiting.set(key, { token, sock, version, timer, auth, tls });
     while (waiting.size > MAX_PENDING)
       this.#dropPending(name, waiting.keys().next().value as string, 'Oldest first connection');
     log.debug(1, `${who} Incoming connection from ${peer} configured.`);
@@ -360,6 +375,7 @@ export class PeerAcceptor {
         peerAddr: peer,
         // Ours, only when advertised (a FreeBSD primary's handshake is forwarded as before).
         ...(hasConsistencyExt(msg) ? { consistency: true } : {}),
+        ...(pending.tls ? { tls: true } : {}),
       },
     };
     this.#parent.sendToWorker(child, { type: 'peer-socket', which: 'in' }, pending.sock);

@@ -12,7 +12,7 @@
 // Without `authkey` none of these fields is sent: the handshake is FreeBSD's, byte for byte. A
 // FreeBSD node ignores the unknown fields, so a node with `authkey` refuses it (it never answers).
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import type { NvList } from '../nv/codec.js';
 import { PeerProtocolError } from './errors.js';
 
@@ -25,6 +25,27 @@ const MIN_SECRET_SIZE = 16;
 /** A secret file is small; anything larger is not one. */
 const MAX_SECRET_SIZE = 4096;
 const LABEL = 'HAST-AUTH-1';
+
+/** Mode bits that must be clear on a secret or a private key: nobody but the owner. */
+function refuseShared(path: string, mode: number, what: string): void {
+  if ((mode & 0o077) !== 0) {
+    throw new Error(
+      `${what} ${path} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod 0600 it`,
+    );
+  }
+}
+
+/** A private key file (`tlskey`): a regular file only its owner can access. @throws Error naming it */
+export function checkPrivateFile(path: string): void {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    throw new Error(`Unable to open private key file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  if (!st.isFile()) throw new Error(`Private key file ${path} is not a regular file`);
+  refuseShared(path, st.mode, 'Private key file');
+}
 
 /**
  * Read the secret from `path`: a regular file, not group- or world-accessible (mode & 077 == 0),
@@ -41,11 +62,7 @@ export function readSecret(path: string): Buffer {
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new Error(`Secret file ${path} is not a regular file`);
-    if ((st.mode & 0o077) !== 0) {
-      throw new Error(
-        `Secret file ${path} is accessible by group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); chmod 0600 it`,
-      );
-    }
+    refuseShared(path, st.mode, 'Secret file');
     if (st.size > MAX_SECRET_SIZE) throw new Error(`Secret file ${path} is larger than ${MAX_SECRET_SIZE} bytes`);
     const buf = Buffer.alloc(st.size);
     let got = 0;

@@ -17,7 +17,8 @@ import {
   readSecret,
 } from '../peer/auth.js';
 import { PeerConnection } from '../peer/connection.js';
-import { writeMessage } from '../peer/handshake.js';
+import { readFirstHeader, writeMessage } from '../peer/handshake.js';
+import { addTlsOffer, offersTls, startTls, wantsTls } from '../peer/tls.js';
 import { HAST_PROTO_VERSION, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
 import type { SyncSrc } from '../peer/decide.js';
 import {
@@ -135,21 +136,42 @@ export async function connectToSecondary(
   const addr = cfg.remoteAddr;
   let out: PeerConnection | null = null;
   let inn: PeerConnection | null = null;
+  // With TLS the plain part of the handshake runs on the bare sockets, which become TLS after it.
+  let rawOut: Socket | null = null;
+  let rawIn: Socket | null = null;
   try {
-    // Our extension (peer/auth.ts): only with `authkey` does anything differ from FreeBSD's bytes.
+    // Our extensions (peer/auth.ts, peer/tls.ts): only with `authkey` or TLS configured does
+    // anything differ from FreeBSD's bytes.
     const secret = cfg.authKey !== undefined ? readSecret(cfg.authKey) : null;
     const primaryNonce = secret !== null ? newNonce() : null;
-    out = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, maxPayload: 0 });
-    const hello = buildFirstConnect(cfg.name);
-    out.send(primaryNonce !== null ? addAuthNonce(hello, primaryNonce) : hello);
-    const m1 = (await out.receive(timeoutMs)).nv;
+    const tls = wantsTls(cfg);
+    let hello = buildFirstConnect(cfg.name);
+    if (primaryNonce !== null) hello = addAuthNonce(hello, primaryNonce);
+    if (tls) hello = addTlsOffer(hello);
+    let m1: NvList;
+    if (tls) {
+      rawOut = await open(cfg, timeoutMs);
+      await writeMessage(rawOut, hello, undefined, { ...PLAIN, version: HAST_PROTO_VERSION });
+      m1 = await readFirstHeader(rawOut, timeoutMs);
+    } else {
+      out = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, maxPayload: 0 });
+      out.send(hello);
+      m1 = (await out.receive(timeoutMs)).nv;
+    }
     const r1 = readHandshakeReply(m1, addr);
     if (r1.kind === 'error' && r1.wait) {
       log.warning(r1.errmsg);
-      out.close();
+      out?.close();
+      rawOut?.destroy();
       return { kind: 'busy', errmsg: r1.errmsg };
     }
     if (r1.kind === 'error') throw new ConnectError('refused', `Remote node refused the connection: ${r1.errmsg}`);
+    if (tls && !offersTls(m1)) {
+      throw new ConnectError(
+        'refused',
+        `Remote node ${addr} did not agree to TLS (are tlscert and tlskey configured there?): refused`,
+      );
+    }
     const version = r1.version;
     const auth =
       secret !== null && primaryNonce !== null
@@ -164,24 +186,39 @@ export async function connectToSecondary(
       throw auth.failure;
     }
     const answer = auth?.answer ?? null;
-    out.setSendOptions({ version });
+    out?.setSendOptions({ version });
 
-    inn = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, version, maxPayload: 0 });
+    if (!tls)
+      inn = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, version, maxPayload: 0 });
+    else rawIn = await open(cfg, timeoutMs);
     const md = res.md;
     const { virgin, persist } = res.counters.beforeHandshake();
     await res.saveMetadata(persist);
     // The bitmap travels as the payload of the secondary's answer on "out"; set its limit before
     // the answer can arrive.
     const mapLimit = res.amap.diskMapSize + 1024;
-    out.setMaxPayload(mapLimit);
-    const second = buildSecondConnect(cfg.name, r1.token, {
+    out?.setMaxPayload(mapLimit);
+    let second = buildSecondConnect(cfg.name, r1.token, {
       resuid: md.resuid,
       localCnt: md.localCnt,
       remoteCnt: md.remoteCnt,
       virgin,
       consistency: true,
     });
-    inn.send(answer !== null ? addAuthMac(second, answer) : second);
+    if (answer !== null) second = addAuthMac(second, answer);
+    if (inn !== null) inn.send(second);
+    if (rawOut !== null && rawIn !== null) {
+      await writeMessage(rawIn, second, undefined, { ...PLAIN, version });
+      // The secondary's worker starts TLS on both once the parent has handed them over.
+      const [tOut, tIn] = await Promise.all([
+        startTls(rawOut, cfg, 'server', timeoutMs),
+        startTls(rawIn, cfg, 'server', timeoutMs),
+      ]);
+      await writeMessage(tOut, addTlsOffer(new NvList()), undefined, { ...PLAIN, version });
+      out = new PeerConnection({ socket: tOut, name: addr, ...PLAIN, version, maxPayload: mapLimit });
+      inn = new PeerConnection({ socket: tIn, name: addr, ...PLAIN, version, maxPayload: 0 });
+    }
+    if (out === null || inn === null) throw new Error('connections missing after the handshake');
 
     const m2 = await out.receive(timeoutMs);
     const r2 = readSyncReply(m2.nv, addr);
@@ -234,6 +271,8 @@ export async function connectToSecondary(
   } catch (err) {
     out?.close();
     inn?.close();
+    rawOut?.destroy();
+    rawIn?.destroy();
     throw err;
   }
 }

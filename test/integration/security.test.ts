@@ -26,7 +26,8 @@ import {
   workerOf,
 } from '../harness/cluster.js';
 import { dataAreaHash } from '../harness/data-area.js';
-import { tmpDir } from '../harness/tools.js';
+import { fingerprint, issue, makeCa, type NodeCert } from '../harness/certs.js';
+import { requires, tmpDir } from '../harness/tools.js';
 import { sleep, waitFor } from '../harness/wait.js';
 
 const MiB = 1 << 20;
@@ -44,17 +45,33 @@ function keyFile(dir: string, name: string, secret: string): string {
   return path;
 }
 
-/** Give each node its own `authkey` line in the resource's `on` block (undefined: none). */
-function setAuthKeys(p: Pair, keys: { a?: string; b?: string }): void {
+/** Add statements to each node's `on` block of the resource (undefined: nothing). */
+function addNodeLines(p: Pair, lines: { a?: string; b?: string }): void {
   let text = readFileSync(p.conf, 'utf8');
-  for (const [node, key] of [
-    [p.a, keys.a],
-    [p.b, keys.b],
+  for (const [node, add] of [
+    [p.a, lines.a],
+    [p.b, lines.b],
   ] as const) {
-    if (key === undefined) continue;
-    text = text.replace(`  on ${node.name} {\n    local`, `  on ${node.name} {\n    authkey ${key}\n    local`);
+    if (add === undefined) continue;
+    text = text.replace(`  on ${node.name} {\n    local`, `  on ${node.name} {\n    ${add}\n    local`);
   }
   writeFileSync(p.conf, text);
+}
+
+/** Give each node its own `authkey` (undefined: none). */
+function setAuthKeys(p: Pair, keys: { a?: string; b?: string }): void {
+  addNodeLines(p, {
+    ...(keys.a !== undefined ? { a: `authkey ${keys.a}` } : {}),
+    ...(keys.b !== undefined ? { b: `authkey ${keys.b}` } : {}),
+  });
+}
+
+/** `tlscert`/`tlskey` and `tlsca` and/or `tlspeer` lines for a node. */
+function tlsLines(c: NodeCert, check: { ca?: string; peer?: string }): string {
+  let s = `tlscert ${c.cert}\n    tlskey ${c.key}`;
+  if (check.ca !== undefined) s += `\n    tlsca ${check.ca}`;
+  if (check.peer !== undefined) s += `\n    tlspeer ${check.peer}`;
+  return s;
 }
 
 async function assertIdentical(p: Pair): Promise<void> {
@@ -391,5 +408,68 @@ describe('listener hardening', () => {
     assert.equal(mode(join(root, 'pid', 'sub')), '755');
     assert.equal(mode(pid), '600');
     await d.stop();
+  });
+});
+
+describe('TLS on the replication link', () => {
+  test('pairs and replicates with certificates from one CA, and with pinned fingerprints', async (t) => {
+    if (!requires(t, { tools: ['openssl'] })) return;
+    for (const mode of ['ca', 'pin'] as const) {
+      const p = await makePair(t, { size: 16 * MiB });
+      const ca = makeCa(p.a.dir, 'ca');
+      const ca2 = issue(ca, 'node-a');
+      const cb = issue(ca, 'node-b');
+      addNodeLines(p, {
+        a: tlsLines(ca2, mode === 'ca' ? { ca: ca.cert } : { peer: fingerprint(cb.cert) }),
+        b: tlsLines(cb, mode === 'ca' ? { ca: ca.cert } : { peer: fingerprint(ca2.cert) }),
+      });
+      const b = await up(t, p, p.b, 'secondary');
+      const a = await up(t, p, p.a, 'primary');
+      await waitNodeInSync(p.conf, p.a.name);
+      await writeSome(p);
+      await waitNodeInSync(p.conf, p.a.name);
+      await assertIdentical(p);
+      assert.doesNotMatch(a.output() + b.output(), /TLS/, mode);
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  for (const [what, bad, reason] of [
+    ['a certificate from another CA', 'other-ca', /TLS refused: the peer's certificate is not accepted/],
+    ['an expired certificate', 'expired', /TLS refused: the peer's certificate is not accepted: .*expired/i],
+  ] as const) {
+    test(`refuses ${what}`, async (t) => {
+      if (!requires(t, { tools: ['openssl'] })) return;
+      const p = await makePair(t, { size: 16 * MiB });
+      const ca = makeCa(p.a.dir, 'ca');
+      const ca2 = issue(ca, 'node-a');
+      const cb =
+        bad === 'other-ca' ? issue(makeCa(p.b.dir, 'rogue-ca'), 'node-b') : issue(ca, 'node-b', { expired: true });
+      addNodeLines(p, { a: tlsLines(ca2, { ca: ca.cert }), b: tlsLines(cb, { ca: ca.cert }) });
+      const b = await up(t, p, p.b, 'secondary');
+      const a = await up(t, p, p.a, 'primary');
+      await waitFor(
+        'the refusal on both sides',
+        () => reason.test(a.output()) && /Unable to secure the connection/.test(b.output()),
+      );
+      assert.equal((await workerOf(p.conf, p.a.name))?.status, 'degraded');
+    });
+  }
+
+  test('refuses a plain-TCP peer, both sides say so', async (t) => {
+    if (!requires(t, { tools: ['openssl'] })) return;
+    const p = await makePair(t, { size: 16 * MiB });
+    const ca = makeCa(p.b.dir, 'ca');
+    addNodeLines(p, { b: tlsLines(issue(ca, 'node-b'), { ca: ca.cert }) });
+    const b = await up(t, p, p.b, 'secondary');
+    const a = await up(t, p, p.a, 'primary');
+    await waitFor(
+      'both sides logged',
+      () =>
+        /Remote node refused the connection: TLS required/.test(a.output()) &&
+        /did not offer TLS, but tlscert is configured: refused/.test(b.output()),
+    );
+    assert.equal((await workerOf(p.conf, p.a.name))?.status, 'degraded');
   });
 });

@@ -26,6 +26,10 @@ const SAMPLE: Record<(typeof STATEMENT_KEYWORDS)[number], string> = {
   device: 'fuse',
   authkey: '/etc/hast.key',
   controlgroup: 'operator',
+  tlscert: '/etc/hast/node.pem',
+  tlskey: '/etc/hast/node.key',
+  tlsca: '/etc/hast/ca.pem',
+  tlspeer: 'ab'.repeat(32),
 };
 
 /** Places `stmt` in `section`; returns the text and the line the statement is on. */
@@ -77,7 +81,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     }
   }
 
-  test('the matrix is the spec table plus export, device, authkey and controlgroup', () => {
+  test('the matrix is the spec table plus export, device, authkey, controlgroup and the tls keywords', () => {
     assert.deepEqual([...ALLOWED.global].sort(), [
       'authkey',
       'checksum',
@@ -93,6 +97,10 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'replication',
       'resource',
       'timeout',
+      'tlsca',
+      'tlscert',
+      'tlskey',
+      'tlspeer',
     ]);
     assert.deepEqual([...ALLOWED.node].sort(), ['control', 'controlgroup', 'listen', 'pidfile']);
     assert.deepEqual([...ALLOWED.resource].sort(), [
@@ -108,6 +116,10 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'on',
       'replication',
       'timeout',
+      'tlsca',
+      'tlscert',
+      'tlskey',
+      'tlspeer',
     ]);
     assert.deepEqual([...ALLOWED['resource-node']].sort(), [
       'authkey',
@@ -118,6 +130,10 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'name',
       'remote',
       'source',
+      'tlsca',
+      'tlscert',
+      'tlskey',
+      'tlspeer',
     ]);
   });
 
@@ -262,7 +278,7 @@ describe('parseAst() syntax errors', () => {
         '',
         4,
         "'foo'",
-        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, on or resource$/,
+        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, tlscert, tlskey, tlsca, tlspeer, on or resource$/,
       ),
     );
     assert.throws(
