@@ -73,3 +73,11 @@ export function fingerprint(cert: string): string {
   const out = openssl(['x509', '-in', cert, '-noout', '-fingerprint', '-sha256']);
   return out.trim().replace(/^.*=/, '');
 }
+
+/** hast.conf lines for a node: `tlscert`/`tlskey`, and `tlsca` and/or `tlspeer`. */
+export function tlsLines(c: NodeCert, check: { readonly ca?: string; readonly peer?: string }): string {
+  let s = `tlscert ${c.cert}\n    tlskey ${c.key}`;
+  if (check.ca !== undefined) s += `\n    tlsca ${check.ca}`;
+  if (check.peer !== undefined) s += `\n    tlspeer ${check.peer}`;
+  return s;
+}

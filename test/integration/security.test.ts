@@ -13,6 +13,7 @@ import { NbdClient } from '../../src/nbd/client.js';
 import { NvList } from '../../src/nv/codec.js';
 import { encodeMessage, MessageReader, type PeerMessage as Frame } from '../../src/peer/framing.js';
 import {
+  addNodeLines,
   dumpOf,
   freePort,
   hastctl,
@@ -26,7 +27,7 @@ import {
   workerOf,
 } from '../harness/cluster.js';
 import { dataAreaHash } from '../harness/data-area.js';
-import { fingerprint, issue, makeCa, type NodeCert } from '../harness/certs.js';
+import { fingerprint, issue, makeCa, tlsLines } from '../harness/certs.js';
 import { requires, tmpDir } from '../harness/tools.js';
 import { sleep, waitFor } from '../harness/wait.js';
 
@@ -45,33 +46,12 @@ function keyFile(dir: string, name: string, secret: string): string {
   return path;
 }
 
-/** Add statements to each node's `on` block of the resource (undefined: nothing). */
-function addNodeLines(p: Pair, lines: { a?: string; b?: string }): void {
-  let text = readFileSync(p.conf, 'utf8');
-  for (const [node, add] of [
-    [p.a, lines.a],
-    [p.b, lines.b],
-  ] as const) {
-    if (add === undefined) continue;
-    text = text.replace(`  on ${node.name} {\n    local`, `  on ${node.name} {\n    ${add}\n    local`);
-  }
-  writeFileSync(p.conf, text);
-}
-
 /** Give each node its own `authkey` (undefined: none). */
 function setAuthKeys(p: Pair, keys: { a?: string; b?: string }): void {
   addNodeLines(p, {
     ...(keys.a !== undefined ? { a: `authkey ${keys.a}` } : {}),
     ...(keys.b !== undefined ? { b: `authkey ${keys.b}` } : {}),
   });
-}
-
-/** `tlscert`/`tlskey` and `tlsca` and/or `tlspeer` lines for a node. */
-function tlsLines(c: NodeCert, check: { ca?: string; peer?: string }): string {
-  let s = `tlscert ${c.cert}\n    tlskey ${c.key}`;
-  if (check.ca !== undefined) s += `\n    tlsca ${check.ca}`;
-  if (check.peer !== undefined) s += `\n    tlspeer ${check.peer}`;
-  return s;
 }
 
 async function assertIdentical(p: Pair): Promise<void> {

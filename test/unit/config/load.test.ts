@@ -204,3 +204,35 @@ describe('loadConfig({ checkFiles }) (hastd start and reload)', () => {
     assert.equal(loadConfig(conf, { nodeName: 'a', checkFiles: true }).resources[0]?.authKey, key);
   });
 });
+
+describe('TLS keywords', () => {
+  const conf = (dir: string, lines: string): string => {
+    const f = join(dir, 'hast.conf');
+    writeFileSync(f, `resource r0 {\n${lines}\n  on a {\n    local /dev/x\n    remote 10.0.0.2\n  }\n}\n`);
+    return f;
+  };
+  test('tlscert and tlskey go together, with tlsca or tlspeer; a fingerprint is normalised', (t) => {
+    const dir = tmpDir(t);
+    assert.throws(() => loadConfig(conf(dir, '  tlscert /c.pem'), { nodeName: 'a' }), /needs both tlscert and tlskey/);
+    assert.throws(
+      () => loadConfig(conf(dir, '  tlscert /c.pem\n  tlskey /k.pem'), { nodeName: 'a' }),
+      /needs tlsca or tlspeer/,
+    );
+    assert.throws(() => loadConfig(conf(dir, '  tlspeer abc'), { nodeName: 'a' }), /:2: Invalid tlspeer abc/);
+    const r = loadConfig(conf(dir, `  tlscert /c.pem\n  tlskey /k.pem\n  tlspeer ${'ab'.repeat(32)}`), {
+      nodeName: 'a',
+    }).resources[0];
+    assert.equal(r?.tlsPeer, Array(32).fill('AB').join(':'));
+  });
+  test('hastd refuses a group-readable tlskey at its line', (t) => {
+    const dir = tmpDir(t);
+    const key = join(dir, 'k.pem');
+    writeFileSync(key, 'x', { mode: 0o644 });
+    chmodSync(key, 0o644);
+    const f = conf(dir, `  tlscert /c.pem\n  tlskey ${key}\n  tlsca /ca.pem`);
+    assert.throws(
+      () => loadConfig(f, { nodeName: 'a', checkFiles: true }),
+      (e: unknown) => e instanceof ConfigError && e.line === 3 && /Private key file .* \(mode 0644\)/.test(e.message),
+    );
+  });
+});
