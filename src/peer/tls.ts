@@ -8,7 +8,8 @@
 // is identified by its CA or its pinned certificate, not by a DNS name.
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { createServer, type PeerCertificate, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { type PeerCertificate, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { serveTls } from '../util/tls-server.js';
 import type { NvList } from '../nv/codec.js';
 import { PeerProtocolError } from './errors.js';
 
@@ -111,16 +112,11 @@ export function startTls(
       t.once('error', fail);
       t.once('secureConnect', () => done(t));
     } else {
-      // A tls.Server that never listens: it runs the server side over the socket handed to it
-      // and, unlike a bare TLSSocket, checks the client's certificate (authorized/authorizationError).
-      const srv = createServer({ ...common, requestCert: true });
-      srv.once('tlsClientError', fail);
-      srv.once('secureConnection', (t: TLSSocket) => {
+      serveTls(sock, { ...common, requestCert: true }, timeoutMs).then((t) => {
         tls = t;
         t.once('error', fail);
         done(t);
-      });
-      srv.emit('connection', sock);
+      }, fail);
     }
   });
 }

@@ -129,6 +129,10 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     description: `HAST resource ${cfg.name}`,
     maxInFlight: SLOTS,
     maxBlockSize: MAXPHYS,
+    // A TCP export of a resource with tlscert/tlskey requires NBD STARTTLS with that certificate.
+    ...(exp.kind === 'tcp' && cfg.tlsCert !== undefined && cfg.tlsKey !== undefined
+      ? { tls: { cert: cfg.tlsCert, key: cfg.tlsKey } }
+      : {}),
     log: (level, msg) =>
       level === 'error' ? log.error(msg) : level === 'warning' ? log.warning(msg) : log.debug(1, msg),
   });
@@ -138,7 +142,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
       await nbd.listen({ kind: 'unix', path: exp.path });
     } else {
       await nbd.listen({ kind: 'tcp', host: exp.host, port: exp.port });
-      if (!isLoopbackHost(exp.host)) {
+      if (!isLoopbackHost(exp.host) && cfg.tlsCert === undefined) {
         log.warning(
           `NBD export ${cfg.exportAddr} is plain TCP on a non-loopback address: whoever reaches it reads and writes the resource (no TLS).`,
         );

@@ -32,17 +32,21 @@ export function makeCa(dir: string, name: string): Ca {
   writeFileSync(join(d, 'serial'), '01\n');
   writeFileSync(
     join(d, 'ca.cnf'),
-    '[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nserial = serial\nnew_certs_dir = .\ndefault_md = sha256\npolicy = p\nunique_subject = no\n[p]\ncommonName = supplied\n',
+    '[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nserial = serial\nnew_certs_dir = .\ndefault_md = sha256\npolicy = p\nunique_subject = no\ncopy_extensions = copy\n[p]\ncommonName = supplied\n',
   );
   return { dir: d, cert, key };
 }
 
-/** A node certificate signed by `ca`; `expired`: valid only on 2020-01-01. Key mode 0600. */
-export function issue(ca: Ca, name: string, opts: { expired?: boolean } = {}): NodeCert {
+/**
+ * A node certificate signed by `ca`; `expired`: valid only on 2020-01-01; `san`: a
+ * subjectAltName such as `IP:127.0.0.1` (what an NBD client checks). Key mode 0600.
+ */
+export function issue(ca: Ca, name: string, opts: { expired?: boolean; san?: string } = {}): NodeCert {
   const key = join(ca.dir, `${name}.key`);
   const csr = join(ca.dir, `${name}.csr`);
   const cert = join(ca.dir, `${name}.pem`);
-  openssl(['req', ...EC, '-keyout', key, '-out', csr, '-subj', `/CN=${name}`]);
+  const ext = opts.san !== undefined ? ['-addext', `subjectAltName=${opts.san}`] : [];
+  openssl(['req', ...EC, '-keyout', key, '-out', csr, '-subj', `/CN=${name}`, ...ext]);
   chmodSync(key, 0o600);
   const dates =
     opts.expired === true ? ['-startdate', '20200101000000Z', '-enddate', '20200102000000Z'] : ['-days', '2'];

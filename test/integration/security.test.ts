@@ -5,7 +5,16 @@
 // the real primary out; under umask 000 what hastd creates is 0700/0755/0600.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -28,6 +37,7 @@ import {
 } from '../harness/cluster.js';
 import { dataAreaHash } from '../harness/data-area.js';
 import { fingerprint, issue, makeCa, tlsLines } from '../harness/certs.js';
+import { run } from '../harness/process.js';
 import { requires, tmpDir } from '../harness/tools.js';
 import { sleep, waitFor } from '../harness/wait.js';
 
@@ -451,5 +461,44 @@ describe('TLS on the replication link', () => {
         /did not offer TLS, but tlscert is configured: refused/.test(b.output()),
     );
     assert.equal((await workerOf(p.conf, p.a.name))?.status, 'degraded');
+  });
+});
+
+describe('NBD STARTTLS on a TCP export', () => {
+  test('nbdinfo reads the export over nbds:// with the test CA; plain nbd:// is refused', async (t) => {
+    if (!requires(t, { tools: ['openssl', 'nbdinfo'] })) return;
+    const root = tmpDir(t);
+    const node: NodeSpec = { name: 'solo', addr: `127.0.0.1:${await freePort('127.0.0.1')}`, dir: root };
+    const img = join(root, 'r0.img');
+    writeFileSync(img, '');
+    truncateSync(img, 16 * MiB);
+    const ca = makeCa(root, 'ca');
+    const cert = issue(ca, 'solo', { san: 'IP:127.0.0.1' });
+    const port = await freePort('127.0.0.1');
+    const conf = join(root, 'hast.conf');
+    writeFileSync(
+      conf,
+      `on solo {\n  control uds://${root}/control.sock\n  listen tcp4://${node.addr}\n}\n` +
+        `resource r0 {\n  on solo {\n    local ${img}\n    export tcp://127.0.0.1:${port}\n    device none\n    remote none\n` +
+        `    ${tlsLines(cert, { ca: ca.cert })}\n  }\n}\n`,
+    );
+    assert.equal((await hastctl(conf, 'solo', ['create', 'r0'])).code, 0);
+    const d = await startHastd(t, conf, node);
+    assert.equal((await hastctl(conf, 'solo', ['role', 'primary', 'r0'])).code, 0);
+    // libnbd takes a directory holding ca-cert.pem.
+    const certs = join(root, 'client');
+    mkdirSync(certs);
+    copyFileSync(ca.cert, join(certs, 'ca-cert.pem'));
+    const uri = `nbds://127.0.0.1:${port}/r0?tls-certificates=${certs}`;
+    const info = await waitFor('nbdinfo over TLS', async () => {
+      const r = await run('nbdinfo', ['--json', uri]);
+      return r.code === 0 ? r.stdout : null;
+    });
+    const json = JSON.parse(info) as { exports: { 'export-size': number }[] };
+    const size = json.exports[0]?.['export-size'] ?? 0;
+    assert.ok(size > 0 && size <= 16 * MiB, info);
+    const plain = await run('nbdinfo', [`nbd://127.0.0.1:${port}/r0`]);
+    assert.notEqual(plain.code, 0, 'a plain client is refused');
+    assert.doesNotMatch(d.output(), /plain TCP/);
   });
 });
