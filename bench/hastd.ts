@@ -3,7 +3,9 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { issue, makeCa, tlsLines } from '../test/harness/certs.js';
 import {
+  addNodeLines,
   dumpOf,
   freePort,
   hastctl,
@@ -78,7 +80,7 @@ export async function startPair(
   scope: Scope,
   mode: Mode,
   fileSize: number,
-  opts: { fill: boolean; fillSecondary?: boolean; extra?: string | null },
+  opts: { fill: boolean; fillSecondary?: boolean; extra?: string | null; tls?: boolean },
 ): Promise<HastdTarget & { pair: Pair }> {
   const fill = opts.fill;
   const fillSecondary = opts.fillSecondary ?? fill;
@@ -87,6 +89,14 @@ export async function startPair(
     replication: mode,
     ...(opts.extra != null ? { extra: opts.extra } : {}),
   });
+  if (opts.tls === true) {
+    // Certificates from one test CA (test/harness/certs.ts), as the TLS tests make them.
+    const ca = makeCa(pair.a.dir, 'ca');
+    addNodeLines(pair, {
+      a: tlsLines(issue(ca, 'node-a'), { ca: ca.cert }),
+      b: tlsLines(issue(ca, 'node-b'), { ca: ca.cert }),
+    });
+  }
   const l = await layout(pair.conf, pair.a);
   if (fill) fillPattern(pair.img(pair.a), l.localOff, l.dataSize);
   if (fillSecondary) fillPattern(pair.img(pair.b), l.localOff, l.dataSize);

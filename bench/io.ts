@@ -13,7 +13,8 @@ import type { BenchOptions } from './options.js';
 import type { Scope } from './scope.js';
 import { progress } from './stats.js';
 
-export const IO_TARGETS = ['nbdkit', 'quorum', 'primary', 'memsync', 'fullsync', 'async'] as const;
+/** `memsync-tls`: the memsync pair with TLS on its replication link (its cost: issue 18). */
+export const IO_TARGETS = ['nbdkit', 'quorum', 'primary', 'memsync', 'fullsync', 'async', 'memsync-tls'] as const;
 export type IoTarget = (typeof IO_TARGETS)[number];
 
 /** Raw samples: samples[jobId][target] = one FioFigures per repetition. */
@@ -34,11 +35,12 @@ export async function ioPhase(parent: Scope, opts: BenchOptions): Promise<IoPhas
     const fill = !opts.sparse;
     progress(`io: starting targets (${opts.size} byte components${fill ? ', filling them' : ', sparse'})`);
     // The hastd targets come up side by side (each start is mostly waiting on hastctl).
-    const [solo, memsync, fullsync, async] = await Promise.all([
+    const [solo, memsync, fullsync, async, memsyncTls] = await Promise.all([
       startSolo(scope, opts.size, fill, opts.resourceExtra),
       startPair(scope, 'memsync', opts.size, { fill, extra: opts.resourceExtra }),
       startPair(scope, 'fullsync', opts.size, { fill, extra: opts.resourceExtra }),
       startPair(scope, 'async', opts.size, { fill, extra: opts.resourceExtra }),
+      startPair(scope, 'memsync', opts.size, { fill, extra: opts.resourceExtra, tls: true }),
     ]);
     const anchorFile = join(dir, 'anchor.img');
     sparseFile(anchorFile, solo.dataSize);
@@ -52,10 +54,19 @@ export async function ioPhase(parent: Scope, opts: BenchOptions): Promise<IoPhas
       memsync: memsync.uri,
       fullsync: fullsync.uri,
       async: async.uri,
+      'memsync-tls': memsyncTls.uri,
     };
     const samples: IoSamples = {};
     for (const job of FIO_JOBS)
-      samples[job.id] = { nbdkit: [], quorum: [], primary: [], memsync: [], fullsync: [], async: [] };
+      samples[job.id] = {
+        nbdkit: [],
+        quorum: [],
+        primary: [],
+        memsync: [],
+        fullsync: [],
+        async: [],
+        'memsync-tls': [],
+      };
     const out = join(dir, 'fio.json');
     for (let rep = 1; rep <= opts.reps; rep++) {
       for (const job of FIO_JOBS) {

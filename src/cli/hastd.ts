@@ -89,7 +89,8 @@ async function main(argv: readonly string[]): Promise<number> {
   if (!opts.foreground && !isDaemonChild) return daemonize(argv);
 
   logInit({ foreground: true, debugLevel: opts.debug });
-  const load = (): HastConfig => loadConfig(opts.config, opts.node === undefined ? {} : { nodeName: opts.node });
+  const load = (): HastConfig =>
+    loadConfig(opts.config, { checkFiles: true, ...(opts.node === undefined ? {} : { nodeName: opts.node }) });
   let cfg: HastConfig;
   try {
     cfg = load();

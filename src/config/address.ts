@@ -112,3 +112,12 @@ export function parseExportAddress(addr: string): ExportAddress {
   const { host, port } = parsePeerAddress(addr, NBD_PORT);
   return { kind: 'tcp', host, port };
 }
+
+/**
+ * True when `host` can only be reached from this machine (127.0.0.0/8, ::1, localhost): a plain
+ * TCP export anywhere else is readable and writable by whoever reaches it (README "Security").
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
+}

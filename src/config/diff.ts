@@ -24,6 +24,11 @@ const FIELD_CHANGE = {
   timeout: 'reload',
   exec: 'reload',
   metaFlush: 'reload',
+  authKey: 'reload',
+  tlsCert: 'reload',
+  tlsKey: 'reload',
+  tlsCa: 'reload',
+  tlsPeer: 'reload',
 } as const satisfies Record<ResourceField, 'restart' | 'reload'>;
 const FIELDS = Object.keys(FIELD_CHANGE) as ResourceField[];
 
@@ -82,7 +87,7 @@ export function diffConfig(oldCfg: HastConfig, newCfg: HastConfig): ConfigDiff {
     if (!oldNames.has(n.name)) resources.set(n.name, { kind: 'added', restartAlways: false, changed: [] });
   }
   return {
-    controlChanged: oldCfg.controlPath !== newCfg.controlPath,
+    controlChanged: oldCfg.controlPath !== newCfg.controlPath || oldCfg.controlGroup !== newCfg.controlGroup,
     pidFileChanged: oldCfg.pidFile !== newCfg.pidFile,
     listenChanged:
       oldCfg.listen.length !== newCfg.listen.length || oldCfg.listen.some((a, i) => a !== newCfg.listen[i]),

@@ -35,6 +35,13 @@ export const KEYWORDS = [
   // Our extensions (HAST-SPEC §1 has no equivalent): NBD export address and device mode.
   'export',
   'device',
+  // Ours too (README "Security"): peer secret file and the control socket's group.
+  'authkey',
+  'controlgroup',
+  'tlscert',
+  'tlskey',
+  'tlsca',
+  'tlspeer',
 ] as const;
 export type Keyword = (typeof KEYWORDS)[number];
 

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { ConfigError } from './errors.js';
 import { acceptableNodeNames } from './node-match.js';
-import { parseAst } from './parser.js';
+import { type ConfigAst, parseAst, type Statement } from './parser.js';
+import { checkPrivateFile, readSecret } from '../peer/auth.js';
 import { resolveConfig } from './resolve.js';
 import type { HastConfig } from './types.js';
 import { EX } from '../util/sysexits.js';
@@ -43,7 +44,10 @@ export function parseConfig(text: string, file: string, opts: ParseOptions = {})
  * Reads and parses a configuration file; the path is made absolute first.
  * Throws ConfigError with exitCode 72 (EX_OSFILE) when it cannot be read, 78 otherwise.
  */
-export function loadConfig(file: string, opts: { nodeName?: string | undefined } = {}): HastConfig {
+export function loadConfig(
+  file: string,
+  opts: { nodeName?: string | undefined; checkFiles?: boolean } = {},
+): HastConfig {
   const path = resolvePath(file);
   let bytes: Buffer;
   try {
@@ -56,5 +60,41 @@ export function loadConfig(file: string, opts: { nodeName?: string | undefined }
     });
   }
   // latin1 maps every byte to one character, so stray bytes are reported, never mis-decoded away.
-  return parseConfig(bytes.toString('latin1'), path, opts);
+  const text = bytes.toString('latin1');
+  if (opts.checkFiles !== true) return parseConfig(text, path, opts);
+  const ast = parseAst(text, path);
+  const cfg = resolveConfig(ast, path, names(opts));
+  checkFiles(ast, cfg, path);
+  return cfg;
+}
+
+/** Every statement of the file, nested ones included. */
+function statementsOf(ast: ConfigAst): Statement[] {
+  return ast.body.flatMap((e) =>
+    e.kind === 'stmt' ? [e] : e.kind === 'on' ? e.body : e.body.flatMap((s) => (s.kind === 'stmt' ? [s] : s.body)),
+  );
+}
+
+/**
+ * What hastd checks on start and reload, beyond the grammar: each `authkey` a resource of this
+ * node uses is a secret file only root can read, and so is each `tlskey` (README "Security").
+ * @throws ConfigError at the statement's line
+ */
+function checkFiles(ast: ConfigAst, cfg: HastConfig, file: string): void {
+  const used = new Set(cfg.resources.flatMap((r) => (r.authKey !== undefined ? [r.authKey] : [])));
+  const keys = new Set(cfg.resources.flatMap((r) => (r.tlsKey !== undefined ? [r.tlsKey] : [])));
+  for (const st of statementsOf(ast)) {
+    const check =
+      st.keyword === 'authkey' && used.has(st.value)
+        ? readSecret
+        : st.keyword === 'tlskey' && keys.has(st.value)
+          ? checkPrivateFile
+          : null;
+    if (check === null) continue;
+    try {
+      check(st.value);
+    } catch (err) {
+      throw new ConfigError(`${(err as Error).message}.`, file, st.line, { keyword: st.keyword, cause: err });
+    }
+  }
 }

@@ -7,6 +7,10 @@
 //                               uds:///path, unix:///path or tcp://host[:port].
 //   device auto|nbd|fuse|none   global, resource and resource-node sections; node > resource >
 //                               global. The values are plain words checked here, not reserved.
+//   authkey <path>              global, resource and resource-node sections; node > resource >
+//                               global. The peer secret file.
+//   tlscert|tlskey|tlsca <path>, tlspeer <sha256>  like authkey: TLS on the replication link.
+//   controlgroup <group>        global and node sections; node wins. Control socket 0660 root:<group>.
 import { ConfigError } from './errors.js';
 import { tokenize, type Keyword, type Token } from './lexer.js';
 import { parseExportAddress } from './address.js';
@@ -29,6 +33,12 @@ export const STATEMENT_KEYWORDS = [
   'source',
   'export',
   'device',
+  'authkey',
+  'controlgroup',
+  'tlscert',
+  'tlskey',
+  'tlsca',
+  'tlspeer',
 ] as const;
 export type StatementKeyword = (typeof STATEMENT_KEYWORDS)[number];
 
@@ -48,10 +58,16 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'exec',
     'metaflush',
     'device',
+    'authkey',
+    'controlgroup',
+    'tlscert',
+    'tlskey',
+    'tlsca',
+    'tlspeer',
     'on',
     'resource',
   ],
-  node: ['control', 'pidfile', 'listen'],
+  node: ['control', 'pidfile', 'listen', 'controlgroup'],
   resource: [
     'replication',
     'checksum',
@@ -63,9 +79,27 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'local',
     'export',
     'device',
+    'authkey',
+    'tlscert',
+    'tlskey',
+    'tlsca',
+    'tlspeer',
     'on',
   ],
-  'resource-node': ['name', 'local', 'remote', 'source', 'metaflush', 'export', 'device'],
+  'resource-node': [
+    'name',
+    'local',
+    'remote',
+    'source',
+    'metaflush',
+    'export',
+    'device',
+    'authkey',
+    'tlscert',
+    'tlskey',
+    'tlsca',
+    'tlspeer',
+  ],
 };
 
 const SECTION_NAME: Readonly<Record<Section, string>> = {
@@ -150,6 +184,10 @@ function checkStatement(st: Statement, file: string): void {
       break;
     case 'pidfile':
     case 'local':
+    case 'authkey':
+    case 'tlscert':
+    case 'tlskey':
+    case 'tlsca':
       if (len >= PATH_MAX) fail(`${st.keyword} argument is too long.`);
       break;
     case 'control':
@@ -165,6 +203,16 @@ function checkStatement(st: Statement, file: string): void {
       } catch (err) {
         fail(`Invalid export address ${st.value}: ${(err as Error).message}.`);
       }
+      break;
+    case 'tlspeer':
+      if (!/^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$/.test(st.value)) {
+        fail(
+          `Invalid tlspeer ${st.value}: expected a SHA-256 certificate fingerprint (64 hex digits, colons allowed).`,
+        );
+      }
+      break;
+    case 'controlgroup':
+      if (!/^[A-Za-z_][A-Za-z0-9_.-]*$|^\d+$/.test(st.value)) fail(`Invalid control group ${st.value}.`);
       break;
     case 'device':
       if (!(DEVICE_MODES as readonly string[]).includes(st.value)) {

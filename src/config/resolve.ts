@@ -27,6 +27,38 @@ function collect(into: Settings, stmts: readonly Statement[]): void {
   for (const st of stmts) into[st.keyword] = st;
 }
 
+/** The TLS fields of a resource (node > resource > global), checked complete. */
+function tlsOf(
+  name: string,
+  levels: readonly Settings[],
+  fail: (msg: string) => never,
+): Pick<ResourceConfig, 'tlsCert' | 'tlsKey' | 'tlsCa' | 'tlsPeer'> {
+  const pick = (k: 'tlscert' | 'tlskey' | 'tlsca' | 'tlspeer'): string | undefined =>
+    levels.map((l) => l[k]).find((s) => s !== undefined)?.value;
+  const cert = pick('tlscert');
+  const key = pick('tlskey');
+  const ca = pick('tlsca');
+  const peer = pick('tlspeer');
+  if (cert === undefined && key === undefined && ca === undefined && peer === undefined) return {};
+  if (cert === undefined || key === undefined) fail(`TLS for resource ${name} needs both tlscert and tlskey.`);
+  if (ca === undefined && peer === undefined) {
+    fail(`TLS for resource ${name} needs tlsca or tlspeer to check the other node's certificate.`);
+  }
+  const fp =
+    peer === undefined
+      ? undefined
+      : peer
+          .replace(/:/g, '')
+          .toUpperCase()
+          .replace(/(..)(?!$)/g, '$1:');
+  return {
+    tlsCert: cert ?? '',
+    tlsKey: key ?? '',
+    ...(ca !== undefined ? { tlsCa: ca } : {}),
+    ...(fp !== undefined ? { tlsPeer: fp } : {}),
+  };
+}
+
 /**
  * Resolves a parsed file for a host answering to `nodeNames`.
  * Throws ConfigError (78) with upstream's texts, at the line of the offending resource/statement.
@@ -108,6 +140,10 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
       metaFlush: metaflush === 'on',
       exportAddr: (mine.export ?? res.export)?.value ?? defaultExportAddr(provName),
       device: ((mine.device ?? res.device ?? global.device)?.value ?? DEFAULT_DEVICE) as DeviceMode,
+      ...((mine.authkey ?? res.authkey ?? global.authkey) !== undefined
+        ? { authKey: (mine.authkey ?? res.authkey ?? global.authkey)?.value ?? '' }
+        : {}),
+      ...tlsOf(item.name, [mine, res, global], fail),
     });
   }
 
@@ -116,6 +152,9 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
     nodeNames: [...nodeNames],
     controlPath,
     controlAddr,
+    ...((node.controlgroup ?? global.controlgroup) !== undefined
+      ? { controlGroup: (node.controlgroup ?? global.controlgroup)?.value ?? '' }
+      : {}),
     pidFile: (node.pidfile ?? global.pidfile)?.value ?? DEFAULT_PIDFILE,
     listen: listen.length > 0 ? listen : [...DEFAULT_LISTEN],
     resources,

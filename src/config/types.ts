@@ -33,6 +33,14 @@ export interface ResourceConfig {
   readonly exportAddr: string;
   /** Our extension `device`. */
   readonly device: DeviceMode;
+  /** Our extension `authkey`: the peer secret file; absent when not configured (FreeBSD handshake). */
+  readonly authKey?: string;
+  /** Our extension: TLS on the replication link (`tlscert`, `tlskey`, and `tlsca` and/or `tlspeer`). */
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsCa?: string;
+  /** SHA-256 fingerprint of the peer's certificate, upper-case hex with colons. */
+  readonly tlsPeer?: string;
 }
 
 export interface HastConfig {
@@ -44,6 +52,8 @@ export interface HastConfig {
   readonly controlPath: string;
   /** Control address as configured (or the default). */
   readonly controlAddr: string;
+  /** Our extension `controlgroup`: group name or gid allowed on the control socket (0660). */
+  readonly controlGroup?: string;
   readonly pidFile: string;
   /** Listen addresses as configured (or the defaults). */
   readonly listen: readonly string[];

@@ -1,8 +1,8 @@
 // The hastd parent: configuration, control socket, roles, worker supervision, hooks, reload.
 // HAST-SPEC §5.2–5.4 (roles and workers), §10 (lifecycle, signals, reload), §2.8 (control).
 import { fork, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { unlinkSync } from 'node:fs';
+import { connect, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parsePeerAddress } from '../config/address.js';
@@ -19,6 +19,7 @@ import {
 } from '../control/messages.js';
 import { readLine } from '../control/wire.js';
 import { log } from '../log/log.js';
+import { listenControlSocket } from './control-socket.js';
 import type { PeerListeners } from './listen.js';
 import { type PeerParent, ResourceState, type StartOutcome } from './resource-state.js';
 import type { HookEvent, ParentToWorker, WorkerToParent } from './worker-ipc.js';
@@ -122,7 +123,11 @@ export class HastdParent implements PeerParent {
   }
 
   async start(): Promise<void> {
-    this.#control = await listenControl(this.cfg.controlPath, (sock) => void this.#onControl(sock));
+    this.#control = await listenControlSocket(
+      this.cfg.controlPath,
+      this.cfg.controlGroup,
+      (sock) => void this.#onControl(sock),
+    );
     if (this.opts.startPeerListeners !== undefined) {
       this.#peers = await this.opts.startPeerListeners(this);
     }
@@ -600,7 +605,7 @@ export class HastdParent implements PeerParent {
       if (d.controlChanged) {
         let fresh: Server;
         try {
-          fresh = await listenControl(next.controlPath, (sock) => void this.#onControl(sock));
+          fresh = await listenControlSocket(next.controlPath, next.controlGroup, (sock) => void this.#onControl(sock));
         } catch (err) {
           log.error('Configuration not reloaded', err);
           if (listenChanged) await this.#peers?.update(this.cfg.listen).catch(() => undefined);
@@ -750,25 +755,6 @@ export function probePeer(remoteAddr: string, sourceAddr: string | null): Promis
     sock.once('connect', () => done(true));
     sock.once('error', () => done(false));
   });
-}
-
-async function listenControl(path: string, onConn: (s: Socket) => void): Promise<Server> {
-  mkdirSync(dirname(path), { recursive: true });
-  try {
-    unlinkSync(path);
-  } catch {
-    // No stale socket.
-  }
-  const server = createServer((sock) => onConn(sock));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ path }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  chmodSync(path, 0o600);
-  return server;
 }
 
 function closeControl(server: Server | null, path: string): void {

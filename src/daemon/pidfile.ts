@@ -6,7 +6,6 @@ import {
   constants as fsConstants,
   fchmodSync,
   linkSync,
-  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
@@ -14,6 +13,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import { makeDirs, SHARED_DIR_MODE } from '../util/dirs.js';
 
 /** Another live hastd holds the pidfile; the caller exits with EX_TEMPFAIL (75). */
 export class PidfileError extends Error {
@@ -52,7 +52,7 @@ const MAX_ATTEMPTS = 20;
  * Other failures (permissions, read-only fs) throw the underlying errno error.
  */
 export function acquirePidfile(path: string): Pidfile {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  makeDirs(dirname(path), SHARED_DIR_MODE);
   const me = process.pid;
   const tmp = `${path}.${me}.tmp`;
   const aside = `${path}.${me}.stale`;

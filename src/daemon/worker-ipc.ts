@@ -43,6 +43,8 @@ export interface PeerFirstMessage {
   readonly peerAddr: string;
   /** Ours: the primary advertised the consistency extension (`consistency`). */
   readonly consistency?: boolean;
+  /** Ours: TLS was agreed (peer/tls.ts); the worker starts it on both sockets as the TLS client. */
+  readonly tls?: boolean;
 }
 
 export type WorkerToParent =

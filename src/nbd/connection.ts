@@ -43,6 +43,8 @@ export interface ConnectionHost {
   /** Register a connection to be woken (via `wake()`) when a slot frees. */
   waitForSlot(conn: Connection): void;
   onClosed(conn: Connection): void;
+  /** With TLS configured (HandshakeConfig.tls): run the server side of TLS over `socket`. */
+  startTls?(socket: Duplex): Promise<Duplex>;
 }
 
 /** Unread reply bytes beyond which we stop reading requests until the socket drains. */
@@ -64,7 +66,7 @@ type Phase = 'header' | 'payload' | 'drain';
  */
 export class Connection {
   readonly #host: ConnectionHost;
-  readonly #socket: Duplex;
+  #socket: Duplex;
   readonly #peer: string;
   #handshake: NbdHandshake | null;
   #neg: Negotiated | null = null;
@@ -92,18 +94,56 @@ export class Connection {
     this.#handshake = new NbdHandshake(host.handshakeConfig());
     let resolveClosed: () => void = () => undefined;
     this.#closed = new Promise<void>((r) => (resolveClosed = r));
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('end', () => this.#onEnd());
-    socket.on('error', (err: Error) => {
-      this.#host.log('debug', `NBD connection ${this.#peer}: ${err.message}`);
-      this.#dead = true;
-    });
+    this.#listen(socket);
     socket.on('close', () => {
       this.#dead = true;
       this.#host.onClosed(this);
       resolveClosed();
     });
     socket.write(encodeGreeting());
+  }
+
+  readonly #onDataFn = (chunk: Buffer): void => this.#onData(chunk);
+  readonly #onEndFn = (): void => this.#onEnd();
+  readonly #onErrorFn = (err: Error): void => {
+    this.#host.log('debug', `NBD connection ${this.#peer}: ${err.message}`);
+    this.#dead = true;
+  };
+
+  #listen(s: Duplex): void {
+    s.on('data', this.#onDataFn);
+    s.on('end', this.#onEndFn);
+    s.on('error', this.#onErrorFn);
+  }
+
+  /** NBD_OPT_STARTTLS acknowledged: the rest of the connection runs over TLS (starttls.ts). */
+  #startTls(): void {
+    const raw = this.#socket;
+    const start = this.#host.startTls;
+    raw.off('data', this.#onDataFn);
+    raw.off('end', this.#onEndFn);
+    raw.pause();
+    if (start === undefined) {
+      raw.destroy();
+      return;
+    }
+    start.call(this.#host, raw).then(
+      (tls) => {
+        if (this.#dead) {
+          tls.destroy();
+          return;
+        }
+        this.#socket = tls;
+        this.#listen(tls);
+        this.#handshake?.tlsStarted();
+        this.#host.log('debug', `NBD connection ${this.#peer}: TLS established`);
+      },
+      (err: unknown) => {
+        this.#host.log('warning', `NBD connection ${this.#peer} closed: TLS failed: ${(err as Error).message}`);
+        this.#dead = true;
+        raw.destroy();
+      },
+    );
   }
 
   /** Resolves when the socket is closed. */
@@ -167,6 +207,10 @@ export class Connection {
     const step = hs.push(chunk);
     for (const b of step.send) this.#socket.write(b);
     if (step.state === 'more') return;
+    if (step.state === 'starttls') {
+      this.#startTls();
+      return;
+    }
     if (step.state === 'close') {
       if (step.protocolError) this.#host.log('warning', `NBD connection ${this.#peer} closed: ${step.reason}`);
       this.#handshake = null;

@@ -41,6 +41,11 @@ export interface HandshakeConfig {
   readonly minBlockSize: number;
   readonly preferredBlockSize: number;
   readonly maxBlockSize: number;
+  /**
+   * TLS is configured (starttls.ts): NBD_OPT_STARTTLS is accepted, and every other option but
+   * NBD_OPT_ABORT is refused with NBD_REP_ERR_TLS_REQD until TLS is up (nbdkit's --tls=require).
+   */
+  readonly tls?: boolean;
 }
 
 /** What the client negotiated, for the transmission phase. */
@@ -57,6 +62,8 @@ export interface Negotiated {
 export type HandshakeStep =
   | { readonly state: 'more'; readonly send: Buffer[] }
   | { readonly state: 'transmission'; readonly send: Buffer[]; readonly negotiated: Negotiated; readonly rest: Buffer }
+  /** NBD_OPT_STARTTLS was acknowledged: write `send`, run TLS, then call tlsStarted() and go on. */
+  | { readonly state: 'starttls'; readonly send: Buffer[] }
   /** `protocolError` false for a polite end (NBD_OPT_ABORT), true for bad input worth logging. */
   | { readonly state: 'close'; readonly send: Buffer[]; readonly reason: string; readonly protocolError: boolean };
 
@@ -141,9 +148,15 @@ export class NbdHandshake {
   #optLength = 0;
   #skipLeft = 0;
   #options = 0;
+  #tlsUp = false;
 
   constructor(cfg: HandshakeConfig) {
     this.#cfg = cfg;
+  }
+
+  /** The connection now runs over TLS: options are accepted again. */
+  tlsStarted(): void {
+    this.#tlsUp = true;
   }
 
   /** Feed received bytes. Never throws on bad input: it answers with a 'close' step instead. */
@@ -241,6 +254,11 @@ export class NbdHandshake {
 
   /** Handle one complete option; returns a step when haggling ends, null to continue. */
   #handleOption(opt: number, data: Buffer, send: Buffer[]): HandshakeStep | null {
+    if (this.#cfg.tls === true && !this.#tlsUp && opt !== NBD_OPT.STARTTLS && opt !== NBD_OPT.ABORT) {
+      if (opt === NBD_OPT.EXPORT_NAME) return this.#close(send, 'NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS');
+      send.push(errorReply(opt, NBD_REP.ERR_TLS_REQD, 'TLS is required on this export: use NBD_OPT_STARTTLS'));
+      return null;
+    }
     switch (opt) {
       case NBD_OPT.EXPORT_NAME: {
         const name = data.toString('utf8');
@@ -273,8 +291,22 @@ export class NbdHandshake {
         return null;
       }
       case NBD_OPT.STARTTLS:
-        send.push(errorReply(opt, NBD_REP.ERR_POLICY, 'TLS is not configured on this export'));
-        return null;
+        if (this.#cfg.tls !== true) {
+          send.push(errorReply(opt, NBD_REP.ERR_POLICY, 'TLS is not configured on this export'));
+          return null;
+        }
+        if (this.#tlsUp) {
+          send.push(errorReply(opt, NBD_REP.ERR_INVALID, 'TLS is already in use'));
+          return null;
+        }
+        if (data.length !== 0) {
+          send.push(errorReply(opt, NBD_REP.ERR_INVALID, 'NBD_OPT_STARTTLS takes no data'));
+          return null;
+        }
+        // The client sends nothing more until it has our ACK: bytes already here are not TLS.
+        if (this.#queue.length > 0) return this.#close(send, 'data after NBD_OPT_STARTTLS');
+        send.push(encodeOptionReply(opt, NBD_REP.ACK));
+        return { state: 'starttls', send };
       case NBD_OPT.INFO:
       case NBD_OPT.GO:
         return this.#infoOrGo(opt, data, send);

@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { NbdBackend } from './backend.js';
 import { Connection, transmissionFlagsOf, type ConnectionHost, type NbdLog } from './connection.js';
 import type { HandshakeConfig } from './handshake.js';
+import { nbdTlsUpgrade } from './starttls.js';
 
 export type { NbdBackend } from './backend.js';
 export type { NbdExtent } from './reply.js';
@@ -28,6 +29,8 @@ export interface NbdServerOptions {
   readonly log?: NbdLog;
   /** Mode of a unix socket (default 0o600). */
   readonly socketMode?: number;
+  /** NBD_OPT_STARTTLS with this certificate and key, and TLS required (starttls.ts). */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export type NbdListenAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
@@ -62,6 +65,7 @@ export function createNbdServer(backend: NbdBackend, opts: NbdServerOptions = {}
   let listening: NbdListenAddress | null = null;
   let net: Server | null = null;
   let peerSeq = 0;
+  const tlsUpgrade = opts.tls !== undefined ? nbdTlsUpgrade(opts.tls) : undefined;
 
   const host: ConnectionHost = {
     backend,
@@ -76,8 +80,10 @@ export function createNbdServer(backend: NbdBackend, opts: NbdServerOptions = {}
         minBlockSize: 1,
         preferredBlockSize: Math.min(NBD_PREFERRED_BLOCK_SIZE, maxBlockSize),
         maxBlockSize,
+        ...(tlsUpgrade !== undefined ? { tls: true } : {}),
       };
     },
+    ...(tlsUpgrade !== undefined ? { startTls: tlsUpgrade } : {}),
     tryAcquire(): boolean {
       if (inFlight >= maxInFlight) return false;
       inFlight++;

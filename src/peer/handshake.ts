@@ -101,7 +101,12 @@ export async function sendRefusal(sock: Socket, errmsg: string, wait: boolean): 
   sock.destroy();
 }
 
-/** First-connection reply `{version, token}`, framed with the negotiated version (step 3). */
-export function sendFirstReply(sock: Socket, version: number, token: Uint8Array): Promise<void> {
-  return writeMessage(sock, buildHandshakeReply(version, token), undefined, { ...PLAIN, version });
+/**
+ * First-connection reply `{version, token}`, framed with the negotiated version (step 3), with
+ * `extra`'s fields (our extensions: auth.ts) appended when given.
+ */
+export function sendFirstReply(sock: Socket, version: number, token: Uint8Array, extra?: NvList): Promise<void> {
+  const nv = buildHandshakeReply(version, token);
+  for (const el of extra?.elements ?? []) nv.addElement(el);
+  return writeMessage(sock, nv, undefined, { ...PLAIN, version });
 }

@@ -5,7 +5,20 @@ import { connect, type Socket } from 'node:net';
 import { parsePeerAddress } from '../config/index.js';
 import type { ResourceConfig } from '../config/types.js';
 import { log } from '../log/log.js';
+import { NvList } from '../nv/codec.js';
+import {
+  addAuthMac,
+  addAuthNonce,
+  authMac,
+  macMatches,
+  newNonce,
+  readAuthMac,
+  readAuthNonce,
+  readSecret,
+} from '../peer/auth.js';
 import { PeerConnection } from '../peer/connection.js';
+import { readFirstHeader, writeMessage } from '../peer/handshake.js';
+import { addTlsOffer, offersTls, startTls, wantsTls } from '../peer/tls.js';
 import { HAST_PROTO_VERSION, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
 import type { SyncSrc } from '../peer/decide.js';
 import {
@@ -72,6 +85,42 @@ function open(cfg: ResourceConfig, timeoutMs: number): Promise<Socket> {
 }
 
 /**
+ * Check the secondary's answer to our challenge in its first reply and compute ours to its.
+ * `failure` is set when its answer was wrong: we still send ours (bound to its fresh nonce, it is
+ * worth nothing to anyone else) so that a real secondary with another secret logs the refusal too.
+ * @throws ConnectError('refused') when it sent no answer or reflected our challenge
+ */
+function authenticate(
+  secret: Buffer,
+  primaryNonce: Uint8Array,
+  resource: string,
+  token: Uint8Array,
+  reply: NvList,
+  addr: string,
+): { readonly answer: Buffer; readonly failure: ConnectError | null } {
+  const secondaryNonce = readAuthNonce(reply, addr);
+  const mac = readAuthMac(reply, addr);
+  if (secondaryNonce === undefined || mac === undefined) {
+    throw new ConnectError(
+      'refused',
+      `Remote node ${addr} did not answer the authentication challenge (is authkey configured there?): refused`,
+    );
+  }
+  if (Buffer.compare(Buffer.from(secondaryNonce), Buffer.from(primaryNonce)) === 0) {
+    throw new ConnectError('refused', `Remote node ${addr} reflected our authentication challenge: refused`);
+  }
+  const ctx = { resource, primaryNonce, secondaryNonce, token };
+  const answer = authMac(secret, 'primary', ctx);
+  if (!macMatches(authMac(secret, 'secondary', ctx), mac)) {
+    return {
+      answer,
+      failure: new ConnectError('refused', `Remote node ${addr} failed authentication (wrong authkey?): refused`),
+    };
+  }
+  return { answer, failure: null };
+}
+
+/**
  * One connection attempt (HAST-SPEC §6.3 steps 1, 4, 5, 8, 9). Writes the primary's metadata where
  * the handshake says so (a fresh resuid, the virgin bump) and merges and stores the peer's bitmap
  * before returning: an interrupted sync resumes from disk.
@@ -87,36 +136,89 @@ export async function connectToSecondary(
   const addr = cfg.remoteAddr;
   let out: PeerConnection | null = null;
   let inn: PeerConnection | null = null;
+  // With TLS the plain part of the handshake runs on the bare sockets, which become TLS after it.
+  let rawOut: Socket | null = null;
+  let rawIn: Socket | null = null;
   try {
-    out = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, maxPayload: 0 });
-    out.send(buildFirstConnect(cfg.name));
-    const r1 = readHandshakeReply((await out.receive(timeoutMs)).nv, addr);
+    // Our extensions (peer/auth.ts, peer/tls.ts): only with `authkey` or TLS configured does
+    // anything differ from FreeBSD's bytes.
+    const secret = cfg.authKey !== undefined ? readSecret(cfg.authKey) : null;
+    const primaryNonce = secret !== null ? newNonce() : null;
+    const tls = wantsTls(cfg);
+    let hello = buildFirstConnect(cfg.name);
+    if (primaryNonce !== null) hello = addAuthNonce(hello, primaryNonce);
+    if (tls) hello = addTlsOffer(hello);
+    let m1: NvList;
+    if (tls) {
+      rawOut = await open(cfg, timeoutMs);
+      await writeMessage(rawOut, hello, undefined, { ...PLAIN, version: HAST_PROTO_VERSION });
+      m1 = await readFirstHeader(rawOut, timeoutMs);
+    } else {
+      out = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, maxPayload: 0 });
+      out.send(hello);
+      m1 = (await out.receive(timeoutMs)).nv;
+    }
+    const r1 = readHandshakeReply(m1, addr);
     if (r1.kind === 'error' && r1.wait) {
       log.warning(r1.errmsg);
-      out.close();
+      out?.close();
+      rawOut?.destroy();
       return { kind: 'busy', errmsg: r1.errmsg };
     }
     if (r1.kind === 'error') throw new ConnectError('refused', `Remote node refused the connection: ${r1.errmsg}`);
+    if (tls && !offersTls(m1)) {
+      throw new ConnectError(
+        'refused',
+        `Remote node ${addr} did not agree to TLS (are tlscert and tlskey configured there?): refused`,
+      );
+    }
     const version = r1.version;
-    out.setSendOptions({ version });
+    const auth =
+      secret !== null && primaryNonce !== null
+        ? authenticate(secret, primaryNonce, cfg.name, r1.token, m1, addr)
+        : null;
+    if (auth !== null && auth.failure !== null) {
+      // Only our answer, none of our counters, then close: its refusal is logged on its side too.
+      const sock = await open(cfg, timeoutMs);
+      const nv = addAuthMac(new NvList().addString('resource', cfg.name).addUint8Array('token', r1.token), auth.answer);
+      await writeMessage(sock, nv, undefined, { ...PLAIN, version }, true).catch(() => undefined);
+      sock.destroy();
+      throw auth.failure;
+    }
+    const answer = auth?.answer ?? null;
+    out?.setSendOptions({ version });
 
-    inn = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, version, maxPayload: 0 });
+    if (!tls)
+      inn = new PeerConnection({ socket: await open(cfg, timeoutMs), name: addr, ...PLAIN, version, maxPayload: 0 });
+    else rawIn = await open(cfg, timeoutMs);
     const md = res.md;
     const { virgin, persist } = res.counters.beforeHandshake();
     await res.saveMetadata(persist);
     // The bitmap travels as the payload of the secondary's answer on "out"; set its limit before
     // the answer can arrive.
     const mapLimit = res.amap.diskMapSize + 1024;
-    out.setMaxPayload(mapLimit);
-    inn.send(
-      buildSecondConnect(cfg.name, r1.token, {
-        resuid: md.resuid,
-        localCnt: md.localCnt,
-        remoteCnt: md.remoteCnt,
-        virgin,
-        consistency: true,
-      }),
-    );
+    out?.setMaxPayload(mapLimit);
+    let second = buildSecondConnect(cfg.name, r1.token, {
+      resuid: md.resuid,
+      localCnt: md.localCnt,
+      remoteCnt: md.remoteCnt,
+      virgin,
+      consistency: true,
+    });
+    if (answer !== null) second = addAuthMac(second, answer);
+    if (inn !== null) inn.send(second);
+    if (rawOut !== null && rawIn !== null) {
+      await writeMessage(rawIn, second, undefined, { ...PLAIN, version });
+      // The secondary's worker starts TLS on both once the parent has handed them over.
+      const [tOut, tIn] = await Promise.all([
+        startTls(rawOut, cfg, 'server', timeoutMs),
+        startTls(rawIn, cfg, 'server', timeoutMs),
+      ]);
+      await writeMessage(tOut, addTlsOffer(new NvList()), undefined, { ...PLAIN, version });
+      out = new PeerConnection({ socket: tOut, name: addr, ...PLAIN, version, maxPayload: mapLimit });
+      inn = new PeerConnection({ socket: tIn, name: addr, ...PLAIN, version, maxPayload: 0 });
+    }
+    if (out === null || inn === null) throw new Error('connections missing after the handshake');
 
     const m2 = await out.receive(timeoutMs);
     const r2 = readSyncReply(m2.nv, addr);
@@ -169,6 +271,8 @@ export async function connectToSecondary(
   } catch (err) {
     out?.close();
     inn?.close();
+    rawOut?.destroy();
+    rawIn?.destroy();
     throw err;
   }
 }

@@ -1,8 +1,9 @@
 // Primary worker process: opens the component (flock), loads metadata and the activemap, serves the
 // data area over NBD at `export`, attaches /dev/hast/<provname>, and replicates (HAST-SPEC §5.2, §5.5).
-import { mkdirSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openComponent } from '../component/open.js';
+import { isLoopbackHost } from '../config/address.js';
 import { parseExportAddress } from '../config/index.js';
 import type { ResourceConfig } from '../config/types.js';
 import { syncedPercent, type WorkerStatus } from '../control/messages.js';
@@ -13,6 +14,7 @@ import { log } from '../log/log.js';
 import { readMetadata } from '../metadata/metadata.js';
 import { createNbdServer, type NbdBackend } from '../nbd/server.js';
 import { MAXPHYS } from '../peer/constants.js';
+import { makeDirs, PRIVATE_DIR_MODE } from '../util/dirs.js';
 import { ErrnoError } from '../util/errno.js';
 import { PrimaryResource } from './resource.js';
 import { peerPrimaryMessage, startReplication, type Replication, type StartOutcome } from './replicate.js';
@@ -127,15 +129,24 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     description: `HAST resource ${cfg.name}`,
     maxInFlight: SLOTS,
     maxBlockSize: MAXPHYS,
+    // A TCP export of a resource with tlscert/tlskey requires NBD STARTTLS with that certificate.
+    ...(exp.kind === 'tcp' && cfg.tlsCert !== undefined && cfg.tlsKey !== undefined
+      ? { tls: { cert: cfg.tlsCert, key: cfg.tlsKey } }
+      : {}),
     log: (level, msg) =>
       level === 'error' ? log.error(msg) : level === 'warning' ? log.warning(msg) : log.debug(1, msg),
   });
   try {
     if (exp.kind === 'unix') {
-      mkdirSync(dirname(exp.path), { recursive: true });
+      makeDirs(dirname(exp.path), PRIVATE_DIR_MODE);
       await nbd.listen({ kind: 'unix', path: exp.path });
     } else {
       await nbd.listen({ kind: 'tcp', host: exp.host, port: exp.port });
+      if (!isLoopbackHost(exp.host) && cfg.tlsCert === undefined) {
+        log.warning(
+          `NBD export ${cfg.exportAddr} is plain TCP on a non-loopback address: whoever reaches it reads and writes the resource (no TLS).`,
+        );
+      }
     }
   } catch (err) {
     return fail(`Unable to serve NBD at ${cfg.exportAddr}`, err, WORKER_EXIT.OSERR);

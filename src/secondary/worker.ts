@@ -8,8 +8,13 @@ import { emptyStats, syncedPercent, type WorkerStatus } from '../control/message
 import type { HookEvent, ParentToWorker, PeerFirstMessage, WorkerInit, WorkerToParent } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import { readMetadata } from '../metadata/metadata.js';
+import { readFirstHeader } from '../peer/handshake.js';
+import { offersTls, startTls } from '../peer/tls.js';
 import { EX } from '../util/sysexits.js';
 import { SecondarySession } from './session.js';
+
+/** The TLS handshake gets as long as the rest of the handshake (HAST-SPEC §6.5). */
+const TLS_TIMEOUT_MS = 20_000;
 
 interface PeerSockets {
   readonly inSock: Socket;
@@ -101,7 +106,25 @@ export async function runSecondaryWorker(init: WorkerInit): Promise<void> {
   process.on('SIGTERM', quit);
   process.on('disconnect', quit);
 
-  const { inSock, outSock, first } = await sockets;
+  const got = await sockets;
+  const { first } = got;
+  let { inSock, outSock } = got;
+  if (first.tls === true) {
+    try {
+      [inSock, outSock] = await Promise.all([
+        startTls(inSock, cfg, 'client', TLS_TIMEOUT_MS),
+        startTls(outSock, cfg, 'client', TLS_TIMEOUT_MS),
+      ]);
+      // The primary's word that it accepted our certificate, before anything else on "in".
+      const ok = await readFirstHeader(inSock, TLS_TIMEOUT_MS).catch((err: unknown) => {
+        throw new Error(`the primary did not accept our certificate (${(err as Error).message})`);
+      });
+      if (!offersTls(ok)) throw new Error('the primary did not confirm TLS');
+    } catch (err) {
+      log.error(`Unable to secure the connection with ${first.peerAddr}`, err);
+      exitNow(EX.TEMPFAIL);
+    }
+  }
   let comp: Component;
   try {
     // Read-write with an exclusive lock, as the primary opens it.

@@ -1,7 +1,7 @@
 // Integration harness: real hastd processes on loopback with file-backed components. Everything
 // started here is registered for cleanup the moment it exists, and processes are ended by pid.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { controlRequest } from '../../src/control/client.js';
 import { type DumpLayout, parseDump } from './data-area.js';
@@ -242,6 +242,19 @@ export async function makePair(
     img: (n) => join(n.dir, 'r0.img'),
     sock: (n) => join(n.dir, 'r0.sock'),
   };
+}
+
+/** Add statements to each node's `on` block of the pair's resource (undefined: nothing). */
+export function addNodeLines(p: Pair, lines: { readonly a?: string; readonly b?: string }): void {
+  let text = readFileSync(p.conf, 'utf8');
+  for (const [node, add] of [
+    [p.a, lines.a],
+    [p.b, lines.b],
+  ] as const) {
+    if (add === undefined) continue;
+    text = text.replace(`  on ${node.name} {\n    local`, `  on ${node.name} {\n    ${add}\n    local`);
+  }
+  writeFileSync(p.conf, text);
 }
 
 /** Layout of a component as `hastctl dump` reports it. */

@@ -4,7 +4,6 @@ import { execFileSync, spawn } from 'node:child_process';
 import {
   closeSync,
   existsSync,
-  mkdirSync,
   openSync,
   readFileSync,
   readdirSync,
@@ -15,6 +14,7 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { log } from '../../log/log.js';
+import { makeDirs, PRIVATE_DIR_MODE } from '../../util/dirs.js';
 import {
   DeviceError,
   cmdlineOf,
@@ -80,11 +80,11 @@ export async function attachFuse(opts: FuseAttachOptions): Promise<FuseDevice> {
   const nbdfuse = requireTool('nbdfuse', 'device fuse');
   const losetup = requireTool('losetup', 'device fuse');
   const paths = fusePaths(opts.provName, opts.stateDir);
-  mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+  makeDirs(opts.stateDir, PRIVATE_DIR_MODE);
   if (isFuseMount(paths.mountDir) || loopsOnOurFuse(paths.file, paths.mountDir).length > 0) {
     await cleanupStaleFuse(opts.provName, opts.stateDir);
   }
-  mkdirSync(paths.mountDir, { recursive: true, mode: 0o700 });
+  makeDirs(paths.mountDir, PRIVATE_DIR_MODE);
   removeQuietly(paths.pidFile);
 
   const logFd = openSync(paths.logFile, 'w', 0o600);

@@ -1,9 +1,10 @@
 // /dev/hast/<provname> on Linux: a symlink to an nbd or FUSE+loop block device fed by the
 // worker's NBD export. HAST-SPEC §5.5, DESIGN.md "The device on Linux".
-import { lstatSync, mkdirSync, readlinkSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
+import { lstatSync, readlinkSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DeviceMode } from '../../config/types.js';
 import { log } from '../../log/log.js';
+import { makeDirs, SHARED_DIR_MODE } from '../../util/dirs.js';
 import { attachFuse, cleanupStaleFuse } from './fuse.js';
 import { attachNbd, nbdModuleUsable } from './nbd.js';
 import { DeviceError, findTool, run } from './sys.js';
@@ -138,7 +139,7 @@ export async function cleanupStaleDevice(provName: string, stateDir: string): Pr
 
 /** Point /dev/hast/<provname> at `blockDevice`, replacing any old link atomically. */
 function linkDevice(devicePath: string, blockDevice: string): void {
-  mkdirSync(DEV_HAST_DIR, { recursive: true, mode: 0o755 });
+  makeDirs(DEV_HAST_DIR, SHARED_DIR_MODE);
   const tmp = `${devicePath}.${process.pid}.tmp`;
   try {
     unlinkSync(tmp);
@@ -150,7 +151,7 @@ function linkDevice(devicePath: string, blockDevice: string): void {
   } catch (err) {
     // Another provider's detach may have removed an empty /dev/hast between our mkdir and here.
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    mkdirSync(DEV_HAST_DIR, { recursive: true, mode: 0o755 });
+    makeDirs(DEV_HAST_DIR, SHARED_DIR_MODE);
     symlinkSync(blockDevice, tmp);
   }
   renameSync(tmp, devicePath);

@@ -1,7 +1,12 @@
 // Unit tests for the address forms of HAST-SPEC §1.6 and our export addresses.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { parsePeerAddress, parseControlAddress, parseExportAddress } from '../../../src/config/address.js';
+import {
+  isLoopbackHost,
+  parsePeerAddress,
+  parseControlAddress,
+  parseExportAddress,
+} from '../../../src/config/address.js';
 
 describe('parsePeerAddress()', () => {
   const ok: [string, { host: string; port: number; family: 0 | 4 | 6 }][] = [
@@ -81,5 +86,14 @@ describe('parseExportAddress()', () => {
     assert.throws(() => parseExportAddress('nbd://x'), /unsupported scheme/);
     assert.throws(() => parseExportAddress('uds://x.sock'), /not absolute/);
     assert.throws(() => parseExportAddress('tcp://h:0'), /out of range/);
+  });
+});
+
+describe('isLoopbackHost()', () => {
+  test('127/8, ::1 and localhost are loopback; wildcards and real addresses are not', () => {
+    for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', '::ffff:127.0.0.1'])
+      assert.ok(isLoopbackHost(h), h);
+    for (const h of ['0.0.0.0', '::', '192.0.2.1', '198.51.100.7', 'example.org', '128.0.0.1'])
+      assert.ok(!isLoopbackHost(h), h);
   });
 });

@@ -60,7 +60,15 @@ function valueFor(kw: StatementKeyword): fc.Arbitrary<string> {
     case 'pidfile':
     case 'local':
     case 'exec':
+    case 'authkey':
+    case 'tlscert':
+    case 'tlskey':
+    case 'tlsca':
       return path;
+    case 'tlspeer':
+      return fc.constant('ab'.repeat(32));
+    case 'controlgroup':
+      return word;
     case 'name':
       return word;
   }

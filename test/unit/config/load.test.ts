@@ -1,7 +1,7 @@
 // Unit tests for loadConfig() on fixture files and for this host's node names (HAST-SPEC §1, §1.5).
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, writeFileSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
 import { loadConfig, ConfigError, acceptableNodeNames, isThisNode } from '../../../src/config/index.js';
@@ -180,5 +180,59 @@ describe('nodeNamesFrom()', () => {
       assert.equal(isThisNode(node, names), true, node);
     }
     for (const node of ['N1', 'n1.la', 'hostid01', 'lan']) assert.equal(isThisNode(node, names), false, node);
+  });
+});
+
+describe('loadConfig({ checkFiles }) (hastd start and reload)', () => {
+  test('a group- or world-readable authkey is refused at its file:line; 0600 loads', (t) => {
+    const dir = tmpDir(t);
+    const key = join(dir, 'hast.key');
+    writeFileSync(key, '0123456789abcdef0123456789abcdef\n', { mode: 0o640 });
+    const conf = join(dir, 'hast.conf');
+    writeFileSync(conf, `resource r0 {\n  authkey ${key}\n  on a {\n    local /dev/x\n    remote 10.0.0.2\n  }\n}\n`);
+    assert.throws(
+      () => loadConfig(conf, { nodeName: 'a', checkFiles: true }),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.line === 2 &&
+        e.keyword === 'authkey' &&
+        e.message.startsWith(`${conf}:2: Secret file ${key} is accessible by group or others (mode 0640)`),
+    );
+    // hastctl does not read secrets: the same file still loads without checkFiles.
+    assert.equal(loadConfig(conf, { nodeName: 'a' }).resources[0]?.authKey, key);
+    chmodSync(key, 0o600);
+    assert.equal(loadConfig(conf, { nodeName: 'a', checkFiles: true }).resources[0]?.authKey, key);
+  });
+});
+
+describe('TLS keywords', () => {
+  const conf = (dir: string, lines: string): string => {
+    const f = join(dir, 'hast.conf');
+    writeFileSync(f, `resource r0 {\n${lines}\n  on a {\n    local /dev/x\n    remote 10.0.0.2\n  }\n}\n`);
+    return f;
+  };
+  test('tlscert and tlskey go together, with tlsca or tlspeer; a fingerprint is normalised', (t) => {
+    const dir = tmpDir(t);
+    assert.throws(() => loadConfig(conf(dir, '  tlscert /c.pem'), { nodeName: 'a' }), /needs both tlscert and tlskey/);
+    assert.throws(
+      () => loadConfig(conf(dir, '  tlscert /c.pem\n  tlskey /k.pem'), { nodeName: 'a' }),
+      /needs tlsca or tlspeer/,
+    );
+    assert.throws(() => loadConfig(conf(dir, '  tlspeer abc'), { nodeName: 'a' }), /:2: Invalid tlspeer abc/);
+    const r = loadConfig(conf(dir, `  tlscert /c.pem\n  tlskey /k.pem\n  tlspeer ${'ab'.repeat(32)}`), {
+      nodeName: 'a',
+    }).resources[0];
+    assert.equal(r?.tlsPeer, Array(32).fill('AB').join(':'));
+  });
+  test('hastd refuses a group-readable tlskey at its line', (t) => {
+    const dir = tmpDir(t);
+    const key = join(dir, 'k.pem');
+    writeFileSync(key, 'x', { mode: 0o644 });
+    chmodSync(key, 0o644);
+    const f = conf(dir, `  tlscert /c.pem\n  tlskey ${key}\n  tlsca /ca.pem`);
+    assert.throws(
+      () => loadConfig(f, { nodeName: 'a', checkFiles: true }),
+      (e: unknown) => e instanceof ConfigError && e.line === 3 && /Private key file .* \(mode 0644\)/.test(e.message),
+    );
   });
 });

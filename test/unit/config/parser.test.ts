@@ -24,6 +24,12 @@ const SAMPLE: Record<(typeof STATEMENT_KEYWORDS)[number], string> = {
   source: '10.0.0.1',
   export: 'uds:///tmp/e.sock',
   device: 'fuse',
+  authkey: '/etc/hast.key',
+  controlgroup: 'operator',
+  tlscert: '/etc/hast/node.pem',
+  tlskey: '/etc/hast/node.key',
+  tlsca: '/etc/hast/ca.pem',
+  tlspeer: 'ab'.repeat(32),
 };
 
 /** Places `stmt` in `section`; returns the text and the line the statement is on. */
@@ -75,11 +81,13 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     }
   }
 
-  test('the matrix is the spec table plus export and device', () => {
+  test('the matrix is the spec table plus export, device, authkey, controlgroup and the tls keywords', () => {
     assert.deepEqual([...ALLOWED.global].sort(), [
+      'authkey',
       'checksum',
       'compression',
       'control',
+      'controlgroup',
       'device',
       'exec',
       'listen',
@@ -89,9 +97,14 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'replication',
       'resource',
       'timeout',
+      'tlsca',
+      'tlscert',
+      'tlskey',
+      'tlspeer',
     ]);
-    assert.deepEqual([...ALLOWED.node].sort(), ['control', 'listen', 'pidfile']);
+    assert.deepEqual([...ALLOWED.node].sort(), ['control', 'controlgroup', 'listen', 'pidfile']);
     assert.deepEqual([...ALLOWED.resource].sort(), [
+      'authkey',
       'checksum',
       'compression',
       'device',
@@ -103,8 +116,13 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'on',
       'replication',
       'timeout',
+      'tlsca',
+      'tlscert',
+      'tlskey',
+      'tlspeer',
     ]);
     assert.deepEqual([...ALLOWED['resource-node']].sort(), [
+      'authkey',
       'device',
       'export',
       'local',
@@ -112,6 +130,10 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'name',
       'remote',
       'source',
+      'tlsca',
+      'tlscert',
+      'tlskey',
+      'tlspeer',
     ]);
   });
 
@@ -256,7 +278,7 @@ describe('parseAst() syntax errors', () => {
         '',
         4,
         "'foo'",
-        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, on or resource$/,
+        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, tlscert, tlskey, tlsca, tlspeer, on or resource$/,
       ),
     );
     assert.throws(
@@ -265,7 +287,7 @@ describe('parseAst() syntax errors', () => {
         '',
         2,
         "'foo'",
-        /expected control, pidfile or listen or '\}'|expected control, pidfile, listen or '\}'/,
+        /expected control, pidfile, listen or controlgroup or '\}'|expected control, pidfile, listen, controlgroup or '\}'/,
       ),
     );
   });

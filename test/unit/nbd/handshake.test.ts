@@ -307,3 +307,42 @@ describe('NbdHandshake', () => {
     }
   });
 });
+
+describe('NbdHandshake with TLS configured (NBD_OPT_STARTTLS)', () => {
+  const TLS: HandshakeConfig = { ...CFG, tls: true };
+
+  test('options before STARTTLS get ERR_TLS_REQD, EXPORT_NAME closes; STARTTLS is acknowledged', () => {
+    const hs = started(TLS);
+    const go = hs.push(opt(NBD_OPT.GO, goData('', [])));
+    assert.equal(go.state, 'more');
+    assert.deepEqual(
+      parseReplies(go.send).map((x) => x.type),
+      [NBD_REP.ERR_TLS_REQD],
+    );
+    const st = hs.push(opt(NBD_OPT.STARTTLS));
+    assert.equal(st.state, 'starttls');
+    assert.deepEqual(
+      parseReplies(st.send).map((x) => x.type),
+      [NBD_REP.ACK],
+    );
+    hs.tlsStarted();
+    const again = hs.push(opt(NBD_OPT.STARTTLS));
+    assert.deepEqual(
+      parseReplies(again.send).map((x) => x.type),
+      [NBD_REP.ERR_INVALID],
+      'a second STARTTLS is refused',
+    );
+    assert.equal(hs.push(opt(NBD_OPT.GO, goData('', []))).state, 'transmission');
+    assert.equal(started(TLS).push(opt(NBD_OPT.EXPORT_NAME, Buffer.from('mirror'))).state, 'close');
+  });
+
+  test('bytes after STARTTLS in the same chunk close the connection (they cannot be TLS)', () => {
+    const step = started(TLS).push(Buffer.concat([opt(NBD_OPT.STARTTLS), Buffer.from('junk')]));
+    assert.equal(step.state, 'close');
+    const data = started(TLS).push(opt(NBD_OPT.STARTTLS, Buffer.from('x')));
+    assert.deepEqual(
+      parseReplies(data.send).map((x) => x.type),
+      [NBD_REP.ERR_INVALID],
+    );
+  });
+});
