@@ -11,6 +11,9 @@ const STRIDE = 4;
 const TASK_MAX_REQUESTS = 32;
 /** Bytes per pool task: the copies of a task are serial, big ones are better spread over the cores. */
 const TASK_MAX_BYTES = 256 * 1024;
+/** Results that send a request down the ordinary path (which reports the real error). */
+const EBADF = 9;
+const EIO = 5;
 
 type IoBatchFn = NonNullable<HastIo['ioBatch']>;
 
@@ -39,6 +42,8 @@ export class IoBatcher {
    * the caller retries a short or failed request the ordinary way, which reports the error.
    */
   run(fd: number, buf: Buffer, position: number, write: boolean): Promise<number> {
+    // A closed FileHandle's fd is -1: the ordinary path reports that request's error.
+    if (fd < 0) return Promise.resolve(-EBADF);
     return new Promise((done) => {
       if (this.#queue.length === 0) setImmediate(this.#flush);
       this.#queue.push({ fd, buf, position, write, done });
@@ -77,10 +82,17 @@ export class IoBatcher {
       bufs.push(r.buf);
     }
     this.#inPool += reqs.length;
-    this.#submit(ops, bufs, () => {
+    const finish = (): void => {
       this.#inPool -= reqs.length;
-      for (let i = 0; i < reqs.length; i++) reqs[i]?.done(ops[i * STRIDE + 3] ?? -5);
+      for (let i = 0; i < reqs.length; i++) reqs[i]?.done(ops[i * STRIDE + 3] ?? -EIO);
       if (this.#inPool === 0 && this.#queue.length === 0) for (const w of this.#idle.splice(0)) w();
-    });
+    };
+    try {
+      this.#submit(ops, bufs, finish);
+    } catch {
+      // Refused before any I/O (a request the addon cannot take): each is redone the ordinary way.
+      for (let i = 0; i < reqs.length; i++) ops[i * STRIDE + 3] = -EIO;
+      finish();
+    }
   }
 }
