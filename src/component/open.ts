@@ -125,7 +125,7 @@ class LocalComponent implements Component {
   async #batched(fd: number, buf: Buffer, position: number, write: boolean): Promise<number> {
     if (this.#batch === null || buf.length === 0 || buf.length > BATCH_MAX) return 0;
     const n = await this.#batch.run(fd, buf, position, write);
-    return n > 0 ? n : 0;
+    return Math.max(n, 0);
   }
 
   async read(buf: Buffer, position: number): Promise<void> {
