@@ -118,9 +118,11 @@ class LocalComponent implements Component {
   }
 
   /**
-   * A request of at most BATCH_MAX bytes in the next batched pool task: true when it was done in
-   * full; otherwise `done` bytes of it were (the caller does the rest the ordinary way, which
-   * retries a failed request and reports its error as before).
+   * A request of at most BATCH_MAX bytes in the next batched pool task: the bytes it did (all, or
+   * fewer after a short transfer or an error: the caller does the rest the ordinary way, which
+   * retries a failed request and reports its error as before). Only for requests not known to
+   * need the disk: the requests of a task run one after another, so disk reads batched together
+   * would wait for each other instead of running on several pool threads at once.
    */
   async #batched(fd: number, buf: Buffer, position: number, write: boolean): Promise<number> {
     if (this.#batch === null || buf.length === 0 || buf.length > BATCH_MAX) return 0;
@@ -130,6 +132,7 @@ class LocalComponent implements Component {
 
   async read(buf: Buffer, position: number): Promise<void> {
     let done = 0;
+    let nowaitRefused = false;
     if (this.#nowaitRead && buf.length <= NOWAIT_MAX) {
       // Served from the page cache without a thread-pool round trip, or not at all (-1: it would
       // need the disk; 0: end of file) and the loop below does it, reporting any error.
@@ -137,8 +140,10 @@ class LocalComponent implements Component {
       if (n === -2) this.#nowaitRead = false;
       else if (n > 0) done = n;
       if (done === buf.length) return;
+      // Not (all) in the page cache: the rest needs the disk, so it goes alone (see #batched).
+      if (n !== -2) nowaitRefused = true;
     }
-    done += await this.#batched(this.#fh.fd, done === 0 ? buf : buf.subarray(done), position + done, false);
+    if (!nowaitRefused) done += await this.#batched(this.#fh.fd, buf, position, false);
     while (done < buf.length) {
       const { bytesRead } = await this.#fh.read(buf, done, buf.length - done, position + done);
       if (bytesRead === 0) {
@@ -154,7 +159,6 @@ class LocalComponent implements Component {
       await writeAllTo(this.#fh, this.path, bufs, position);
       return;
     }
-    let done = 0;
     if (this.#nowaitWrite) {
       // Into the page cache on this thread if that needs no waiting (file systems that support
       // buffered RWF_NOWAIT writes: xfs; ext4 says EOPNOTSUPP and we stop trying; btrfs, which
@@ -165,17 +169,21 @@ class LocalComponent implements Component {
       else if (n > 0) this.#nowaitHits++;
       else if (this.#nowaitHits === 0 && ++this.#nowaitMisses >= NOWAIT_GIVE_UP) this.#nowaitWrite = false;
       if (n === first.length) return;
-      if (n > 0) done = n;
+      if (n !== -2) {
+        // The kernel would have to wait (or took part of it): the rest goes alone (see #batched).
+        const from = Math.max(n, 0);
+        await writeAllTo(this.#fh, this.path, [first.subarray(from)], position + from);
+        return;
+      }
     }
-    await this.#writeSmall(this.#fh, first, position, done);
+    await this.#writeSmall(this.#fh, first, position);
   }
 
-  /** The rest of a small write from byte `done`: the batched pool task, then the ordinary way. */
-  async #writeSmall(fh: FileHandle, buf: Buffer, position: number, done: number): Promise<void> {
-    const rest = done === 0 ? buf : buf.subarray(done);
-    const n = await this.#batched(fh.fd, rest, position + done, true);
-    if (n === rest.length) return;
-    await writeAllTo(fh, this.path, [rest.subarray(n)], position + done + n);
+  /** A small write in the batched pool task, finished the ordinary way if it was short or failed. */
+  async #writeSmall(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+    const n = await this.#batched(fh.fd, buf, position, true);
+    if (n === buf.length) return;
+    await writeAllTo(fh, this.path, [buf.subarray(n)], position + n);
   }
 
   async writeDurable(bufs: readonly Buffer[], position: number): Promise<void> {
@@ -184,7 +192,7 @@ class LocalComponent implements Component {
     this.#dsync ??= open(this.path, constants.O_RDWR | constants.O_DSYNC);
     const fh = await this.#dsync;
     const first = bufs[0];
-    if (bufs.length === 1 && first !== undefined && first.length > 0) await this.#writeSmall(fh, first, position, 0);
+    if (bufs.length === 1 && first !== undefined && first.length > 0) await this.#writeSmall(fh, first, position);
     else await writeAllTo(fh, this.path, bufs, position);
   }
 

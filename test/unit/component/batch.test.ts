@@ -140,4 +140,38 @@ describe('batched component I/O', () => {
     await assert.rejects(comp.read(Buffer.alloc(4 * KiB), 0), { code: 'EBADF' });
     assert.deepEqual(tasks, []);
   });
+
+  test('a request the kernel says would need the disk (NOWAIT: EAGAIN) goes alone; "unsupported" ones are batched', async (t) => {
+    const real = nativeAddon(t);
+    if (real === null) return;
+    const content = pattern(256 * KiB, 21);
+    for (const [answer, batched] of [
+      [-1, false],
+      [-2, true],
+    ] as const) {
+      const tasks: number[] = [];
+      const native: HastIo = {
+        ...poolOnly(real, (ops, buffers, done) => {
+          tasks.push(buffers.length);
+          real.ioBatch?.(ops, buffers, done);
+        }),
+        preadNoWait: () => answer,
+        pwriteNoWait: () => answer,
+      };
+      const path = fileOf(t, content);
+      const comp = await openComponent(path, { lock: false, native });
+      t.after(() => comp.close());
+      const bufs = Array.from({ length: 4 }, () => Buffer.alloc(4 * KiB));
+      await Promise.all(bufs.map((b, i) => comp.read(b, i * 8 * KiB)));
+      for (const [i, b] of bufs.entries()) assert.deepEqual(b, content.subarray(i * 8 * KiB, i * 8 * KiB + 4 * KiB));
+      const w = pattern(4 * KiB, 22);
+      await Promise.all([comp.write([w], 100 * KiB), comp.write([w], 200 * KiB)]);
+      const want = Buffer.from(content);
+      w.copy(want, 100 * KiB);
+      w.copy(want, 200 * KiB);
+      assert.deepEqual(readFileSync(path), want);
+      // -1: every request alone; -2: the reads in one task, then the writes in one task.
+      assert.deepEqual(tasks, batched ? [4, 2] : [], `NOWAIT answer ${answer}`);
+    }
+  });
 });
