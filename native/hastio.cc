@@ -7,7 +7,9 @@
 // fast path: preadv2/pwritev2 with RWF_NOWAIT on the calling (event-loop) thread, which the kernel
 // completes only if it needs no disk I/O (a page-cache hit), and refuses with EAGAIN otherwise; the
 // caller then queues the request to the thread pool as usual. It saves two thread hand-offs per
-// cached request, which on a small machine cost more than the copy itself.
+// cached request, which on a small machine cost more than the copy itself. ioBatch does the
+// requests that miss that path (or where the file system has none: tmpfs, ext4 writes) several
+// to one thread-pool task.
 
 #include <node_api.h>
 
@@ -162,6 +164,107 @@ napi_value NoWaitIo(napi_env env, napi_callback_info info, bool write) {
 napi_value PreadNoWait(napi_env env, napi_callback_info info) { return NoWaitIo(env, info, false); }
 napi_value PwriteNoWait(napi_env env, napi_callback_info info) { return NoWaitIo(env, info, true); }
 
+// ioBatch(ops, buffers, done): small reads and writes gathered by src/component/batch.ts during
+// one event-loop turn, done in order by ONE thread-pool task (one hand-off for all of them instead
+// of one each). ops is a Float64Array of BATCH_STRIDE numbers per request: fd, position, kind
+// (0 read, 1 write), result; buffers[i] is request i's data. Each request is one pread/pwrite
+// (retried on EINTR); its result slot receives the bytes transferred (possibly fewer) or -errno.
+// done() is called on the event-loop thread when every request has run. The arrays and the callback
+// are referenced until then, so the buffers cannot be collected while a pool thread uses them.
+constexpr size_t kBatchStride = 4;
+
+struct BatchItem {
+  int fd;
+  off_t pos;
+  bool write;
+  void *data;
+  size_t len;
+};
+
+struct BatchWork {
+  napi_async_work work;
+  napi_ref ops, buffers, done;
+  double *slots;
+  BatchItem *items;
+  size_t n;
+};
+
+void BatchExecute(napi_env, void *data) {
+  BatchWork *w = static_cast<BatchWork *>(data);
+  for (size_t i = 0; i < w->n; i++) {
+    const BatchItem &it = w->items[i];
+    ssize_t r;
+    do {
+      r = it.write ? pwrite(it.fd, it.data, it.len, it.pos) : pread(it.fd, it.data, it.len, it.pos);
+    } while (r == -1 && errno == EINTR);
+    w->slots[i * kBatchStride + 3] = r >= 0 ? static_cast<double>(r) : -static_cast<double>(errno);
+  }
+}
+
+void BatchComplete(napi_env env, napi_status, void *data) {
+  BatchWork *w = static_cast<BatchWork *>(data);
+  napi_value done, global;
+  napi_get_reference_value(env, w->done, &done);
+  napi_get_global(env, &global);
+  napi_delete_reference(env, w->ops);
+  napi_delete_reference(env, w->buffers);
+  napi_delete_reference(env, w->done);
+  napi_delete_async_work(env, w->work);
+  delete[] w->items;
+  delete w;
+  // An exception thrown by done() is reported by Node as uncaught, like any callback's.
+  napi_call_function(env, global, done, 0, nullptr, nullptr);
+}
+
+napi_value IoBatch(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  size_t argc = 3;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) {
+    napi_throw_type_error(env, "EINVAL", "expected (Float64Array, Buffer[], function)");
+    return nullptr;
+  }
+  napi_typedarray_type type;
+  size_t nslots = 0;
+  void *slots = nullptr;
+  bool isArray = false;
+  uint32_t nbufs = 0;
+  napi_valuetype fnType;
+  if (napi_get_typedarray_info(env, argv[0], &type, &nslots, &slots, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || nslots % kBatchStride != 0 || napi_is_array(env, argv[1], &isArray) != napi_ok ||
+      !isArray || napi_get_array_length(env, argv[1], &nbufs) != napi_ok || nbufs != nslots / kBatchStride ||
+      napi_typeof(env, argv[2], &fnType) != napi_ok || fnType != napi_function) {
+    napi_throw_type_error(env, "EINVAL", "expected (Float64Array, Buffer[], function) with one buffer per request");
+    return nullptr;
+  }
+  double *d = static_cast<double *>(slots);
+  BatchItem *items = new BatchItem[nbufs > 0 ? nbufs : 1];
+  for (uint32_t i = 0; i < nbufs; i++) {
+    napi_value b;
+    void *p = nullptr;
+    size_t len = 0;
+    const double fd = d[i * kBatchStride], pos = d[i * kBatchStride + 1];
+    if (napi_get_element(env, argv[1], i, &b) != napi_ok || napi_get_buffer_info(env, b, &p, &len) != napi_ok ||
+        fd < 0 || fd > 2147483647.0 || pos < 0 || pos > 9007199254740991.0) {
+      delete[] items;
+      napi_throw_type_error(env, "EINVAL", "each request needs a Buffer, an fd and a non-negative position");
+      return nullptr;
+    }
+    items[i] = {static_cast<int>(fd), static_cast<off_t>(pos), d[i * kBatchStride + 2] != 0, p, len};
+  }
+  BatchWork *w = new BatchWork();
+  w->slots = d;
+  w->items = items;
+  w->n = nbufs;
+  napi_create_reference(env, argv[0], 1, &w->ops);
+  napi_create_reference(env, argv[1], 1, &w->buffers);
+  napi_create_reference(env, argv[2], 1, &w->done);
+  napi_value name;
+  napi_create_string_utf8(env, "hastio.batch", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, nullptr, name, BatchExecute, BatchComplete, w, &w->work);
+  napi_queue_async_work(env, w->work);
+  return nullptr;
+}
+
 // Range operations, run on the thread pool.
 enum RangeOp { kPunchHole, kBlkDiscard, kBlkZeroOut };
 
@@ -242,6 +345,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"blkSszGet", nullptr, BlkSszGet, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"preadNoWait", nullptr, PreadNoWait, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"pwriteNoWait", nullptr, PwriteNoWait, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"ioBatch", nullptr, IoBatch, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

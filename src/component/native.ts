@@ -19,6 +19,12 @@ export interface HastIo {
    */
   preadNoWait?(fd: number, buf: Buffer, position: number): number;
   pwriteNoWait?(fd: number, buf: Buffer, position: number): number;
+  /**
+   * One thread-pool task doing requests in order: `ops` holds fd, position, kind (0 read, 1 write),
+   * result per request, `buffers[i]` request i's data; each result slot receives the bytes
+   * transferred or -errno, then `done` is called. Absent in older builds. See ./batch.ts.
+   */
+  ioBatch?(ops: Float64Array, buffers: Buffer[], done: () => void): void;
 }
 
 /** flock(2) operations. */

@@ -6,6 +6,7 @@ import { open, readFile } from 'node:fs/promises';
 import { log } from '../log/log.js';
 import { ErrnoError, errnoCodeOf } from '../util/errno.js';
 import type { Component } from './component.js';
+import { IoBatcher } from './batch.js';
 import { LOCK, type HastIo, loadNative } from './native.js';
 
 /** Largest zero buffer written at once by the zero-fill fallback. */
@@ -16,6 +17,8 @@ const ZERO_CHUNK = 1024 * 1024;
  * would copy on both cores at once (1 MiB reads: 0.4x as fast inline).
  */
 const NOWAIT_MAX = 64 * 1024;
+/** Largest request done through the batched thread-pool path (./batch.ts); bigger ones go alone. */
+const BATCH_MAX = 64 * 1024;
 /** Buffered NOWAIT writes that failed with EAGAIN, none having succeeded, before we stop trying. */
 const NOWAIT_GIVE_UP = 1024;
 
@@ -91,6 +94,8 @@ class LocalComponent implements Component {
   #nowaitWrite: boolean;
   #nowaitHits = 0;
   #nowaitMisses = 0;
+  /** Small requests that need the thread pool, several to one task (null: addon without ioBatch). */
+  readonly #batch: IoBatcher | null;
   #closed = false;
 
   constructor(
@@ -109,10 +114,25 @@ class LocalComponent implements Component {
     this.#native = native;
     this.#nowaitRead = native?.preadNoWait !== undefined;
     this.#nowaitWrite = native?.pwriteNoWait !== undefined;
+    this.#batch = native?.ioBatch !== undefined ? new IoBatcher(native.ioBatch.bind(native)) : null;
+  }
+
+  /**
+   * A request of at most BATCH_MAX bytes in the next batched pool task: the bytes it did (all, or
+   * fewer after a short transfer or an error: the caller does the rest the ordinary way, which
+   * retries a failed request and reports its error as before). Only for requests not known to
+   * need the disk: the requests of a task run one after another, so disk reads batched together
+   * would wait for each other instead of running on several pool threads at once.
+   */
+  async #batched(fd: number, buf: Buffer, position: number, write: boolean): Promise<number> {
+    if (this.#batch === null || buf.length === 0 || buf.length > BATCH_MAX) return 0;
+    const n = await this.#batch.run(fd, buf, position, write);
+    return Math.max(n, 0);
   }
 
   async read(buf: Buffer, position: number): Promise<void> {
     let done = 0;
+    let nowaitRefused = false;
     if (this.#nowaitRead && buf.length <= NOWAIT_MAX) {
       // Served from the page cache without a thread-pool round trip, or not at all (-1: it would
       // need the disk; 0: end of file) and the loop below does it, reporting any error.
@@ -120,7 +140,10 @@ class LocalComponent implements Component {
       if (n === -2) this.#nowaitRead = false;
       else if (n > 0) done = n;
       if (done === buf.length) return;
+      // Not (all) in the page cache: the rest needs the disk, so it goes alone (see #batched).
+      if (n !== -2) nowaitRefused = true;
     }
+    if (!nowaitRefused) done += await this.#batched(this.#fh.fd, buf, position, false);
     while (done < buf.length) {
       const { bytesRead } = await this.#fh.read(buf, done, buf.length - done, position + done);
       if (bytesRead === 0) {
@@ -132,13 +155,11 @@ class LocalComponent implements Component {
 
   async write(bufs: readonly Buffer[], position: number): Promise<void> {
     const first = bufs[0];
-    if (
-      this.#nowaitWrite &&
-      bufs.length === 1 &&
-      first !== undefined &&
-      first.length > 0 &&
-      first.length <= NOWAIT_MAX
-    ) {
+    if (bufs.length !== 1 || first === undefined || first.length === 0 || first.length > NOWAIT_MAX) {
+      await writeAllTo(this.#fh, this.path, bufs, position);
+      return;
+    }
+    if (this.#nowaitWrite) {
       // Into the page cache on this thread if that needs no waiting (file systems that support
       // buffered RWF_NOWAIT writes: xfs; ext4 says EOPNOTSUPP and we stop trying; btrfs, which
       // must allocate for every copy-on-write, says EAGAIN every time, so after a long run of
@@ -148,19 +169,31 @@ class LocalComponent implements Component {
       else if (n > 0) this.#nowaitHits++;
       else if (this.#nowaitHits === 0 && ++this.#nowaitMisses >= NOWAIT_GIVE_UP) this.#nowaitWrite = false;
       if (n === first.length) return;
-      if (n > 0) {
-        await writeAllTo(this.#fh, this.path, [first.subarray(n)], position + n);
+      if (n !== -2) {
+        // The kernel would have to wait (or took part of it): the rest goes alone (see #batched).
+        const from = Math.max(n, 0);
+        await writeAllTo(this.#fh, this.path, [first.subarray(from)], position + from);
         return;
       }
     }
-    await writeAllTo(this.#fh, this.path, bufs, position);
+    await this.#writeSmall(this.#fh, first, position);
+  }
+
+  /** A small write in the batched pool task, finished the ordinary way if it was short or failed. */
+  async #writeSmall(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+    const n = await this.#batched(fh.fd, buf, position, true);
+    if (n === buf.length) return;
+    await writeAllTo(fh, this.path, [buf.subarray(n)], position + n);
   }
 
   async writeDurable(bufs: readonly Buffer[], position: number): Promise<void> {
     // O_DSYNC: each write returns once its own range (and the device cache) is on stable storage;
     // unlike fdatasync it does not write out the rest of the file's dirty pages.
     this.#dsync ??= open(this.path, constants.O_RDWR | constants.O_DSYNC);
-    await writeAllTo(await this.#dsync, this.path, bufs, position);
+    const fh = await this.#dsync;
+    const first = bufs[0];
+    if (bufs.length === 1 && first !== undefined && first.length > 0) await this.#writeSmall(fh, first, position);
+    else await writeAllTo(fh, this.path, bufs, position);
   }
 
   async flush(): Promise<void> {
@@ -216,6 +249,8 @@ class LocalComponent implements Component {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // No pool task may still use a descriptor when it is closed (and its number reused).
+    await this.#batch?.drain();
     const dsync = this.#dsync;
     this.#dsync = null;
     if (dsync !== null) await (await dsync.catch(() => null))?.close();
