@@ -5,7 +5,7 @@ import { loadConfig } from '../config/index.js';
 import { ConfigError } from '../config/errors.js';
 import type { HastConfig, ResourceConfig } from '../config/types.js';
 import { ControlConnectError, controlRequest } from '../control/client.js';
-import { ROLES, type ControlReply, type Role } from '../control/messages.js';
+import { ROLES, SYNC_ACTIONS, type ControlReply, type Role, type SyncAction } from '../control/messages.js';
 import { openComponent } from '../component/open.js';
 import { createResource } from '../metadata/create.js';
 import { formatDump } from '../metadata/dump.js';
@@ -192,6 +192,21 @@ async function cmdRole(cfg: HastConfig, args: readonly string[], debug: number, 
   return firstError(reply);
 }
 
+/** Ours: `hastctl sync pause|resume NAME...` (issue 17), on the primary node. */
+async function cmdSync(cfg: HastConfig, args: readonly string[], debug: number): Promise<number> {
+  const [action, ...names] = args;
+  if (action === undefined || names.length === 0 || !(SYNC_ACTIONS as readonly string[]).includes(action)) usage();
+  const reply = await talk(cfg, { cmd: 'sync', action: action as SyncAction, resources: names });
+  if (typeof reply === 'number') return reply;
+  for (const r of reply.resources) {
+    if (r.error !== undefined)
+      warn(r.message !== undefined ? `[${r.name}] ${r.message}` : `[${r.name}] Received error ${r.error} from hastd.`);
+    else if (debug > 0)
+      process.stderr.write(`[${r.name}] Synchronization ${action === 'pause' ? 'paused' : 'resumed'}.\n`);
+  }
+  return firstError(reply);
+}
+
 async function cmdStatus(cfg: HastConfig, names: readonly string[], json: boolean, table: boolean): Promise<number> {
   const reply = await talk(cfg, { cmd: 'status', resources: names.length === 0 ? ['all'] : names });
   if (typeof reply === 'number') return reply;
@@ -207,7 +222,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
   try {
     if (sub === undefined || sub === '-h' || sub === '--help') usage();
-    const known = ['create', 'role', 'list', 'status', 'dump'];
+    const known = ['create', 'role', 'list', 'status', 'dump', 'sync'];
     if (!known.includes(sub)) usage(`unknown command: ${sub}`);
     const { values, positionals } = parseArgs({
       args: [...rest],
@@ -245,6 +260,8 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
         return await cmdDump(cfg, positionals);
       case 'role':
         return await cmdRole(cfg, positionals, debug, values.force === true);
+      case 'sync':
+        return await cmdSync(cfg, positionals, debug);
       default:
         return await cmdStatus(cfg, positionals, values.json === true, values.terse === true);
     }

@@ -52,6 +52,15 @@ export function formatResource(r: ResourceStatus): string {
         `${humanizeNumber(Math.round(s.rate))}B/s, ETA ${duration(s.eta)} (from ${s.direction})`,
     );
   }
+  // Ours: the resync's rate control (issue 17), only when set or paused.
+  const sc = w?.syncControl;
+  if (sc !== undefined && (sc.paused || sc.rate > 0 || sc.minRate > 0)) {
+    const rate = (n: number): string => (n > 0 ? `${humanizeNumber(n)}B/s` : 'unlimited');
+    lines.push(
+      `  syncrate: ${rate(sc.rate)}${sc.minRate > 0 ? `, ${rate(sc.minRate)} while the application is busy` : ''}` +
+        `${sc.paused ? ', paused' : ''}`,
+    );
+  }
   // Ours: the consistency state of each copy (issue 13); FreeBSD's lines are unchanged.
   if (w?.disk !== undefined) lines.push(`  disk: ${diskText(w.disk)}`);
   if (w?.peerDisk !== undefined && w.peerDisk !== null) lines.push(`  remote disk: ${diskText(w.peerDisk)}`);

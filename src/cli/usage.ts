@@ -5,6 +5,7 @@ export const HASTCTL_USAGE = `usage: hastctl create [-d] [-c config] [--node nam
        hastctl list [-d] [-c config] [--node name] [--json] [all | name ...]
        hastctl status [-d] [-c config] [--node name] [--json] [-t] [all | name ...]
        hastctl dump [-d] [-c config] [--node name] [all | name ...]
+       hastctl sync [-d] [-c config] [--node name] <pause | resume> all | name ...
 `;
 
 export const HASTD_USAGE = `usage: hastd [-dFh] [-c config] [-P pidfile] [--node name]

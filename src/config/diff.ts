@@ -24,6 +24,8 @@ const FIELD_CHANGE = {
   timeout: 'reload',
   exec: 'reload',
   metaFlush: 'reload',
+  syncRate: 'reload',
+  syncMinRate: 'reload',
 } as const satisfies Record<ResourceField, 'restart' | 'reload'>;
 const FIELDS = Object.keys(FIELD_CHANGE) as ResourceField[];
 

@@ -35,6 +35,9 @@ export const KEYWORDS = [
   // Our extensions (HAST-SPEC §1 has no equivalent): NBD export address and device mode.
   'export',
   'device',
+  // Our extensions: resynchronization rate control (issue 17).
+  'syncrate',
+  'syncminrate',
 ] as const;
 export type Keyword = (typeof KEYWORDS)[number];
 

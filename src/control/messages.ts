@@ -5,10 +5,15 @@
 export const ROLES = ['init', 'primary', 'secondary'] as const;
 export type Role = (typeof ROLES)[number];
 
+/** Ours: `hastctl sync pause|resume` (issue 17). */
+export const SYNC_ACTIONS = ['pause', 'resume'] as const;
+export type SyncAction = (typeof SYNC_ACTIONS)[number];
+
 export type ControlRequest =
   /** `force`: hastctl role --force, overrides the refusals (ours, not upstream's). */
   | { readonly cmd: 'role'; readonly role: Role; readonly resources: readonly string[]; readonly force?: boolean }
-  | { readonly cmd: 'status'; readonly resources: readonly string[] };
+  | { readonly cmd: 'status'; readonly resources: readonly string[] }
+  | { readonly cmd: 'sync'; readonly action: SyncAction; readonly resources: readonly string[] };
 
 /**
  * Error numbers in replies: upstream's (1, 2, 4), and ours for a refused or failed role change,
@@ -62,6 +67,17 @@ export interface SyncProgress {
   readonly eta: number;
 }
 
+/** Ours: the resync's rate control on a primary (issue 17). */
+export interface SyncControlStatus {
+  /** `hastctl sync pause`: no chunk is copied until `hastctl sync resume`. */
+  readonly paused: boolean;
+  /** `syncrate` and `syncminrate` in bytes per second, 0 when not set (unlimited / no slow-down). */
+  readonly rate: number;
+  readonly minRate: number;
+  /** The limit in force now (syncminrate while the application is busy), 0 = unlimited. */
+  readonly currentRate: number;
+}
+
 /**
  * Ours: the consistency state of a copy (issue 13). A sync target is inconsistent, persistently,
  * from its first received byte until the sync completed; `synchronized` is the percentage copied by
@@ -102,6 +118,8 @@ export interface WorkerStatus {
   readonly peer?: PeerLinkStatus;
   /** (ours) async mode: writes acknowledged locally and not yet confirmed by the peer. */
   readonly asyncBacklog?: AsyncBacklog;
+  /** (ours) Primary with a remote: the resync's rate control and pause. */
+  readonly syncControl?: SyncControlStatus;
 }
 
 /** Why the link to the peer is down (null while connected or before the first attempt). */

@@ -11,10 +11,12 @@ import type { HastConfig, ResourceConfig } from '../config/types.js';
 import {
   CONTROL_ERROR,
   ROLES,
+  SYNC_ACTIONS,
   type ControlReply,
   type ControlRequest,
   type ResourceStatus,
   type Role,
+  type SyncAction,
   type WorkerStatus,
 } from '../control/messages.js';
 import { readLine } from '../control/wire.js';
@@ -162,7 +164,7 @@ export class HastdParent implements PeerParent {
       return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid request.', resources: [] };
     }
     const req = raw as Partial<ControlRequest> & { resources?: unknown; role?: unknown };
-    if (req.cmd !== 'role' && req.cmd !== 'status') {
+    if (req.cmd !== 'role' && req.cmd !== 'status' && req.cmd !== 'sync') {
       return { error: CONTROL_ERROR.UNKNOWN_COMMAND, message: 'Unknown command.', resources: [] };
     }
     const names = req.resources;
@@ -203,6 +205,14 @@ export class HastdParent implements PeerParent {
       }
       return { resources: out };
     }
+    if (req.cmd === 'sync') {
+      const action = (req as { action?: unknown }).action;
+      if (typeof action !== 'string' || !(SYNC_ACTIONS as readonly string[]).includes(action)) {
+        return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid sync action.', resources: [] };
+      }
+      const out = await Promise.all(expanded.map((name) => this.#syncControl(name, action as SyncAction)));
+      return { resources: out };
+    }
     const out = await Promise.all(
       expanded.map(async (name): Promise<ResourceStatus> => {
         const res = this.resources.get(name);
@@ -211,6 +221,35 @@ export class HastdParent implements PeerParent {
       }),
     );
     return { resources: out };
+  }
+
+  /** Ours: `hastctl sync pause|resume` for one resource, done by its primary worker. */
+  async #syncControl(name: string, action: SyncAction): Promise<ResourceStatus> {
+    const res = this.resources.get(name);
+    if (res === undefined) return { name, error: CONTROL_ERROR.NO_SUCH_RESOURCE };
+    const w = res.worker;
+    if (res.role !== 'primary' || w === null || !w.connected || !res.workerReady) {
+      return {
+        name,
+        role: res.role,
+        error: CONTROL_ERROR.REFUSED,
+        message: `Resource ${name} is ${res.role} here: the synchronization is run by the primary; run 'hastctl sync ${action} ${name}' on the primary node.`,
+      };
+    }
+    const id = ++this.#statusId;
+    const r = await new Promise<{ ok: boolean; reason?: string }>((resolve) => {
+      const timer = setTimeout(() => {
+        res.pendingSyncControl.delete(id);
+        resolve({ ok: false, reason: 'The worker did not answer.' });
+      }, STATUS_TIMEOUT_MS);
+      res.pendingSyncControl.set(id, (reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      });
+      this.#send(w, { type: 'sync-control', id, action });
+    });
+    if (r.ok) return { name, role: res.role };
+    return { name, role: res.role, error: CONTROL_ERROR.REFUSED, message: r.reason ?? 'Refused by the worker.' };
   }
 
   async statusOf(res: ResourceState): Promise<ResourceStatus> {
@@ -473,6 +512,12 @@ export class HastdParent implements PeerParent {
       case 'failed':
         res.failedReason = { reason: m.reason, code: m.code };
         break;
+      case 'sync-control-reply': {
+        const cb = res.pendingSyncControl.get(m.id);
+        res.pendingSyncControl.delete(m.id);
+        cb?.({ ok: m.ok, ...(m.reason !== undefined ? { reason: m.reason } : {}) });
+        break;
+      }
       case 'release-reply': {
         const cb = res.pendingRelease.get(m.id);
         res.pendingRelease.delete(m.id);
@@ -495,6 +540,8 @@ export class HastdParent implements PeerParent {
     res.pendingStatus.clear();
     for (const cb of res.pendingRelease.values()) cb({ ok: true });
     res.pendingRelease.clear();
+    for (const cb of res.pendingSyncControl.values()) cb({ ok: false, reason: 'The worker exited.' });
+    res.pendingSyncControl.clear();
     const name = res.cfg.name;
     const why =
       res.failedReason?.reason ??

@@ -30,6 +30,8 @@ export class ResourceState {
   readonly pendingStatus = new Map<number, (s: WorkerStatus | null) => void>();
   /** Replies awaited from the primary worker to 'release' (device removal before a demotion). */
   readonly pendingRelease = new Map<number, (r: { ok: boolean; reason?: string }) => void>();
+  /** Replies awaited from the primary worker to 'sync-control' (`hastctl sync pause|resume`). */
+  readonly pendingSyncControl = new Map<number, (r: { ok: boolean; reason?: string }) => void>();
   /** Why the last start of a worker failed, or why it went away; shown as `lasterror`. */
   lastError: string | null = null;
   /** The reason a worker gave in its 'failed' message before exiting. */

@@ -1,6 +1,6 @@
 // Messages between the hastd parent and a resource worker (child_process.fork IPC channel).
 import type { ResourceConfig } from '../config/types.js';
-import type { WorkerStatus } from '../control/messages.js';
+import type { SyncAction, WorkerStatus } from '../control/messages.js';
 
 /** The seven upstream hook events (HAST-SPEC §9). */
 export type HookEvent = 'role' | 'connect' | 'disconnect' | 'syncstart' | 'syncdone' | 'syncintr' | 'split-brain';
@@ -25,6 +25,8 @@ export type ParentToWorker =
   | WorkerInit
   | { readonly type: 'status'; readonly id: number }
   | { readonly type: 'reload'; readonly resource: ResourceConfig }
+  /** Ours, primary: `hastctl sync pause|resume` (answered by 'sync-control-reply'). */
+  | { readonly type: 'sync-control'; readonly id: number; readonly action: SyncAction }
   /**
    * Primary: remove /dev/hast/<provname> before a demotion. Refused (ok false, the reason) while the
    * device is mounted or held open, unless `force`; the worker keeps serving after a refusal.
@@ -59,6 +61,7 @@ export type WorkerToParent =
       readonly reason?: string;
     }
   | { readonly type: 'status-reply'; readonly id: number; readonly status: WorkerStatus }
+  | { readonly type: 'sync-control-reply'; readonly id: number; readonly ok: boolean; readonly reason?: string }
   | { readonly type: 'event'; readonly event: HookEvent; readonly args: readonly string[] };
 
 /**

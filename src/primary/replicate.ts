@@ -2,7 +2,13 @@
 // (waiting while the peer is still primary), reconnects every 10 s, drives the guard tick and runs
 // resync after every connect. The handshake is ./connect.ts, the data phase ./remote.ts.
 import type { ResourceConfig } from '../config/types.js';
-import { type DiskState, type PeerLinkStatus, syncedPercent, type WorkerStats } from '../control/messages.js';
+import {
+  type DiskState,
+  type PeerLinkStatus,
+  type SyncControlStatus,
+  syncedPercent,
+  type WorkerStats,
+} from '../control/messages.js';
 import type { WorkerToParent } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import { ErrnoError } from '../util/errno.js';
@@ -11,6 +17,7 @@ import { PeerLink } from './peer-link.js';
 import { PeerRemote } from './remote.js';
 import type { PrimaryResource } from './resource.js';
 import { runSync, type SyncPeer } from './sync.js';
+import { SyncThrottle } from './sync-rate.js';
 
 const RECONNECT_MS = 10_000;
 /** Retry interval of the startup wait while the peer is still primary. */
@@ -43,6 +50,10 @@ export interface Replication {
   lastSync(): { bytes: number; seconds: number } | null;
   /** Ours: the peer's copy as far as we know it while connected (null: not connected). */
   peerDisk(): DiskState | null;
+  /** Ours (`hastctl sync pause|resume`): hold or release the resync; true when the state changed. */
+  pauseSync(pause: boolean): boolean;
+  /** Ours: the resync's rate control for status. */
+  syncControl(): SyncControlStatus;
 }
 
 class Replicator implements Omit<Replication, 'ready'> {
@@ -63,10 +74,15 @@ class Replicator implements Omit<Replication, 'ready'> {
   /** The peer's copy is marked inconsistent, as it said in the handshake or we told it since. */
   #peerInconsistent = false;
   readonly #link = new PeerLink();
+  readonly #throttle: SyncThrottle;
 
   constructor(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void, force: boolean) {
     this.#res = res;
     this.#cfg = cfg;
+    this.#throttle = new SyncThrottle(
+      cfg,
+      () => res.stats.reads + res.stats.writes + res.stats.deletes + res.stats.flushes,
+    );
     this.#send = send;
     this.#force = force;
   }
@@ -206,7 +222,7 @@ class Replicator implements Omit<Replication, 'ready'> {
       let direction = from;
       for (;;) {
         if (!(await this.#markTarget(direction))) break;
-        const result = await runSync(res, peer, direction, (e) => this.#event(e));
+        const result = await runSync(res, peer, direction, (e) => this.#event(e), this.#throttle);
         if (result.outcome === 'complete') this.#lastSync = { bytes: result.bytes, seconds: result.seconds };
         if (result.outcome === 'interrupted' || !this.connected) break;
         if (direction === 'secondary') {
@@ -313,6 +329,7 @@ class Replicator implements Omit<Replication, 'ready'> {
   reload(cfg: ResourceConfig): void {
     const addrChanged = cfg.remoteAddr !== this.#cfg.remoteAddr || cfg.sourceAddr !== this.#cfg.sourceAddr;
     this.#cfg = cfg;
+    this.#throttle.setRates(cfg);
     this.#remote?.reload(cfg);
     if (addrChanged) this.#remote?.disconnect('Remote address changed');
   }
@@ -327,6 +344,21 @@ class Replicator implements Omit<Replication, 'ready'> {
 
   lastSync(): { bytes: number; seconds: number } | null {
     return this.#lastSync;
+  }
+
+  pauseSync(pause: boolean): boolean {
+    const changed = pause ? this.#throttle.pause() : this.#throttle.resume();
+    if (changed) log.info(pause ? 'Synchronization paused.' : 'Synchronization resumed.');
+    return changed;
+  }
+
+  syncControl(): SyncControlStatus {
+    return {
+      paused: this.#throttle.paused,
+      rate: this.#cfg.syncRate ?? 0,
+      minRate: this.#cfg.syncMinRate ?? 0,
+      currentRate: this.#throttle.currentRate(),
+    };
   }
 }
 

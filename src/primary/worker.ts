@@ -184,6 +184,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     peerDisk: repl?.peerDisk() ?? null,
     ...(repl !== null ? { peer: repl.peerStatus() } : {}),
     ...(cfg.replication === 'async' ? { asyncBacklog: res.asyncBudget.snapshot() } : {}),
+    ...(repl !== null ? { syncControl: repl.syncControl() } : {}),
   });
 
   /**
@@ -266,6 +267,18 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     } else if (m.type === 'reload') {
       cfg = m.resource;
       repl?.reload(cfg);
+    } else if (m.type === 'sync-control') {
+      if (repl === null) {
+        send({
+          type: 'sync-control-reply',
+          id: m.id,
+          ok: false,
+          reason: `Resource ${cfg.name} has no remote node (remote none): there is no synchronization to ${m.action}.`,
+        });
+      } else {
+        repl.pauseSync(m.action === 'pause');
+        send({ type: 'sync-control-reply', id: m.id, ok: true });
+      }
     }
   });
   // `hastctl role primary` returns once the first connection attempt is over: a refusal (the peer

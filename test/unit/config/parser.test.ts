@@ -24,6 +24,8 @@ const SAMPLE: Record<(typeof STATEMENT_KEYWORDS)[number], string> = {
   source: '10.0.0.1',
   export: 'uds:///tmp/e.sock',
   device: 'fuse',
+  syncrate: '10M',
+  syncminrate: '1048576',
 };
 
 /** Places `stmt` in `section`; returns the text and the line the statement is on. */
@@ -75,7 +77,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     }
   }
 
-  test('the matrix is the spec table plus export and device', () => {
+  test('the matrix is the spec table plus export, device, syncrate and syncminrate', () => {
     assert.deepEqual([...ALLOWED.global].sort(), [
       'checksum',
       'compression',
@@ -88,6 +90,8 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'pidfile',
       'replication',
       'resource',
+      'syncminrate',
+      'syncrate',
       'timeout',
     ]);
     assert.deepEqual([...ALLOWED.node].sort(), ['control', 'listen', 'pidfile']);
@@ -102,6 +106,8 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'name',
       'on',
       'replication',
+      'syncminrate',
+      'syncrate',
       'timeout',
     ]);
     assert.deepEqual([...ALLOWED['resource-node']].sort(), [
@@ -256,7 +262,7 @@ describe('parseAst() syntax errors', () => {
         '',
         4,
         "'foo'",
-        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, on or resource$/,
+        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, syncrate, syncminrate, on or resource$/,
       ),
     );
     assert.throws(
@@ -309,4 +315,42 @@ describe('parseAst() syntax errors', () => {
       syntaxError('', 2, "'replication'", /'replication' is not allowed in a node \('on'\) section$/),
     );
   });
+});
+
+describe('syncrate and syncminrate (issue 17)', () => {
+  const rates = (text: string) => parseConfig(text, 'f', { nodeName: 'a' }).resources[0];
+  const conf = (global: string, res: string): string =>
+    `${global}\nresource r {\n${res}\non a {\nlocal /x\nremote none\n}\n}\n`;
+
+  test('absent: no limit and no slow-down (the fields are not set)', () => {
+    const r = rates(conf('', ''));
+    assert.equal(r?.syncRate, undefined);
+    assert.equal(r?.syncMinRate, undefined);
+  });
+
+  test('sizes with suffixes, plain numbers, unlimited; the resource wins over the global section', () => {
+    assert.equal(rates(conf('syncrate 10M', ''))?.syncRate, 10 * 1024 * 1024);
+    assert.equal(rates(conf('syncrate 10M', 'syncrate 4096'))?.syncRate, 4096);
+    assert.equal(rates(conf('syncrate 10M', 'syncrate unlimited'))?.syncRate, 0);
+    assert.equal(rates(conf('syncminrate 512k', ''))?.syncMinRate, 512 * 1024);
+  });
+
+  for (const [text, why] of [
+    ['syncrate 0', /syncrate must be greater than zero/],
+    ['syncrate fast', /Invalid syncrate fast: expected bytes per second.*or unlimited/],
+    ['syncminrate unlimited', /Invalid syncminrate unlimited/],
+    ['syncrate 10Q', /Invalid syncrate 10Q/],
+  ] as const) {
+    test(`'${text}' is refused at its line with the keyword`, () => {
+      assert.throws(
+        () => parseAst(`\n${text}\n`, 'f'),
+        (err: unknown) =>
+          err instanceof ConfigError &&
+          err.line === 2 &&
+          err.keyword === text.split(' ')[0] &&
+          why.test(err.message) &&
+          err.message.startsWith('f:2:'),
+      );
+    });
+  }
 });
