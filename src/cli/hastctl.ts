@@ -92,6 +92,7 @@ async function cmdCreate(cfg: HastConfig, names: readonly string[], v: Record<st
         ...(extentSize !== undefined ? { extentSize } : {}),
         ...(keepDirty !== undefined ? { keepDirty } : {}),
         ...(mediaSize !== undefined ? { mediaSize } : {}),
+        ...(v['full-sync'] === true ? { fullSync: true } : {}),
       });
     } catch (err) {
       warn(`[${r.name}] ${(err as Error).message}`);
@@ -239,6 +240,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
         keepdirty: { type: 'string', short: 'k' },
         mediasize: { type: 'string', short: 'm' },
         force: { type: 'boolean' },
+        'full-sync': { type: 'boolean' },
       },
     });
     if (values.help === true) usage();
@@ -251,6 +253,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
     if ((values.json === true || values.terse === true) && sub !== 'status' && sub !== 'list')
       usage('--json and -t are options of status and list');
     if (values.force === true && sub !== 'role') usage('--force is an option of role');
+    if (values['full-sync'] === true && sub !== 'create') usage('--full-sync is an option of create');
     const debug = values.debug?.length ?? 0;
     const cfg = load(values.config ?? DEFAULT_CONFIG, values.node);
     switch (sub) {

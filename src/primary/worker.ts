@@ -14,6 +14,7 @@ import { readMetadata } from '../metadata/metadata.js';
 import { createNbdServer, type NbdBackend } from '../nbd/server.js';
 import { MAXPHYS } from '../peer/constants.js';
 import { ErrnoError } from '../util/errno.js';
+import { forgetKeepDirtyOnCleanStop } from './clean-stop.js';
 import { PrimaryResource } from './resource.js';
 import { peerPrimaryMessage, startReplication, type Replication, type StartOutcome } from './replicate.js';
 
@@ -233,6 +234,8 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
       }
     }
     await nbd.close();
+    // A clean demotion while in sync leaves nothing for the next primary to copy (issue 17).
+    if (code === WORKER_EXIT.OK) await forgetKeepDirtyOnCleanStop(res, repl);
     await repl?.stop();
     await res.close();
     try {

@@ -163,12 +163,26 @@ export class SecondarySession {
         await this.#o.emit('split-brain');
         this.#end(EX.CONFIG);
         return false;
-      case 'adopt':
+      case 'adopt': {
+        // Ours: a component created with `hastctl create --full-sync` carries an all-ones map; it
+        // asks for the copy a virgin primary would otherwise skip. A plain create's map is all
+        // zero, and then nothing is sent, as upstream.
+        let own: Buffer | null = null;
+        if (d.sendBitmap === 'none') {
+          try {
+            own = await readBitmap(comp, md);
+          } catch (err) {
+            log.error('Unable to read activemap', err);
+            this.#end(EX.NOINPUT);
+            return false;
+          }
+          if (own.every((b) => b === 0)) own = null;
+        }
         md.resuid = p.resuid;
         md.prevRole = 'secondary';
         // A full sync follows: this copy is a sync target from now on (only a primary that speaks
         // the extension will ever tell us the sync is done).
-        if (d.sendBitmap === 'all-ones' && first.consistency === true) md.inconsistent = true;
+        if ((d.sendBitmap === 'all-ones' || own !== null) && first.consistency === true) md.inconsistent = true;
         try {
           await writeMetadata(comp, md, md.inconsistent === true);
         } catch (err) {
@@ -176,9 +190,10 @@ export class SecondarySession {
           this.#end(EX.NOINPUT);
           return false;
         }
-        map = d.sendBitmap === 'none' ? null : Buffer.alloc(bitmapSize(md, comp.sectorSize), 0xff);
+        map = d.sendBitmap === 'none' ? own : Buffer.alloc(bitmapSize(md, comp.sectorSize), 0xff);
         virgin = true;
         break;
+      }
       case 'sync':
         if (d.bitmap === 'all-ones') {
           if (d.warning !== undefined) log.warning(d.warning);
