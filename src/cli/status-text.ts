@@ -1,5 +1,5 @@
 // Text renderers for `hastctl status` / `hastctl list` (HAST-SPEC §2.5 layout, FreeBSD 10+ `list`).
-import type { DiskState, ResourceStatus, WorkerStatus } from '../control/messages.js';
+import type { DiskState, ResourceStatus, VerifyReport, WorkerStatus } from '../control/messages.js';
 import { humanizeNumber } from '../metadata/dump.js';
 
 function sized(n: number): string {
@@ -19,6 +19,27 @@ function duration(seconds: number): string {
 export function diskText(d: DiskState): string {
   if (d.consistent) return 'consistent';
   return d.synchronized === null ? 'inconsistent' : `inconsistent, ${d.synchronized}% synchronized`;
+}
+
+/** One line: the outcome of a verify and what it covered. */
+function verifySummary(r: VerifyReport): string {
+  const what =
+    r.outcome === 'identical'
+      ? 'identical'
+      : r.outcome === 'differ'
+        ? `differ: ${r.differing.length} range(s), ${humanizeNumber(r.differingBytes)}B`
+        : `interrupted (${r.reason ?? 'unknown reason'})`;
+  const skipped =
+    r.skippedBytes > 0 ? `, ${humanizeNumber(r.skippedBytes)}B skipped (waiting for resynchronization)` : '';
+  const marked = r.markedExtents > 0 ? `, ${r.markedExtents} extent(s) marked for resynchronization` : '';
+  return `${what} in ${r.start}-${r.stop} (${humanizeNumber(r.comparedBytes)}B compared${skipped}${marked})`;
+}
+
+/** `hastctl verify` output: the summary, then one line per differing range (offset and length in bytes). */
+export function formatVerify(name: string, r: VerifyReport): string {
+  const lines = [`${name}: ${verifySummary(r)}`];
+  for (const d of r.differing) lines.push(`  offset ${d.offset} length ${d.length}`);
+  return `${lines.join('\n')}\n`;
 }
 
 /** The verbose per-resource block. */
@@ -60,6 +81,19 @@ export function formatResource(r: ResourceStatus): string {
       `  syncrate: ${rate(sc.rate)}${sc.minRate > 0 ? `, ${rate(sc.minRate)} while the application is busy` : ''}` +
         `${sc.paused ? ', paused' : ''}`,
     );
+  }
+  // Ours: the running verify and the last one's outcome (issue 17).
+  const v = w?.verify;
+  if (v?.running) {
+    const run = v.running;
+    const size = run.stop - run.start;
+    const pct = size > 0 ? Math.floor((run.doneBytes * 100) / size) : 100;
+    lines.push(
+      `  verify: running, ${pct}% of ${run.start}-${run.stop}, ${humanizeNumber(Math.round(run.rate))}B/s, ` +
+        `${humanizeNumber(run.differingBytes)}B differing so far`,
+    );
+  } else if (v?.last) {
+    lines.push(`  verify: last ${verifySummary(v.last)}`);
   }
   // Ours: the consistency state of each copy (issue 13); FreeBSD's lines are unchanged.
   if (w?.disk !== undefined) lines.push(`  disk: ${diskText(w.disk)}`);

@@ -6,6 +6,8 @@ export const HASTCTL_USAGE = `usage: hastctl create [-d] [-c config] [--node nam
        hastctl status [-d] [-c config] [--node name] [--json] [-t] [all | name ...]
        hastctl dump [-d] [-c config] [--node name] [all | name ...]
        hastctl sync [-d] [-c config] [--node name] <pause | resume> all | name ...
+       hastctl verify [-d] [-c config] [--node name] [--json] [--start offset] [--stop offset]
+\t\t[--mark] name
 `;
 
 export const HASTD_USAGE = `usage: hastd [-dFh] [-c config] [-P pidfile] [--node name]

@@ -13,7 +13,15 @@ export type ControlRequest =
   /** `force`: hastctl role --force, overrides the refusals (ours, not upstream's). */
   | { readonly cmd: 'role'; readonly role: Role; readonly resources: readonly string[]; readonly force?: boolean }
   | { readonly cmd: 'status'; readonly resources: readonly string[] }
-  | { readonly cmd: 'sync'; readonly action: SyncAction; readonly resources: readonly string[] };
+  | { readonly cmd: 'sync'; readonly action: SyncAction; readonly resources: readonly string[] }
+  /** Ours: `hastctl verify NAME [--start] [--stop] [--mark]`; stop null = the end of the data area. */
+  | {
+      readonly cmd: 'verify';
+      readonly resources: readonly string[];
+      readonly start?: number;
+      readonly stop?: number | null;
+      readonly mark?: boolean;
+    };
 
 /**
  * Error numbers in replies: upstream's (1, 2, 4), and ours for a refused or failed role change,
@@ -78,6 +86,39 @@ export interface SyncControlStatus {
   readonly currentRate: number;
 }
 
+/** Ours: `hastctl verify` (issue 17), a range of the data area. */
+export interface VerifyRange {
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface VerifyReport {
+  readonly outcome: 'identical' | 'differ' | 'interrupted';
+  readonly start: number;
+  readonly stop: number;
+  readonly comparedBytes: number;
+  /** Bytes of extents waiting for resynchronisation, not compared. */
+  readonly skippedBytes: number;
+  /** Differing ranges, VERIFY_BLOCK-aligned, ascending, adjacent ones merged. */
+  readonly differing: readonly VerifyRange[];
+  readonly differingBytes: number;
+  /** Extents marked for resynchronisation (`mark`). */
+  readonly markedExtents: number;
+  readonly seconds: number;
+  /** Why it stopped early (interrupted). */
+  readonly reason?: string;
+}
+
+/** What status shows while a verify runs. */
+export interface VerifyProgress {
+  readonly start: number;
+  readonly stop: number;
+  readonly doneBytes: number;
+  readonly differingBytes: number;
+  /** Bytes per second since it started. */
+  readonly rate: number;
+}
+
 /**
  * Ours: the consistency state of a copy (issue 13). A sync target is inconsistent, persistently,
  * from its first received byte until the sync completed; `synchronized` is the percentage copied by
@@ -120,6 +161,8 @@ export interface WorkerStatus {
   readonly asyncBacklog?: AsyncBacklog;
   /** (ours) Primary with a remote: the resync's rate control and pause. */
   readonly syncControl?: SyncControlStatus;
+  /** (ours) Primary with a remote: the running verify, and the last one's report. */
+  readonly verify?: { readonly running: VerifyProgress | null; readonly last: VerifyReport | null };
 }
 
 /** Why the link to the peer is down (null while connected or before the first attempt). */
@@ -171,6 +214,8 @@ export interface ResourceStatus {
   readonly lasterror?: string | null;
   /** The previous role, in replies to a role request. */
   readonly previousRole?: Role;
+  /** Ours: the report, in replies to a verify request. */
+  readonly verify?: VerifyReport;
   readonly provname?: string;
   readonly localpath?: string;
   readonly remoteaddr?: string;

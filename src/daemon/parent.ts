@@ -23,7 +23,7 @@ import { readLine } from '../control/wire.js';
 import { log } from '../log/log.js';
 import type { PeerListeners } from './listen.js';
 import { type PeerParent, ResourceState, type StartOutcome } from './resource-state.js';
-import type { HookEvent, ParentToWorker, WorkerToParent } from './worker-ipc.js';
+import type { HookEvent, ParentToWorker, WorkerCommand, WorkerCommandReply, WorkerToParent } from './worker-ipc.js';
 import { WORKER_EXIT } from './worker-ipc.js';
 
 /** How long a worker may take to answer a status query before it is reported as an error. */
@@ -164,7 +164,7 @@ export class HastdParent implements PeerParent {
       return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid request.', resources: [] };
     }
     const req = raw as Partial<ControlRequest> & { resources?: unknown; role?: unknown };
-    if (req.cmd !== 'role' && req.cmd !== 'status' && req.cmd !== 'sync') {
+    if (req.cmd !== 'role' && req.cmd !== 'status' && req.cmd !== 'sync' && req.cmd !== 'verify') {
       return { error: CONTROL_ERROR.UNKNOWN_COMMAND, message: 'Unknown command.', resources: [] };
     }
     const names = req.resources;
@@ -210,7 +210,22 @@ export class HastdParent implements PeerParent {
       if (typeof action !== 'string' || !(SYNC_ACTIONS as readonly string[]).includes(action)) {
         return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid sync action.', resources: [] };
       }
-      const out = await Promise.all(expanded.map((name) => this.#syncControl(name, action as SyncAction)));
+      const out = await Promise.all(
+        expanded.map((name) => this.#command(name, { kind: 'sync', action: action as SyncAction }, STATUS_TIMEOUT_MS)),
+      );
+      return { resources: out };
+    }
+    if (req.cmd === 'verify') {
+      const v = req as { start?: unknown; stop?: unknown; mark?: unknown };
+      const start = v.start ?? 0;
+      const stop = v.stop ?? null;
+      const isOffset = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+      if (!isOffset(start) || (stop !== null && !isOffset(stop)) || (stop !== null && stop < start)) {
+        return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid verify range.', resources: [] };
+      }
+      const out = await Promise.all(
+        expanded.map((name) => this.#command(name, { kind: 'verify', start, stop, mark: v.mark === true }, null)),
+      );
       return { resources: out };
     }
     const out = await Promise.all(
@@ -223,32 +238,40 @@ export class HastdParent implements PeerParent {
     return { resources: out };
   }
 
-  /** Ours: `hastctl sync pause|resume` for one resource, done by its primary worker. */
-  async #syncControl(name: string, action: SyncAction): Promise<ResourceStatus> {
+  /**
+   * Ours: `hastctl sync pause|resume` and `hastctl verify` for one resource, run by its primary
+   * worker. `timeoutMs` null: no bound (a verify takes as long as the data area needs; it ends when
+   * the worker answers or exits).
+   */
+  async #command(name: string, command: WorkerCommand, timeoutMs: number | null): Promise<ResourceStatus> {
     const res = this.resources.get(name);
     if (res === undefined) return { name, error: CONTROL_ERROR.NO_SUCH_RESOURCE };
     const w = res.worker;
+    const what = command.kind === 'sync' ? `sync ${command.action}` : 'verify';
     if (res.role !== 'primary' || w === null || !w.connected || !res.workerReady) {
       return {
         name,
         role: res.role,
         error: CONTROL_ERROR.REFUSED,
-        message: `Resource ${name} is ${res.role} here: the synchronization is run by the primary; run 'hastctl sync ${action} ${name}' on the primary node.`,
+        message: `Resource ${name} is ${res.role} here: the ${command.kind === 'sync' ? 'synchronization' : 'verify'} is run by the primary; run 'hastctl ${what} ${name}' on the primary node.`,
       };
     }
     const id = ++this.#statusId;
-    const r = await new Promise<{ ok: boolean; reason?: string }>((resolve) => {
-      const timer = setTimeout(() => {
-        res.pendingSyncControl.delete(id);
-        resolve({ ok: false, reason: 'The worker did not answer.' });
-      }, STATUS_TIMEOUT_MS);
-      res.pendingSyncControl.set(id, (reply) => {
-        clearTimeout(timer);
+    const r = await new Promise<WorkerCommandReply>((resolve) => {
+      const timer =
+        timeoutMs === null
+          ? null
+          : setTimeout(() => {
+              res.pendingCommand.delete(id);
+              resolve({ ok: false, reason: 'The worker did not answer.' });
+            }, timeoutMs);
+      res.pendingCommand.set(id, (reply) => {
+        if (timer !== null) clearTimeout(timer);
         resolve(reply);
       });
-      this.#send(w, { type: 'sync-control', id, action });
+      this.#send(w, { type: 'command', id, command });
     });
-    if (r.ok) return { name, role: res.role };
+    if (r.ok) return { name, role: res.role, ...(r.verify !== undefined ? { verify: r.verify } : {}) };
     return { name, role: res.role, error: CONTROL_ERROR.REFUSED, message: r.reason ?? 'Refused by the worker.' };
   }
 
@@ -512,10 +535,10 @@ export class HastdParent implements PeerParent {
       case 'failed':
         res.failedReason = { reason: m.reason, code: m.code };
         break;
-      case 'sync-control-reply': {
-        const cb = res.pendingSyncControl.get(m.id);
-        res.pendingSyncControl.delete(m.id);
-        cb?.({ ok: m.ok, ...(m.reason !== undefined ? { reason: m.reason } : {}) });
+      case 'command-reply': {
+        const cb = res.pendingCommand.get(m.id);
+        res.pendingCommand.delete(m.id);
+        cb?.(m.reply);
         break;
       }
       case 'release-reply': {
@@ -540,8 +563,8 @@ export class HastdParent implements PeerParent {
     res.pendingStatus.clear();
     for (const cb of res.pendingRelease.values()) cb({ ok: true });
     res.pendingRelease.clear();
-    for (const cb of res.pendingSyncControl.values()) cb({ ok: false, reason: 'The worker exited.' });
-    res.pendingSyncControl.clear();
+    for (const cb of res.pendingCommand.values()) cb({ ok: false, reason: 'The worker exited.' });
+    res.pendingCommand.clear();
     const name = res.cfg.name;
     const why =
       res.failedReason?.reason ??

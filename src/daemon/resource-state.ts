@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import type { HastConfig, ResourceConfig } from '../config/types.js';
 import type { Role, WorkerStatus } from '../control/messages.js';
-import type { ParentToWorker } from './worker-ipc.js';
+import type { ParentToWorker, WorkerCommandReply } from './worker-ipc.js';
 
 /** How a primary worker's start-up ended. */
 export type StartOutcome =
@@ -30,8 +30,8 @@ export class ResourceState {
   readonly pendingStatus = new Map<number, (s: WorkerStatus | null) => void>();
   /** Replies awaited from the primary worker to 'release' (device removal before a demotion). */
   readonly pendingRelease = new Map<number, (r: { ok: boolean; reason?: string }) => void>();
-  /** Replies awaited from the primary worker to 'sync-control' (`hastctl sync pause|resume`). */
-  readonly pendingSyncControl = new Map<number, (r: { ok: boolean; reason?: string }) => void>();
+  /** Replies awaited from the primary worker to 'command' (`hastctl sync`, `hastctl verify`). */
+  readonly pendingCommand = new Map<number, (r: WorkerCommandReply) => void>();
   /** Why the last start of a worker failed, or why it went away; shown as `lasterror`. */
   lastError: string | null = null;
   /** The reason a worker gave in its 'failed' message before exiting. */

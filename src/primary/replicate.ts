@@ -7,6 +7,8 @@ import {
   type PeerLinkStatus,
   type SyncControlStatus,
   syncedPercent,
+  type VerifyProgress,
+  type VerifyReport,
   type WorkerStats,
 } from '../control/messages.js';
 import type { WorkerToParent } from '../daemon/worker-ipc.js';
@@ -18,6 +20,7 @@ import { PeerRemote } from './remote.js';
 import type { PrimaryResource } from './resource.js';
 import { runSync, type SyncPeer } from './sync.js';
 import { SyncThrottle } from './sync-rate.js';
+import { runVerify } from './verify.js';
 
 const RECONNECT_MS = 10_000;
 /** Retry interval of the startup wait while the peer is still primary. */
@@ -54,6 +57,10 @@ export interface Replication {
   pauseSync(pause: boolean): boolean;
   /** Ours: the resync's rate control for status. */
   syncControl(): SyncControlStatus;
+  /** Ours (`hastctl verify`): compare both copies of [start, stop); a string is a refusal. */
+  verify(range: { start: number; stop: number; mark: boolean }): Promise<VerifyReport | string>;
+  /** Ours: the running verify's progress and the last report, for status. */
+  verifyStatus(): { running: VerifyProgress | null; last: VerifyReport | null };
 }
 
 class Replicator implements Omit<Replication, 'ready'> {
@@ -75,6 +82,8 @@ class Replicator implements Omit<Replication, 'ready'> {
   #peerInconsistent = false;
   readonly #link = new PeerLink();
   readonly #throttle: SyncThrottle;
+  #verifyProgress: VerifyProgress | null = null;
+  #lastVerify: VerifyReport | null = null;
 
   constructor(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void, force: boolean) {
     this.#res = res;
@@ -350,6 +359,35 @@ class Replicator implements Omit<Replication, 'ready'> {
     const changed = pause ? this.#throttle.pause() : this.#throttle.resume();
     if (changed) log.info(pause ? 'Synchronization paused.' : 'Synchronization resumed.');
     return changed;
+  }
+
+  async verify(range: { start: number; stop: number; mark: boolean }): Promise<VerifyReport | string> {
+    const res = this.#res;
+    if (this.#verifyProgress !== null) return 'A verify of this resource is already running.';
+    if (this.#remote === null) return 'Not connected to the secondary: there is nothing to compare with.';
+    if (res.staleLocal) return 'A synchronization from the secondary is running: verify after it completed.';
+    const peer = {
+      get connected(): boolean {
+        return res.remote !== null;
+      },
+      read: (offset: number, length: number) => this.read(offset, length),
+    };
+    this.#verifyProgress = { start: range.start, stop: range.stop, doneBytes: 0, differingBytes: 0, rate: 0 };
+    try {
+      const report = await runVerify(res, peer, range, (p) => {
+        this.#verifyProgress = p;
+      });
+      this.#lastVerify = report;
+      // Marked extents are copied by a sync pass now (a running pass picks them up).
+      if (report.markedExtents > 0 && this.connected) this.#startSync('primary');
+      return report;
+    } finally {
+      this.#verifyProgress = null;
+    }
+  }
+
+  verifyStatus(): { running: VerifyProgress | null; last: VerifyReport | null } {
+    return { running: this.#verifyProgress, last: this.#lastVerify };
   }
 
   syncControl(): SyncControlStatus {

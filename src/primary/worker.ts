@@ -7,7 +7,13 @@ import { parseExportAddress } from '../config/index.js';
 import type { ResourceConfig } from '../config/types.js';
 import { syncedPercent, type WorkerStatus } from '../control/messages.js';
 import { DeviceError, attachDevice, cleanupStaleDevice, type AttachedDevice } from '../daemon/device/index.js';
-import type { ParentToWorker, WorkerInit, WorkerToParent } from '../daemon/worker-ipc.js';
+import type {
+  ParentToWorker,
+  WorkerCommand,
+  WorkerCommandReply,
+  WorkerInit,
+  WorkerToParent,
+} from '../daemon/worker-ipc.js';
 import { WORKER_EXIT } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import { readMetadata } from '../metadata/metadata.js';
@@ -15,6 +21,7 @@ import { createNbdServer, type NbdBackend } from '../nbd/server.js';
 import { MAXPHYS } from '../peer/constants.js';
 import { ErrnoError } from '../util/errno.js';
 import { forgetKeepDirtyOnCleanStop } from './clean-stop.js';
+import { verifyBounds } from './verify.js';
 import { PrimaryResource } from './resource.js';
 import { peerPrimaryMessage, startReplication, type Replication, type StartOutcome } from './replicate.js';
 
@@ -102,6 +109,26 @@ async function refuseInconsistent(name: string, md: { inconsistent?: boolean }, 
   md.inconsistent = false;
 }
 
+/** `hastctl sync pause|resume` and `hastctl verify` (ours, issue 17). */
+async function runCommand(
+  repl: Replication | null,
+  name: string,
+  dataSize: number,
+  cmd: WorkerCommand,
+): Promise<WorkerCommandReply> {
+  if (repl === null) {
+    const what = cmd.kind === 'sync' ? `no synchronization to ${cmd.action}` : 'no other copy to verify against';
+    return { ok: false, reason: `Resource ${name} has no remote node (remote none): there is ${what}.` };
+  }
+  if (cmd.kind === 'sync') {
+    repl.pauseSync(cmd.action === 'pause');
+    return { ok: true };
+  }
+  const range = verifyBounds(dataSize, cmd.start, cmd.stop);
+  const report = await repl.verify({ ...range, mark: cmd.mark });
+  return typeof report === 'string' ? { ok: false, reason: report } : { ok: true, verify: report };
+}
+
 export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
   let cfg: ResourceConfig = init.resource;
   let comp;
@@ -185,7 +212,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     peerDisk: repl?.peerDisk() ?? null,
     ...(repl !== null ? { peer: repl.peerStatus() } : {}),
     ...(cfg.replication === 'async' ? { asyncBacklog: res.asyncBudget.snapshot() } : {}),
-    ...(repl !== null ? { syncControl: repl.syncControl() } : {}),
+    ...(repl !== null ? { syncControl: repl.syncControl(), verify: repl.verifyStatus() } : {}),
   });
 
   /**
@@ -270,18 +297,10 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     } else if (m.type === 'reload') {
       cfg = m.resource;
       repl?.reload(cfg);
-    } else if (m.type === 'sync-control') {
-      if (repl === null) {
-        send({
-          type: 'sync-control-reply',
-          id: m.id,
-          ok: false,
-          reason: `Resource ${cfg.name} has no remote node (remote none): there is no synchronization to ${m.action}.`,
-        });
-      } else {
-        repl.pauseSync(m.action === 'pause');
-        send({ type: 'sync-control-reply', id: m.id, ok: true });
-      }
+    } else if (m.type === 'command') {
+      void runCommand(repl, cfg.name, res.size, m.command).then((reply) =>
+        send({ type: 'command-reply', id: m.id, reply }),
+      );
     }
   });
   // `hastctl role primary` returns once the first connection attempt is over: a refusal (the peer
