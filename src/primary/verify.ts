@@ -19,7 +19,7 @@ import type { PrimaryResource } from './resource.js';
 /** Chunks compared at once. */
 const VERIFY_WINDOW = 4;
 /** Granularity of the reported differences. */
-export const VERIFY_BLOCK = 4096;
+const VERIFY_BLOCK = 4096;
 
 export interface VerifyPeer {
   readonly connected: boolean;
