@@ -169,14 +169,22 @@ function firstError(reply: ControlReply): number {
   return 0;
 }
 
-async function cmdRole(cfg: HastConfig, args: readonly string[], debug: number, force: boolean): Promise<number> {
+async function cmdRole(
+  cfg: HastConfig,
+  args: readonly string[],
+  debug: number,
+  force: boolean,
+  discard: boolean,
+): Promise<number> {
   const [role, ...names] = args;
   if (role === undefined || names.length === 0 || !(ROLES as readonly string[]).includes(role)) usage();
+  if (discard && role !== 'secondary') usage('--discard-my-data goes with role secondary');
   const reply = await talk(cfg, {
     cmd: 'role',
     role: role as Role,
     resources: names,
     ...(force ? { force: true } : {}),
+    ...(discard ? { discardMyData: true } : {}),
   });
   if (typeof reply === 'number') return reply;
   for (const r of reply.resources) {
@@ -286,6 +294,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
         start: { type: 'string' },
         stop: { type: 'string' },
         mark: { type: 'boolean' },
+        'discard-my-data': { type: 'boolean' },
       },
     });
     if (values.help === true) usage();
@@ -301,6 +310,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
     if ((values.start !== undefined || values.stop !== undefined || values.mark === true) && sub !== 'verify')
       usage('--start, --stop and --mark are options of verify');
     if (values.force === true && sub !== 'role') usage('--force is an option of role');
+    if (values['discard-my-data'] === true && sub !== 'role') usage('--discard-my-data is an option of role');
     if (values['full-sync'] === true && sub !== 'create') usage('--full-sync is an option of create');
     const debug = values.debug?.length ?? 0;
     const cfg = load(values.config ?? DEFAULT_CONFIG, values.node);
@@ -310,7 +320,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
       case 'dump':
         return await cmdDump(cfg, positionals);
       case 'role':
-        return await cmdRole(cfg, positionals, debug, values.force === true);
+        return await cmdRole(cfg, positionals, debug, values.force === true, values['discard-my-data'] === true);
       case 'sync':
         return await cmdSync(cfg, positionals, debug);
       case 'verify':

@@ -11,7 +11,14 @@ export type SyncAction = (typeof SYNC_ACTIONS)[number];
 
 export type ControlRequest =
   /** `force`: hastctl role --force, overrides the refusals (ours, not upstream's). */
-  | { readonly cmd: 'role'; readonly role: Role; readonly resources: readonly string[]; readonly force?: boolean }
+  | {
+      readonly cmd: 'role';
+      readonly role: Role;
+      readonly resources: readonly string[];
+      readonly force?: boolean;
+      /** Ours, with role secondary: at the next split-brain, discard this node's changes (issue 17). */
+      readonly discardMyData?: boolean;
+    }
   | { readonly cmd: 'status'; readonly resources: readonly string[] }
   | { readonly cmd: 'sync'; readonly action: SyncAction; readonly resources: readonly string[] }
   /** Ours: `hastctl verify NAME [--start] [--stop] [--mark]`; stop null = the end of the data area. */
@@ -161,6 +168,8 @@ export interface WorkerStatus {
   readonly asyncBacklog?: AsyncBacklog;
   /** (ours) Primary with a remote: the resync's rate control and pause. */
   readonly syncControl?: SyncControlStatus;
+  /** (ours) Primary: extents waiting for resynchronisation (changed since the copies last agreed). */
+  readonly changedExtents?: number;
   /** (ours) Primary with a remote: the running verify, and the last one's report. */
   readonly verify?: { readonly running: VerifyProgress | null; readonly last: VerifyReport | null };
 }
@@ -216,6 +225,12 @@ export interface ResourceStatus {
   readonly previousRole?: Role;
   /** Ours: the report, in replies to a verify request. */
   readonly verify?: VerifyReport;
+  /**
+   * Ours (issue 17): extents this node changed since the copies last agreed, what a split-brain
+   * recovery resyncs from its side. The primary's worker counts the extents waiting for sync;
+   * otherwise it is read from the on-disk activemap (what this node would send a primary).
+   */
+  readonly changedExtents?: number;
   readonly provname?: string;
   readonly localpath?: string;
   readonly remoteaddr?: string;

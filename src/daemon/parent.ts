@@ -20,6 +20,10 @@ import {
   type WorkerStatus,
 } from '../control/messages.js';
 import { readLine } from '../control/wire.js';
+import { popcount } from '../activemap/bitmap.js';
+import type { Component } from '../component/component.js';
+import { openComponent } from '../component/open.js';
+import { readBitmap, readMetadata } from '../metadata/metadata.js';
 import { log } from '../log/log.js';
 import type { PeerListeners } from './listen.js';
 import { type PeerParent, ResourceState, type StartOutcome } from './resource-state.js';
@@ -96,6 +100,24 @@ export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
     MALLOC_MMAP_THRESHOLD_: env.MALLOC_MMAP_THRESHOLD_ ?? String(4 << 20),
     MALLOC_TRIM_THRESHOLD_: env.MALLOC_TRIM_THRESHOLD_ ?? String(64 << 20),
   };
+}
+
+/**
+ * Ours: the extents set in the component's on-disk activemap (read-only, no lock, as `hastctl
+ * dump`); undefined when it cannot be read (no component, no metadata yet).
+ */
+async function onDiskChangedExtents(c: ResourceConfig): Promise<number | undefined> {
+  let comp: Component | undefined;
+  try {
+    comp = await openComponent(c.localPath, { lock: false, readOnly: true });
+    const md = await readMetadata(comp, c.name);
+    const map = await readBitmap(comp, md);
+    return popcount(map, Math.ceil(md.dataSize / md.extentSize));
+  } catch {
+    return undefined;
+  } finally {
+    await comp?.close().catch(() => undefined);
+  }
 }
 
 export class HastdParent implements PeerParent {
@@ -178,6 +200,14 @@ export class HastdParent implements PeerParent {
         return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid role.', resources: [] };
       }
       const force = (req as { force?: unknown }).force === true;
+      const discard = (req as { discardMyData?: unknown }).discardMyData === true;
+      if (discard && role !== 'secondary') {
+        return {
+          error: CONTROL_ERROR.INVALID_REQUEST,
+          message: '--discard-my-data goes with role secondary.',
+          resources: [],
+        };
+      }
       const out: ResourceStatus[] = [];
       for (const name of expanded) {
         const res = this.resources.get(name);
@@ -196,7 +226,15 @@ export class HastdParent implements PeerParent {
         }
         const previous = res.role;
         try {
-          await this.serialize(() => this.setRole(res, role as Role, force));
+          await this.serialize(async () => {
+            await this.setRole(res, role as Role, force);
+            if (discard) {
+              res.discardMyData = true;
+              log.warning(
+                `[${name}] This node's changes since the split-brain will be discarded at the next connection of the primary.`,
+              );
+            }
+          });
           out.push({ name, previousRole: previous, role: res.role });
         } catch (err) {
           if (!(err instanceof RoleError)) throw err;
@@ -278,6 +316,8 @@ export class HastdParent implements PeerParent {
   async statusOf(res: ResourceState): Promise<ResourceStatus> {
     const c = res.cfg;
     const worker = res.worker !== null ? await this.#askStatus(res) : null;
+    const changed =
+      worker?.changedExtents ?? (res.workerRole === 'primary' ? undefined : await onDiskChangedExtents(c));
     return {
       name: c.name,
       role: res.role,
@@ -291,6 +331,7 @@ export class HastdParent implements PeerParent {
       workerpid: res.worker?.pid ?? 0,
       lasterror: res.lastError,
       worker,
+      ...(changed !== undefined ? { changedExtents: changed } : {}),
     };
   }
 
@@ -370,6 +411,7 @@ export class HastdParent implements PeerParent {
     log.info(`[${name}] (${old}) Role changed to ${role}.`);
     res.role = role;
     res.force = force;
+    if (role !== 'secondary') res.discardMyData = false;
     await this.stopWorker(res);
     if (role !== 'primary') {
       res.lastError = null;
@@ -512,6 +554,7 @@ export class HastdParent implements PeerParent {
       foreground: this.opts.foreground,
       stateDir: this.opts.stateDir,
       force: res.force,
+      ...(role === 'secondary' && res.discardMyData ? { discardMyData: true } : {}),
     });
     return child;
   }
@@ -534,6 +577,9 @@ export class HastdParent implements PeerParent {
         break;
       case 'failed':
         res.failedReason = { reason: m.reason, code: m.code };
+        break;
+      case 'discarded':
+        res.discardMyData = false;
         break;
       case 'command-reply': {
         const cb = res.pendingCommand.get(m.id);

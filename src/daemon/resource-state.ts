@@ -46,6 +46,12 @@ export class ResourceState {
   startAwaited = false;
   /** The `--force` of the role change that started the current worker (WorkerInit.force). */
   force = false;
+  /**
+   * Ours: `hastctl role secondary --discard-my-data` (WorkerInit.discardMyData): the next secondary
+   * worker that meets a split-brain resyncs from the primary instead of refusing. Cleared once used
+   * ('discarded') and by a change to another role.
+   */
+  discardMyData = false;
   constructor(cfg: ResourceConfig) {
     this.cfg = cfg;
   }

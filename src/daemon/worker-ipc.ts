@@ -19,6 +19,8 @@ export interface WorkerInit {
    * answers as primary, an inconsistent copy).
    */
   readonly force: boolean;
+  /** Ours, secondary: `role secondary --discard-my-data` (see ResourceState.discardMyData). */
+  readonly discardMyData?: boolean;
 }
 
 export type ParentToWorker =
@@ -74,6 +76,8 @@ export type WorkerToParent =
     }
   | { readonly type: 'status-reply'; readonly id: number; readonly status: WorkerStatus }
   | { readonly type: 'command-reply'; readonly id: number; readonly reply: WorkerCommandReply }
+  /** Ours, secondary: a split-brain was resolved by discarding this node's changes (the flag is spent). */
+  | { readonly type: 'discarded' }
   | { readonly type: 'event'; readonly event: HookEvent; readonly args: readonly string[] };
 
 /**

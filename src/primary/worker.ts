@@ -212,7 +212,9 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     peerDisk: repl?.peerDisk() ?? null,
     ...(repl !== null ? { peer: repl.peerStatus() } : {}),
     ...(cfg.replication === 'async' ? { asyncBacklog: res.asyncBudget.snapshot() } : {}),
-    ...(repl !== null ? { syncControl: repl.syncControl(), verify: repl.verifyStatus() } : {}),
+    ...(repl !== null
+      ? { syncControl: repl.syncControl(), verify: repl.verifyStatus(), changedExtents: res.amap.syncPendingExtents }
+      : {}),
   });
 
   /**
