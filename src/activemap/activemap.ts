@@ -352,6 +352,26 @@ export class Activemap {
     return this.#unsync(extent);
   }
 
+  /**
+   * Empty the keepdirty LRU (issue 17): the caller knows both copies of every extent agree and are
+   * on stable storage (a clean stop after a flush of both nodes, nothing in flight or to sync), so
+   * the extents kept dirty against a crash need no resync. Extents with an op in flight or waiting
+   * for sync stay in the image (memmap).
+   * @returns true when the image lost a bit (the caller writes bitmap()).
+   */
+  forgetKeepDirty(): boolean {
+    let changed = false;
+    for (let e = this.#lruHead; e !== -1; ) {
+      const next = this.#lruNext[e] ?? -1;
+      this.#lruUnlink(e);
+      this.#flags[e] = (this.#flags[e] ?? 0) & ~IN_LRU;
+      this.#lruCount--;
+      if (!testBit(this.#memmap, e)) changed = true;
+      e = next;
+    }
+    return changed;
+  }
+
   /** Clear the whole syncmap (nothing left to copy); same return value as syncExtentDone. */
   clearSync(): boolean {
     let changed = false;

@@ -5,14 +5,14 @@ import { loadConfig } from '../config/index.js';
 import { ConfigError } from '../config/errors.js';
 import type { HastConfig, ResourceConfig } from '../config/types.js';
 import { ControlConnectError, controlRequest } from '../control/client.js';
-import { ROLES, type ControlReply, type Role } from '../control/messages.js';
+import { ROLES, SYNC_ACTIONS, type ControlReply, type Role, type SyncAction } from '../control/messages.js';
 import { openComponent } from '../component/open.js';
 import { createResource } from '../metadata/create.js';
 import { formatDump } from '../metadata/dump.js';
 import { readMetadata } from '../metadata/metadata.js';
 import { parseSize } from '../metadata/size.js';
 import { EX } from '../util/sysexits.js';
-import { formatResource, formatTable } from './status-text.js';
+import { formatResource, formatTable, formatVerify } from './status-text.js';
 import { HASTCTL_USAGE } from './usage.js';
 
 const DEFAULT_CONFIG = '/etc/hast.conf';
@@ -92,6 +92,7 @@ async function cmdCreate(cfg: HastConfig, names: readonly string[], v: Record<st
         ...(extentSize !== undefined ? { extentSize } : {}),
         ...(keepDirty !== undefined ? { keepDirty } : {}),
         ...(mediaSize !== undefined ? { mediaSize } : {}),
+        ...(v['full-sync'] === true ? { fullSync: true } : {}),
       });
     } catch (err) {
       warn(`[${r.name}] ${(err as Error).message}`);
@@ -168,14 +169,22 @@ function firstError(reply: ControlReply): number {
   return 0;
 }
 
-async function cmdRole(cfg: HastConfig, args: readonly string[], debug: number, force: boolean): Promise<number> {
+async function cmdRole(
+  cfg: HastConfig,
+  args: readonly string[],
+  debug: number,
+  force: boolean,
+  discard: boolean,
+): Promise<number> {
   const [role, ...names] = args;
   if (role === undefined || names.length === 0 || !(ROLES as readonly string[]).includes(role)) usage();
+  if (discard && role !== 'secondary') usage('--discard-my-data goes with role secondary');
   const reply = await talk(cfg, {
     cmd: 'role',
     role: role as Role,
     resources: names,
     ...(force ? { force: true } : {}),
+    ...(discard ? { discardMyData: true } : {}),
   });
   if (typeof reply === 'number') return reply;
   for (const r of reply.resources) {
@@ -188,6 +197,63 @@ async function cmdRole(cfg: HastConfig, args: readonly string[], debug: number, 
           : `[${r.name}] Role changed from ${r.previousRole} to ${role}.\n`,
       );
     }
+  }
+  return firstError(reply);
+}
+
+/** Ours: `hastctl verify [--json] NAME [--start OFFSET] [--stop OFFSET] [--mark]` (issue 17). */
+async function cmdVerify(cfg: HastConfig, names: readonly string[], v: Record<string, unknown>): Promise<number> {
+  const [name, ...extra] = names;
+  if (name === undefined || extra.length > 0 || name === 'all') usage('verify takes one resource name');
+  const offset = (key: 'start' | 'stop'): number | undefined => {
+    const raw = v[key];
+    if (typeof raw !== 'string') return undefined;
+    try {
+      return parseSize(raw);
+    } catch {
+      usage(`Invalid --${key} offset: ${raw}`);
+    }
+  };
+  const start = offset('start') ?? 0;
+  const stop = offset('stop') ?? null;
+  if (stop !== null && stop < start) usage('--stop is before --start');
+  if (cfg.resources.find((r) => r.name === name) === undefined) {
+    warn(`Unknown resource ${name}.`);
+    return EX.DATAERR;
+  }
+  const reply = await talk(cfg, { cmd: 'verify', resources: [name], start, stop, mark: v.mark === true });
+  if (typeof reply === 'number') return reply;
+  if (reply.error !== undefined) return firstError(reply);
+  const r = reply.resources[0];
+  if (r === undefined) return EX.SOFTWARE;
+  if (r.error !== undefined) {
+    warn(r.message !== undefined ? `[${r.name}] ${r.message}` : `[${r.name}] Received error ${r.error} from hastd.`);
+    return r.error;
+  }
+  const rep = r.verify;
+  if (rep === undefined) return EX.SOFTWARE;
+  if (v.json === true) process.stdout.write(`${JSON.stringify({ name: r.name, ...rep }, null, 2)}\n`);
+  else process.stdout.write(formatVerify(r.name, rep));
+  if (rep.outcome === 'interrupted') {
+    warn(
+      `[${r.name}] Verify interrupted: ${rep.reason ?? 'unknown reason'}; run it again (--start ${rep.start + rep.comparedBytes + rep.skippedBytes} resumes about where it stopped).`,
+    );
+    return EX.TEMPFAIL;
+  }
+  return rep.outcome === 'identical' ? 0 : 1;
+}
+
+/** Ours: `hastctl sync pause|resume NAME...` (issue 17), on the primary node. */
+async function cmdSync(cfg: HastConfig, args: readonly string[], debug: number): Promise<number> {
+  const [action, ...names] = args;
+  if (action === undefined || names.length === 0 || !(SYNC_ACTIONS as readonly string[]).includes(action)) usage();
+  const reply = await talk(cfg, { cmd: 'sync', action: action as SyncAction, resources: names });
+  if (typeof reply === 'number') return reply;
+  for (const r of reply.resources) {
+    if (r.error !== undefined)
+      warn(r.message !== undefined ? `[${r.name}] ${r.message}` : `[${r.name}] Received error ${r.error} from hastd.`);
+    else if (debug > 0)
+      process.stderr.write(`[${r.name}] Synchronization ${action === 'pause' ? 'paused' : 'resumed'}.\n`);
   }
   return firstError(reply);
 }
@@ -207,7 +273,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
   try {
     if (sub === undefined || sub === '-h' || sub === '--help') usage();
-    const known = ['create', 'role', 'list', 'status', 'dump'];
+    const known = ['create', 'role', 'list', 'status', 'dump', 'sync', 'verify'];
     if (!known.includes(sub)) usage(`unknown command: ${sub}`);
     const { values, positionals } = parseArgs({
       args: [...rest],
@@ -224,6 +290,11 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
         keepdirty: { type: 'string', short: 'k' },
         mediasize: { type: 'string', short: 'm' },
         force: { type: 'boolean' },
+        'full-sync': { type: 'boolean' },
+        start: { type: 'string' },
+        stop: { type: 'string' },
+        mark: { type: 'boolean' },
+        'discard-my-data': { type: 'boolean' },
       },
     });
     if (values.help === true) usage();
@@ -233,9 +304,14 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
     ) {
       usage('-e, -k and -m are options of create');
     }
-    if ((values.json === true || values.terse === true) && sub !== 'status' && sub !== 'list')
-      usage('--json and -t are options of status and list');
+    if (values.terse === true && sub !== 'status' && sub !== 'list') usage('-t is an option of status and list');
+    if (values.json === true && sub !== 'status' && sub !== 'list' && sub !== 'verify')
+      usage('--json is an option of status, list and verify');
+    if ((values.start !== undefined || values.stop !== undefined || values.mark === true) && sub !== 'verify')
+      usage('--start, --stop and --mark are options of verify');
     if (values.force === true && sub !== 'role') usage('--force is an option of role');
+    if (values['discard-my-data'] === true && sub !== 'role') usage('--discard-my-data is an option of role');
+    if (values['full-sync'] === true && sub !== 'create') usage('--full-sync is an option of create');
     const debug = values.debug?.length ?? 0;
     const cfg = load(values.config ?? DEFAULT_CONFIG, values.node);
     switch (sub) {
@@ -244,7 +320,11 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
       case 'dump':
         return await cmdDump(cfg, positionals);
       case 'role':
-        return await cmdRole(cfg, positionals, debug, values.force === true);
+        return await cmdRole(cfg, positionals, debug, values.force === true, values['discard-my-data'] === true);
+      case 'sync':
+        return await cmdSync(cfg, positionals, debug);
+      case 'verify':
+        return await cmdVerify(cfg, positionals, values);
       default:
         return await cmdStatus(cfg, positionals, values.json === true, values.terse === true);
     }

@@ -1,5 +1,5 @@
 // Text renderers for `hastctl status` / `hastctl list` (HAST-SPEC §2.5 layout, FreeBSD 10+ `list`).
-import type { DiskState, ResourceStatus, WorkerStatus } from '../control/messages.js';
+import type { DiskState, ResourceStatus, VerifyReport, WorkerStatus } from '../control/messages.js';
 import { humanizeNumber } from '../metadata/dump.js';
 
 function sized(n: number): string {
@@ -19,6 +19,27 @@ function duration(seconds: number): string {
 export function diskText(d: DiskState): string {
   if (d.consistent) return 'consistent';
   return d.synchronized === null ? 'inconsistent' : `inconsistent, ${d.synchronized}% synchronized`;
+}
+
+/** One line: the outcome of a verify and what it covered. */
+function verifySummary(r: VerifyReport): string {
+  const what =
+    r.outcome === 'identical'
+      ? 'identical'
+      : r.outcome === 'differ'
+        ? `differ: ${r.differing.length} range(s), ${humanizeNumber(r.differingBytes)}B`
+        : `interrupted (${r.reason ?? 'unknown reason'})`;
+  const skipped =
+    r.skippedBytes > 0 ? `, ${humanizeNumber(r.skippedBytes)}B skipped (waiting for resynchronization)` : '';
+  const marked = r.markedExtents > 0 ? `, ${r.markedExtents} extent(s) marked for resynchronization` : '';
+  return `${what} in ${r.start}-${r.stop} (${humanizeNumber(r.comparedBytes)}B compared${skipped}${marked})`;
+}
+
+/** `hastctl verify` output: the summary, then one line per differing range (offset and length in bytes). */
+export function formatVerify(name: string, r: VerifyReport): string {
+  const lines = [`${name}: ${verifySummary(r)}`];
+  for (const d of r.differing) lines.push(`  offset ${d.offset} length ${d.length}`);
+  return `${lines.join('\n')}\n`;
 }
 
 /** The verbose per-resource block. */
@@ -51,6 +72,33 @@ export function formatResource(r: ResourceStatus): string {
       `  synchronization: ${humanizeNumber(s.leftBytes)}B left of ${humanizeNumber(s.totalBytes)}B, ${pct}% done, ` +
         `${humanizeNumber(Math.round(s.rate))}B/s, ETA ${duration(s.eta)} (from ${s.direction})`,
     );
+  }
+  // Ours: the resync's rate control (issue 17), only when set or paused.
+  const sc = w?.syncControl;
+  if (sc !== undefined && (sc.paused || sc.rate > 0 || sc.minRate > 0)) {
+    const rate = (n: number): string => (n > 0 ? `${humanizeNumber(n)}B/s` : 'unlimited');
+    lines.push(
+      `  syncrate: ${rate(sc.rate)}${sc.minRate > 0 ? `, ${rate(sc.minRate)} while the application is busy` : ''}` +
+        `${sc.paused ? ', paused' : ''}`,
+    );
+  }
+  // Ours (issue 17), only when some: what a split-brain recovery would resync from this node's side.
+  if (r.changedExtents !== undefined && r.changedExtents > 0) {
+    const es = w?.extentSize ?? 0;
+    lines.push(`  changed extents: ${r.changedExtents}${es > 0 ? ` (${humanizeNumber(r.changedExtents * es)}B)` : ''}`);
+  }
+  // Ours: the running verify and the last one's outcome (issue 17).
+  const v = w?.verify;
+  if (v?.running) {
+    const run = v.running;
+    const size = run.stop - run.start;
+    const pct = size > 0 ? Math.floor((run.doneBytes * 100) / size) : 100;
+    lines.push(
+      `  verify: running, ${pct}% of ${run.start}-${run.stop}, ${humanizeNumber(Math.round(run.rate))}B/s, ` +
+        `${humanizeNumber(run.differingBytes)}B differing so far`,
+    );
+  } else if (v?.last) {
+    lines.push(`  verify: last ${verifySummary(v.last)}`);
   }
   // Ours: the consistency state of each copy (issue 13); FreeBSD's lines are unchanged.
   if (w?.disk !== undefined) lines.push(`  disk: ${diskText(w.disk)}`);

@@ -29,6 +29,8 @@ const FIELD_CHANGE = {
   tlsKey: 'reload',
   tlsCa: 'reload',
   tlsPeer: 'reload',
+  syncRate: 'reload',
+  syncMinRate: 'reload',
 } as const satisfies Record<ResourceField, 'restart' | 'reload'>;
 const FIELDS = Object.keys(FIELD_CHANGE) as ResourceField[];
 

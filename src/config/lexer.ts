@@ -42,6 +42,9 @@ export const KEYWORDS = [
   'tlskey',
   'tlsca',
   'tlspeer',
+  // Our extensions: resynchronization rate control (issue 17).
+  'syncrate',
+  'syncminrate',
 ] as const;
 export type Keyword = (typeof KEYWORDS)[number];
 

@@ -11,9 +11,13 @@
 //                               global. The peer secret file.
 //   tlscert|tlskey|tlsca <path>, tlspeer <sha256>  like authkey: TLS on the replication link.
 //   controlgroup <group>        global and node sections; node wins. Control socket 0660 root:<group>.
+//   syncrate <size>|unlimited   global and resource sections; resource > global. The most bytes
+//   syncminrate <size>          per second a resync copies; syncminrate: what it slows down to (and
+//                               keeps) while the application does I/O. Sizes as hastctl create's.
 import { ConfigError } from './errors.js';
 import { tokenize, type Keyword, type Token } from './lexer.js';
 import { parseExportAddress } from './address.js';
+import { parseSize } from '../metadata/size.js';
 import { DEVICE_MODES } from './types.js';
 
 /** Statement keywords (everything that takes one value). */
@@ -39,6 +43,8 @@ export const STATEMENT_KEYWORDS = [
   'tlskey',
   'tlsca',
   'tlspeer',
+  'syncrate',
+  'syncminrate',
 ] as const;
 export type StatementKeyword = (typeof STATEMENT_KEYWORDS)[number];
 
@@ -64,6 +70,8 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'tlskey',
     'tlsca',
     'tlspeer',
+    'syncrate',
+    'syncminrate',
     'on',
     'resource',
   ],
@@ -84,6 +92,8 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'tlskey',
     'tlsca',
     'tlspeer',
+    'syncrate',
+    'syncminrate',
     'on',
   ],
   'resource-node': [
@@ -217,6 +227,19 @@ function checkStatement(st: Statement, file: string): void {
     case 'device':
       if (!(DEVICE_MODES as readonly string[]).includes(st.value)) {
         fail(`Invalid device mode ${st.value}: expected ${listWords(DEVICE_MODES)}.`);
+      }
+      break;
+    case 'syncrate':
+    case 'syncminrate':
+      if (st.keyword === 'syncrate' && st.value === 'unlimited') break;
+      try {
+        if (parseSize(st.value) <= 0) fail(`${st.keyword} must be greater than zero.`);
+      } catch (err) {
+        if (err instanceof ConfigError) throw err;
+        fail(
+          `Invalid ${st.keyword} ${st.value}: expected bytes per second with an optional k, m or g suffix` +
+            `${st.keyword === 'syncrate' ? ', or unlimited' : ''}.`,
+        );
       }
       break;
     default:
@@ -383,6 +406,9 @@ class Parser {
       if (valTok.type !== 'num') {
         throw unexpected(valTok, "expected a number of seconds after 'timeout'", this.#file, keyword);
       }
+      value = valTok.text;
+    } else if ((keyword === 'syncrate' || keyword === 'syncminrate') && valTok.type === 'num') {
+      // A plain number of bytes per second is a NUM token; with a suffix ("10M") it is a word.
       value = valTok.text;
     } else if ((keyword === 'remote' || keyword === 'device') && valTok.type === 'keyword' && valTok.text === 'none') {
       // `remote none` is upstream's special case; `device none` is ours ('none' is reserved).

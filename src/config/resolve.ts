@@ -1,6 +1,7 @@
 // From raw AST to the resolved HastConfig: node matching, the global → resource → `on <node>`
 // cascade, defaults and the post-parse validation of upstream's parse.y. HAST-SPEC §1.3–1.4, §1.7.
 import { ConfigError } from './errors.js';
+import { parseSize } from '../metadata/size.js';
 import { parseControlAddress } from './address.js';
 import { isThisNode } from './node-match.js';
 import type { ConfigAst, Statement, StatementKeyword } from './parser.js';
@@ -18,6 +19,15 @@ const DEFAULT_DEVICE: DeviceMode = 'auto';
 /** Our `export` default: a unix socket named after the provider. */
 function defaultExportAddr(provName: string): string {
   return `uds:///var/run/hastd/${provName}.sock`;
+}
+
+/** `syncrate`/`syncminrate` as bytes per second (checked by the parser); 0 for unlimited. */
+function rateField<K extends 'syncRate' | 'syncMinRate'>(
+  key: K,
+  value: string | undefined,
+): Partial<Record<K, number>> {
+  if (value === undefined) return {};
+  return { [key]: value === 'unlimited' ? 0 : parseSize(value) } as Partial<Record<K, number>>;
 }
 
 type Settings = Partial<Record<StatementKeyword, Statement>>;
@@ -144,6 +154,9 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
         ? { authKey: (mine.authkey ?? res.authkey ?? global.authkey)?.value ?? '' }
         : {}),
       ...tlsOf(item.name, [mine, res, global], fail),
+      // Only when configured: a file without them resolves as before the extension.
+      ...rateField('syncRate', (res.syncrate ?? global.syncrate)?.value),
+      ...rateField('syncMinRate', (res.syncminrate ?? global.syncminrate)?.value),
     });
   }
 

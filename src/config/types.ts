@@ -41,6 +41,13 @@ export interface ResourceConfig {
   readonly tlsCa?: string;
   /** SHA-256 fingerprint of the peer's certificate, upper-case hex with colons. */
   readonly tlsPeer?: string;
+  /** Our extension `syncrate`: most bytes per second a resync copies; 0 = unlimited (the default). */
+  readonly syncRate?: number;
+  /**
+   * Our extension `syncminrate`: while the application does I/O, the resync slows down to this rate
+   * (and never below it); 0 = not set: the resync does not slow down for the application.
+   */
+  readonly syncMinRate?: number;
 }
 
 export interface HastConfig {

@@ -5,10 +5,30 @@
 export const ROLES = ['init', 'primary', 'secondary'] as const;
 export type Role = (typeof ROLES)[number];
 
+/** Ours: `hastctl sync pause|resume` (issue 17). */
+export const SYNC_ACTIONS = ['pause', 'resume'] as const;
+export type SyncAction = (typeof SYNC_ACTIONS)[number];
+
 export type ControlRequest =
   /** `force`: hastctl role --force, overrides the refusals (ours, not upstream's). */
-  | { readonly cmd: 'role'; readonly role: Role; readonly resources: readonly string[]; readonly force?: boolean }
-  | { readonly cmd: 'status'; readonly resources: readonly string[] };
+  | {
+      readonly cmd: 'role';
+      readonly role: Role;
+      readonly resources: readonly string[];
+      readonly force?: boolean;
+      /** Ours, with role secondary: at the next split-brain, discard this node's changes (issue 17). */
+      readonly discardMyData?: boolean;
+    }
+  | { readonly cmd: 'status'; readonly resources: readonly string[] }
+  | { readonly cmd: 'sync'; readonly action: SyncAction; readonly resources: readonly string[] }
+  /** Ours: `hastctl verify NAME [--start] [--stop] [--mark]`; stop null = the end of the data area. */
+  | {
+      readonly cmd: 'verify';
+      readonly resources: readonly string[];
+      readonly start?: number;
+      readonly stop?: number | null;
+      readonly mark?: boolean;
+    };
 
 /**
  * Error numbers in replies: upstream's (1, 2, 4), and ours for a refused or failed role change,
@@ -62,6 +82,50 @@ export interface SyncProgress {
   readonly eta: number;
 }
 
+/** Ours: the resync's rate control on a primary (issue 17). */
+export interface SyncControlStatus {
+  /** `hastctl sync pause`: no chunk is copied until `hastctl sync resume`. */
+  readonly paused: boolean;
+  /** `syncrate` and `syncminrate` in bytes per second, 0 when not set (unlimited / no slow-down). */
+  readonly rate: number;
+  readonly minRate: number;
+  /** The limit in force now (syncminrate while the application is busy), 0 = unlimited. */
+  readonly currentRate: number;
+}
+
+/** Ours: `hastctl verify` (issue 17), a range of the data area. */
+export interface VerifyRange {
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface VerifyReport {
+  readonly outcome: 'identical' | 'differ' | 'interrupted';
+  readonly start: number;
+  readonly stop: number;
+  readonly comparedBytes: number;
+  /** Bytes of extents waiting for resynchronisation, not compared. */
+  readonly skippedBytes: number;
+  /** Differing ranges, VERIFY_BLOCK-aligned, ascending, adjacent ones merged. */
+  readonly differing: readonly VerifyRange[];
+  readonly differingBytes: number;
+  /** Extents marked for resynchronisation (`mark`). */
+  readonly markedExtents: number;
+  readonly seconds: number;
+  /** Why it stopped early (interrupted). */
+  readonly reason?: string;
+}
+
+/** What status shows while a verify runs. */
+export interface VerifyProgress {
+  readonly start: number;
+  readonly stop: number;
+  readonly doneBytes: number;
+  readonly differingBytes: number;
+  /** Bytes per second since it started. */
+  readonly rate: number;
+}
+
 /**
  * Ours: the consistency state of a copy (issue 13). A sync target is inconsistent, persistently,
  * from its first received byte until the sync completed; `synchronized` is the percentage copied by
@@ -102,6 +166,12 @@ export interface WorkerStatus {
   readonly peer?: PeerLinkStatus;
   /** (ours) async mode: writes acknowledged locally and not yet confirmed by the peer. */
   readonly asyncBacklog?: AsyncBacklog;
+  /** (ours) Primary with a remote: the resync's rate control and pause. */
+  readonly syncControl?: SyncControlStatus;
+  /** (ours) Primary: extents waiting for resynchronisation (changed since the copies last agreed). */
+  readonly changedExtents?: number;
+  /** (ours) Primary with a remote: the running verify, and the last one's report. */
+  readonly verify?: { readonly running: VerifyProgress | null; readonly last: VerifyReport | null };
 }
 
 /** Why the link to the peer is down (null while connected or before the first attempt). */
@@ -153,6 +223,14 @@ export interface ResourceStatus {
   readonly lasterror?: string | null;
   /** The previous role, in replies to a role request. */
   readonly previousRole?: Role;
+  /** Ours: the report, in replies to a verify request. */
+  readonly verify?: VerifyReport;
+  /**
+   * Ours (issue 17): extents this node changed since the copies last agreed, what a split-brain
+   * recovery resyncs from its side. The primary's worker counts the extents waiting for sync;
+   * otherwise it is read from the on-disk activemap (what this node would send a primary).
+   */
+  readonly changedExtents?: number;
   readonly provname?: string;
   readonly localpath?: string;
   readonly remoteaddr?: string;

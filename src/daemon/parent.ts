@@ -11,18 +11,24 @@ import type { HastConfig, ResourceConfig } from '../config/types.js';
 import {
   CONTROL_ERROR,
   ROLES,
+  SYNC_ACTIONS,
   type ControlReply,
   type ControlRequest,
   type ResourceStatus,
   type Role,
+  type SyncAction,
   type WorkerStatus,
 } from '../control/messages.js';
 import { readLine } from '../control/wire.js';
+import { popcount } from '../activemap/bitmap.js';
+import type { Component } from '../component/component.js';
+import { openComponent } from '../component/open.js';
+import { readBitmap, readMetadata } from '../metadata/metadata.js';
 import { log } from '../log/log.js';
 import { listenControlSocket } from './control-socket.js';
 import type { PeerListeners } from './listen.js';
 import { type PeerParent, ResourceState, type StartOutcome } from './resource-state.js';
-import type { HookEvent, ParentToWorker, WorkerToParent } from './worker-ipc.js';
+import type { HookEvent, ParentToWorker, WorkerCommand, WorkerCommandReply, WorkerToParent } from './worker-ipc.js';
 import { WORKER_EXIT } from './worker-ipc.js';
 
 /** How long a worker may take to answer a status query before it is reported as an error. */
@@ -97,6 +103,24 @@ export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   };
 }
 
+/**
+ * Ours: the extents set in the component's on-disk activemap (read-only, no lock, as `hastctl
+ * dump`); undefined when it cannot be read (no component, no metadata yet).
+ */
+async function onDiskChangedExtents(c: ResourceConfig): Promise<number | undefined> {
+  let comp: Component | undefined;
+  try {
+    comp = await openComponent(c.localPath, { lock: false, readOnly: true });
+    const md = await readMetadata(comp, c.name);
+    const map = await readBitmap(comp, md);
+    return popcount(map, Math.ceil(md.dataSize / md.extentSize));
+  } catch {
+    return undefined;
+  } finally {
+    await comp?.close().catch(() => undefined);
+  }
+}
+
 export class HastdParent implements PeerParent {
   cfg: HastConfig;
   readonly opts: ParentOptions;
@@ -167,7 +191,7 @@ export class HastdParent implements PeerParent {
       return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid request.', resources: [] };
     }
     const req = raw as Partial<ControlRequest> & { resources?: unknown; role?: unknown };
-    if (req.cmd !== 'role' && req.cmd !== 'status') {
+    if (req.cmd !== 'role' && req.cmd !== 'status' && req.cmd !== 'sync' && req.cmd !== 'verify') {
       return { error: CONTROL_ERROR.UNKNOWN_COMMAND, message: 'Unknown command.', resources: [] };
     }
     const names = req.resources;
@@ -181,6 +205,14 @@ export class HastdParent implements PeerParent {
         return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid role.', resources: [] };
       }
       const force = (req as { force?: unknown }).force === true;
+      const discard = (req as { discardMyData?: unknown }).discardMyData === true;
+      if (discard && role !== 'secondary') {
+        return {
+          error: CONTROL_ERROR.INVALID_REQUEST,
+          message: '--discard-my-data goes with role secondary.',
+          resources: [],
+        };
+      }
       const out: ResourceStatus[] = [];
       for (const name of expanded) {
         const res = this.resources.get(name);
@@ -199,13 +231,44 @@ export class HastdParent implements PeerParent {
         }
         const previous = res.role;
         try {
-          await this.serialize(() => this.setRole(res, role as Role, force));
+          await this.serialize(async () => {
+            await this.setRole(res, role as Role, force);
+            if (discard) {
+              res.discardMyData = true;
+              log.warning(
+                `[${name}] This node's changes since the split-brain will be discarded at the next connection of the primary.`,
+              );
+            }
+          });
           out.push({ name, previousRole: previous, role: res.role });
         } catch (err) {
           if (!(err instanceof RoleError)) throw err;
           out.push({ name, previousRole: previous, role: res.role, error: err.code, message: err.message });
         }
       }
+      return { resources: out };
+    }
+    if (req.cmd === 'sync') {
+      const action = (req as { action?: unknown }).action;
+      if (typeof action !== 'string' || !(SYNC_ACTIONS as readonly string[]).includes(action)) {
+        return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid sync action.', resources: [] };
+      }
+      const out = await Promise.all(
+        expanded.map((name) => this.#command(name, { kind: 'sync', action: action as SyncAction }, STATUS_TIMEOUT_MS)),
+      );
+      return { resources: out };
+    }
+    if (req.cmd === 'verify') {
+      const v = req as { start?: unknown; stop?: unknown; mark?: unknown };
+      const start = v.start ?? 0;
+      const stop = v.stop ?? null;
+      const isOffset = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+      if (!isOffset(start) || (stop !== null && !isOffset(stop)) || (stop !== null && stop < start)) {
+        return { error: CONTROL_ERROR.INVALID_REQUEST, message: 'Invalid verify range.', resources: [] };
+      }
+      const out = await Promise.all(
+        expanded.map((name) => this.#command(name, { kind: 'verify', start, stop, mark: v.mark === true }, null)),
+      );
       return { resources: out };
     }
     const out = await Promise.all(
@@ -218,9 +281,48 @@ export class HastdParent implements PeerParent {
     return { resources: out };
   }
 
+  /**
+   * Ours: `hastctl sync pause|resume` and `hastctl verify` for one resource, run by its primary
+   * worker. `timeoutMs` null: no bound (a verify takes as long as the data area needs; it ends when
+   * the worker answers or exits).
+   */
+  async #command(name: string, command: WorkerCommand, timeoutMs: number | null): Promise<ResourceStatus> {
+    const res = this.resources.get(name);
+    if (res === undefined) return { name, error: CONTROL_ERROR.NO_SUCH_RESOURCE };
+    const w = res.worker;
+    const what = command.kind === 'sync' ? `sync ${command.action}` : 'verify';
+    if (res.role !== 'primary' || w === null || !w.connected || !res.workerReady) {
+      return {
+        name,
+        role: res.role,
+        error: CONTROL_ERROR.REFUSED,
+        message: `Resource ${name} is ${res.role} here: the ${command.kind === 'sync' ? 'synchronization' : 'verify'} is run by the primary; run 'hastctl ${what} ${name}' on the primary node.`,
+      };
+    }
+    const id = ++this.#statusId;
+    const r = await new Promise<WorkerCommandReply>((resolve) => {
+      const timer =
+        timeoutMs === null
+          ? null
+          : setTimeout(() => {
+              res.pendingCommand.delete(id);
+              resolve({ ok: false, reason: 'The worker did not answer.' });
+            }, timeoutMs);
+      res.pendingCommand.set(id, (reply) => {
+        if (timer !== null) clearTimeout(timer);
+        resolve(reply);
+      });
+      this.#send(w, { type: 'command', id, command });
+    });
+    if (r.ok) return { name, role: res.role, ...(r.verify !== undefined ? { verify: r.verify } : {}) };
+    return { name, role: res.role, error: CONTROL_ERROR.REFUSED, message: r.reason ?? 'Refused by the worker.' };
+  }
+
   async statusOf(res: ResourceState): Promise<ResourceStatus> {
     const c = res.cfg;
     const worker = res.worker !== null ? await this.#askStatus(res) : null;
+    const changed =
+      worker?.changedExtents ?? (res.workerRole === 'primary' ? undefined : await onDiskChangedExtents(c));
     return {
       name: c.name,
       role: res.role,
@@ -234,6 +336,7 @@ export class HastdParent implements PeerParent {
       workerpid: res.worker?.pid ?? 0,
       lasterror: res.lastError,
       worker,
+      ...(changed !== undefined ? { changedExtents: changed } : {}),
     };
   }
 
@@ -313,6 +416,7 @@ export class HastdParent implements PeerParent {
     log.info(`[${name}] (${old}) Role changed to ${role}.`);
     res.role = role;
     res.force = force;
+    if (role !== 'secondary') res.discardMyData = false;
     await this.stopWorker(res);
     if (role !== 'primary') {
       res.lastError = null;
@@ -455,6 +559,7 @@ export class HastdParent implements PeerParent {
       foreground: this.opts.foreground,
       stateDir: this.opts.stateDir,
       force: res.force,
+      ...(role === 'secondary' && res.discardMyData ? { discardMyData: true } : {}),
     });
     return child;
   }
@@ -478,6 +583,15 @@ export class HastdParent implements PeerParent {
       case 'failed':
         res.failedReason = { reason: m.reason, code: m.code };
         break;
+      case 'discarded':
+        res.discardMyData = false;
+        break;
+      case 'command-reply': {
+        const cb = res.pendingCommand.get(m.id);
+        res.pendingCommand.delete(m.id);
+        cb?.(m.reply);
+        break;
+      }
       case 'release-reply': {
         const cb = res.pendingRelease.get(m.id);
         res.pendingRelease.delete(m.id);
@@ -500,6 +614,8 @@ export class HastdParent implements PeerParent {
     res.pendingStatus.clear();
     for (const cb of res.pendingRelease.values()) cb({ ok: true });
     res.pendingRelease.clear();
+    for (const cb of res.pendingCommand.values()) cb({ ok: false, reason: 'The worker exited.' });
+    res.pendingCommand.clear();
     const name = res.cfg.name;
     const why =
       res.failedReason?.reason ??

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import type { HastConfig, ResourceConfig } from '../config/types.js';
 import type { Role, WorkerStatus } from '../control/messages.js';
-import type { ParentToWorker } from './worker-ipc.js';
+import type { ParentToWorker, WorkerCommandReply } from './worker-ipc.js';
 
 /** How a primary worker's start-up ended. */
 export type StartOutcome =
@@ -30,6 +30,8 @@ export class ResourceState {
   readonly pendingStatus = new Map<number, (s: WorkerStatus | null) => void>();
   /** Replies awaited from the primary worker to 'release' (device removal before a demotion). */
   readonly pendingRelease = new Map<number, (r: { ok: boolean; reason?: string }) => void>();
+  /** Replies awaited from the primary worker to 'command' (`hastctl sync`, `hastctl verify`). */
+  readonly pendingCommand = new Map<number, (r: WorkerCommandReply) => void>();
   /** Why the last start of a worker failed, or why it went away; shown as `lasterror`. */
   lastError: string | null = null;
   /** The reason a worker gave in its 'failed' message before exiting. */
@@ -44,6 +46,12 @@ export class ResourceState {
   startAwaited = false;
   /** The `--force` of the role change that started the current worker (WorkerInit.force). */
   force = false;
+  /**
+   * Ours: `hastctl role secondary --discard-my-data` (WorkerInit.discardMyData): the next secondary
+   * worker that meets a split-brain resyncs from the primary instead of refusing. Cleared once used
+   * ('discarded') and by a change to another role.
+   */
+  discardMyData = false;
   constructor(cfg: ResourceConfig) {
     this.cfg = cfg;
   }

@@ -1,6 +1,6 @@
 // Messages between the hastd parent and a resource worker (child_process.fork IPC channel).
 import type { ResourceConfig } from '../config/types.js';
-import type { WorkerStatus } from '../control/messages.js';
+import type { SyncAction, VerifyReport, WorkerStatus } from '../control/messages.js';
 
 /** The seven upstream hook events (HAST-SPEC §9). */
 export type HookEvent = 'role' | 'connect' | 'disconnect' | 'syncstart' | 'syncdone' | 'syncintr' | 'split-brain';
@@ -19,12 +19,16 @@ export interface WorkerInit {
    * answers as primary, an inconsistent copy).
    */
   readonly force: boolean;
+  /** Ours, secondary: `role secondary --discard-my-data` (see ResourceState.discardMyData). */
+  readonly discardMyData?: boolean;
 }
 
 export type ParentToWorker =
   | WorkerInit
   | { readonly type: 'status'; readonly id: number }
   | { readonly type: 'reload'; readonly resource: ResourceConfig }
+  /** Ours, primary: an administrator's command (answered by 'command-reply'). */
+  | { readonly type: 'command'; readonly id: number; readonly command: WorkerCommand }
   /**
    * Primary: remove /dev/hast/<provname> before a demotion. Refused (ok false, the reason) while the
    * device is mounted or held open, unless `force`; the worker keeps serving after a refusal.
@@ -32,6 +36,18 @@ export type ParentToWorker =
   | { readonly type: 'release'; readonly id: number; readonly force: boolean }
   /** Secondary: the accepted peer sockets follow as handles: first 'in' (primary's out), then 'out'. */
   | { readonly type: 'peer-socket'; readonly which: 'in' | 'out'; readonly first?: PeerFirstMessage };
+
+/** Ours: `hastctl sync pause|resume` and `hastctl verify`, run by the primary worker. */
+export type WorkerCommand =
+  | { readonly kind: 'sync'; readonly action: SyncAction }
+  | { readonly kind: 'verify'; readonly start: number; readonly stop: number | null; readonly mark: boolean };
+
+/** ok false: refused, with the reason to show the administrator. */
+export interface WorkerCommandReply {
+  readonly ok: boolean;
+  readonly reason?: string;
+  readonly verify?: VerifyReport;
+}
 
 /** What the parent learnt from the primary's second handshake message, forwarded to the secondary worker. */
 export interface PeerFirstMessage {
@@ -61,6 +77,9 @@ export type WorkerToParent =
       readonly reason?: string;
     }
   | { readonly type: 'status-reply'; readonly id: number; readonly status: WorkerStatus }
+  | { readonly type: 'command-reply'; readonly id: number; readonly reply: WorkerCommandReply }
+  /** Ours, secondary: a split-brain was resolved by discarding this node's changes (the flag is spent). */
+  | { readonly type: 'discarded' }
   | { readonly type: 'event'; readonly event: HookEvent; readonly args: readonly string[] };
 
 /**

@@ -1,4 +1,5 @@
 // hastctl create: lay out a component and write fresh metadata and an all-zero bitmap. HAST-SPEC §2.2.
+import { allOnes } from '../activemap/bitmap.js';
 import type { Component } from '../component/component.js';
 import { EX } from '../util/sysexits.js';
 import { MetadataError } from './errors.js';
@@ -22,6 +23,13 @@ export interface CreateOptions {
   readonly keepDirty?: number;
   /** Bytes of the component to use; 0 or absent = the whole component. */
   readonly mediaSize?: number;
+  /**
+   * Ours (`hastctl create --full-sync`, issue 17): write an all-ones bitmap instead of an all-zero
+   * one, so that the first connection copies the whole data area even when both nodes are fresh
+   * (by default two fresh creates are declared in sync without copying: right for blank disks,
+   * wrong for reused ones whose old contents differ).
+   */
+  readonly fullSync?: boolean;
 }
 
 /**
@@ -72,7 +80,8 @@ export async function createResource(opts: CreateOptions): Promise<Metadata> {
   };
   await writeMetadata(comp, md);
   try {
-    await comp.write([Buffer.alloc(layout.mapSize)], METADATA_SIZE);
+    const map = opts.fullSync === true ? allOnes(layout.nExtents, layout.mapSize) : Buffer.alloc(layout.mapSize);
+    await comp.write([map], METADATA_SIZE);
   } catch (err) {
     throw new MetadataError(`Unable to store initial bitmap on ${comp.path}: ${(err as Error).message}`, EX.IOERR, {
       cause: err,

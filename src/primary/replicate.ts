@@ -2,7 +2,15 @@
 // (waiting while the peer is still primary), reconnects every 10 s, drives the guard tick and runs
 // resync after every connect. The handshake is ./connect.ts, the data phase ./remote.ts.
 import type { ResourceConfig } from '../config/types.js';
-import { type DiskState, type PeerLinkStatus, syncedPercent, type WorkerStats } from '../control/messages.js';
+import {
+  type DiskState,
+  type PeerLinkStatus,
+  type SyncControlStatus,
+  syncedPercent,
+  type VerifyProgress,
+  type VerifyReport,
+  type WorkerStats,
+} from '../control/messages.js';
 import type { WorkerToParent } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import { ErrnoError } from '../util/errno.js';
@@ -11,6 +19,8 @@ import { PeerLink } from './peer-link.js';
 import { PeerRemote } from './remote.js';
 import type { PrimaryResource } from './resource.js';
 import { runSync, type SyncPeer } from './sync.js';
+import { SyncThrottle } from './sync-rate.js';
+import { runVerify } from './verify.js';
 
 const RECONNECT_MS = 10_000;
 /** Retry interval of the startup wait while the peer is still primary. */
@@ -43,6 +53,14 @@ export interface Replication {
   lastSync(): { bytes: number; seconds: number } | null;
   /** Ours: the peer's copy as far as we know it while connected (null: not connected). */
   peerDisk(): DiskState | null;
+  /** Ours (`hastctl sync pause|resume`): hold or release the resync; true when the state changed. */
+  pauseSync(pause: boolean): boolean;
+  /** Ours: the resync's rate control for status. */
+  syncControl(): SyncControlStatus;
+  /** Ours (`hastctl verify`): compare both copies of [start, stop); a string is a refusal. */
+  verify(range: { start: number; stop: number; mark: boolean }): Promise<VerifyReport | string>;
+  /** Ours: the running verify's progress and the last report, for status. */
+  verifyStatus(): { running: VerifyProgress | null; last: VerifyReport | null };
 }
 
 class Replicator implements Omit<Replication, 'ready'> {
@@ -63,10 +81,17 @@ class Replicator implements Omit<Replication, 'ready'> {
   /** The peer's copy is marked inconsistent, as it said in the handshake or we told it since. */
   #peerInconsistent = false;
   readonly #link = new PeerLink();
+  readonly #throttle: SyncThrottle;
+  #verifyProgress: VerifyProgress | null = null;
+  #lastVerify: VerifyReport | null = null;
 
   constructor(res: PrimaryResource, cfg: ResourceConfig, send: (msg: WorkerToParent) => void, force: boolean) {
     this.#res = res;
     this.#cfg = cfg;
+    this.#throttle = new SyncThrottle(
+      cfg,
+      () => res.stats.reads + res.stats.writes + res.stats.deletes + res.stats.flushes,
+    );
     this.#send = send;
     this.#force = force;
   }
@@ -206,7 +231,7 @@ class Replicator implements Omit<Replication, 'ready'> {
       let direction = from;
       for (;;) {
         if (!(await this.#markTarget(direction))) break;
-        const result = await runSync(res, peer, direction, (e) => this.#event(e));
+        const result = await runSync(res, peer, direction, (e) => this.#event(e), this.#throttle);
         if (result.outcome === 'complete') this.#lastSync = { bytes: result.bytes, seconds: result.seconds };
         if (result.outcome === 'interrupted' || !this.connected) break;
         if (direction === 'secondary') {
@@ -313,6 +338,7 @@ class Replicator implements Omit<Replication, 'ready'> {
   reload(cfg: ResourceConfig): void {
     const addrChanged = cfg.remoteAddr !== this.#cfg.remoteAddr || cfg.sourceAddr !== this.#cfg.sourceAddr;
     this.#cfg = cfg;
+    this.#throttle.setRates(cfg);
     this.#remote?.reload(cfg);
     if (addrChanged) this.#remote?.disconnect('Remote address changed');
   }
@@ -327,6 +353,50 @@ class Replicator implements Omit<Replication, 'ready'> {
 
   lastSync(): { bytes: number; seconds: number } | null {
     return this.#lastSync;
+  }
+
+  pauseSync(pause: boolean): boolean {
+    const changed = pause ? this.#throttle.pause() : this.#throttle.resume();
+    if (changed) log.info(pause ? 'Synchronization paused.' : 'Synchronization resumed.');
+    return changed;
+  }
+
+  async verify(range: { start: number; stop: number; mark: boolean }): Promise<VerifyReport | string> {
+    const res = this.#res;
+    if (this.#verifyProgress !== null) return 'A verify of this resource is already running.';
+    if (this.#remote === null) return 'Not connected to the secondary: there is nothing to compare with.';
+    if (res.staleLocal) return 'A synchronization from the secondary is running: verify after it completed.';
+    const peer = {
+      get connected(): boolean {
+        return res.remote !== null;
+      },
+      read: (offset: number, length: number) => this.read(offset, length),
+    };
+    this.#verifyProgress = { start: range.start, stop: range.stop, doneBytes: 0, differingBytes: 0, rate: 0 };
+    try {
+      const report = await runVerify(res, peer, range, (p) => {
+        this.#verifyProgress = p;
+      });
+      this.#lastVerify = report;
+      // Marked extents are copied by a sync pass now (a running pass picks them up).
+      if (report.markedExtents > 0 && this.connected) this.#startSync('primary');
+      return report;
+    } finally {
+      this.#verifyProgress = null;
+    }
+  }
+
+  verifyStatus(): { running: VerifyProgress | null; last: VerifyReport | null } {
+    return { running: this.#verifyProgress, last: this.#lastVerify };
+  }
+
+  syncControl(): SyncControlStatus {
+    return {
+      paused: this.#throttle.paused,
+      rate: this.#cfg.syncRate ?? 0,
+      minRate: this.#cfg.syncMinRate ?? 0,
+      currentRate: this.#throttle.currentRate(),
+    };
   }
 }
 

@@ -428,6 +428,10 @@ export class PrimaryResource {
   async #unreplicated(): Promise<void> {
     const persist = this.counters.onUnreplicatedWrite();
     if (persist !== 'none') {
+      // The copies agreed up to this first unreplicated write (issue 17): from now on every write is
+      // marked for sync, so the map records exactly what changed since; the keepdirty extents of
+      // the replicated past would only inflate a split-brain recovery (--discard-my-data).
+      if (this.amap.forgetKeepDirty()) void this.bitmapWriter.persist();
       log.debug(1, `Increasing localcnt to ${this.md.localCnt}.`);
       this.#bumpDurable = this.saveMetadata(persist).catch((err: unknown) => {
         this.counters.onPersistFailed();

@@ -6,6 +6,7 @@ import { log } from '../log/log.js';
 import { humanizeNumber } from '../metadata/dump.js';
 import { MAXPHYS } from '../peer/constants.js';
 import type { PrimaryResource } from './resource.js';
+import type { SyncThrottle } from './sync-rate.js';
 
 /** Chunks in flight during a sync (the pipeline depth). */
 const SYNC_WINDOW = 8;
@@ -38,13 +39,15 @@ function formatSeconds(s: number): string {
 
 /**
  * Run one resync pass. `from` = 'primary' copies local → peer; 'secondary' copies peer → local.
- * `onEvent` receives 'syncstart' | 'syncdone' | 'syncintr'.
+ * `onEvent` receives 'syncstart' | 'syncdone' | 'syncintr'. `throttle` (./sync-rate.ts) paces and
+ * pauses the chunks; without it the sync copies as fast as the window allows.
  */
 export async function runSync(
   res: PrimaryResource,
   peer: SyncPeer,
   from: 'primary' | 'secondary',
   onEvent: (event: 'syncstart' | 'syncdone' | 'syncintr') => void,
+  throttle?: SyncThrottle,
 ): Promise<SyncResult> {
   const amap = res.amap;
   const total = amap.syncPendingBytes;
@@ -156,6 +159,8 @@ export async function runSync(
           if (!peer.connected) return;
           const c = nextChunk();
           if (c === null) return;
+          // Not admitted only when the connection is gone: the sync ends as interrupted.
+          if (throttle !== undefined && !(await throttle.admit(c.length, () => !peer.connected))) return;
           await copyChunk(c);
         }
       })(),

@@ -8,7 +8,13 @@ import { parseExportAddress } from '../config/index.js';
 import type { ResourceConfig } from '../config/types.js';
 import { syncedPercent, type WorkerStatus } from '../control/messages.js';
 import { DeviceError, attachDevice, cleanupStaleDevice, type AttachedDevice } from '../daemon/device/index.js';
-import type { ParentToWorker, WorkerInit, WorkerToParent } from '../daemon/worker-ipc.js';
+import type {
+  ParentToWorker,
+  WorkerCommand,
+  WorkerCommandReply,
+  WorkerInit,
+  WorkerToParent,
+} from '../daemon/worker-ipc.js';
 import { WORKER_EXIT } from '../daemon/worker-ipc.js';
 import { log } from '../log/log.js';
 import { readMetadata } from '../metadata/metadata.js';
@@ -16,6 +22,8 @@ import { createNbdServer, type NbdBackend } from '../nbd/server.js';
 import { MAXPHYS } from '../peer/constants.js';
 import { makeDirs, PRIVATE_DIR_MODE } from '../util/dirs.js';
 import { ErrnoError } from '../util/errno.js';
+import { forgetKeepDirtyOnCleanStop } from './clean-stop.js';
+import { verifyBounds } from './verify.js';
 import { PrimaryResource } from './resource.js';
 import { peerPrimaryMessage, startReplication, type Replication, type StartOutcome } from './replicate.js';
 
@@ -101,6 +109,26 @@ async function refuseInconsistent(name: string, md: { inconsistent?: boolean }, 
   if (!force) await fail(inconsistentMessage(name), undefined, WORKER_EXIT.INCONSISTENT);
   log.warning(`Local copy of ${name} is inconsistent; promoted anyway (--force): data may be missing.`);
   md.inconsistent = false;
+}
+
+/** `hastctl sync pause|resume` and `hastctl verify` (ours, issue 17). */
+async function runCommand(
+  repl: Replication | null,
+  name: string,
+  dataSize: number,
+  cmd: WorkerCommand,
+): Promise<WorkerCommandReply> {
+  if (repl === null) {
+    const what = cmd.kind === 'sync' ? `no synchronization to ${cmd.action}` : 'no other copy to verify against';
+    return { ok: false, reason: `Resource ${name} has no remote node (remote none): there is ${what}.` };
+  }
+  if (cmd.kind === 'sync') {
+    repl.pauseSync(cmd.action === 'pause');
+    return { ok: true };
+  }
+  const range = verifyBounds(dataSize, cmd.start, cmd.stop);
+  const report = await repl.verify({ ...range, mark: cmd.mark });
+  return typeof report === 'string' ? { ok: false, reason: report } : { ok: true, verify: report };
 }
 
 export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
@@ -195,6 +223,9 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     peerDisk: repl?.peerDisk() ?? null,
     ...(repl !== null ? { peer: repl.peerStatus() } : {}),
     ...(cfg.replication === 'async' ? { asyncBacklog: res.asyncBudget.snapshot() } : {}),
+    ...(repl !== null
+      ? { syncControl: repl.syncControl(), verify: repl.verifyStatus(), changedExtents: res.amap.syncPendingExtents }
+      : {}),
   });
 
   /**
@@ -243,6 +274,8 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
       }
     }
     await nbd.close();
+    // A clean demotion while in sync leaves nothing for the next primary to copy (issue 17).
+    if (code === WORKER_EXIT.OK) await forgetKeepDirtyOnCleanStop(res, repl);
     await repl?.stop();
     await res.close();
     try {
@@ -277,6 +310,10 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     } else if (m.type === 'reload') {
       cfg = m.resource;
       repl?.reload(cfg);
+    } else if (m.type === 'command') {
+      void runCommand(repl, cfg.name, res.size, m.command).then((reply) =>
+        send({ type: 'command-reply', id: m.id, reply }),
+      );
     }
   });
   // `hastctl role primary` returns once the first connection attempt is over: a refusal (the peer

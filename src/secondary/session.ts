@@ -50,6 +50,11 @@ export interface SessionOptions {
   readonly exit: (code: number) => void;
   readonly recvTimeoutMs?: number;
   readonly maxInFlight?: number;
+  /**
+   * Ours (`hastctl role secondary --discard-my-data`): on a split-brain, resync from the primary the
+   * extents changed on either side instead of refusing; called (to tell the parent) when used.
+   */
+  readonly discardMyData?: () => Promise<void>;
 }
 
 /** A running secondary session; `start()` performs the handshake and begins the data phase. */
@@ -158,17 +163,58 @@ export class SecondarySession {
         this.#end(EX.CONFIG);
         return false;
       case 'split-brain':
+        if (this.#o.discardMyData !== undefined) {
+          // Both copies changed since they last agreed; this node's changes go. Its map holds the
+          // extents it changed (the primary's holds its own): the primary copies their union.
+          log.warning(
+            'Split-brain detected; discarding the changes of this node as asked (--discard-my-data): ' +
+              'the extents changed on either side are resynchronized from the primary.',
+          );
+          try {
+            map = await readBitmap(comp, md);
+          } catch (err) {
+            log.error('Unable to read activemap', err);
+            this.#end(EX.NOINPUT);
+            return false;
+          }
+          if (first.consistency === true) {
+            md.inconsistent = true;
+            try {
+              await writeMetadata(comp, md, true);
+            } catch (err) {
+              log.error('Unable to write metadata', err);
+              this.#end(EX.NOINPUT);
+              return false;
+            }
+          }
+          await this.#o.discardMyData();
+          break;
+        }
         log.error('Split-brain detected, exiting.');
         await this.#sendHandshake(buildErrorReply(SPLIT_BRAIN_ERRMSG), null);
         await this.#o.emit('split-brain');
         this.#end(EX.CONFIG);
         return false;
-      case 'adopt':
+      case 'adopt': {
+        // Ours: a component created with `hastctl create --full-sync` carries an all-ones map; it
+        // asks for the copy a virgin primary would otherwise skip. A plain create's map is all
+        // zero, and then nothing is sent, as upstream.
+        let own: Buffer | null = null;
+        if (d.sendBitmap === 'none') {
+          try {
+            own = await readBitmap(comp, md);
+          } catch (err) {
+            log.error('Unable to read activemap', err);
+            this.#end(EX.NOINPUT);
+            return false;
+          }
+          if (own.every((b) => b === 0)) own = null;
+        }
         md.resuid = p.resuid;
         md.prevRole = 'secondary';
         // A full sync follows: this copy is a sync target from now on (only a primary that speaks
         // the extension will ever tell us the sync is done).
-        if (d.sendBitmap === 'all-ones' && first.consistency === true) md.inconsistent = true;
+        if ((d.sendBitmap === 'all-ones' || own !== null) && first.consistency === true) md.inconsistent = true;
         try {
           await writeMetadata(comp, md, md.inconsistent === true);
         } catch (err) {
@@ -176,9 +222,10 @@ export class SecondarySession {
           this.#end(EX.NOINPUT);
           return false;
         }
-        map = d.sendBitmap === 'none' ? null : Buffer.alloc(bitmapSize(md, comp.sectorSize), 0xff);
+        map = d.sendBitmap === 'none' ? own : Buffer.alloc(bitmapSize(md, comp.sectorSize), 0xff);
         virgin = true;
         break;
+      }
       case 'sync':
         if (d.bitmap === 'all-ones') {
           if (d.warning !== undefined) log.warning(d.warning);
@@ -201,7 +248,8 @@ export class SecondarySession {
       localCnt: md.localCnt,
       remoteCnt: md.remoteCnt,
       virgin,
-      syncSrc: d.syncSrc,
+      // A split-brain that got here is discarded: the primary's copy wins.
+      syncSrc: d.kind === 'split-brain' ? 'primary' : d.syncSrc,
       mapSize: map?.length ?? 0,
       consistency: first.consistency === true,
       inconsistent: md.inconsistent === true,

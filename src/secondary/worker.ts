@@ -149,6 +149,7 @@ export async function runSecondaryWorker(init: WorkerInit): Promise<void> {
     outSock,
     first,
     emit: (event: HookEvent) => send({ type: 'event', event, args: [] }),
+    ...(init.discardMyData === true ? { discardMyData: () => send({ type: 'discarded' }) } : {}),
     exit: (code) => exitNow(code),
   });
   if (stopping) exitNow(EX.OK);

@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { controlRequest } from '../../src/control/client.js';
-import { type DumpLayout, parseDump } from './data-area.js';
+import { type DumpLayout, dataAreaHash, parseDump } from './data-area.js';
 import { HASTCTL, HASTD, run, type RunResult } from './process.js';
 import { sleep, waitFor, waitInSync } from './wait.js';
 
@@ -281,4 +281,10 @@ export async function workerOf(conf: string, node: string): Promise<WorkerView |
 /** Wait until the primary `node` reports complete, nothing dirty and no sync running. */
 export function waitNodeInSync(conf: string, node: string, timeoutMs = 60_000): Promise<WorkerView> {
   return waitInSync(node, () => workerOf(conf, node), { timeoutMs });
+}
+
+/** The hash of node `n`'s data area (as `hastctl dump` places it): equal on both nodes = identical copies. */
+export async function dataHashOf(p: Pair, n: NodeSpec): Promise<string> {
+  const d = await dumpOf(p.conf, n.name);
+  return dataAreaHash(p.img(n), d.localOff, d.dataSize);
 }

@@ -309,3 +309,28 @@ describe('activemap sync cursor', () => {
     assert.equal(am.extentOf(EXT), 1);
   });
 });
+
+describe('forgetKeepDirty (issue 17: clean stop while in sync)', () => {
+  test('drops the LRU from the image; extents in flight or waiting for sync stay', () => {
+    const am = new Activemap({ dataSize: 16 * EXT, extentSize: EXT, keepDirty: 8, sectorSize: 512 });
+    for (let e = 0; e < 4; e++) {
+      am.writeStart(e * EXT, 4096);
+      am.writeComplete(e * EXT, 4096);
+    }
+    am.writeStart(5 * EXT, 4096); // still in flight
+    am.markForSync(6 * EXT, 4096); // waiting for sync
+    assert.deepEqual(am.keepDirtyExtents(), [5, 3, 2, 1, 0]);
+    assert.equal(am.forgetKeepDirty(), true, 'the image lost bits');
+    assert.deepEqual(am.keepDirtyExtents(), []);
+    const image = am.bitmap();
+    for (let e = 0; e < 4; e++) assert.equal(testBit(image, e), false, `extent ${e} is clean on disk`);
+    assert.equal(testBit(image, 5), true, 'the write in flight keeps its extent');
+    assert.equal(testBit(image, 6), true, 'the extent to sync keeps its bit');
+    assert.equal(am.forgetKeepDirty(), false, 'nothing left to drop');
+    // The LRU works again afterwards.
+    am.writeComplete(5 * EXT, 4096);
+    am.writeStart(9 * EXT, 4096);
+    am.writeComplete(9 * EXT, 4096);
+    assert.deepEqual(am.keepDirtyExtents(), [9]);
+  });
+});

@@ -71,6 +71,10 @@ function valueFor(kw: StatementKeyword): fc.Arbitrary<string> {
       return word;
     case 'name':
       return word;
+    case 'syncrate':
+      return fc.oneof(fc.constant('unlimited'), fc.integer({ min: 1, max: 1 << 20 }).map(String), fc.constant('10M'));
+    case 'syncminrate':
+      return fc.oneof(fc.integer({ min: 1, max: 1 << 20 }).map(String), fc.constant('512k'));
   }
 }
 

@@ -30,6 +30,8 @@ const SAMPLE: Record<(typeof STATEMENT_KEYWORDS)[number], string> = {
   tlskey: '/etc/hast/node.key',
   tlsca: '/etc/hast/ca.pem',
   tlspeer: 'ab'.repeat(32),
+  syncrate: '10M',
+  syncminrate: '1048576',
 };
 
 /** Places `stmt` in `section`; returns the text and the line the statement is on. */
@@ -81,7 +83,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     }
   }
 
-  test('the matrix is the spec table plus export, device, authkey, controlgroup and the tls keywords', () => {
+  test('the matrix is the spec table plus export, device, authkey, controlgroup, the tls keywords, syncrate and syncminrate', () => {
     assert.deepEqual([...ALLOWED.global].sort(), [
       'authkey',
       'checksum',
@@ -96,6 +98,8 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'pidfile',
       'replication',
       'resource',
+      'syncminrate',
+      'syncrate',
       'timeout',
       'tlsca',
       'tlscert',
@@ -115,6 +119,8 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'name',
       'on',
       'replication',
+      'syncminrate',
+      'syncrate',
       'timeout',
       'tlsca',
       'tlscert',
@@ -278,7 +284,7 @@ describe('parseAst() syntax errors', () => {
         '',
         4,
         "'foo'",
-        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, tlscert, tlskey, tlsca, tlspeer, on or resource$/,
+        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, tlscert, tlskey, tlsca, tlspeer, syncrate, syncminrate, on or resource$/,
       ),
     );
     assert.throws(
@@ -331,4 +337,42 @@ describe('parseAst() syntax errors', () => {
       syntaxError('', 2, "'replication'", /'replication' is not allowed in a node \('on'\) section$/),
     );
   });
+});
+
+describe('syncrate and syncminrate (issue 17)', () => {
+  const rates = (text: string) => parseConfig(text, 'f', { nodeName: 'a' }).resources[0];
+  const conf = (global: string, res: string): string =>
+    `${global}\nresource r {\n${res}\non a {\nlocal /x\nremote none\n}\n}\n`;
+
+  test('absent: no limit and no slow-down (the fields are not set)', () => {
+    const r = rates(conf('', ''));
+    assert.equal(r?.syncRate, undefined);
+    assert.equal(r?.syncMinRate, undefined);
+  });
+
+  test('sizes with suffixes, plain numbers, unlimited; the resource wins over the global section', () => {
+    assert.equal(rates(conf('syncrate 10M', ''))?.syncRate, 10 * 1024 * 1024);
+    assert.equal(rates(conf('syncrate 10M', 'syncrate 4096'))?.syncRate, 4096);
+    assert.equal(rates(conf('syncrate 10M', 'syncrate unlimited'))?.syncRate, 0);
+    assert.equal(rates(conf('syncminrate 512k', ''))?.syncMinRate, 512 * 1024);
+  });
+
+  for (const [text, why] of [
+    ['syncrate 0', /syncrate must be greater than zero/],
+    ['syncrate fast', /Invalid syncrate fast: expected bytes per second.*or unlimited/],
+    ['syncminrate unlimited', /Invalid syncminrate unlimited/],
+    ['syncrate 10Q', /Invalid syncrate 10Q/],
+  ] as const) {
+    test(`'${text}' is refused at its line with the keyword`, () => {
+      assert.throws(
+        () => parseAst(`\n${text}\n`, 'f'),
+        (err: unknown) =>
+          err instanceof ConfigError &&
+          err.line === 2 &&
+          err.keyword === text.split(' ')[0] &&
+          why.test(err.message) &&
+          err.message.startsWith('f:2:'),
+      );
+    });
+  }
 });

@@ -110,12 +110,14 @@ async function rig(
   t: TestContext,
   md: SecondaryMetadata,
   first: { resuid: bigint; localCnt?: bigint; remoteCnt?: bigint; virgin?: boolean; consistency?: boolean },
+  /** The first byte of the on-disk bitmap (0 = as `hastctl create` leaves it). */
+  bitmapByte = 0x81,
 ): Promise<Rig> {
   const dir = tmpDir(t);
   const path = join(dir, 'disk');
   const fd = openSync(path, 'w');
   writeSync(fd, Buffer.alloc(LOCALOFF + DATASIZE), 0, LOCALOFF + DATASIZE, 0);
-  writeSync(fd, Buffer.from([0x81]), 0, 1, 4096);
+  writeSync(fd, Buffer.from([bitmapByte]), 0, 1, 4096);
   closeSync(fd);
   const comp = await openComponent(path, { lock: true });
   t.after(() => comp.close());
@@ -159,8 +161,18 @@ function send(
 
 // The §7.2 table itself is test/unit/peer/decide.test.ts; here, what the session does with it.
 describe('SecondarySession', () => {
+  test('adopts a virgin primary with its own bitmap when it is not all zero (create --full-sync)', async (t) => {
+    const r = await rig(t, baseMd(), { resuid: 77n, virgin: true }, 0xff);
+    const reply = await frames(r.out).next();
+    assert.equal(await r.started, true);
+    assert.equal(reply.nv.getInt8('virgin'), 1);
+    assert.equal(reply.nv.getUint8('syncsrc'), 1);
+    assert.ok((reply.nv.getUint32('mapsize') ?? 0) > 0, 'the bitmap is sent');
+    assert.equal(reply.payload?.[0], 0xff);
+  });
+
   test('adopts a virgin primary: writes resuid, replies virgin without a bitmap, fires connect', async (t) => {
-    const r = await rig(t, baseMd(), { resuid: 77n, virgin: true });
+    const r = await rig(t, baseMd(), { resuid: 77n, virgin: true }, 0);
     const reply = await frames(r.out).next();
     assert.equal(await r.started, true);
     assert.equal(reply.nv.getInt64('datasize'), BigInt(DATASIZE));
