@@ -5,14 +5,16 @@ import { loadConfig } from '../config/index.js';
 import { ConfigError } from '../config/errors.js';
 import type { HastConfig, ResourceConfig } from '../config/types.js';
 import { ControlConnectError, controlRequest } from '../control/client.js';
-import { ROLES, type ControlReply, type Role } from '../control/messages.js';
+import { CONTROL_ERROR, ROLES, type ControlReply, type ResourceStatus, type Role } from '../control/messages.js';
 import { openComponent } from '../component/open.js';
 import { createResource } from '../metadata/create.js';
 import { formatDump } from '../metadata/dump.js';
 import { readMetadata } from '../metadata/metadata.js';
-import { parseSize } from '../metadata/size.js';
+import { parseSize, SIZE_FORMS } from '../metadata/size.js';
 import { EX } from '../util/sysexits.js';
 import { formatResource, formatTable } from './status-text.js';
+import { packageVersion } from '../util/version.js';
+import { checkConfig } from './check.js';
 import { HASTCTL_USAGE } from './usage.js';
 
 const DEFAULT_CONFIG = '/etc/hast.conf';
@@ -37,15 +39,14 @@ function pick(cfg: HastConfig, names: readonly string[], allowAll: boolean): (Re
 }
 
 async function cmdCreate(cfg: HastConfig, names: readonly string[], v: Record<string, unknown>): Promise<number> {
-  if (names.length === 0) usage();
+  if (names.length === 0) usage('create: no resource name given');
   const sizeOpt = (key: string, label: string): number | undefined => {
     const raw = v[key];
     if (typeof raw !== 'string') return undefined;
     try {
       return parseSize(raw);
-    } catch {
-      warn(`Invalid ${label}.`);
-      throw new UsageError('');
+    } catch (err) {
+      throw new UsageError(`${label}: ${(err as Error).message}. ${SIZE_FORMS}`);
     }
   };
   const extentSize = sizeOpt('extentsize', 'extentsize');
@@ -150,11 +151,22 @@ async function cmdDump(cfg: HastConfig, names: readonly string[]): Promise<numbe
   return first;
 }
 
+/** What a per-resource error in a reply means, for the terminal. */
+function resourceError(r: ResourceStatus): string {
+  if (r.message !== undefined) return `[${r.name}] ${r.message}`;
+  if (r.error === CONTROL_ERROR.NO_SUCH_RESOURCE) return `Unknown resource ${r.name} (not in hastd's configuration).`;
+  return `[${r.name}] Received error ${r.error ?? 0} from hastd.`;
+}
+
 async function talk(cfg: HastConfig, req: Parameters<typeof controlRequest>[1]): Promise<ControlReply | number> {
   try {
     return await controlRequest(cfg.controlPath, req);
   } catch (err) {
-    warn((err as Error).message);
+    warn(
+      err instanceof ControlConnectError
+        ? `${err.message}: is hastd running? (start it, or check "control" in ${cfg.file})`
+        : (err as Error).message,
+    );
     return err instanceof ControlConnectError ? EX.OSERR : EX.UNAVAILABLE;
   }
 }
@@ -168,9 +180,16 @@ function firstError(reply: ControlReply): number {
   return 0;
 }
 
+function warnResourceErrors(reply: ControlReply): void {
+  for (const r of reply.resources) if (r.error !== undefined) warn(resourceError(r));
+}
+
 async function cmdRole(cfg: HastConfig, args: readonly string[], debug: number, force: boolean): Promise<number> {
   const [role, ...names] = args;
-  if (role === undefined || names.length === 0 || !(ROLES as readonly string[]).includes(role)) usage();
+  if (role === undefined) usage('role: no role given (init, primary or secondary)');
+  if (!(ROLES as readonly string[]).includes(role))
+    usage(`role: invalid role ${role} (expected init, primary or secondary)`);
+  if (names.length === 0) usage(`role ${role}: no resource name given (a name, or all)`);
   const reply = await talk(cfg, {
     cmd: 'role',
     role: role as Role,
@@ -179,8 +198,7 @@ async function cmdRole(cfg: HastConfig, args: readonly string[], debug: number, 
   });
   if (typeof reply === 'number') return reply;
   for (const r of reply.resources) {
-    if (r.error !== undefined)
-      warn(r.message !== undefined ? `[${r.name}] ${r.message}` : `[${r.name}] Received error ${r.error} from hastd.`);
+    if (r.error !== undefined) warn(resourceError(r));
     else if (debug > 0) {
       process.stderr.write(
         r.previousRole === role
@@ -199,6 +217,7 @@ async function cmdStatus(cfg: HastConfig, names: readonly string[], json: boolea
   if (json) process.stdout.write(`${JSON.stringify(reply.resources, null, 2)}\n`);
   else if (table) process.stdout.write(formatTable(reply.resources));
   else for (const r of reply.resources) process.stdout.write(formatResource(r));
+  warnResourceErrors(reply);
   return firstError(reply);
 }
 
@@ -207,7 +226,11 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
   try {
     if (sub === undefined || sub === '-h' || sub === '--help') usage();
-    const known = ['create', 'role', 'list', 'status', 'dump'];
+    if (sub === '--version' || sub === '-V') {
+      process.stdout.write(`hastctl ${packageVersion()}\n`);
+      return 0;
+    }
+    const known = ['create', 'role', 'list', 'status', 'dump', 'check', 'events'];
     if (!known.includes(sub)) usage(`unknown command: ${sub}`);
     const { values, positionals } = parseArgs({
       args: [...rest],
@@ -224,6 +247,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
         keepdirty: { type: 'string', short: 'k' },
         mediasize: { type: 'string', short: 'm' },
         force: { type: 'boolean' },
+        timestamps: { type: 'boolean' },
       },
     });
     if (values.help === true) usage();
@@ -233,10 +257,13 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
     ) {
       usage('-e, -k and -m are options of create');
     }
-    if ((values.json === true || values.terse === true) && sub !== 'status' && sub !== 'list')
-      usage('--json and -t are options of status and list');
+    if (values.json === true && sub !== 'status' && sub !== 'list' && sub !== 'events')
+      usage('--json is an option of status, list and events');
+    if (values.terse === true && sub !== 'status' && sub !== 'list') usage('-t is an option of status and list');
+    if (values.timestamps === true && sub !== 'events') usage('--timestamps is an option of events');
     if (values.force === true && sub !== 'role') usage('--force is an option of role');
     const debug = values.debug?.length ?? 0;
+    if (sub === 'check') return await checkConfig(values.config ?? DEFAULT_CONFIG, values.node, positionals, warn);
     const cfg = load(values.config ?? DEFAULT_CONFIG, values.node);
     switch (sub) {
       case 'create':

@@ -14,6 +14,8 @@ import { acquirePidfile, PidfileError } from '../daemon/pidfile.js';
 import { HookRunner } from '../hooks/exec.js';
 import { log, logInit } from '../log/log.js';
 import { EX } from '../util/sysexits.js';
+import { packageVersion } from '../util/version.js';
+import { checkConfig } from './check.js';
 import { HASTD_USAGE } from './usage.js';
 
 const DEFAULT_CONFIG = '/etc/hast.conf';
@@ -25,6 +27,9 @@ interface Options {
   readonly foreground: boolean;
   readonly pidfile: string | undefined;
   readonly node: string | undefined;
+  readonly version: boolean;
+  /** -n: check the configuration and the local components, then exit (hastctl check). */
+  readonly check: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options | null {
@@ -40,6 +45,8 @@ function parseOptions(argv: readonly string[]): Options | null {
         help: { type: 'boolean', short: 'h' },
         pidfile: { type: 'string', short: 'P' },
         node: { type: 'string' },
+        version: { type: 'boolean', short: 'V' },
+        check: { type: 'boolean', short: 'n' },
       },
     });
     if (values.help === true || positionals.length > 0) return null;
@@ -49,6 +56,8 @@ function parseOptions(argv: readonly string[]): Options | null {
       foreground: values.foreground === true,
       pidfile: values.pidfile,
       node: values.node,
+      version: values.version === true,
+      check: values.check === true,
     };
   } catch (err) {
     process.stderr.write(`hastd: ${(err as Error).message}\n`);
@@ -85,6 +94,11 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(HASTD_USAGE);
     return EX.USAGE;
   }
+  if (opts.version) {
+    process.stdout.write(`hastd ${packageVersion()}\n`);
+    return 0;
+  }
+  if (opts.check) return checkConfig(opts.config, opts.node);
   const isDaemonChild = process.env[DAEMON_ENV] === '1';
   if (!opts.foreground && !isDaemonChild) return daemonize(argv);
 

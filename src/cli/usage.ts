@@ -5,7 +5,12 @@ export const HASTCTL_USAGE = `usage: hastctl create [-d] [-c config] [--node nam
        hastctl list [-d] [-c config] [--node name] [--json] [all | name ...]
        hastctl status [-d] [-c config] [--node name] [--json] [-t] [all | name ...]
        hastctl dump [-d] [-c config] [--node name] [all | name ...]
+       hastctl check [-c config] [--node name] [all | name ...]
+       hastctl events [-c config] [--node name] [--json] [--timestamps] [all | name ...]
+       hastctl --version
 `;
 
 export const HASTD_USAGE = `usage: hastd [-dFh] [-c config] [-P pidfile] [--node name]
+       hastd -n [-c config] [--node name]
+       hastd --version
 `;

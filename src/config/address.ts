@@ -66,6 +66,8 @@ export function parsePeerAddress(addr: string, defaultPort: number = HAST_PORT):
     host = colon < 0 ? rest : rest.slice(0, colon);
     if (colon >= 0) port = parsePort(rest.slice(colon + 1), addr);
     if (host === '') throw new Error(`no host in address ${addr}`);
+    if (isIP(host) === 0 && /^[0-9.]+$/.test(host))
+      throw new Error(`'${host}' is not an IPv4 address in address ${addr}`);
     if (isIP(host) === 0 && !HOSTNAME.test(host)) throw new Error(`invalid host name '${host}' in address ${addr}`);
   }
   const literal = isIP(host);

@@ -9,7 +9,7 @@
 //                               global. The values are plain words checked here, not reserved.
 import { ConfigError } from './errors.js';
 import { tokenize, type Keyword, type Token } from './lexer.js';
-import { parseExportAddress } from './address.js';
+import { parseExportAddress, parsePeerAddress } from './address.js';
 import { DEVICE_MODES } from './types.js';
 
 /** Statement keywords (everything that takes one value). */
@@ -153,10 +153,20 @@ function checkStatement(st: Statement, file: string): void {
       if (len >= PATH_MAX) fail(`${st.keyword} argument is too long.`);
       break;
     case 'control':
+      if (len >= ADDR_MAX) fail('control argument is too long.');
+      break;
     case 'listen':
     case 'remote':
     case 'source':
       if (len >= ADDR_MAX) fail(`${st.keyword} argument is too long.`);
+      // Impossible values (port 99999, 127.0.0.256) are refused here, not at the first connect.
+      if (st.keyword !== 'remote' || st.value !== 'none') {
+        try {
+          parsePeerAddress(st.value, st.keyword === 'source' ? 0 : undefined);
+        } catch (err) {
+          fail(`Invalid ${st.keyword} address ${st.value}: ${(err as Error).message}.`);
+        }
+      }
       break;
     case 'export':
       if (len >= ADDR_MAX) fail('export argument is too long.');
