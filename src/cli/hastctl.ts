@@ -46,7 +46,8 @@ async function cmdCreate(cfg: HastConfig, names: readonly string[], v: Record<st
     try {
       return parseSize(raw);
     } catch (err) {
-      throw new UsageError(`${label}: ${(err as Error).message}. ${SIZE_FORMS}`);
+      const tooLarge = (err as Error).message.startsWith('Size too large');
+      throw new UsageError(`Invalid ${label} ${JSON.stringify(raw)}${tooLarge ? ' (too large)' : ''}. ${SIZE_FORMS}`);
     }
   };
   const extentSize = sizeOpt('extentsize', 'extentsize');
