@@ -4,10 +4,11 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/index.js';
 import { ConfigError } from '../config/errors.js';
 import type { HastConfig, ResourceConfig } from '../config/types.js';
-import { ControlConnectError, controlRequest } from '../control/client.js';
+import { ControlConnectError, controlRequest, controlStream } from '../control/client.js';
 import { CONTROL_ERROR, ROLES, type ControlReply, type ResourceStatus, type Role } from '../control/messages.js';
 import { openComponent } from '../component/open.js';
 import { createResource } from '../metadata/create.js';
+import { formatEvent, type HastEvent } from '../daemon/events.js';
 import { formatDump } from '../metadata/dump.js';
 import { readMetadata } from '../metadata/metadata.js';
 import { parseSize, SIZE_FORMS } from '../metadata/size.js';
@@ -222,6 +223,43 @@ async function cmdStatus(cfg: HastConfig, names: readonly string[], json: boolea
   return firstError(reply);
 }
 
+/** `hastctl events`: print the stream until hastd stops (exit 0) or refuses a name (exit 1). */
+async function cmdEvents(
+  cfg: HastConfig,
+  names: readonly string[],
+  json: boolean,
+  timestamps: boolean,
+): Promise<number> {
+  let code = 0;
+  try {
+    await controlStream(cfg.controlPath, { cmd: 'events', resources: names.length === 0 ? ['all'] : names }, (line) => {
+      let msg: Record<string, unknown>;
+      try {
+        msg = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        warn(`Malformed event from hastd: ${line.slice(0, 80)}`);
+        return;
+      }
+      if (Array.isArray(msg.resources)) {
+        // A refusal (unknown resource) instead of a stream.
+        const reply = msg as unknown as ControlReply;
+        warnResourceErrors(reply);
+        code = firstError(reply);
+        return;
+      }
+      process.stdout.write(json ? `${line}\n` : formatEvent(msg as unknown as HastEvent, timestamps));
+    });
+  } catch (err) {
+    warn(
+      err instanceof ControlConnectError
+        ? `${err.message}: is hastd running? (start it, or check "control" in ${cfg.file})`
+        : (err as Error).message,
+    );
+    return err instanceof ControlConnectError ? EX.OSERR : EX.UNAVAILABLE;
+  }
+  return code;
+}
+
 /** Run hastctl with argv (without node and script); returns the exit code. */
 export async function hastctl(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -273,6 +311,8 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
         return await cmdDump(cfg, positionals);
       case 'role':
         return await cmdRole(cfg, positionals, debug, values.force === true);
+      case 'events':
+        return await cmdEvents(cfg, positionals, values.json === true, values.timestamps === true);
       default:
         return await cmdStatus(cfg, positionals, values.json === true, values.terse === true);
     }

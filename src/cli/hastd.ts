@@ -130,8 +130,12 @@ async function main(argv: readonly string[]): Promise<number> {
     }
   }
 
-  const hooks = new HookRunner({ foreground: opts.foreground });
-  const parent = new HastdParent(cfg, {
+  let parent: HastdParent | null = null;
+  const hooks = new HookRunner({
+    foreground: opts.foreground,
+    onExit: (hookArgv, code, signal) => parent?.hookExited(hookArgv, code, signal),
+  });
+  parent = new HastdParent(cfg, {
     debugLevel: opts.debug,
     foreground: opts.foreground,
     stateDir: process.env.HASTD_STATE_DIR ?? `${dirname(cfg.controlPath)}/hastd-state`,
@@ -152,8 +156,9 @@ async function main(argv: readonly string[]): Promise<number> {
       }
     },
   });
+  const hastd = parent;
   try {
-    await parent.start();
+    await hastd.start();
   } catch (err) {
     log.error('Unable to start hastd', err);
     pidfile?.release();
@@ -171,11 +176,11 @@ async function main(argv: readonly string[]): Promise<number> {
     let stopping = false;
     const stop = (): void => {
       if (stopping) {
-        void parent.shutdown();
+        void hastd.shutdown();
         return;
       }
       stopping = true;
-      parent.shutdown().then(
+      hastd.shutdown().then(
         () => {
           hooks.close();
           pidfile?.release();
@@ -191,7 +196,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', () => {
-      parent.reload().catch((err: unknown) => log.error('Configuration not reloaded', err));
+      hastd.reload().catch((err: unknown) => log.error('Configuration not reloaded', err));
     });
   });
 }

@@ -8,7 +8,9 @@ export type Role = (typeof ROLES)[number];
 export type ControlRequest =
   /** `force`: hastctl role --force, overrides the refusals (ours, not upstream's). */
   | { readonly cmd: 'role'; readonly role: Role; readonly resources: readonly string[]; readonly force?: boolean }
-  | { readonly cmd: 'status'; readonly resources: readonly string[] };
+  | { readonly cmd: 'status'; readonly resources: readonly string[] }
+  /** Ours: keep the connection and stream events, one JSON line each (src/daemon/events.ts). */
+  | { readonly cmd: 'events'; readonly resources: readonly string[] };
 
 /**
  * Error numbers in replies: upstream's (1, 2, 4), and ours for a refused or failed role change,

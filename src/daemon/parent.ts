@@ -19,6 +19,7 @@ import {
 } from '../control/messages.js';
 import { readLine } from '../control/wire.js';
 import { log } from '../log/log.js';
+import { EventStream, type EventKind } from './events.js';
 import type { PeerListeners } from './listen.js';
 import { type PeerParent, ResourceState, type StartOutcome } from './resource-state.js';
 import type { HookEvent, ParentToWorker, WorkerToParent } from './worker-ipc.js';
@@ -114,6 +115,8 @@ export class HastdParent implements PeerParent {
   });
   /** Serialises role changes and reloads (upstream's parent is single-threaded). */
   #queue: Promise<unknown> = Promise.resolve();
+  /** `hastctl events` subscribers. */
+  readonly events = new EventStream(() => Promise.all([...this.resources.values()].map((res) => this.statusOf(res))));
 
   constructor(cfg: HastConfig, opts: ParentOptions) {
     this.cfg = cfg;
@@ -147,7 +150,14 @@ export class HastdParent implements PeerParent {
       } catch {
         req = null;
       }
-      reply = await this.handleRequest(req);
+      if (isEventsRequest(req)) {
+        const unknown = req.resources.filter((n) => n !== 'all' && !this.resources.has(n));
+        if (unknown.length === 0) {
+          await this.events.subscribe(sock, req.resources);
+          return;
+        }
+        reply = { resources: unknown.map((name) => ({ name, error: CONTROL_ERROR.NO_SUCH_RESOURCE })) };
+      } else reply = await this.handleRequest(req);
     } catch (err) {
       log.warning('Unable to receive control header', err);
       sock.destroy();
@@ -409,10 +419,39 @@ export class HastdParent implements PeerParent {
     });
   }
 
-  /** Fire an exec hook for a resource event. */
+  /** Fire an exec hook for a resource event, and report it to `hastctl events`. */
   hook(cfg: ResourceConfig, event: HookEvent, extra: readonly string[] = []): void {
+    this.#reportEvent(cfg.name, event, extra);
     if (cfg.exec === '') return;
     this.opts.runHook(cfg.exec, [event, cfg.name, ...extra]);
+  }
+
+  /** A hook exited (HookRunner): `hastctl events` shows its event and exit status. */
+  hookExited(argv: readonly string[], code: number | null, signal: string | null): void {
+    const [, event, resource] = argv;
+    if (resource === undefined) return;
+    this.events.emit(resource, 'hook', { hook: event ?? '', exitcode: code, signal });
+  }
+
+  #reportEvent(name: string, event: HookEvent, extra: readonly string[]): void {
+    if (!this.events.listening) return;
+    if (event === 'role') {
+      this.events.emit(name, 'role', { old: extra[0] ?? '', new: extra[1] ?? '' });
+      return;
+    }
+    if (event !== 'disconnect') {
+      this.events.emit(name, HOOK_TO_EVENT[event]);
+      return;
+    }
+    // Why: the worker's view of its link to the peer.
+    const res = this.resources.get(name);
+    const asked = res === undefined ? Promise.resolve(null) : this.#askStatus(res);
+    void asked.then((w) =>
+      this.events.emit(name, 'disconnect', {
+        reason: w?.peer?.reason ?? null,
+        cause: w?.peer?.disconnectCause ?? w?.peer?.message ?? null,
+      }),
+    );
   }
 
   /** Fork a worker for the resource; sockets (secondary) are handed over by the caller. */
@@ -692,6 +731,7 @@ export class HastdParent implements PeerParent {
     const waits: Promise<void>[] = [];
     for (const res of this.resources.values()) waits.push(this.stopWorker(res));
     await Promise.all(waits);
+    this.events.close();
   }
 
   async #releaseForShutdown(res: ResourceState): Promise<void> {
@@ -718,6 +758,26 @@ export class HastdParent implements PeerParent {
       ]);
     }
   }
+}
+
+const HOOK_TO_EVENT: Readonly<Record<Exclude<HookEvent, 'role' | 'disconnect'>, EventKind>> = {
+  connect: 'connect',
+  syncstart: 'sync-start',
+  syncdone: 'sync-done',
+  syncintr: 'sync-interrupted',
+  'split-brain': 'split-brain',
+};
+
+function isEventsRequest(req: unknown): req is { cmd: 'events'; resources: string[] } {
+  const r = req as { cmd?: unknown; resources?: unknown } | null;
+  return (
+    r !== null &&
+    typeof r === 'object' &&
+    r.cmd === 'events' &&
+    Array.isArray(r.resources) &&
+    r.resources.length > 0 &&
+    r.resources.every((n) => typeof n === 'string')
+  );
 }
 
 /** How long the failover probe of #peerAnswers waits for the peer's listener. */
