@@ -4,6 +4,8 @@ import { isIP, isIPv6 } from 'node:net';
 
 /** Default TCP port of the peer protocol. */
 export const HAST_PORT = 8457;
+/** Default port of our `metrics` listen address (the HAST port + 1). */
+export const METRICS_PORT = 8458;
 /** Default port of a `tcp://` export without one (the IANA NBD port). */
 export const NBD_PORT = 10809;
 

@@ -35,6 +35,8 @@ export const KEYWORDS = [
   // Our extensions (HAST-SPEC §1 has no equivalent): NBD export address and device mode.
   'export',
   'device',
+  // Ours: the Prometheus metrics listen address.
+  'metrics',
 ] as const;
 export type Keyword = (typeof KEYWORDS)[number];
 

@@ -7,9 +7,11 @@
 //                               uds:///path, unix:///path or tcp://host[:port].
 //   device auto|nbd|fuse|none   global, resource and resource-node sections; node > resource >
 //                               global. The values are plain words checked here, not reserved.
+//   metrics <addr>              global and node sections: serve Prometheus metrics over HTTP at
+//                               tcp://host[:port] (default port 8458); node wins.
 import { ConfigError } from './errors.js';
 import { tokenize, type Keyword, type Token } from './lexer.js';
-import { parseExportAddress, parsePeerAddress } from './address.js';
+import { METRICS_PORT, parseExportAddress, parsePeerAddress } from './address.js';
 import { DEVICE_MODES } from './types.js';
 
 /** Statement keywords (everything that takes one value). */
@@ -29,6 +31,7 @@ export const STATEMENT_KEYWORDS = [
   'source',
   'export',
   'device',
+  'metrics',
 ] as const;
 export type StatementKeyword = (typeof STATEMENT_KEYWORDS)[number];
 
@@ -48,10 +51,11 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'exec',
     'metaflush',
     'device',
+    'metrics',
     'on',
     'resource',
   ],
-  node: ['control', 'pidfile', 'listen'],
+  node: ['control', 'pidfile', 'listen', 'metrics'],
   resource: [
     'replication',
     'checksum',
@@ -158,11 +162,12 @@ function checkStatement(st: Statement, file: string): void {
     case 'listen':
     case 'remote':
     case 'source':
+    case 'metrics':
       if (len >= ADDR_MAX) fail(`${st.keyword} argument is too long.`);
       // Impossible values (port 99999, 127.0.0.256) are refused here, not at the first connect.
       if (st.keyword !== 'remote' || st.value !== 'none') {
         try {
-          parsePeerAddress(st.value, st.keyword === 'source' ? 0 : undefined);
+          parsePeerAddress(st.value, st.keyword === 'source' ? 0 : st.keyword === 'metrics' ? METRICS_PORT : undefined);
         } catch (err) {
           fail(`Invalid ${st.keyword} address ${st.value}: ${(err as Error).message}.`);
         }

@@ -1,6 +1,7 @@
 // The hastd parent: configuration, control socket, roles, worker supervision, hooks, reload.
 // HAST-SPEC §5.2–5.4 (roles and workers), §10 (lifecycle, signals, reload), §2.8 (control).
 import { fork, type ChildProcess } from 'node:child_process';
+import type { Server as HttpServer } from 'node:http';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -21,6 +22,7 @@ import { readLine } from '../control/wire.js';
 import { log } from '../log/log.js';
 import { EventStream, type EventKind } from './events.js';
 import type { PeerListeners } from './listen.js';
+import { formatMetrics, listenMetrics } from './metrics.js';
 import { type PeerParent, ResourceState, type StartOutcome } from './resource-state.js';
 import type { HookEvent, ParentToWorker, WorkerToParent } from './worker-ipc.js';
 import { WORKER_EXIT } from './worker-ipc.js';
@@ -102,6 +104,10 @@ export class HastdParent implements PeerParent {
   readonly opts: ParentOptions;
   readonly resources = new Map<string, ResourceState>();
   #control: Server | null = null;
+  /** The `metrics` HTTP listener, when configured. */
+  #metrics: HttpServer | null = null;
+  /** Primary worker restarts per resource since start (hastd_worker_restarts_total). */
+  readonly #restarts = new Map<string, number>();
   #peers: PeerListeners | null = null;
   #statusId = 0;
   #releaseId = 0;
@@ -129,7 +135,14 @@ export class HastdParent implements PeerParent {
     if (this.opts.startPeerListeners !== undefined) {
       this.#peers = await this.opts.startPeerListeners(this);
     }
+    if (this.cfg.metrics !== null) this.#metrics = await this.#listenMetrics(this.cfg.metrics);
     log.info('Started successfully, running protocol version 2.');
+  }
+
+  #listenMetrics(addr: string): ReturnType<typeof listenMetrics> {
+    return listenMetrics(addr, async () =>
+      formatMetrics(await Promise.all([...this.resources.values()].map((res) => this.statusOf(res))), this.#restarts),
+    );
   }
 
   /** Run fn after every earlier role change or reload has finished. */
@@ -557,6 +570,7 @@ export class HastdParent implements PeerParent {
         res.restartTimer = null;
         if (res.role === 'primary' && res.worker === null && !this.#shuttingDown) {
           log.info(`[${name}] (primary) Restarting worker process.`);
+          this.#restarts.set(name, (this.#restarts.get(name) ?? 0) + 1);
           this.startWorker(res, 'primary');
         }
       }, RESTART_DELAY_MS);
@@ -650,6 +664,17 @@ export class HastdParent implements PeerParent {
         log.info(`Control socket changed from ${this.cfg.controlAddr} to ${next.controlAddr}.`);
       }
       if (d.pidFileChanged) this.opts.pidfileChanged?.(next.pidFile);
+      if (next.metrics !== this.cfg.metrics) {
+        this.#metrics?.close();
+        this.#metrics = null;
+        if (next.metrics !== null) {
+          try {
+            this.#metrics = await this.#listenMetrics(next.metrics);
+          } catch (err) {
+            log.error(`Unable to serve metrics on ${next.metrics}`, err);
+          }
+        }
+      }
       for (const [name, res] of [...this.resources]) {
         if (d.resources.get(name)?.kind !== 'removed') continue;
         try {
@@ -726,6 +751,7 @@ export class HastdParent implements PeerParent {
     this.#shuttingDown = true;
     log.info('Termination signal received, exiting.');
     this.#peers?.close();
+    this.#metrics?.close();
     await Promise.all([...this.resources.values()].map((res) => this.#releaseForShutdown(res)));
     closeControl(this.#control, this.cfg.controlPath);
     const waits: Promise<void>[] = [];

@@ -24,6 +24,7 @@ const SAMPLE: Record<(typeof STATEMENT_KEYWORDS)[number], string> = {
   source: '10.0.0.1',
   export: 'uds:///tmp/e.sock',
   device: 'fuse',
+  metrics: 'tcp4://127.0.0.1:9100',
 };
 
 /** Places `stmt` in `section`; returns the text and the line the statement is on. */
@@ -75,7 +76,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     }
   }
 
-  test('the matrix is the spec table plus export and device', () => {
+  test('the matrix is the spec table plus export, device and metrics', () => {
     assert.deepEqual([...ALLOWED.global].sort(), [
       'checksum',
       'compression',
@@ -84,13 +85,14 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'exec',
       'listen',
       'metaflush',
+      'metrics',
       'on',
       'pidfile',
       'replication',
       'resource',
       'timeout',
     ]);
-    assert.deepEqual([...ALLOWED.node].sort(), ['control', 'listen', 'pidfile']);
+    assert.deepEqual([...ALLOWED.node].sort(), ['control', 'listen', 'metrics', 'pidfile']);
     assert.deepEqual([...ALLOWED.resource].sort(), [
       'checksum',
       'compression',
@@ -256,7 +258,7 @@ describe('parseAst() syntax errors', () => {
         '',
         4,
         "'foo'",
-        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, on or resource$/,
+        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, metrics, on or resource$/,
       ),
     );
     assert.throws(
@@ -265,7 +267,7 @@ describe('parseAst() syntax errors', () => {
         '',
         2,
         "'foo'",
-        /expected control, pidfile or listen or '\}'|expected control, pidfile, listen or '\}'/,
+        /expected control, pidfile or listen or '\}'|expected control, pidfile, listen, metrics or '\}'/,
       ),
     );
   });
