@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { freePort, type NodeSpec, startHastd } from '../harness/cluster.js';
 import { DIST, run } from '../harness/process.js';
-import { requires, tmpDir } from '../harness/tools.js';
+import { hasTool, requires, tmpDir, unmet } from '../harness/tools.js';
 import { waitInSync } from '../harness/wait.js';
 
 const ROOT = dirname(DIST);
@@ -97,6 +97,28 @@ test('npm pack, install into a prefix, check the example, start two nodes from i
   const hastd = join(prefix, 'bin', 'hastd');
   assert.deepEqual(await run(hastctl, ['--version']), { code: 0, stdout: `hastctl ${VERSION}\n`, stderr: '' });
   assert.deepEqual(await run(hastd, ['--version']), { code: 0, stdout: `hastd ${VERSION}\n`, stderr: '' });
+
+  // The shipped systemd units, pointed at this prefix, pass systemd-analyze verify (no PID 1 needed);
+  // it exits 0 on ignored lines, so its output must be empty too.
+  if (hasTool('systemd-analyze') || unmet(t, 'requires systemd-analyze (package systemd)')) {
+    const units = join(tmp, 'units');
+    mkdirSync(units);
+    for (const u of ['hastd.service', 'hastd-secondary@.service']) {
+      const text = readFileSync(join(pkg, 'contrib', 'systemd', u), 'utf8').replaceAll(
+        '/usr/local/bin',
+        join(prefix, 'bin'),
+      );
+      assert.notEqual(text, readFileSync(join(pkg, 'contrib', 'systemd', u), 'utf8'));
+      writeFileSync(join(units, u), text);
+    }
+    const v = await run('systemd-analyze', [
+      'verify',
+      '--man=no',
+      join(units, 'hastd.service'),
+      join(units, 'hastd-secondary@shared.service'),
+    ]);
+    assert.deepEqual(v, { code: 0, stdout: '', stderr: '' });
+  }
 
   const nodes: Record<string, NodeSpec> = {};
   for (const [name, ip] of [
