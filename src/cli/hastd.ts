@@ -102,7 +102,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const isDaemonChild = process.env[DAEMON_ENV] === '1';
   if (!opts.foreground && !isDaemonChild) return daemonize(argv);
 
-  logInit({ foreground: true, debugLevel: opts.debug });
+  // A daemon still starting: its lines to the terminal that started it and to syslog.
+  logInit({ foreground: true, debugLevel: opts.debug, alsoSyslog: isDaemonChild });
   const load = (): HastConfig => loadConfig(opts.config, opts.node === undefined ? {} : { nodeName: opts.node });
   let cfg: HastConfig;
   try {

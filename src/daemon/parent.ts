@@ -723,6 +723,7 @@ export class HastdParent implements PeerParent {
         }
       }
       this.cfg = next;
+      log.info('Configuration reloaded.');
     });
   }
 

@@ -275,7 +275,11 @@ describe('daemon and roles', () => {
     assert.equal(st3.workerpid, 0);
     assert.match((await hastctl(conf, 'solo', ['dump', 'r0'])).stdout, /prevrole: primary/);
     assert.equal(await d.stop(), 0);
-    assert.match(d.output(), /Started successfully, running protocol version 2\./);
+    // -F outside the journal: every line led by its time.
+    assert.match(
+      d.output(),
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[INFO\] Started successfully, running protocol version 2\./m,
+    );
   });
 
   test('an unknown resource in role/status gives error 1', async (t) => {
@@ -339,6 +343,7 @@ describe('reload (SIGHUP)', () => {
     writeConfig(conf, [moved], [{ name: 'r0' }, { name: 'r1' }]);
     process.kill(d.pid, 'SIGHUP');
     await waitFor('reload', () => /Resource r1 added\./.test(d.output()));
+    await waitFor('reload logged', () => /\[INFO\] Configuration reloaded\./.test(d.output()));
     assert.match(d.output(), new RegExp(`Listening on new address tcp4://${moved.addr}\\.`));
     assert.match(d.output(), new RegExp(`No longer listening on address tcp4://${node.addr}\\.`));
     assert.equal(await connects(moved.addr), true);
