@@ -4,15 +4,26 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/index.js';
 import { ConfigError } from '../config/errors.js';
 import type { HastConfig, ResourceConfig } from '../config/types.js';
-import { ControlConnectError, controlRequest } from '../control/client.js';
-import { ROLES, SYNC_ACTIONS, type ControlReply, type Role, type SyncAction } from '../control/messages.js';
+import { ControlConnectError, controlRequest, controlStream } from '../control/client.js';
+import {
+  CONTROL_ERROR,
+  ROLES,
+  SYNC_ACTIONS,
+  type ControlReply,
+  type ResourceStatus,
+  type Role,
+  type SyncAction,
+} from '../control/messages.js';
 import { openComponent } from '../component/open.js';
 import { createResource } from '../metadata/create.js';
+import { formatEvent, type HastEvent } from '../daemon/events.js';
 import { formatDump } from '../metadata/dump.js';
 import { readMetadata } from '../metadata/metadata.js';
-import { parseSize } from '../metadata/size.js';
+import { parseSize, SIZE_FORMS } from '../metadata/size.js';
 import { EX } from '../util/sysexits.js';
 import { formatResource, formatTable, formatVerify } from './status-text.js';
+import { packageVersion } from '../util/version.js';
+import { checkConfig } from './check.js';
 import { HASTCTL_USAGE } from './usage.js';
 
 const DEFAULT_CONFIG = '/etc/hast.conf';
@@ -37,15 +48,15 @@ function pick(cfg: HastConfig, names: readonly string[], allowAll: boolean): (Re
 }
 
 async function cmdCreate(cfg: HastConfig, names: readonly string[], v: Record<string, unknown>): Promise<number> {
-  if (names.length === 0) usage();
+  if (names.length === 0) usage('create: no resource name given');
   const sizeOpt = (key: string, label: string): number | undefined => {
     const raw = v[key];
     if (typeof raw !== 'string') return undefined;
     try {
       return parseSize(raw);
-    } catch {
-      warn(`Invalid ${label}.`);
-      throw new UsageError('');
+    } catch (err) {
+      const tooLarge = (err as Error).message.startsWith('Size too large');
+      throw new UsageError(`Invalid ${label} ${JSON.stringify(raw)}${tooLarge ? ' (too large)' : ''}. ${SIZE_FORMS}`);
     }
   };
   const extentSize = sizeOpt('extentsize', 'extentsize');
@@ -151,11 +162,22 @@ async function cmdDump(cfg: HastConfig, names: readonly string[]): Promise<numbe
   return first;
 }
 
+/** What a per-resource error in a reply means, for the terminal. */
+function resourceError(r: ResourceStatus): string {
+  if (r.message !== undefined) return `[${r.name}] ${r.message}`;
+  if (r.error === CONTROL_ERROR.NO_SUCH_RESOURCE) return `Unknown resource ${r.name} (not in hastd's configuration).`;
+  return `[${r.name}] Received error ${r.error ?? 0} from hastd.`;
+}
+
 async function talk(cfg: HastConfig, req: Parameters<typeof controlRequest>[1]): Promise<ControlReply | number> {
   try {
     return await controlRequest(cfg.controlPath, req);
   } catch (err) {
-    warn((err as Error).message);
+    warn(
+      err instanceof ControlConnectError
+        ? `${err.message}: is hastd running? (start it, or check "control" in ${cfg.file})`
+        : (err as Error).message,
+    );
     return err instanceof ControlConnectError ? EX.OSERR : EX.UNAVAILABLE;
   }
 }
@@ -169,6 +191,10 @@ function firstError(reply: ControlReply): number {
   return 0;
 }
 
+function warnResourceErrors(reply: ControlReply): void {
+  for (const r of reply.resources) if (r.error !== undefined) warn(resourceError(r));
+}
+
 async function cmdRole(
   cfg: HastConfig,
   args: readonly string[],
@@ -177,7 +203,10 @@ async function cmdRole(
   discard: boolean,
 ): Promise<number> {
   const [role, ...names] = args;
-  if (role === undefined || names.length === 0 || !(ROLES as readonly string[]).includes(role)) usage();
+  if (role === undefined) usage('role: no role given (init, primary or secondary)');
+  if (!(ROLES as readonly string[]).includes(role))
+    usage(`role: invalid role ${role} (expected init, primary or secondary)`);
+  if (names.length === 0) usage(`role ${role}: no resource name given (a name, or all)`);
   if (discard && role !== 'secondary') usage('--discard-my-data goes with role secondary');
   const reply = await talk(cfg, {
     cmd: 'role',
@@ -188,8 +217,7 @@ async function cmdRole(
   });
   if (typeof reply === 'number') return reply;
   for (const r of reply.resources) {
-    if (r.error !== undefined)
-      warn(r.message !== undefined ? `[${r.name}] ${r.message}` : `[${r.name}] Received error ${r.error} from hastd.`);
+    if (r.error !== undefined) warn(resourceError(r));
     else if (debug > 0) {
       process.stderr.write(
         r.previousRole === role
@@ -265,7 +293,45 @@ async function cmdStatus(cfg: HastConfig, names: readonly string[], json: boolea
   if (json) process.stdout.write(`${JSON.stringify(reply.resources, null, 2)}\n`);
   else if (table) process.stdout.write(formatTable(reply.resources));
   else for (const r of reply.resources) process.stdout.write(formatResource(r));
+  warnResourceErrors(reply);
   return firstError(reply);
+}
+
+/** `hastctl events`: print the stream until hastd stops (exit 0) or refuses a name (exit 1). */
+async function cmdEvents(
+  cfg: HastConfig,
+  names: readonly string[],
+  json: boolean,
+  timestamps: boolean,
+): Promise<number> {
+  let code = 0;
+  try {
+    await controlStream(cfg.controlPath, { cmd: 'events', resources: names.length === 0 ? ['all'] : names }, (line) => {
+      let msg: Record<string, unknown>;
+      try {
+        msg = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        warn(`Malformed event from hastd: ${line.slice(0, 80)}`);
+        return;
+      }
+      if (Array.isArray(msg.resources)) {
+        // A refusal (unknown resource) instead of a stream.
+        const reply = msg as unknown as ControlReply;
+        warnResourceErrors(reply);
+        code = firstError(reply);
+        return;
+      }
+      process.stdout.write(json ? `${line}\n` : formatEvent(msg as unknown as HastEvent, timestamps));
+    });
+  } catch (err) {
+    warn(
+      err instanceof ControlConnectError
+        ? `${err.message}: is hastd running? (start it, or check "control" in ${cfg.file})`
+        : (err as Error).message,
+    );
+    return err instanceof ControlConnectError ? EX.OSERR : EX.UNAVAILABLE;
+  }
+  return code;
 }
 
 /** Run hastctl with argv (without node and script); returns the exit code. */
@@ -273,7 +339,11 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
   try {
     if (sub === undefined || sub === '-h' || sub === '--help') usage();
-    const known = ['create', 'role', 'list', 'status', 'dump', 'sync', 'verify'];
+    if (sub === '--version' || sub === '-V') {
+      process.stdout.write(`hastctl ${packageVersion()}\n`);
+      return 0;
+    }
+    const known = ['create', 'role', 'list', 'status', 'dump', 'sync', 'verify', 'check', 'events'];
     if (!known.includes(sub)) usage(`unknown command: ${sub}`);
     const { values, positionals } = parseArgs({
       args: [...rest],
@@ -295,6 +365,7 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
         stop: { type: 'string' },
         mark: { type: 'boolean' },
         'discard-my-data': { type: 'boolean' },
+        timestamps: { type: 'boolean' },
       },
     });
     if (values.help === true) usage();
@@ -304,15 +375,17 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
     ) {
       usage('-e, -k and -m are options of create');
     }
+    if (values.json === true && sub !== 'status' && sub !== 'list' && sub !== 'verify' && sub !== 'events')
+      usage('--json is an option of status, list, verify and events');
     if (values.terse === true && sub !== 'status' && sub !== 'list') usage('-t is an option of status and list');
-    if (values.json === true && sub !== 'status' && sub !== 'list' && sub !== 'verify')
-      usage('--json is an option of status, list and verify');
+    if (values.timestamps === true && sub !== 'events') usage('--timestamps is an option of events');
     if ((values.start !== undefined || values.stop !== undefined || values.mark === true) && sub !== 'verify')
       usage('--start, --stop and --mark are options of verify');
     if (values.force === true && sub !== 'role') usage('--force is an option of role');
     if (values['discard-my-data'] === true && sub !== 'role') usage('--discard-my-data is an option of role');
     if (values['full-sync'] === true && sub !== 'create') usage('--full-sync is an option of create');
     const debug = values.debug?.length ?? 0;
+    if (sub === 'check') return await checkConfig(values.config ?? DEFAULT_CONFIG, values.node, positionals, warn);
     const cfg = load(values.config ?? DEFAULT_CONFIG, values.node);
     switch (sub) {
       case 'create':
@@ -325,6 +398,8 @@ export async function hastctl(argv: readonly string[]): Promise<number> {
         return await cmdSync(cfg, positionals, debug);
       case 'verify':
         return await cmdVerify(cfg, positionals, values);
+      case 'events':
+        return await cmdEvents(cfg, positionals, values.json === true, values.timestamps === true);
       default:
         return await cmdStatus(cfg, positionals, values.json === true, values.terse === true);
     }

@@ -14,6 +14,8 @@ import { acquirePidfile, PidfileError } from '../daemon/pidfile.js';
 import { HookRunner } from '../hooks/exec.js';
 import { log, logInit } from '../log/log.js';
 import { EX } from '../util/sysexits.js';
+import { packageVersion } from '../util/version.js';
+import { checkConfig } from './check.js';
 import { HASTD_USAGE } from './usage.js';
 
 const DEFAULT_CONFIG = '/etc/hast.conf';
@@ -25,6 +27,9 @@ interface Options {
   readonly foreground: boolean;
   readonly pidfile: string | undefined;
   readonly node: string | undefined;
+  readonly version: boolean;
+  /** -n: check the configuration and the local components, then exit (hastctl check). */
+  readonly check: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options | null {
@@ -40,6 +45,8 @@ function parseOptions(argv: readonly string[]): Options | null {
         help: { type: 'boolean', short: 'h' },
         pidfile: { type: 'string', short: 'P' },
         node: { type: 'string' },
+        version: { type: 'boolean', short: 'V' },
+        check: { type: 'boolean', short: 'n' },
       },
     });
     if (values.help === true || positionals.length > 0) return null;
@@ -49,6 +56,8 @@ function parseOptions(argv: readonly string[]): Options | null {
       foreground: values.foreground === true,
       pidfile: values.pidfile,
       node: values.node,
+      version: values.version === true,
+      check: values.check === true,
     };
   } catch (err) {
     process.stderr.write(`hastd: ${(err as Error).message}\n`);
@@ -85,10 +94,16 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(HASTD_USAGE);
     return EX.USAGE;
   }
+  if (opts.version) {
+    process.stdout.write(`hastd ${packageVersion()}\n`);
+    return 0;
+  }
+  if (opts.check) return checkConfig(opts.config, opts.node);
   const isDaemonChild = process.env[DAEMON_ENV] === '1';
   if (!opts.foreground && !isDaemonChild) return daemonize(argv);
 
-  logInit({ foreground: true, debugLevel: opts.debug });
+  // A daemon still starting: its lines to the terminal that started it and to syslog.
+  logInit({ foreground: true, debugLevel: opts.debug, alsoSyslog: isDaemonChild });
   const load = (): HastConfig =>
     loadConfig(opts.config, { checkFiles: true, ...(opts.node === undefined ? {} : { nodeName: opts.node }) });
   let cfg: HastConfig;
@@ -117,8 +132,12 @@ async function main(argv: readonly string[]): Promise<number> {
     }
   }
 
-  const hooks = new HookRunner({ foreground: opts.foreground });
-  const parent = new HastdParent(cfg, {
+  let parent: HastdParent | null = null;
+  const hooks = new HookRunner({
+    foreground: opts.foreground,
+    onExit: (hookArgv, code, signal) => parent?.hookExited(hookArgv, code, signal),
+  });
+  parent = new HastdParent(cfg, {
     debugLevel: opts.debug,
     foreground: opts.foreground,
     stateDir: process.env.HASTD_STATE_DIR ?? `${dirname(cfg.controlPath)}/hastd-state`,
@@ -139,8 +158,9 @@ async function main(argv: readonly string[]): Promise<number> {
       }
     },
   });
+  const hastd = parent;
   try {
-    await parent.start();
+    await hastd.start();
   } catch (err) {
     log.error('Unable to start hastd', err);
     pidfile?.release();
@@ -158,11 +178,11 @@ async function main(argv: readonly string[]): Promise<number> {
     let stopping = false;
     const stop = (): void => {
       if (stopping) {
-        void parent.shutdown();
+        void hastd.shutdown();
         return;
       }
       stopping = true;
-      parent.shutdown().then(
+      hastd.shutdown().then(
         () => {
           hooks.close();
           pidfile?.release();
@@ -178,7 +198,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', () => {
-      parent.reload().catch((err: unknown) => log.error('Configuration not reloaded', err));
+      hastd.reload().catch((err: unknown) => log.error('Configuration not reloaded', err));
     });
   });
 }

@@ -9,7 +9,12 @@ export const HASTCTL_USAGE = `usage: hastctl create [-d] [-c config] [--node nam
        hastctl sync [-d] [-c config] [--node name] <pause | resume> all | name ...
        hastctl verify [-d] [-c config] [--node name] [--json] [--start offset] [--stop offset]
 \t\t[--mark] name
+       hastctl check [-c config] [--node name] [all | name ...]
+       hastctl events [-c config] [--node name] [--json] [--timestamps] [all | name ...]
+       hastctl --version
 `;
 
 export const HASTD_USAGE = `usage: hastd [-dFh] [-c config] [-P pidfile] [--node name]
+       hastd -n [-c config] [--node name]
+       hastd --version
 `;

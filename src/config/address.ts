@@ -4,6 +4,8 @@ import { isIP, isIPv6 } from 'node:net';
 
 /** Default TCP port of the peer protocol. */
 export const HAST_PORT = 8457;
+/** Default port of our `metrics` listen address (the HAST port + 1). */
+export const METRICS_PORT = 8458;
 /** Default port of a `tcp://` export without one (the IANA NBD port). */
 export const NBD_PORT = 10809;
 
@@ -66,6 +68,8 @@ export function parsePeerAddress(addr: string, defaultPort: number = HAST_PORT):
     host = colon < 0 ? rest : rest.slice(0, colon);
     if (colon >= 0) port = parsePort(rest.slice(colon + 1), addr);
     if (host === '') throw new Error(`no host in address ${addr}`);
+    if (isIP(host) === 0 && /^[0-9.]+$/.test(host))
+      throw new Error(`'${host}' is not an IPv4 address in address ${addr}`);
     if (isIP(host) === 0 && !HOSTNAME.test(host)) throw new Error(`invalid host name '${host}' in address ${addr}`);
   }
   const literal = isIP(host);

@@ -45,6 +45,8 @@ export const KEYWORDS = [
   // Our extensions: resynchronization rate control (issue 17).
   'syncrate',
   'syncminrate',
+  // Ours: the Prometheus metrics listen address.
+  'metrics',
 ] as const;
 export type Keyword = (typeof KEYWORDS)[number];
 

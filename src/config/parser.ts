@@ -14,9 +14,11 @@
 //   syncrate <size>|unlimited   global and resource sections; resource > global. The most bytes
 //   syncminrate <size>          per second a resync copies; syncminrate: what it slows down to (and
 //                               keeps) while the application does I/O. Sizes as hastctl create's.
+//   metrics <addr>              global and node sections: serve Prometheus metrics over HTTP at
+//                               tcp://host[:port] (default port 8458); node wins.
 import { ConfigError } from './errors.js';
 import { tokenize, type Keyword, type Token } from './lexer.js';
-import { parseExportAddress } from './address.js';
+import { METRICS_PORT, parseExportAddress, parsePeerAddress } from './address.js';
 import { parseSize } from '../metadata/size.js';
 import { DEVICE_MODES } from './types.js';
 
@@ -45,6 +47,7 @@ export const STATEMENT_KEYWORDS = [
   'tlspeer',
   'syncrate',
   'syncminrate',
+  'metrics',
 ] as const;
 export type StatementKeyword = (typeof STATEMENT_KEYWORDS)[number];
 
@@ -72,10 +75,11 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'tlspeer',
     'syncrate',
     'syncminrate',
+    'metrics',
     'on',
     'resource',
   ],
-  node: ['control', 'pidfile', 'listen', 'controlgroup'],
+  node: ['control', 'pidfile', 'listen', 'controlgroup', 'metrics'],
   resource: [
     'replication',
     'checksum',
@@ -201,10 +205,21 @@ function checkStatement(st: Statement, file: string): void {
       if (len >= PATH_MAX) fail(`${st.keyword} argument is too long.`);
       break;
     case 'control':
+      if (len >= ADDR_MAX) fail('control argument is too long.');
+      break;
     case 'listen':
     case 'remote':
     case 'source':
+    case 'metrics':
       if (len >= ADDR_MAX) fail(`${st.keyword} argument is too long.`);
+      // Impossible values (port 99999, 127.0.0.256) are refused here, not at the first connect.
+      if (st.keyword !== 'remote' || st.value !== 'none') {
+        try {
+          parsePeerAddress(st.value, st.keyword === 'source' ? 0 : st.keyword === 'metrics' ? METRICS_PORT : undefined);
+        } catch (err) {
+          fail(`Invalid ${st.keyword} address ${st.value}: ${(err as Error).message}.`);
+        }
+      }
       break;
     case 'export':
       if (len >= ADDR_MAX) fail('export argument is too long.');

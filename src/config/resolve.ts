@@ -170,6 +170,7 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
       : {}),
     pidFile: (node.pidfile ?? global.pidfile)?.value ?? DEFAULT_PIDFILE,
     listen: listen.length > 0 ? listen : [...DEFAULT_LISTEN],
+    metrics: (node.metrics ?? global.metrics)?.value ?? null,
     resources,
   };
 }

@@ -64,6 +64,8 @@ export interface HastConfig {
   readonly pidFile: string;
   /** Listen addresses as configured (or the defaults). */
   readonly listen: readonly string[];
+  /** Ours: where to serve Prometheus metrics (`metrics`), or null (the default: none). */
+  readonly metrics: string | null;
   /** Resources in configuration order. */
   readonly resources: readonly ResourceConfig[];
 }

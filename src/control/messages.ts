@@ -28,7 +28,9 @@ export type ControlRequest =
       readonly start?: number;
       readonly stop?: number | null;
       readonly mark?: boolean;
-    };
+    }
+  /** Ours: keep the connection and stream events, one JSON line each (src/daemon/events.ts). */
+  | { readonly cmd: 'events'; readonly resources: readonly string[] };
 
 /**
  * Error numbers in replies: upstream's (1, 2, 4), and ours for a refused or failed role change,

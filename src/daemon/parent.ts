@@ -1,6 +1,7 @@
 // The hastd parent: configuration, control socket, roles, worker supervision, hooks, reload.
 // HAST-SPEC §5.2–5.4 (roles and workers), §10 (lifecycle, signals, reload), §2.8 (control).
 import { fork, type ChildProcess } from 'node:child_process';
+import type { Server as HttpServer } from 'node:http';
 import { unlinkSync } from 'node:fs';
 import { connect, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -26,7 +27,9 @@ import { openComponent } from '../component/open.js';
 import { readBitmap, readMetadata } from '../metadata/metadata.js';
 import { log } from '../log/log.js';
 import { listenControlSocket } from './control-socket.js';
+import { EventStream, type EventKind } from './events.js';
 import type { PeerListeners } from './listen.js';
+import { formatMetrics, listenMetrics } from './metrics.js';
 import { type PeerParent, ResourceState, type StartOutcome } from './resource-state.js';
 import type { HookEvent, ParentToWorker, WorkerCommand, WorkerCommandReply, WorkerToParent } from './worker-ipc.js';
 import { WORKER_EXIT } from './worker-ipc.js';
@@ -126,6 +129,10 @@ export class HastdParent implements PeerParent {
   readonly opts: ParentOptions;
   readonly resources = new Map<string, ResourceState>();
   #control: Server | null = null;
+  /** The `metrics` HTTP listener, when configured. */
+  #metrics: HttpServer | null = null;
+  /** Primary worker restarts per resource since start (hastd_worker_restarts_total). */
+  readonly #restarts = new Map<string, number>();
   #peers: PeerListeners | null = null;
   #statusId = 0;
   #releaseId = 0;
@@ -139,6 +146,8 @@ export class HastdParent implements PeerParent {
   });
   /** Serialises role changes and reloads (upstream's parent is single-threaded). */
   #queue: Promise<unknown> = Promise.resolve();
+  /** `hastctl events` subscribers. */
+  readonly events = new EventStream(() => Promise.all([...this.resources.values()].map((res) => this.statusOf(res))));
 
   constructor(cfg: HastConfig, opts: ParentOptions) {
     this.cfg = cfg;
@@ -155,7 +164,14 @@ export class HastdParent implements PeerParent {
     if (this.opts.startPeerListeners !== undefined) {
       this.#peers = await this.opts.startPeerListeners(this);
     }
+    if (this.cfg.metrics !== null) this.#metrics = await this.#listenMetrics(this.cfg.metrics);
     log.info('Started successfully, running protocol version 2.');
+  }
+
+  #listenMetrics(addr: string): ReturnType<typeof listenMetrics> {
+    return listenMetrics(addr, async () =>
+      formatMetrics(await Promise.all([...this.resources.values()].map((res) => this.statusOf(res))), this.#restarts),
+    );
   }
 
   /** Run fn after every earlier role change or reload has finished. */
@@ -176,7 +192,14 @@ export class HastdParent implements PeerParent {
       } catch {
         req = null;
       }
-      reply = await this.handleRequest(req);
+      if (isEventsRequest(req)) {
+        const unknown = req.resources.filter((n) => n !== 'all' && !this.resources.has(n));
+        if (unknown.length === 0) {
+          await this.events.subscribe(sock, req.resources);
+          return;
+        }
+        reply = { resources: unknown.map((name) => ({ name, error: CONTROL_ERROR.NO_SUCH_RESOURCE })) };
+      } else reply = await this.handleRequest(req);
     } catch (err) {
       log.warning('Unable to receive control header', err);
       sock.destroy();
@@ -518,10 +541,39 @@ export class HastdParent implements PeerParent {
     });
   }
 
-  /** Fire an exec hook for a resource event. */
+  /** Fire an exec hook for a resource event, and report it to `hastctl events`. */
   hook(cfg: ResourceConfig, event: HookEvent, extra: readonly string[] = []): void {
+    this.#reportEvent(cfg.name, event, extra);
     if (cfg.exec === '') return;
     this.opts.runHook(cfg.exec, [event, cfg.name, ...extra]);
+  }
+
+  /** A hook exited (HookRunner): `hastctl events` shows its event and exit status. */
+  hookExited(argv: readonly string[], code: number | null, signal: string | null): void {
+    const [, event, resource] = argv;
+    if (resource === undefined) return;
+    this.events.emit(resource, 'hook', { hook: event ?? '', exitcode: code, signal });
+  }
+
+  #reportEvent(name: string, event: HookEvent, extra: readonly string[]): void {
+    if (!this.events.listening) return;
+    if (event === 'role') {
+      this.events.emit(name, 'role', { old: extra[0] ?? '', new: extra[1] ?? '' });
+      return;
+    }
+    if (event !== 'disconnect') {
+      this.events.emit(name, HOOK_TO_EVENT[event]);
+      return;
+    }
+    // Why: the worker's view of its link to the peer.
+    const res = this.resources.get(name);
+    const asked = res === undefined ? Promise.resolve(null) : this.#askStatus(res);
+    void asked.then((w) =>
+      this.events.emit(name, 'disconnect', {
+        reason: w?.peer?.reason ?? null,
+        cause: w?.peer?.disconnectCause ?? w?.peer?.message ?? null,
+      }),
+    );
   }
 
   /** Fork a worker for the resource; sockets (secondary) are handed over by the caller. */
@@ -639,6 +691,7 @@ export class HastdParent implements PeerParent {
         res.restartTimer = null;
         if (res.role === 'primary' && res.worker === null && !this.#shuttingDown) {
           log.info(`[${name}] (primary) Restarting worker process.`);
+          this.#restarts.set(name, (this.#restarts.get(name) ?? 0) + 1);
           this.startWorker(res, 'primary');
         }
       }, RESTART_DELAY_MS);
@@ -732,6 +785,17 @@ export class HastdParent implements PeerParent {
         log.info(`Control socket changed from ${this.cfg.controlAddr} to ${next.controlAddr}.`);
       }
       if (d.pidFileChanged) this.opts.pidfileChanged?.(next.pidFile);
+      if (next.metrics !== this.cfg.metrics) {
+        this.#metrics?.close();
+        this.#metrics = null;
+        if (next.metrics !== null) {
+          try {
+            this.#metrics = await this.#listenMetrics(next.metrics);
+          } catch (err) {
+            log.error(`Unable to serve metrics on ${next.metrics}`, err);
+          }
+        }
+      }
       for (const [name, res] of [...this.resources]) {
         if (d.resources.get(name)?.kind !== 'removed') continue;
         try {
@@ -780,6 +844,7 @@ export class HastdParent implements PeerParent {
         }
       }
       this.cfg = next;
+      log.info('Configuration reloaded.');
     });
   }
 
@@ -808,11 +873,13 @@ export class HastdParent implements PeerParent {
     this.#shuttingDown = true;
     log.info('Termination signal received, exiting.');
     this.#peers?.close();
+    this.#metrics?.close();
     await Promise.all([...this.resources.values()].map((res) => this.#releaseForShutdown(res)));
     closeControl(this.#control, this.cfg.controlPath);
     const waits: Promise<void>[] = [];
     for (const res of this.resources.values()) waits.push(this.stopWorker(res));
     await Promise.all(waits);
+    this.events.close();
   }
 
   async #releaseForShutdown(res: ResourceState): Promise<void> {
@@ -839,6 +906,26 @@ export class HastdParent implements PeerParent {
       ]);
     }
   }
+}
+
+const HOOK_TO_EVENT: Readonly<Record<Exclude<HookEvent, 'role' | 'disconnect'>, EventKind>> = {
+  connect: 'connect',
+  syncstart: 'sync-start',
+  syncdone: 'sync-done',
+  syncintr: 'sync-interrupted',
+  'split-brain': 'split-brain',
+};
+
+function isEventsRequest(req: unknown): req is { cmd: 'events'; resources: string[] } {
+  const r = req as { cmd?: unknown; resources?: unknown } | null;
+  return (
+    r !== null &&
+    typeof r === 'object' &&
+    r.cmd === 'events' &&
+    Array.isArray(r.resources) &&
+    r.resources.length > 0 &&
+    r.resources.every((n) => typeof n === 'string')
+  );
 }
 
 /** How long the failover probe of #peerAnswers waits for the peer's listener. */

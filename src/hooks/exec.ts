@@ -25,6 +25,8 @@ export interface HookRunnerOptions {
   readonly foreground: boolean;
   /** Clock in milliseconds; tests inject one to exercise the long-running report. */
   readonly now?: () => number;
+  /** Told when a hook exits (argv as run: exec path first), for `hastctl events`. */
+  readonly onExit?: (argv: readonly string[], code: number | null, signal: NodeJS.Signals | null) => void;
 }
 
 /**
@@ -37,6 +39,7 @@ export interface HookRunnerOptions {
 export class HookRunner {
   readonly #foreground: boolean;
   readonly #now: () => number;
+  readonly #exited: HookRunnerOptions['onExit'];
   readonly #hooks = new Map<number, RunningHook>();
   readonly #idle: Array<() => void> = [];
   #timer: NodeJS.Timeout | null = null;
@@ -45,6 +48,7 @@ export class HookRunner {
   constructor(opts: HookRunnerOptions) {
     this.#foreground = opts.foreground;
     this.#now = opts.now ?? Date.now;
+    this.#exited = opts.onExit;
   }
 
   /** Number of hooks started and not yet exited. */
@@ -84,7 +88,10 @@ export class HookRunner {
     child.on('error', (err) => log.error(`Hook error (pid=${pid}, cmd=[${comm}])`, err));
     const nowS = this.#seconds();
     this.#hooks.set(pid, { pid, comm, birth: nowS, lastReport: nowS });
-    child.once('exit', (code, signal) => this.#onExit(pid, code, signal));
+    child.once('exit', (code, signal) => {
+      this.#onExit(pid, code, signal);
+      this.#exited?.([path, ...args], code, signal);
+    });
     this.#ensureTimer();
     return pid;
   }

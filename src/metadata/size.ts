@@ -6,6 +6,11 @@ export class SizeError extends RangeError {
   override readonly name = 'SizeError';
 }
 
+/** What a refusal tells the administrator to write. */
+export const SIZE_FORMS =
+  'Accepted: a number of bytes (decimal, 0x hex, 0 octal) with an optional unit k, m, g, t, p or e (powers of 1024), ' +
+  'optionally followed by b or ib, in any case: 4096, 2M, 2MiB, 1G, 512kb.';
+
 const SHIFT: Record<string, number> = { b: 0, k: 10, m: 20, g: 30, t: 40, p: 50, e: 60 };
 
 /**
@@ -15,6 +20,9 @@ const SHIFT: Record<string, number> = { b: 0, k: 10, m: 20, g: 30, t: 40, p: 50,
  * 2^63 − 1; no component is that large). Throws SizeError.
  */
 export function parseSize(str: string): number {
+  // `2MiB`: the IEC spelling of the same powers of 1024 (ours; expand_number has no `i`).
+  const iec = /^(.*[kKmMgGtTpPeE])[iI]([bB])$/.exec(str);
+  if (iec !== null) return parseSize(`${iec[1] ?? ''}${iec[2] ?? ''}`);
   const m = /^\s*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)([bBkKmMgGtTpPeE]?)([bB]?)$/.exec(str);
   if (m === null) throw new SizeError(`Invalid size: ${JSON.stringify(str)}`);
   const digits = m[1] ?? '';

@@ -83,10 +83,12 @@ export async function startHastd(
   conf: string,
   node: NodeSpec,
   extra: readonly string[] = [],
+  /** The hastd to run (default: this build's); the package test runs the installed one. */
+  hastd: string = HASTD,
 ): Promise<HastdProcess> {
   const proc = spawn(
     process.execPath,
-    ['--enable-source-maps', HASTD, '-F', '-c', conf, '--node', node.name, ...extra],
+    ['--enable-source-maps', hastd, '-F', '-c', conf, '--node', node.name, ...extra],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,

@@ -1,14 +1,14 @@
 // hastd + hastctl on one node: usage errors, config errors, create/dump, roles, status, the NBD export,
 // pidfile locking, worker restart, and the write-ahead activemap after SIGKILL of the worker.
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, openSync, readSync, writeFileSync, truncateSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, writeFileSync, truncateSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
 import { hastctl, startHastd, statusJson, writeConfig, type NodeSpec } from '../harness/cluster.js';
 import { requires, tmpDir } from '../harness/tools.js';
-import { HASTCTL, HASTD, run } from '../harness/process.js';
+import { DIST, HASTCTL, HASTD, run } from '../harness/process.js';
 import { sleep, waitFor } from '../harness/wait.js';
 
 const MiB = 1 << 20;
@@ -56,7 +56,48 @@ describe('command line', () => {
     const { conf } = soloNode(t);
     const r = await hastctl(conf, 'solo', ['role', 'primary']);
     assert.equal(r.code, 64);
-    assert.match(r.stderr, /usage:/);
+    // What is wrong comes first, then the usage text.
+    assert.match(r.stderr, /^hastctl: role primary: no resource name given \(a name, or all\)\nusage:/);
+    const bad = await hastctl(conf, 'solo', ['role', 'master', 'r0']);
+    assert.equal(bad.code, 64);
+    assert.match(bad.stderr, /^hastctl: role: invalid role master \(expected init, primary or secondary\)\nusage:/);
+  });
+
+  test('--version prints the package version', async () => {
+    const { version } = JSON.parse(readFileSync(join(DIST, '..', 'package.json'), 'utf8')) as { version: string };
+    assert.deepEqual(await run(process.execPath, [HASTCTL, '--version']), {
+      code: 0,
+      stdout: `hastctl ${version}\n`,
+      stderr: '',
+    });
+    assert.deepEqual(await run(process.execPath, [HASTD, '--version']), {
+      code: 0,
+      stdout: `hastd ${version}\n`,
+      stderr: '',
+    });
+  });
+
+  test('impossible addresses are refused while parsing, with file:line and keyword', async (t) => {
+    const dir = tmpDir(t);
+    for (const [stmt, why] of [
+      [
+        'listen tcp4://127.0.0.1:99999',
+        /Invalid listen address tcp4:\/\/127\.0\.0\.1:99999: port 99999 out of range 1\.\.65535/,
+      ],
+      ['listen 127.0.0.256', /Invalid listen address 127\.0\.0\.256: '127\.0\.0\.256' is not an IPv4 address/],
+    ] as const) {
+      const conf = join(dir, 'bad.conf');
+      writeFileSync(conf, `# a comment\n${stmt}\n`);
+      for (const cmd of [['check'], ['status']]) {
+        const r = await hastctl(conf, 'x', cmd);
+        assert.equal(r.code, 78, r.stderr);
+        assert.match(r.stderr, new RegExp(`${conf}:2: `));
+        assert.match(r.stderr, why);
+      }
+      const d = await run(process.execPath, [HASTD, '-n', '-c', conf, '--node', 'x']);
+      assert.equal(d.code, 78);
+      assert.match(d.stderr, why);
+    }
   });
 
   test('hastd with a stray argument prints usage and exits 64', async () => {
@@ -87,6 +128,39 @@ describe('command line', () => {
     const { conf } = soloNode(t);
     const r = await hastctl(conf, 'solo', ['status']);
     assert.equal(r.code, 71);
+    assert.match(r.stderr, /Unable to connect to hastd via .*control\.sock: .*: is hastd running\?/);
+  });
+
+  test('check names file:line for an unusable export/device pair, a shared component and a hook that cannot run', async (t) => {
+    const { conf, node, img } = soloNode(t);
+    const hook = join(node.dir, 'hook.sh');
+    writeFileSync(hook, '#!/bin/sh\n', { mode: 0o644 });
+    const text = readFileSync(conf, 'latin1').replace(
+      'resource r0 {',
+      `resource r1 {\n  exec ${hook}\n  on solo {\n    local ${img}\n    export tcp://127.0.0.1:10809\n    device fuse\n    remote none\n  }\n}\nresource r0 {`,
+    );
+    writeFileSync(conf, text);
+    assert.equal((await hastctl(conf, 'solo', ['create', 'r0'])).code, 0);
+    const r = await hastctl(conf, 'solo', ['check']);
+    assert.equal(r.code, 78);
+    const lines = text.split('\n');
+    const at = (needle: string, from = 0): number => lines.findIndex((l, i) => i >= from && l.includes(needle)) + 1;
+    assert.ok(r.stderr.includes(`${conf}:${at('device fuse')}: [r1] device fuse needs a unix-socket export`), r.stderr);
+    assert.ok(r.stderr.includes(`${conf}:${at(`exec ${hook}`)}: [r1] exec ${hook} is not executable.`), r.stderr);
+    assert.ok(
+      r.stderr.includes(
+        `${conf}:${at(`local ${img}`, at('resource r0'))}: [r0] local component ${img} is also used by resource r1.`,
+      ),
+      r.stderr,
+    );
+    // r1's component holds r0's metadata.
+    assert.match(r.stderr, /\[r1\] Provider .* is not part of resource r1\. Initialise it with "hastctl create r1"/);
+    // Only r0: its own checks pass, the shared component is still reported.
+    const only = await hastctl(conf, 'solo', ['check', 'r0']);
+    assert.equal(only.code, 78);
+    assert.doesNotMatch(only.stderr, /device fuse|not executable/);
+    const unknown = await hastctl(conf, 'solo', ['check', 'nosuch']);
+    assert.match(unknown.stderr, /Unknown resource nosuch\./);
   });
 });
 
@@ -125,7 +199,14 @@ describe('create and dump', () => {
     const { conf } = soloNode(t);
     const r = await hastctl(conf, 'solo', ['create', '-e', '12Q', 'r0']);
     assert.equal(r.code, 64);
-    assert.match(r.stderr, /Invalid extentsize/);
+    assert.match(r.stderr, /^hastctl: Invalid extentsize "12Q"\. Accepted: .* 2MiB, 1G/);
+  });
+
+  test('create takes sizes as administrators write them (2MiB, 1G)', async (t) => {
+    const { conf } = soloNode(t);
+    const r = await hastctl(conf, 'solo', ['create', '-e', '2MiB', '-k', '64', 'r0']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match((await hastctl(conf, 'solo', ['dump', 'r0'])).stdout, /extentsize: 2097152/);
   });
 
   test('create of an unknown resource exits 65', async (t) => {
@@ -194,7 +275,11 @@ describe('daemon and roles', () => {
     assert.equal(st3.workerpid, 0);
     assert.match((await hastctl(conf, 'solo', ['dump', 'r0'])).stdout, /prevrole: primary/);
     assert.equal(await d.stop(), 0);
-    assert.match(d.output(), /Started successfully, running protocol version 2\./);
+    // -F outside the journal: every line led by its time.
+    assert.match(
+      d.output(),
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[INFO\] Started successfully, running protocol version 2\./m,
+    );
   });
 
   test('an unknown resource in role/status gives error 1', async (t) => {
@@ -202,10 +287,11 @@ describe('daemon and roles', () => {
     await startHastd(t, conf, node);
     const r = await hastctl(conf, 'solo', ['role', 'primary', 'nosuch']);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /\[nosuch\] Received error 1 from hastd\./);
+    assert.match(r.stderr, /Unknown resource nosuch \(not in hastd's configuration\)\./);
     const s = await hastctl(conf, 'solo', ['status', 'nosuch']);
     assert.equal(s.code, 1);
     assert.match(s.stdout, /nosuch:\n {2}error: 1/);
+    assert.match(s.stderr, /Unknown resource nosuch/);
   });
 
   test('a second hastd with the same pidfile refuses to start (exit 75)', async (t) => {
@@ -257,6 +343,7 @@ describe('reload (SIGHUP)', () => {
     writeConfig(conf, [moved], [{ name: 'r0' }, { name: 'r1' }]);
     process.kill(d.pid, 'SIGHUP');
     await waitFor('reload', () => /Resource r1 added\./.test(d.output()));
+    await waitFor('reload logged', () => /\[INFO\] Configuration reloaded\./.test(d.output()));
     assert.match(d.output(), new RegExp(`Listening on new address tcp4://${moved.addr}\\.`));
     assert.match(d.output(), new RegExp(`No longer listening on address tcp4://${node.addr}\\.`));
     assert.equal(await connects(moved.addr), true);

@@ -175,7 +175,7 @@ describe('planned switchover', () => {
       const errors = d
         .output()
         .split('\n')
-        .filter((l) => l.startsWith('[ERROR]'));
+        .filter((l) => /^(\S+ )?\[ERROR\]/.test(l));
       assert.deepEqual(errors, [], `node ${name} logged at ERROR:\n${d.output()}`);
     }
   });

@@ -52,6 +52,7 @@ function valueFor(kw: StatementKeyword): fc.Arbitrary<string> {
       return fc.oneof(fc.constant('none'), ipv4);
     case 'listen':
     case 'source':
+    case 'metrics':
       return fc.oneof(
         ipv4,
         ipv4.map((a) => `tcp4://${a}:8457`),

@@ -32,6 +32,7 @@ const SAMPLE: Record<(typeof STATEMENT_KEYWORDS)[number], string> = {
   tlspeer: 'ab'.repeat(32),
   syncrate: '10M',
   syncminrate: '1048576',
+  metrics: 'tcp4://127.0.0.1:9100',
 };
 
 /** Places `stmt` in `section`; returns the text and the line the statement is on. */
@@ -83,7 +84,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     }
   }
 
-  test('the matrix is the spec table plus export, device, authkey, controlgroup, the tls keywords, syncrate and syncminrate', () => {
+  test('the matrix is the spec table plus export, device, authkey, controlgroup, the tls keywords, syncrate, syncminrate and metrics', () => {
     assert.deepEqual([...ALLOWED.global].sort(), [
       'authkey',
       'checksum',
@@ -94,6 +95,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'exec',
       'listen',
       'metaflush',
+      'metrics',
       'on',
       'pidfile',
       'replication',
@@ -106,7 +108,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
       'tlskey',
       'tlspeer',
     ]);
-    assert.deepEqual([...ALLOWED.node].sort(), ['control', 'controlgroup', 'listen', 'pidfile']);
+    assert.deepEqual([...ALLOWED.node].sort(), ['control', 'controlgroup', 'listen', 'metrics', 'pidfile']);
     assert.deepEqual([...ALLOWED.resource].sort(), [
       'authkey',
       'checksum',
@@ -284,17 +286,12 @@ describe('parseAst() syntax errors', () => {
         '',
         4,
         "'foo'",
-        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, tlscert, tlskey, tlsca, tlspeer, syncrate, syncminrate, on or resource$/,
+        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, tlscert, tlskey, tlsca, tlspeer, syncrate, syncminrate, metrics, on or resource$/,
       ),
     );
     assert.throws(
       () => parseAst('on a {\nfoo\n}', 'f'),
-      syntaxError(
-        '',
-        2,
-        "'foo'",
-        /expected control, pidfile, listen or controlgroup or '\}'|expected control, pidfile, listen, controlgroup or '\}'/,
-      ),
+      syntaxError('', 2, "'foo'", /expected control, pidfile, listen, controlgroup, metrics or '\}'/),
     );
   });
 

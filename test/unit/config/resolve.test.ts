@@ -36,6 +36,7 @@ describe('resolveConfig() defaults (HAST-SPEC §1.3)', () => {
       controlPath: '/var/run/hastctl',
       pidFile: '/var/run/hastd.pid',
       listen: ['tcp4://0.0.0.0:8457', 'tcp6://[::]:8457'],
+      metrics: null,
       resources: [
         {
           name: 'r',

@@ -51,6 +51,7 @@ function fakeParent(t: TestContext, role: Role, remote = RES.remoteAddr): Fake {
     controlAddr: '/x',
     pidFile: '/x',
     listen: [],
+    metrics: null,
     resources: [res.cfg],
   };
   fake.parent = {
