@@ -13,7 +13,7 @@
 : "${HASTCTL:=hastctl}" "${HASTCTL_ARGS:=}" "${DEVICE_WAIT:=30}" "${UMOUNT_WAIT:=20}"
 : "${KILL_USERS:=no}" "${SECONDARY_FROM_INIT:=yes}" "${STATE_DIR:=/var/run/hastd}"
 : "${LOCK_FILE:=/var/run/hast-failover.lock}" "${LOCK_WAIT:=120}"
-: "${PEER_WAIT:=30}" "${PEER_PROBE:=yes}" "${PEER_PROBE_TIMEOUT:=1}" "${BTRFS_FORGET:=yes}"
+: "${PEER_WAIT:=30}" "${BTRFS_FORGET:=yes}"
 WANT_FILE=$STATE_DIR/$FAILOVER_TAG.want
 
 # log LEVEL MESSAGE...: to syslog (tag FAILOVER_TAG) and to stderr, with a millisecond timestamp.
@@ -105,23 +105,6 @@ superseded() {
 	[ -n "${HAST_FAILOVER_REQUEST:-}" ] && [ "$(cat "$WANT_FILE" 2>/dev/null)" != "$HAST_FAILOVER_REQUEST" ]
 }
 
-# peer_alive REMOTEADDR: true when the peer's hastd accepts a TCP connection on the HAST link within
-# PEER_PROBE_TIMEOUT seconds (REMOTEADDR as `hastctl status` shows it, default port 8457). Needs bash
-# for /dev/tcp; without it, or with PEER_PROBE=no, the peer counts as alive (and promote_group waits
-# PEER_WAIT seconds).
-peer_alive() {
-	[ "$PEER_PROBE" = yes ] && command -v bash >/dev/null 2>&1 || return 0
-	addr=${1#*://}
-	case "$addr" in
-	\[*\]:*) host=${addr%%]*}; host=${host#[}; port=${addr##*]:} ;;
-	\[*\]) host=${addr#[}; host=${host%]}; port=8457 ;;
-	*:*) host=${addr%:*}; port=${addr##*:} ;;
-	*) host=$addr; port=8457 ;;
-	esac
-	[ -n "$host" ] || return 0
-	timeout "$PEER_PROBE_TIMEOUT" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null
-}
-
 # forget_btrfs: unregister btrfs devices that belong to no mounted file system. A stale registration
 # with the same fsid (a former path of this disk, a copy of it, or on a shared kernel the other
 # node's device) makes `mount` fail with "wrong fs type"; mount registers the devices it is given.
@@ -153,11 +136,12 @@ devices() {
 }
 
 # promote_group RESOURCE...: make every resource primary and wait for its device, or none: a
-# resource refused or failed demotes the ones promoted here again. Refuses while a resource is
-# split-brained, and while this host's secondary serves a live primary (CARP/VRRP elected us, so the
-# peer is demoting, dead — our secondary notices only after its receive timeout, so probe it — or cut
-# off from us on the public network only): waits up to PEER_WAIT seconds for it to let go.
-# Returns 0, 1 (refused or failed) or 2 (superseded meanwhile).
+# resource refused or failed demotes the group's resources again. Refuses while a resource is
+# split-brained. hastd itself refuses (75) while this host's secondary serves a primary that still
+# answers on the HAST link (the engine elected us, so the peer is demoting, or cut off from us on the
+# public network only; a dead peer — our secondary notices only after its receive timeout — hastd
+# finds with a TCP probe and promotes): retry every second for up to PEER_WAIT seconds for it to let
+# go. Returns 0, 1 (refused or failed) or 2 (superseded meanwhile).
 promote_group() {
 	for r in "$@"; do
 		if split_brain "$r"; then
@@ -165,57 +149,34 @@ promote_group() {
 			return 1
 		fi
 	done
-	status "$@"
 	waited=0
 	while :; do
-		busy=
-		for r in "$@"; do
-			[ "$(sfield "$r" role)" = secondary ] && [ "$(sfield "$r" status)" = complete ] && busy="$busy $r"
-		done
-		[ -z "$busy" ] && break
-		busy=${busy# }
-		[ "$waited" -eq 0 ] && log notice "$busy: the peer is still primary and connected; waiting up to ${PEER_WAIT}s for it to let go"
-		down=yes
-		for r in $busy; do
-			raddr=$(sfield "$r" remoteaddr)
-			if peer_alive "$raddr"; then
-				down=no
-				break
-			fi
-		done
-		if [ "$down" = yes ]; then
-			log notice "$busy: the peer does not answer on the HAST link ($raddr): it is down"
-			break
+		# One hastctl for the group ("Role unchanged" for a resource already primary). Failed (66, 70,
+		# 71, 77) when a worker could not open the disk, set up the device or found its copy
+		# inconsistent: the group is not brought up.
+		out=$(hctl role primary "$@" 2>&1)
+		rc=$?
+		[ "$rc" -eq 0 ] && break
+		if [ "$rc" -ne 75 ]; then
+			log err "$*: hastctl role primary failed (exit $rc): $out"
+			rollback "$@"
+			return 1
 		fi
+		[ "$waited" -eq 0 ] && log notice "$*: hastctl role primary refused (exit 75): $out; waiting up to ${PEER_WAIT}s for the peer to let go"
 		if superseded; then
 			log notice "$*: asked to step down meanwhile, not promoting"
+			rollback "$@"
 			return 2
 		fi
 		if [ "$waited" -ge "$PEER_WAIT" ]; then
-			log err "$busy: the peer is still primary after ${PEER_WAIT}s, not promoting (split public network?)"
+			log err "$*: the peer is still primary after ${PEER_WAIT}s, not promoting (split public network?)"
+			rollback "$@"
 			return 1
 		fi
 		sleep 1
 		waited=$((waited + 1))
-		status "$@"
 	done
-	todo=
-	for r in "$@"; do
-		role=$(sfield "$r" role)
-		[ "$role" = primary ] || todo="$todo $r"
-	done
-	todo=${todo# }
-	if [ -n "$todo" ]; then
-		# One hastctl for the group. Refused (75) while a primary is still connected to us; failed
-		# (66, 70, 71, 77) when a worker could not open the disk, set up the device or found its copy
-		# inconsistent: either way the group is not brought up.
-		# shellcheck disable=SC2086 # todo is a word list.
-		if ! set_role primary $todo; then
-			rollback $todo
-			return 1
-		fi
-		log notice "$todo: role -> primary"
-	fi
+	log notice "$*: role -> primary"
 	status "$@"
 	for dev in $(devices "$@"); do
 		waited=0
@@ -225,8 +186,7 @@ promote_group() {
 		done
 		if [ ! -b "$dev" ]; then
 			log err "$dev did not appear within ${DEVICE_WAIT}s"
-			# shellcheck disable=SC2086 # todo is a word list.
-			rollback $todo
+			rollback "$@"
 			return 1
 		fi
 	done
@@ -234,7 +194,8 @@ promote_group() {
 	return 0
 }
 
-# rollback RESOURCE...: demote what promote_group promoted (a half-promoted group is never left).
+# rollback RESOURCE...: demote the group's primaries again (a half-promoted group is never left; a
+# resource whose device is already in use stays primary: hastd refuses, and that is logged).
 rollback() {
 	[ $# -gt 0 ] || return 0
 	status "$@"
