@@ -132,12 +132,15 @@ class Replicator implements Omit<Replication, 'ready'> {
 
   #tick(): void {
     const now = Date.now();
-    if (this.#remote !== null) {
-      this.#remote.tick(now);
+    const remote = this.#remote;
+    if (remote !== null) {
+      remote.tick(now);
+      // tick drops the connection when a reply timed out (#remote is null then): nothing to report.
+      if (this.#remote !== remote) return;
       // Progress for the target's own status (consistency extension), once a second.
       const sync = this.#res.sync;
       if (this.#peerExt && this.#peerInconsistent && sync !== null && sync.direction === 'primary') {
-        this.#remote.syncProgress(sync.leftBytes);
+        remote.syncProgress(sync.leftBytes);
       }
     } else if (!this.#connecting && !this.#stopped && now >= this.#reconnectAt) void this.#connect();
   }

@@ -81,7 +81,8 @@ const SKUNKS: readonly HostSpec[] = [
 
 /** Interface names inside every host (like em0/em1 on the seed's machines). */
 export const PUBLIC_IF = 'pub0';
-const PRIVATE_IF = 'priv0';
+/** The private (crossover) interface, reserved for HAST. */
+export const PRIVATE_IF = 'priv0';
 
 export class Host {
   readonly name: string;
@@ -377,6 +378,12 @@ export interface Hosts {
   /** Private (HAST) link down / up: a network partition that leaves the public link alone. */
   partition(): Promise<void>;
   heal(): Promise<void>;
+  /**
+   * Cut host off the public network only (its switch port stops forwarding; the carrier stays up, as
+   * when a switch or cable further away fails): VRRP/CARP lose each other, the HAST link stays.
+   */
+  partitionPublic(host: Host): Promise<void>;
+  healPublic(host: Host): Promise<void>;
 }
 
 let seq = 0;
@@ -476,5 +483,9 @@ export async function createHosts(t: TestContext, specs: readonly HostSpec[] = S
     },
     partition: () => setPrivate('down'),
     heal: () => setPrivate('up'),
+    // The switch port leaves the bridge: no frame in or out, the host's link and carrier untouched (a
+    // disabled bridge port would take the carrier down, which keepalived and ucarp see).
+    partitionPublic: (h) => ip('-n', sw, 'link', 'set', `port-${h.name}`, 'nomaster'),
+    healPublic: (h) => ip('-n', sw, 'link', 'set', `port-${h.name}`, 'master', 'br0'),
   };
 }

@@ -11,6 +11,8 @@ import {
   assertFiles,
   bringUp,
   copyIn,
+  hasAddr,
+  isMounted,
   makePayload,
   MNT,
   mkfs,
@@ -35,13 +37,12 @@ function readLog(path: string): string {
   }
 }
 
-async function mounted(h: Host): Promise<boolean> {
-  return (await h.exec('mountpoint', ['-q', MNT], { timeoutMs: 5_000 })).code === 0;
+function mounted(h: Host): Promise<boolean> {
+  return isMounted(h, MNT);
 }
 
-async function hasVip(h: Host): Promise<boolean> {
-  const r = await h.exec('ip', ['-o', 'addr', 'show', 'dev', PUBLIC_IF], { timeoutMs: 5_000 });
-  return r.stdout.includes(` ${VIP}/`);
+function hasVip(h: Host): Promise<boolean> {
+  return hasAddr(h, VIP);
 }
 
 const RUNS = Math.max(1, Number(process.env.HASTD_CARP_RUNS ?? '1') || 1);

@@ -8,6 +8,7 @@ import { createHosts, type Host, type HostProcess, PUBLIC_IF, REPO } from '../ha
 import { requires } from '../harness/tools.js';
 import { run } from '../harness/process.js';
 import { waitFor } from '../harness/wait.js';
+import { hasAddr, isMounted } from './fs-helpers.js';
 
 const VIP = '192.0.2.100';
 const MNT = '/mnt/failover';
@@ -32,13 +33,12 @@ status)
 esac
 `;
 
-async function mounted(h: Host): Promise<boolean> {
-  return (await h.exec('mountpoint', ['-q', MNT], { timeoutMs: 5_000 })).code === 0;
+function mounted(h: Host): Promise<boolean> {
+  return isMounted(h, MNT);
 }
 
-async function hasVip(h: Host): Promise<boolean> {
-  const r = await h.exec('ip', ['-o', 'addr', 'show', 'dev', PUBLIC_IF], { timeoutMs: 5_000 });
-  return r.stdout.includes(` ${VIP}/`);
+function hasVip(h: Host): Promise<boolean> {
+  return hasAddr(h, VIP);
 }
 
 async function fakeRole(h: Host): Promise<string> {

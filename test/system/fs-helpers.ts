@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dataAreaHash, parseDump } from '../harness/data-area.js';
-import { type Host, type Hosts, REPO, type StatusView } from '../harness/netns.js';
+import { type Host, type Hosts, PUBLIC_IF, REPO, type StatusView } from '../harness/netns.js';
 import { waitFor, waitInSync } from '../harness/wait.js';
 
 export const RES = 'mirror';
@@ -158,4 +158,15 @@ export async function layout(h: Host): Promise<{ localOff: number; dataSize: num
 export async function dataHash(h: Host): Promise<string> {
   const { localOff, dataSize, localPath } = await layout(h);
   return dataAreaHash(localPath, localOff, dataSize);
+}
+
+/** True while a file system is mounted on mnt (default MNT) on h. */
+export async function isMounted(h: Host, mnt = MNT): Promise<boolean> {
+  return (await h.exec('mountpoint', ['-q', mnt], { timeoutMs: 5_000 })).code === 0;
+}
+
+/** True while h holds the (service) address addr on its public interface. */
+export async function hasAddr(h: Host, addr: string): Promise<boolean> {
+  const r = await h.exec('ip', ['-o', 'addr', 'show', 'dev', PUBLIC_IF], { timeoutMs: 5_000 });
+  return r.stdout.includes(` ${addr}/`);
 }
