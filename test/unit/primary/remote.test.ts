@@ -10,6 +10,7 @@ import { encodeMessage, MessageReader } from '../../../src/peer/framing.js';
 import { buildReply, readRequest } from '../../../src/peer/messages.js';
 import { PeerRemote } from '../../../src/primary/remote.js';
 import { ErrnoError } from '../../../src/util/errno.js';
+import { waitFor } from '../../harness/wait.js';
 
 const CFG: ResourceConfig = {
   name: 'r0',
@@ -198,7 +199,9 @@ describe('PeerRemote', () => {
     assert.ok(q.messages > 0 && q.messages <= 64, `messages ${q.messages}`);
     assert.ok(q.bytes > 0, `bytes ${q.bytes}`);
     secOut.resume();
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(remote.unwritten.messages, 0);
+    // Drained once the fake secondary reads again: wait for it (bounded), not for a fixed time (a
+    // fixed 300 ms failed on a loaded 2-core machine).
+    await waitFor('the send queue to drain', () => remote.unwritten.messages === 0, 20_000, 20);
+    assert.equal(remote.unwritten.bytes, 0);
   });
 });
