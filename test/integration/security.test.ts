@@ -465,8 +465,8 @@ describe('TLS on the replication link', () => {
 });
 
 describe('NBD STARTTLS on a TCP export', () => {
-  test('nbdinfo reads the export over nbds:// with the test CA; plain nbd:// is refused', async (t) => {
-    if (!requires(t, { tools: ['openssl', 'nbdinfo'] })) return;
+  test('nbdinfo reads the export over nbds:// with the test CA, nbdcopy writes and reads it; plain nbd:// is refused', async (t) => {
+    if (!requires(t, { tools: ['openssl', 'nbdinfo', 'nbdcopy'] })) return;
     const root = tmpDir(t);
     const node: NodeSpec = { name: 'solo', addr: `127.0.0.1:${await freePort('127.0.0.1')}`, dir: root };
     const img = join(root, 'r0.img');
@@ -497,6 +497,16 @@ describe('NBD STARTTLS on a TCP export', () => {
     const json = JSON.parse(info) as { exports: { 'export-size': number }[] };
     const size = json.exports[0]?.['export-size'] ?? 0;
     assert.ok(size > 0 && size <= 16 * MiB, info);
+    // Written through TLS, read back through TLS.
+    const src = join(root, 'src.bin');
+    const back = join(root, 'back.bin');
+    const data = randomBytes(size);
+    writeFileSync(src, data);
+    const w = await run('nbdcopy', [src, uri]);
+    assert.equal(w.code, 0, w.stderr);
+    const r = await run('nbdcopy', [uri, back]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(readFileSync(back).equals(data), 'nbdcopy read back what it wrote');
     const plain = await run('nbdinfo', [`nbd://127.0.0.1:${port}/r0`]);
     assert.notEqual(plain.code, 0, 'a plain client is refused');
     assert.doesNotMatch(d.output(), /plain TCP/);
