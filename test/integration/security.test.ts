@@ -190,6 +190,61 @@ async function firstBytesOfPrimary(t: TestContext, p: Pair): Promise<Buffer> {
   return got;
 }
 
+describe('hostile authentication fields against a running hastd', () => {
+  test('wrong lengths, a truncated MAC and a replayed nonce: each connection closed with a reason, the daemon lives, the real primary pairs', async (t) => {
+    const p = await makePair(t, { size: 16 * MiB });
+    const secret = randomBytes(32).toString('hex');
+    setAuthKeys(p, { a: keyFile(p.a.dir, 'a.key', secret), b: keyFile(p.b.dir, 'b.key', secret) });
+    const b = await up(t, p, p.b, 'secondary');
+    const hello = (nonce: Uint8Array): NvList =>
+      new NvList().addString('resource', 'r0').addUint8('version', 2).addUint8Array('authnonce', nonce);
+    const replayed = randomBytes(32);
+    const cases: { name: string; first: NvList; mac?: Uint8Array }[] = [
+      { name: 'short nonce', first: hello(randomBytes(31)) },
+      { name: 'long nonce', first: hello(randomBytes(33)) },
+      { name: 'nonce of the wrong type', first: new NvList().addString('resource', 'r0').addString('authnonce', 'x') },
+      { name: 'truncated MAC', first: hello(randomBytes(32)), mac: randomBytes(16) },
+      { name: 'first use of a nonce', first: hello(replayed), mac: randomBytes(32) },
+      { name: 'replayed nonce', first: hello(replayed), mac: randomBytes(32) },
+    ];
+    for (const c of cases) {
+      const c1 = await dial(p.b.addr, '127.0.0.1');
+      t.after(() => c1.destroy());
+      const r1 = oneFrame(c1);
+      send(c1, c.first);
+      const reply = await r1;
+      const token = reply?.nv.getUint8Array('token');
+      if (token !== undefined && c.mac !== undefined) {
+        const c2 = await dial(p.b.addr, '127.0.0.1');
+        t.after(() => c2.destroy());
+        const r2 = oneFrame(c2);
+        send(
+          c2,
+          new NvList()
+            .addString('resource', 'r0')
+            .addUint8Array('token', token)
+            .addUint64('resuid', 1n)
+            .addUint64('localcnt', 0n)
+            .addUint64('remotecnt', 0n)
+            .addUint8Array('authmac', c.mac),
+        );
+        assert.equal((await r2)?.nv.getString('errmsg'), 'Authentication failed.', c.name);
+      } else {
+        assert.ok(reply === null || reply.nv.getString('errmsg') !== undefined, `${c.name}: ${JSON.stringify(reply)}`);
+      }
+    }
+    const out = b.output();
+    assert.match(out, /'authnonce' of invalid size \(31, expected 32\)/);
+    assert.match(out, /'authnonce' of invalid size \(33, expected 32\)/);
+    assert.match(out, /'authnonce' of invalid type/);
+    assert.match(out, /'authmac' of invalid size \(16, expected 32\)/);
+    assert.match(out, /Replayed authentication nonce from tcp:\/\/127\.0\.0\.1:\d+: refused/);
+    assert.ok(!(await statusJson(p.conf, p.b.name, p.res)).workerpid, 'no worker for any of them');
+    await up(t, p, p.a, 'primary');
+    await waitNodeInSync(p.conf, p.a.name);
+  });
+});
+
 describe('the FreeBSD-compatible handshake without authkey', () => {
   test("the primary's first message is byte-identical to FreeBSD hastd's (golden)", async (t) => {
     const p = await makePair(t, { size: 16 * MiB });
