@@ -190,6 +190,61 @@ async function firstBytesOfPrimary(t: TestContext, p: Pair): Promise<Buffer> {
   return got;
 }
 
+describe('hostile authentication fields against a running hastd', () => {
+  test('wrong lengths, a truncated MAC and a replayed nonce: each connection closed with a reason, the daemon lives, the real primary pairs', async (t) => {
+    const p = await makePair(t, { size: 16 * MiB });
+    const secret = randomBytes(32).toString('hex');
+    setAuthKeys(p, { a: keyFile(p.a.dir, 'a.key', secret), b: keyFile(p.b.dir, 'b.key', secret) });
+    const b = await up(t, p, p.b, 'secondary');
+    const hello = (nonce: Uint8Array): NvList =>
+      new NvList().addString('resource', 'r0').addUint8('version', 2).addUint8Array('authnonce', nonce);
+    const replayed = randomBytes(32);
+    const cases: { name: string; first: NvList; mac?: Uint8Array }[] = [
+      { name: 'short nonce', first: hello(randomBytes(31)) },
+      { name: 'long nonce', first: hello(randomBytes(33)) },
+      { name: 'nonce of the wrong type', first: new NvList().addString('resource', 'r0').addString('authnonce', 'x') },
+      { name: 'truncated MAC', first: hello(randomBytes(32)), mac: randomBytes(16) },
+      { name: 'first use of a nonce', first: hello(replayed), mac: randomBytes(32) },
+      { name: 'replayed nonce', first: hello(replayed), mac: randomBytes(32) },
+    ];
+    for (const c of cases) {
+      const c1 = await dial(p.b.addr, '127.0.0.1');
+      t.after(() => c1.destroy());
+      const r1 = oneFrame(c1);
+      send(c1, c.first);
+      const reply = await r1;
+      const token = reply?.nv.getUint8Array('token');
+      if (token !== undefined && c.mac !== undefined) {
+        const c2 = await dial(p.b.addr, '127.0.0.1');
+        t.after(() => c2.destroy());
+        const r2 = oneFrame(c2);
+        send(
+          c2,
+          new NvList()
+            .addString('resource', 'r0')
+            .addUint8Array('token', token)
+            .addUint64('resuid', 1n)
+            .addUint64('localcnt', 0n)
+            .addUint64('remotecnt', 0n)
+            .addUint8Array('authmac', c.mac),
+        );
+        assert.equal((await r2)?.nv.getString('errmsg'), 'Authentication failed.', c.name);
+      } else {
+        assert.ok(reply === null || reply.nv.getString('errmsg') !== undefined, `${c.name}: ${JSON.stringify(reply)}`);
+      }
+    }
+    const out = b.output();
+    assert.match(out, /'authnonce' of invalid size \(31, expected 32\)/);
+    assert.match(out, /'authnonce' of invalid size \(33, expected 32\)/);
+    assert.match(out, /'authnonce' of invalid type/);
+    assert.match(out, /'authmac' of invalid size \(16, expected 32\)/);
+    assert.match(out, /Replayed authentication nonce from tcp:\/\/127\.0\.0\.1:\d+: refused/);
+    assert.ok(!(await statusJson(p.conf, p.b.name, p.res)).workerpid, 'no worker for any of them');
+    await up(t, p, p.a, 'primary');
+    await waitNodeInSync(p.conf, p.a.name);
+  });
+});
+
 describe('the FreeBSD-compatible handshake without authkey', () => {
   test("the primary's first message is byte-identical to FreeBSD hastd's (golden)", async (t) => {
     const p = await makePair(t, { size: 16 * MiB });
@@ -465,8 +520,8 @@ describe('TLS on the replication link', () => {
 });
 
 describe('NBD STARTTLS on a TCP export', () => {
-  test('nbdinfo reads the export over nbds:// with the test CA; plain nbd:// is refused', async (t) => {
-    if (!requires(t, { tools: ['openssl', 'nbdinfo'] })) return;
+  test('nbdinfo reads the export over nbds:// with the test CA, nbdcopy writes and reads it; plain nbd:// is refused', async (t) => {
+    if (!requires(t, { tools: ['openssl', 'nbdinfo', 'nbdcopy'] })) return;
     const root = tmpDir(t);
     const node: NodeSpec = { name: 'solo', addr: `127.0.0.1:${await freePort('127.0.0.1')}`, dir: root };
     const img = join(root, 'r0.img');
@@ -497,6 +552,16 @@ describe('NBD STARTTLS on a TCP export', () => {
     const json = JSON.parse(info) as { exports: { 'export-size': number }[] };
     const size = json.exports[0]?.['export-size'] ?? 0;
     assert.ok(size > 0 && size <= 16 * MiB, info);
+    // Written through TLS, read back through TLS.
+    const src = join(root, 'src.bin');
+    const back = join(root, 'back.bin');
+    const data = randomBytes(size);
+    writeFileSync(src, data);
+    const w = await run('nbdcopy', [src, uri]);
+    assert.equal(w.code, 0, w.stderr);
+    const r = await run('nbdcopy', [uri, back]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(readFileSync(back).equals(data), 'nbdcopy read back what it wrote');
     const plain = await run('nbdinfo', [`nbd://127.0.0.1:${port}/r0`]);
     assert.notEqual(plain.code, 0, 'a plain client is refused');
     assert.doesNotMatch(d.output(), /plain TCP/);
