@@ -79,6 +79,12 @@ const SKUNKS: readonly HostSpec[] = [
   { name: 'skunk2', publicAddr: '192.0.2.12', privateAddr: '198.51.100.2' },
 ];
 
+/** The skunks and a third host on the public network only (a quorum witness); no HAST link. */
+export const WITH_WITNESS: readonly HostSpec[] = [
+  ...SKUNKS,
+  { name: 'witness', publicAddr: '192.0.2.13', privateAddr: '' },
+];
+
 /** Interface names inside every host (like em0/em1 on the seed's machines). */
 export const PUBLIC_IF = 'pub0';
 /** The private (crossover) interface, reserved for HAST. */
@@ -457,13 +463,16 @@ export async function createHosts(t: TestContext, specs: readonly HostSpec[] = S
   for (const h of hosts) {
     await ip('-n', h.netns, 'link', 'set', 'lo', 'up');
     await ip('-n', h.netns, 'addr', 'add', `${h.publicAddr}/24`, 'dev', PUBLIC_IF);
-    await ip('-n', h.netns, 'addr', 'add', `${h.privateAddr}/24`, 'dev', PRIVATE_IF);
     await ip('-n', h.netns, 'link', 'set', PUBLIC_IF, 'up');
-    await ip('-n', h.netns, 'link', 'set', PRIVATE_IF, 'up');
+    // Only the first two hosts have the crossover link (a witness has privateAddr '').
+    if (h === a || h === b) {
+      await ip('-n', h.netns, 'addr', 'add', `${h.privateAddr}/24`, 'dev', PRIVATE_IF);
+      await ip('-n', h.netns, 'link', 'set', PRIVATE_IF, 'up');
+    }
     await h.startAnchor();
   }
   const setPrivate = async (state: 'up' | 'down'): Promise<void> => {
-    for (const h of hosts) await ip('-n', h.netns, 'link', 'set', PRIVATE_IF, state);
+    for (const h of [a, b]) await ip('-n', h.netns, 'link', 'set', PRIVATE_IF, state);
   };
   return {
     hosts,

@@ -11,6 +11,7 @@ import {
   assertFiles,
   bringUp,
   copyIn,
+  HAST_HOST_TOOLS,
   hasAddr,
   isMounted,
   makePayload,
@@ -53,21 +54,7 @@ test('CARP failover with ucarp: power off the master, the backup promotes and mo
   if (
     !requires(t, {
       root: true,
-      tools: [
-        'ip',
-        'nsenter',
-        'unshare',
-        'nbdfuse',
-        'fusermount3',
-        'losetup',
-        'mkfs.btrfs',
-        'btrfs',
-        'ucarp',
-        'flock',
-        'mountpoint',
-        'bash',
-        'timeout',
-      ],
+      tools: [...HAST_HOST_TOOLS, 'mkfs.btrfs', 'btrfs', 'ucarp', 'flock', 'mountpoint', 'bash', 'timeout'],
     })
   )
     return;

@@ -13,6 +13,9 @@ export const DEV = `/dev/hast/${RES}`;
 export const MNT = '/mnt/failover';
 export const IMAGE_SIZE = 512 << 20; // mkfs.xfs needs more than 300 MB
 
+/** What a namespace host running hastd with `device fuse` needs (for `requires`). */
+export const HAST_HOST_TOOLS = ['ip', 'nsenter', 'unshare', 'nbdfuse', 'fusermount3', 'losetup'] as const;
+
 /**
  * The seed's hast.conf, corrected: closed braces, `remote` lines on the private crossover link, and
  * our `device fuse` (no nbd module here). `timeout 5` (a FreeBSD keyword) keeps dead-peer detection

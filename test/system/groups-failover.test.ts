@@ -10,12 +10,12 @@ import { createHosts, type Host, type Hosts, PRIVATE_IF, REPO } from '../harness
 import { HASTCTL, run } from '../harness/process.js';
 import { requires } from '../harness/tools.js';
 import { waitFor, waitInSync } from '../harness/wait.js';
-import { assertFiles, copyIn, isMounted, makePayload, MNT } from './fs-helpers.js';
+import { assertFiles, copyIn, HAST_HOST_TOOLS, isMounted, makePayload, MNT } from './fs-helpers.js';
 import { dataAreaHash, parseDump } from '../harness/data-area.js';
 
 const NOTIFY = join(REPO, 'contrib', 'keepalived', 'hast-notify.sh');
 const HOOK = join(REPO, 'contrib', 'ucarp', 'hast-hook.sh');
-const TOOLS = ['ip', 'nsenter', 'unshare', 'nbdfuse', 'fusermount3', 'losetup', 'flock', 'mountpoint', 'sysctl'];
+const TOOLS = [...HAST_HOST_TOOLS, 'flock', 'mountpoint', 'sysctl'];
 
 /** hast.conf with one block per resource; local(h, name) is the component of name on h. */
 function groupConf(hs: Hosts, names: readonly string[], local: (h: Host, name: string) => string): void {

@@ -16,6 +16,7 @@ import {
   assertFiles,
   bringUp,
   copyIn,
+  HAST_HOST_TOOLS,
   hasAddr,
   isMounted,
   makePayload,
@@ -133,12 +134,7 @@ test('keepalived failover: public partition makes no second primary; power off t
     !requires(t, {
       root: true,
       tools: [
-        'ip',
-        'nsenter',
-        'unshare',
-        'nbdfuse',
-        'fusermount3',
-        'losetup',
+        ...HAST_HOST_TOOLS,
         'mkfs.btrfs',
         'btrfs',
         'keepalived',

@@ -9,7 +9,7 @@ import { createHosts, type Host, REPO } from '../harness/netns.js';
 import { HASTCTL } from '../harness/process.js';
 import { requires } from '../harness/tools.js';
 import { waitFor } from '../harness/wait.js';
-import { bringUp, RES, role, waitHostInSync, walkthroughConf, worker } from './fs-helpers.js';
+import { bringUp, HAST_HOST_TOOLS, RES, role, waitHostInSync, walkthroughConf, worker } from './fs-helpers.js';
 
 const AGENT = join(REPO, 'contrib', 'pacemaker', 'hast');
 const OCF = { OCF_ROOT: '/usr/lib/ocf', OCF_RESKEY_resource: RES };
@@ -20,7 +20,7 @@ test('OCF agent contrib/pacemaker/hast: ocf-tester on a live pair; monitor codes
   if (
     !requires(t, {
       root: true,
-      tools: ['ip', 'nsenter', 'unshare', 'nbdfuse', 'fusermount3', 'losetup', 'ocf-tester', 'xmllint', 'flock'],
+      tools: [...HAST_HOST_TOOLS, 'ocf-tester', 'xmllint', 'flock'],
     })
   )
     return;
