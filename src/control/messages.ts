@@ -1,6 +1,7 @@
 // Control protocol between hastctl and the hastd parent (HAST-SPEC §2.8): one JSON request and one
 // JSON reply per connection on the unix control socket, each a single line. Field names follow the
 // upstream nv fields; per-resource errors are reported per resource (fix of HAST-SPEC §11.15).
+import type { HistogramSnapshot } from '../util/histogram.js';
 
 export const ROLES = ['init', 'primary', 'secondary'] as const;
 export type Role = (typeof ROLES)[number];
@@ -174,6 +175,8 @@ export interface WorkerStatus {
   readonly changedExtents?: number;
   /** (ours) Primary with a remote: the running verify, and the last one's report. */
   readonly verify?: { readonly running: VerifyProgress | null; readonly last: VerifyReport | null };
+  /** (ours, primary) request latencies of the local and remote legs, for the metrics. */
+  readonly latency?: { readonly local: HistogramSnapshot; readonly remote: HistogramSnapshot };
 }
 
 /** Why the link to the peer is down (null while connected or before the first attempt). */

@@ -7,6 +7,7 @@ import { METRICS_PORT, parsePeerAddress } from '../config/address.js';
 import type { ResourceStatus } from '../control/messages.js';
 import { ROLES } from '../control/messages.js';
 import { log } from '../log/log.js';
+import type { HistogramSnapshot } from '../util/histogram.js';
 import { packageVersion } from '../util/version.js';
 
 type Labels = Readonly<Record<string, string>>;
@@ -20,13 +21,34 @@ class Exposition {
   readonly #out: string[] = [];
 
   family(name: string, type: 'counter' | 'gauge', help: string, samples: readonly [Labels, number][]): void {
-    this.#out.push(`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} ${type}`);
-    for (const [labels, value] of samples) {
-      const l = Object.entries(labels)
-        .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
-        .join(',');
-      this.#out.push(`${name}${l === '' ? '' : `{${l}}`} ${Number.isFinite(value) ? String(value) : 'NaN'}`);
+    this.#head(name, type, help);
+    for (const [labels, value] of samples) this.#sample(name, labels, value);
+  }
+
+  /** A histogram family: cumulative `_bucket{le}` series, `_sum` and `_count`. */
+  histogram(name: string, help: string, series: readonly [Labels, HistogramSnapshot][]): void {
+    this.#head(name, 'histogram', help);
+    for (const [labels, h] of series) {
+      let cumulative = 0;
+      h.bounds.forEach((le, i) => {
+        cumulative += h.counts[i] ?? 0;
+        this.#sample(`${name}_bucket`, { ...labels, le: String(le) }, cumulative);
+      });
+      this.#sample(`${name}_bucket`, { ...labels, le: '+Inf' }, h.count);
+      this.#sample(`${name}_sum`, labels, h.sum);
+      this.#sample(`${name}_count`, labels, h.count);
     }
+  }
+
+  #head(name: string, type: string, help: string): void {
+    this.#out.push(`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} ${type}`);
+  }
+
+  #sample(name: string, labels: Labels, value: number): void {
+    const l = Object.entries(labels)
+      .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+      .join(',');
+    this.#out.push(`${name}${l === '' ? '' : `{${l}}`} ${Number.isFinite(value) ? String(value) : 'NaN'}`);
   }
 
   text(): string {
@@ -119,6 +141,18 @@ export function formatMetrics(resources: readonly ResourceStatus[], restarts: Re
     'counter',
     'Primary worker processes restarted by hastd after they died, since hastd started.',
     resources.map((s) => [{ resource: s.name }, restarts.get(s.name) ?? 0] as [Labels, number]),
+  );
+  e.histogram(
+    'hastd_request_duration_seconds',
+    'Primary request latency by leg: local (the component) and remote (sent until the peer replied).',
+    resources.flatMap((s) => {
+      const l = s.worker?.latency;
+      if (l === undefined) return [];
+      return [
+        [{ resource: s.name, leg: 'local' }, l.local],
+        [{ resource: s.name, leg: 'remote' }, l.remote],
+      ] as [Labels, HistogramSnapshot][];
+    }),
   );
   e.family(
     'hastd_async_backlog_bytes',

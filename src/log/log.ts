@@ -31,7 +31,8 @@ const state: LogState = {
   ident: 'hastd',
   logger: null,
   alsoSyslog: false,
-  timestamps: true,
+  // Until logInit (hastd, its workers): plain lines, as library users and unit tests read them.
+  timestamps: false,
 };
 
 /** True when stderr is the systemd journal's stream (JOURNAL_STREAM is "device:inode" of it). */

@@ -9,6 +9,7 @@ import { emptyStats, type SyncProgress, type WorkerStats } from '../control/mess
 import { log } from '../log/log.js';
 import { type Metadata, readBitmap, writeBitmap, writeMetadata } from '../metadata/metadata.js';
 import { ErrnoError } from '../util/errno.js';
+import { Histogram } from '../util/histogram.js';
 import { AsyncBudget } from './async-budget.js';
 import { BitmapWriter } from './bitmap-writer.js';
 import { PrimaryCounters, type Persist } from './counters.js';
@@ -43,6 +44,8 @@ export class PrimaryResource {
   readonly amap: Activemap;
   readonly lock = new RangeLock();
   readonly stats: Mutable<WorkerStats> = emptyStats();
+  /** Request latencies of the local leg (component) and the remote leg (sent until the peer's reply). */
+  readonly latency = { local: new Histogram(), remote: new Histogram() };
   readonly bitmapWriter: BitmapWriter;
   /** async mode: writes acknowledged locally and not yet confirmed by the peer (./async-budget.ts). */
   readonly asyncBudget = new AsyncBudget();
@@ -161,7 +164,9 @@ export class PrimaryResource {
     }
     const buf = Buffer.allocUnsafe(length);
     try {
+      const t0 = Histogram.now();
       await this.data.read(buf, offset);
+      this.latency.local.since(t0);
       return buf;
     } catch (err) {
       this.stats.readErrors++;
@@ -287,6 +292,7 @@ export class PrimaryResource {
       if (remote !== null) {
         remoteStarted = true;
         this.#noteSent(offset, length);
+        const r0 = Histogram.now();
         if (data !== null) {
           const r = remote.write(offset, data);
           remoteAck = r.received;
@@ -295,13 +301,21 @@ export class PrimaryResource {
           remoteDone = remote.writeZeroes(offset, length, kind === 'trim');
           remoteAck = remoteDone;
         }
+        remoteDone.then(
+          (ok) => {
+            if (ok) this.latency.remote.since(r0);
+          },
+          () => undefined,
+        );
       }
       let localErr: unknown = null;
       let localFlushFailed = false;
       try {
+        const t0 = Histogram.now();
         if (data !== null) await this.data.write([data], offset);
         else if (kind === 'trim') await this.data.discard(offset, length);
         else await this.data.writeZeroes(offset, length);
+        this.latency.local.since(t0);
       } catch (err) {
         localErr = err;
         if (kind === 'trim') this.stats.deleteErrors++;

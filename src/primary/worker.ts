@@ -221,6 +221,7 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
           : null,
     },
     peerDisk: repl?.peerDisk() ?? null,
+    latency: { local: res.latency.local.snapshot(), remote: res.latency.remote.snapshot() },
     ...(repl !== null ? { peer: repl.peerStatus() } : {}),
     ...(cfg.replication === 'async' ? { asyncBacklog: res.asyncBudget.snapshot() } : {}),
     ...(repl !== null

@@ -131,6 +131,13 @@ describe('command line', () => {
     assert.match(r.stderr, /Unable to connect to hastd via .*control\.sock: .*: is hastd running\?/);
   });
 
+  test('hastd -n and hastctl check pass a good configuration with created metadata', async (t) => {
+    const { conf } = soloNode(t);
+    assert.equal((await hastctl(conf, 'solo', ['create', 'r0'])).code, 0);
+    const d = await run(process.execPath, [HASTD, '-n', '-c', conf, '--node', 'solo']);
+    assert.deepEqual(d, { code: 0, stdout: `${conf}: OK (1 resource).\n`, stderr: '' });
+  });
+
   test('check names file:line for an unusable export/device pair, a shared component and a hook that cannot run', async (t) => {
     const { conf, node, img } = soloNode(t);
     const hook = join(node.dir, 'hook.sh');

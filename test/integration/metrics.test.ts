@@ -65,5 +65,10 @@ test('metrics: promtool accepts the exposition; role, connection and counters ar
   assert.equal(sample(m.text, 'hastd_request_errors_total{resource="r0",op="write"}'), 0);
   assert.ok((sample(m.text, 'hastd_activemap_updates_total{resource="r0"}') ?? 0) >= 1);
   assert.equal(sample(m.text, 'hastd_worker_restarts_total{resource="r0"}'), 0);
+  // Latency histograms of both legs: 5 writes went to each, plus the read to the local one.
+  assert.equal(sample(m.text, 'hastd_request_duration_seconds_count{resource="r0",leg="remote"}'), 5);
+  assert.equal(sample(m.text, 'hastd_request_duration_seconds_bucket{resource="r0",leg="remote",le="+Inf"}'), 5);
+  assert.ok((sample(m.text, 'hastd_request_duration_seconds_count{resource="r0",leg="local"}') ?? 0) >= 6);
+  assert.ok((sample(m.text, 'hastd_request_duration_seconds_sum{resource="r0",leg="local"}') ?? 0) > 0);
   assert.match(m.text, /^hastd_build_info\{version="[^"]+"\} 1$/m);
 });

@@ -1,16 +1,29 @@
 // The package as an administrator gets it: `npm pack` from a clean copy of the tree, installed into
 // a temporary prefix; the installed hastctl/hastd report their version, `hastctl check` judges the
 // shipped example configuration (made local: loopback addresses, file components, device none), and
-// two installed daemons started from it replicate a resource.
+// two installed daemons started from it replicate a resource, with the installed `hastctl events`
+// watching a role change and a sync and the metrics endpoint through `promtool check metrics`.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { freePort, type NodeSpec, startHastd } from '../harness/cluster.js';
 import { DIST, run } from '../harness/process.js';
 import { hasTool, requires, tmpDir, unmet } from '../harness/tools.js';
-import { waitInSync } from '../harness/wait.js';
+import { waitFor, waitInSync } from '../harness/wait.js';
+import { registerKill } from '../harness/cleanup.js';
+import { NbdClient } from '../../src/nbd/client.js';
 
 const ROOT = dirname(DIST);
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -157,14 +170,58 @@ test('npm pack, install into a prefix, check the example, start two nodes from i
 
   const a = nodes.hasta as NodeSpec;
   const b = nodes.hastb as NodeSpec;
-  await startHastd(t, conf, a, [], hastd);
+  // Metrics on hasta (an `on hasta` block of its own: the sections add up).
+  const metricsPort = await freePort('127.0.0.1');
+  appendFileSync(conf, `on hasta {\n\tmetrics tcp4://127.0.0.1:${metricsPort}\n}\n`);
+  const da = await startHastd(t, conf, a, [], hastd);
   await startHastd(t, conf, b, [], hastd);
-  assert.equal((await ctl('hastb', ['role', 'secondary', 'shared'])).code, 0);
+
+  // The installed hastctl events, through a role change and a sync.
+  const ev = spawn(hastctl, ['events', '-c', conf, '--node', 'hasta', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  registerKill(t, () => ev.pid);
+  let evOut = '';
+  ev.stdout.on('data', (d: Buffer) => {
+    evOut += d.toString();
+  });
+  const evExit = new Promise<number | null>((r) => ev.once('exit', (code) => r(code)));
+  const events = (): { event: string; [k: string]: unknown }[] =>
+    evOut
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { event: string });
+  const seen = (kind: string): Promise<unknown> =>
+    waitFor(`event ${kind} in ${evOut}`, () => events().find((e) => e.event === kind), 60_000, 50);
+  await seen('exists');
+
+  // Primary alone first, writes the secondary will miss, then the secondary: a sync.
   const p = await ctl('hasta', ['role', 'primary', 'shared']);
   assert.equal(p.code, 0, p.stderr);
+  await waitFor('export', () => existsSync(join(a.dir, 'shared.sock')));
+  const client = await NbdClient.connect({ path: join(a.dir, 'shared.sock') });
+  await client.write(0, randomBytes(1 << 20));
+  await client.flush();
+  await client.disconnect();
+  assert.equal((await ctl('hastb', ['role', 'secondary', 'shared'])).code, 0);
   const w = await waitInSync('the installed pair', async () => {
     const s = await ctl('hasta', ['status', '--json', 'shared']);
     return (JSON.parse(s.stdout) as { worker: { status: string; dirty: number; sync: unknown } | null }[])[0]?.worker;
   });
   assert.equal(w.status, 'complete');
+  await seen('sync-done');
+  const kinds = events().map((e) => e.event);
+  for (const k of ['exists', 'role', 'connect', 'sync-start', 'sync-done'])
+    assert.ok(kinds.includes(k), `${k} in ${kinds.join(' ')}`);
+  assert.ok(events().some((e) => e.event === 'role' && e.old === 'init' && e.new === 'primary'));
+
+  // The installed daemon's metrics, through promtool.
+  if (hasTool('promtool') || unmet(t, 'requires promtool (package prometheus)')) {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const check = await run('promtool', ['check', 'metrics'], { input: text });
+    assert.deepEqual([check.code, `${check.stdout}${check.stderr}`.trim()], [0, ''], text);
+    assert.match(text, /^hastd_resource_role\{resource="shared",role="primary"\} 1$/m);
+    assert.match(text, new RegExp(`^hastd_build_info\\{version="${VERSION.replaceAll('.', '\\.')}"\\} 1$`, 'm'));
+  }
+
+  assert.equal(await da.stop(), 0);
+  assert.equal(await evExit, 0, 'events ends cleanly when hastd stops');
 });
