@@ -5,6 +5,7 @@ import { DEVICE_JOBS, FIO_JOBS, type FioFigures, QUORUM_JOB_IDS } from './fio.js
 import { IO_TARGETS, type IoPhaseResult, type IoTarget } from './io.js';
 import type { BenchOptions } from './options.js';
 import type { ResyncPhaseResult, FullSample, ReconnectSample } from './resync.js';
+import type { RecoveryPhaseResult } from './recovery.js';
 import type { RssRow } from './rss.js';
 import { median } from './stats.js';
 
@@ -124,6 +125,8 @@ export interface BenchReport {
   readonly resync: FullResyncRow | null;
   readonly reconnect: ReconnectRow | null;
   readonly rss: readonly RssReportRow[];
+  /** Issue 17: split-brain recovery bytes ÷ diverged bytes (goal ≤ 1.05) and verify MB/s. */
+  readonly recovery: (RecoveryPhaseResult & { readonly goal: Goal }) | null;
   readonly errors: readonly PhaseError[];
 }
 
@@ -347,6 +350,8 @@ export interface PhaseResults {
   readonly deviceSkipped: string | null;
   readonly resync: ResyncPhaseResult | null;
   readonly rss: readonly RssRow[];
+  /** Issue 17: split-brain recovery and verify (null when the phase did not run or failed). */
+  readonly recovery: RecoveryPhaseResult | null;
   readonly notRun: { io: string; device: string; resync: string; rss: string };
 }
 
@@ -365,6 +370,7 @@ export function buildReport(meta: BenchReport['meta'], r: PhaseResults, errors: 
     resync,
     reconnect: r.resync === null ? null : reconnectRow(r.resync.reconnect),
     rss,
+    recovery: r.recovery === null ? null : { ...r.recovery, goal: goal('<=', 1.05, r.recovery.ratio) },
     errors,
   };
 }
@@ -516,6 +522,30 @@ export function renderTable(rep: BenchReport): string {
         [
           ['ratio', 'dirty extents', 'status dirty', 'moved', 'goal'],
           [c.ratio.toFixed(3), bytes(c.dirtyBytes), bytes(c.statusDirtyBytes), bytes(c.movedBytes), goalText(c.goal)],
+        ],
+        0,
+      ),
+    );
+  }
+  if (rep.recovery !== null) {
+    const c = rep.recovery;
+    out.push('');
+    out.push(
+      `split-brain recovery after ${c.extentsPerSide} extents of ${bytes(c.extentSize)} written on each side; ` +
+        'ratio = bytes moved ÷ diverged extents; verify of identical copies',
+    );
+    out.push(
+      ...columns(
+        [
+          ['ratio', 'diverged', 'moved', 'goal', 'verify MB/s', 'verify bytes'],
+          [
+            c.ratio.toFixed(3),
+            bytes(2 * c.extentsPerSide * c.extentSize),
+            bytes(c.moved),
+            goalText(c.goal),
+            num(c.verifyMBps),
+            bytes(c.verifyBytes),
+          ],
         ],
         0,
       ),

@@ -140,6 +140,18 @@ test('npm run bench on a tiny size reports every row with numbers and cleans up'
   assert.ok(rep.reconnect !== null, 'no reconnect-resync row');
   assertFigures('reconnect', rep.reconnect, ['extents', 'extentSize', 'dirtyBytes', 'movedBytes', 'ratio']);
 
+  // Issue 17: split-brain recovery and verify.
+  assert.ok(rep.recovery !== null, 'no split-brain recovery row');
+  assertFigures('recovery', rep.recovery, [
+    'extentsPerSide',
+    'extentSize',
+    'moved',
+    'ratio',
+    'verifyBytes',
+    'verifyMBps',
+  ]);
+  assert.match(r.stdout, /split-brain recovery after \d+ extents/);
+
   const procs = rep.rss.map((x) => `${x.node}/${x.process}`).sort();
   assert.deepEqual(procs, ['node-a/parent', 'node-a/worker', 'node-b/parent', 'node-b/worker']);
   for (const row of rep.rss) assertFigures(`rss ${row.node}/${row.process}`, row, ['pid', 'peakMiB']);
