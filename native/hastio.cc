@@ -166,7 +166,7 @@ napi_value PwriteNoWait(napi_env env, napi_callback_info info) { return NoWaitIo
 
 // ioBatch(ops, buffers, done): small reads and writes gathered by src/component/batch.ts during
 // one event-loop turn, done in order by ONE thread-pool task (one hand-off for all of them instead
-// of one each). ops is a Float64Array of BATCH_STRIDE numbers per request: fd, position, kind
+// of one each). ops is a Float64Array of kBatchStride numbers per request: fd, position, kind
 // (0 read, 1 write), result; buffers[i] is request i's data. Each request is one pread/pwrite
 // (retried on EINTR); its result slot receives the bytes transferred (possibly fewer) or -errno.
 // done() is called on the event-loop thread when every request has run. The arrays and the callback

@@ -50,6 +50,11 @@ export class BitmapWriter {
     return this.#queued ?? this.#inFlight ?? Promise.resolve();
   }
 
+  /** A bitmap write is on its way or queued (settled() would wait for it). */
+  get busy(): boolean {
+    return this.#inFlight !== null || this.#queued !== null;
+  }
+
   /** Wait for every write issued so far. */
   async drain(): Promise<void> {
     while (this.#inFlight !== null || this.#queued !== null) {

@@ -282,8 +282,9 @@ export class PrimaryResource {
       if (this.amap.writeStart(offset, length)) {
         this.stats.activemapUpdates++;
         await this.bitmapWriter.persist();
-      } else {
+      } else if (this.bitmapWriter.busy) {
         // Another write may have just made this extent dirty; its bitmap may not be on disk yet.
+        // (Nothing on its way: no wait, not even a promise hop.)
         await this.bitmapWriter.settled();
       }
       const remote = this.remote;

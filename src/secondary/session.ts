@@ -379,14 +379,20 @@ export class SecondarySession {
     return this.#awaitingDrain || this.#queuedReplyBytes >= REPLY_BATCH_BYTES;
   }
 
-  /** Replies are batched per tick and written corked (one syscall for many small replies). */
+  /**
+   * Replies are batched and written corked (one syscall for many small replies). The batch is
+   * written at the end of the current tick, once every request of the received chunk and every
+   * completion of the pool task have queued theirs: a later turn of the loop (setImmediate) made
+   * each reply wait behind the rest of the turn, the memsync early reply behind the disk write's
+   * hand-off to the pool (queue depth 1, README "Benchmarks").
+   */
   #queueReply(r: HioReply): void {
     if (this.#dead) return;
     this.#replies.push(r);
     this.#queuedReplyBytes += r.data?.length ?? 0;
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    setImmediate(() => this.#flushReplies());
+    process.nextTick(() => this.#flushReplies());
   }
 
   #flushReplies(): void {
