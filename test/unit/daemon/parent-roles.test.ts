@@ -114,7 +114,9 @@ test('role primary succeeds only after ready; the hook runs then', async (t) => 
     stub(
       t,
       `setTimeout(() => send({ type: 'ready' }), 200); setInterval(() => undefined, 1000);
-  process.on('SIGTERM', () => process.exit(0));`,
+  process.on('SIGTERM', () => process.exit(0));
+  // Answer the parent's release at shutdown (no device here), or shutdown waits for its 60 s bound.
+  process.on('message', (m) => { if (m.type === 'release') send({ type: 'release-reply', id: m.id, ok: true }); });`,
     ),
   );
   const started = Date.now();
@@ -155,7 +157,7 @@ test('a worker that ignores SIGTERM is killed after the stop bound, and the queu
 
 const BOTH_ROLES = `process.on('SIGINT', () => process.exit(0)); process.on('SIGTERM', () => process.exit(0));
   if (init.role === 'primary') await send({ type: 'ready' });
-  process.on('message', (m) => { if (m.type === 'init') return; });
+  process.on('message', (m) => { if (m.type === 'release') send({ type: 'release-reply', id: m.id, ok: true }); });
   setInterval(() => undefined, 1000);`;
 
 test('role primary on a secondary with a connected primary is refused unless --force', async (t) => {
