@@ -443,10 +443,12 @@ export class PrimaryResource {
   async #unreplicated(): Promise<void> {
     const persist = this.counters.onUnreplicatedWrite();
     if (persist !== 'none') {
-      // The copies agreed up to this first unreplicated write (issue 17): from now on every write is
-      // marked for sync, so the map records exactly what changed since; the keepdirty extents of
-      // the replicated past would only inflate a split-brain recovery (--discard-my-data).
-      if (this.amap.forgetKeepDirty()) void this.bitmapWriter.persist();
+      // The keepdirty extents stay in the map here (as upstream): they are what resyncs the writes
+      // a secondary acknowledged but lost in a power failure before its cache reached the disk, and
+      // a secondary that goes away (the usual reason for an unreplicated write) may have done just
+      // that. Dropping them at this point made a --discard-my-data recovery smaller and such a
+      // secondary silently stale (found at integration, issue 17); a record of the extents changed
+      // since the divergence, apart from the map, is what a smaller recovery needs.
       log.debug(1, `Increasing localcnt to ${this.md.localCnt}.`);
       this.#bumpDurable = this.saveMetadata(persist).catch((err: unknown) => {
         this.counters.onPersistFailed();
