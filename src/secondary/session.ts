@@ -140,6 +140,29 @@ export class SecondarySession {
     log.info('Synchronization complete: local copy marked consistent.');
   }
 
+  /** The on-disk activemap for the handshake reply; null when it cannot be read (the session ended). */
+  async #readMap(): Promise<Buffer | null> {
+    try {
+      return await readBitmap(this.#o.comp, this.#o.md);
+    } catch (err) {
+      log.error('Unable to read activemap', err);
+      this.#end(EX.NOINPUT);
+      return null;
+    }
+  }
+
+  /** Write the metadata during the handshake; false when it failed (the session ended). */
+  async #writeMetadata(durable: boolean): Promise<boolean> {
+    try {
+      await writeMetadata(this.#o.comp, this.#o.md, durable);
+      return true;
+    } catch (err) {
+      log.error('Unable to write metadata', err);
+      this.#end(EX.NOINPUT);
+      return false;
+    }
+  }
+
   /** Answer the handshake (§7.2); returns false when the session ended there. */
   async start(): Promise<boolean> {
     const { md, comp, first, inSock, outSock } = this.#o;
@@ -170,22 +193,11 @@ export class SecondarySession {
             'Split-brain detected; discarding the changes of this node as asked (--discard-my-data): ' +
               'the extents changed on either side are resynchronized from the primary.',
           );
-          try {
-            map = await readBitmap(comp, md);
-          } catch (err) {
-            log.error('Unable to read activemap', err);
-            this.#end(EX.NOINPUT);
-            return false;
-          }
+          map = await this.#readMap();
+          if (map === null) return false;
           if (first.consistency === true) {
             md.inconsistent = true;
-            try {
-              await writeMetadata(comp, md, true);
-            } catch (err) {
-              log.error('Unable to write metadata', err);
-              this.#end(EX.NOINPUT);
-              return false;
-            }
+            if (!(await this.#writeMetadata(true))) return false;
           }
           await this.#o.discardMyData();
           break;
@@ -201,13 +213,8 @@ export class SecondarySession {
         // zero, and then nothing is sent, as upstream.
         let own: Buffer | null = null;
         if (d.sendBitmap === 'none') {
-          try {
-            own = await readBitmap(comp, md);
-          } catch (err) {
-            log.error('Unable to read activemap', err);
-            this.#end(EX.NOINPUT);
-            return false;
-          }
+          own = await this.#readMap();
+          if (own === null) return false;
           if (own.every((b) => b === 0)) own = null;
         }
         md.resuid = p.resuid;
@@ -215,13 +222,7 @@ export class SecondarySession {
         // A full sync follows: this copy is a sync target from now on (only a primary that speaks
         // the extension will ever tell us the sync is done).
         if ((d.sendBitmap === 'all-ones' || own !== null) && first.consistency === true) md.inconsistent = true;
-        try {
-          await writeMetadata(comp, md, md.inconsistent === true);
-        } catch (err) {
-          log.error('Unable to write metadata', err);
-          this.#end(EX.NOINPUT);
-          return false;
-        }
+        if (!(await this.#writeMetadata(md.inconsistent === true))) return false;
         map = d.sendBitmap === 'none' ? own : Buffer.alloc(bitmapSize(md, comp.sectorSize), 0xff);
         virgin = true;
         break;
@@ -232,13 +233,8 @@ export class SecondarySession {
           map = Buffer.alloc(bitmapSize(md, comp.sectorSize), 0xff);
           break;
         }
-        try {
-          map = await readBitmap(comp, md);
-        } catch (err) {
-          log.error('Unable to read activemap', err);
-          this.#end(EX.NOINPUT);
-          return false;
-        }
+        map = await this.#readMap();
+        if (map === null) return false;
         break;
     }
     if (map !== null && map.length === 0) map = null;
