@@ -338,7 +338,7 @@ export class PrimaryResource {
         else if (kind === 'trim') await this.data.discard(offset, length);
         else await this.data.writeZeroes(offset, length);
         this.latency.local.since(t0);
-        this.#localCover.note(...this.#extents(offset, length));
+        this.#note(this.#localCover, offset, length);
       } catch (err) {
         localErr = err;
         if (kind === 'trim') this.stats.deleteErrors++;
@@ -552,7 +552,13 @@ export class PrimaryResource {
   }
 
   #noteSent(offset: number, length: number): void {
-    this.#remoteCover.note(...this.#extents(offset, length));
+    this.#note(this.#remoteCover, offset, length);
+  }
+
+  /** A write of the range that the next FLUSH of that side covers. */
+  #note(cover: FlushCover, offset: number, length: number): void {
+    const es = this.md.extentSize;
+    cover.note(Math.floor(offset / es), Math.floor((offset + Math.max(length, 1) - 1) / es));
   }
 
   /** First and last extent of a non-empty byte range. */
@@ -644,6 +650,13 @@ export class PrimaryResource {
     this.#agreedDropped = true;
     await this.#writeAgreed('durable').done;
     if (this.#agreedDropped) this.#agreed = null;
+  }
+
+  /** Extents found to differ between the copies (verify --mark) leave the record, on disk. */
+  async disagree(extents: Iterable<number>): Promise<void> {
+    let removed = false;
+    for (const e of extents) removed = this.#agreed?.delete(e) === true || removed;
+    if (removed) await this.saveMetadata(this.cfg.metaFlush ? 'durable' : 'write');
   }
 
   /**

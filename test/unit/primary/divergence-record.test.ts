@@ -2,7 +2,7 @@
 // (FlushCover), what the record holds when the copies diverge (the keepdirty extents durable on both
 // sides, nothing in flight or unflushed), a write taking its extent out of the record on disk before
 // it lands, a restart keeping it, a recovery leaving it out of the sync and a completed sync dropping
-// it. A real file component; the peer is a stand-in that applies nothing and answers at once.
+// it, and verify --mark taking a differing extent out. A real file component; the peer is a stand-in that applies nothing and answers at once.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -157,6 +157,9 @@ test('a restart keeps the record; a split-brain recovery leaves it out of the sy
   assert.equal(again.forgetAgreed(), 3);
   assert.equal(again.amap.syncPendingExtents, 1, 'only extent 9 is left to sync');
   assert.equal(again.amap.needsSync(9), true);
+  // verify --mark found extent 1 different after all: it leaves the record.
+  await again.disagree([1]);
+  assert.deepEqual(await recordOnDisk(comp), [0, 2]);
   await again.copiesAgree();
   assert.equal(await recordOnDisk(comp), undefined, 'dropped once the copies agree');
   assert.deepEqual(again.changedExtents(), { count: 1, by: 'activemap' });
