@@ -557,8 +557,8 @@ export class PrimaryResource {
 
   /** A write of the range that the next FLUSH of that side covers. */
   #note(cover: FlushCover, offset: number, length: number): void {
-    const es = this.md.extentSize;
-    cover.note(Math.floor(offset / es), Math.floor((offset + Math.max(length, 1) - 1) / es));
+    const [first, last] = this.#extents(offset, length);
+    cover.note(first, last);
   }
 
   /** First and last extent of a non-empty byte range. */
