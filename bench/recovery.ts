@@ -1,7 +1,9 @@
 // Phase "recovery" (issue 17) on one memsync pair of `--resync-size` components:
-// - split-brain recovery: the link breaks, each node writes `--dirty` extents as primary while
-//   apart, then `hastctl role secondary --discard-my-data` on one of them; the bytes the recovery
-//   moved are compared with the bytes of the extents written on either side;
+// - split-brain recovery: replicated writes first fill a's keepdirty LRU (extents both copies hold
+//   alike, which a's divergence record leaves out), then the link breaks, each node writes
+//   `--dirty` extents as primary while apart, then `hastctl role secondary --discard-my-data` on one
+//   of them; the bytes the recovery moved are compared with the bytes of the extents written on
+//   either side;
 // - verify: `hastctl verify` of the whole data area of the identical copies; MB/s compared.
 // Checksum-assisted sync (csums) is not implemented, so it has no row.
 import { join } from 'node:path';
@@ -68,6 +70,12 @@ export async function recoveryPhase(parent: Scope, opts: BenchOptions): Promise<
     const v = await hastctl(t.conf, a.name, ['verify', '--json', res]);
     checked(v, 'hastctl verify');
     const report = JSON.parse(v.stdout) as VerifyReport;
+
+    // The replicated past: up to 64 extents (the default keepdirty) written and flushed on both.
+    const kept = Math.min(64, extents);
+    progress(`recovery: ${kept} extents written while connected`);
+    await dirty(t.sock, kept, 0, Math.max(1, Math.floor(extents / kept)), t.extentSize);
+    await waitFor('a in sync', async () => inSync(await workerAt(a, res)), 60_000);
 
     // The split-brain: b goes away, a writes; a goes away, b is promoted and writes.
     progress(`recovery: split-brain with ${n} extents written on each side`);

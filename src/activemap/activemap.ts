@@ -372,6 +372,28 @@ export class Activemap {
     return changed;
   }
 
+  /**
+   * Take extents both copies are known to agree on out of the map (issue 17, split-brain recovery
+   * with a divergence record): out of the syncmap and the keepdirty LRU. An extent with a write in
+   * flight or being walked by the sync stays.
+   * @returns true when the image lost a bit (the caller writes bitmap()).
+   */
+  forgetAgreed(extents: Iterable<number>): boolean {
+    let changed = false;
+    for (const e of extents) {
+      this.#checkExtent(e);
+      if ((this.#ops[e] ?? 0) > 0 || ((this.#flags[e] ?? 0) & WALKING) !== 0) continue;
+      if (this.inKeepDirty(e)) {
+        this.#lruUnlink(e);
+        this.#flags[e] = (this.#flags[e] ?? 0) & ~IN_LRU;
+        this.#lruCount--;
+        if (!testBit(this.#memmap, e)) changed = true;
+      }
+      if (this.#unsync(e)) changed = true;
+    }
+    return changed;
+  }
+
   /** Clear the whole syncmap (nothing left to copy); same return value as syncExtentDone. */
   clearSync(): boolean {
     let changed = false;

@@ -82,10 +82,14 @@ export function formatResource(r: ResourceStatus): string {
         `${sc.paused ? ', paused' : ''}`,
     );
   }
-  // Ours (issue 17), only when some: what a split-brain recovery would resync from this node's side.
+  // Ours (issue 17), only when some: what a split-brain recovery would resync from this node's side,
+  // and whether a divergence record counted (else the activemap alone, keepdirty extents included).
   if (r.changedExtents !== undefined && r.changedExtents > 0) {
     const es = w?.extentSize ?? 0;
-    lines.push(`  changed extents: ${r.changedExtents}${es > 0 ? ` (${humanizeNumber(r.changedExtents * es)}B)` : ''}`);
+    const by = r.changedExtentsBy === 'record' ? 'divergence record' : 'activemap';
+    lines.push(
+      `  changed extents: ${r.changedExtents} (${es > 0 ? `${humanizeNumber(r.changedExtents * es)}B, ` : ''}${by})`,
+    );
   }
   // Ours: the running verify and the last one's outcome (issue 17).
   const v = w?.verify;

@@ -10,6 +10,9 @@ export type Role = (typeof ROLES)[number];
 export const SYNC_ACTIONS = ['pause', 'resume'] as const;
 export type SyncAction = (typeof SYNC_ACTIONS)[number];
 
+/** What `changed extents` was counted from (issue 17): a divergence record with the map, or the map alone. */
+export type ChangedExtentsBy = 'record' | 'activemap';
+
 export type ControlRequest =
   /** `force`: hastctl role --force, overrides the refusals (ours, not upstream's). */
   | {
@@ -171,8 +174,13 @@ export interface WorkerStatus {
   readonly asyncBacklog?: AsyncBacklog;
   /** (ours) Primary with a remote: the resync's rate control and pause. */
   readonly syncControl?: SyncControlStatus;
-  /** (ours) Primary: extents waiting for resynchronisation (changed since the copies last agreed). */
+  /**
+   * (ours) Primary: extents waiting for resynchronisation (changed since the copies last agreed),
+   * less those of the divergence record when it has one (issue 17).
+   */
   readonly changedExtents?: number;
+  /** (ours) What `changedExtents` was counted from: the divergence record and the map, or the map alone. */
+  readonly changedExtentsBy?: ChangedExtentsBy;
   /** (ours) Primary with a remote: the running verify, and the last one's report. */
   readonly verify?: { readonly running: VerifyProgress | null; readonly last: VerifyReport | null };
   /** (ours, primary) request latencies of the local and remote legs, for the metrics. */
@@ -233,9 +241,12 @@ export interface ResourceStatus {
   /**
    * Ours (issue 17): extents this node changed since the copies last agreed, what a split-brain
    * recovery resyncs from its side. The primary's worker counts the extents waiting for sync;
-   * otherwise it is read from the on-disk activemap (what this node would send a primary).
+   * otherwise it is read from the on-disk activemap (what this node would send a primary); either
+   * less the extents of a valid divergence record.
    */
   readonly changedExtents?: number;
+  /** Ours: 'record' when a divergence record counted in changedExtents, else 'activemap'. */
+  readonly changedExtentsBy?: ChangedExtentsBy;
   readonly provname?: string;
   readonly localpath?: string;
   readonly remoteaddr?: string;

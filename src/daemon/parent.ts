@@ -10,6 +10,7 @@ import { parsePeerAddress } from '../config/address.js';
 import { diffConfig, reloadAction } from '../config/diff.js';
 import type { HastConfig, ResourceConfig } from '../config/types.js';
 import {
+  type ChangedExtentsBy,
   CONTROL_ERROR,
   ROLES,
   SYNC_ACTIONS,
@@ -24,6 +25,7 @@ import { readLine } from '../control/wire.js';
 import { popcount } from '../activemap/bitmap.js';
 import type { Component } from '../component/component.js';
 import { openComponent } from '../component/open.js';
+import { withoutAgreed } from '../metadata/divergence.js';
 import { readBitmap, readMetadata } from '../metadata/metadata.js';
 import { log } from '../log/log.js';
 import { listenControlSocket } from './control-socket.js';
@@ -106,17 +108,25 @@ export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   };
 }
 
+interface ChangedExtents {
+  readonly count: number;
+  readonly by: ChangedExtentsBy;
+}
+
 /**
- * Ours: the extents set in the component's on-disk activemap (read-only, no lock, as `hastctl
- * dump`); undefined when it cannot be read (no component, no metadata yet).
+ * Ours: the extents set in the component's on-disk activemap, less those of a valid divergence
+ * record (issue 17), as this node would send them in a split-brain recovery (read-only, no lock, as
+ * `hastctl dump`); undefined when it cannot be read (no component, no metadata yet).
  */
-async function onDiskChangedExtents(c: ResourceConfig): Promise<number | undefined> {
+async function onDiskChangedExtents(c: ResourceConfig): Promise<ChangedExtents | undefined> {
   let comp: Component | undefined;
   try {
     comp = await openComponent(c.localPath, { lock: false, readOnly: true });
     const md = await readMetadata(comp, c.name);
-    const map = await readBitmap(comp, md);
-    return popcount(map, Math.ceil(md.dataSize / md.extentSize));
+    let map = await readBitmap(comp, md);
+    if (md.agreed !== undefined) map = withoutAgreed(map, md.agreed.extents);
+    const count = popcount(map, Math.ceil(md.dataSize / md.extentSize));
+    return { count, by: md.agreed !== undefined ? 'record' : 'activemap' };
   } catch {
     return undefined;
   } finally {
@@ -345,7 +355,11 @@ export class HastdParent implements PeerParent {
     const c = res.cfg;
     const worker = res.worker !== null ? await this.#askStatus(res) : null;
     const changed =
-      worker?.changedExtents ?? (res.workerRole === 'primary' ? undefined : await onDiskChangedExtents(c));
+      worker?.changedExtents !== undefined
+        ? { count: worker.changedExtents, by: worker.changedExtentsBy ?? 'activemap' }
+        : res.workerRole === 'primary'
+          ? undefined
+          : await onDiskChangedExtents(c);
     return {
       name: c.name,
       role: res.role,
@@ -359,7 +373,7 @@ export class HastdParent implements PeerParent {
       workerpid: res.worker?.pid ?? 0,
       lasterror: res.lastError,
       worker,
-      ...(changed !== undefined ? { changedExtents: changed } : {}),
+      ...(changed !== undefined ? { changedExtents: changed.count, changedExtentsBy: changed.by } : {}),
     };
   }
 

@@ -63,6 +63,9 @@ export function formatDump(md: Metadata): string {
     `    prevrole: ${md.prevRole}`,
     // Ours, only when set: FreeBSD's lines otherwise.
     ...(md.inconsistent === true ? ['    inconsistent: yes (unfinished synchronization)'] : []),
+    ...(md.agreed !== undefined
+      ? [`    divergence record: ${md.agreed.extents.length} extents both copies hold alike`]
+      : []),
     '',
   ].join('\n');
 }

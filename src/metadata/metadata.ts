@@ -5,11 +5,13 @@
 //   resource (string), datasize (uint64), extentsize (uint32), keepdirty (uint32),
 //   offset (uint64, "localoff"), resuid (uint64), localcnt (uint64), remotecnt (uint64),
 //   prevrole (string: init|primary|secondary),
-// and ours, only while the copy is an unfinished sync target: inconsistent (uint8 1). FreeBSD reads
-// its fields by name and ignores it; a consistent copy's block is byte-identical to FreeBSD's.
+// and ours, only while the copy is an unfinished sync target: inconsistent (uint8 1); only while a
+// primary has diverged from its peer: agreedcnt, agreed (./divergence.ts). FreeBSD reads its fields
+// by name and ignores them; a consistent copy's block without a record is byte-identical to FreeBSD's.
 import type { Component } from '../component/component.js';
 import { NvError, NvList, decodeNv, encodeNv, nvEncodedSize } from '../nv/codec.js';
 import { EX } from '../util/sysexits.js';
+import { type AgreedRecord, addAgreed, readAgreed } from './divergence.js';
 import { MetadataError } from './errors.js';
 import { METADATA_SIZE, mapSizeFor } from './layout.js';
 
@@ -33,6 +35,12 @@ export interface Metadata {
    * extents may be older than the rest (HAST-SPEC §4.4, DESIGN.md "Sync"). Absent = consistent.
    */
   inconsistent?: boolean;
+  /**
+   * Ours (issue 17): the extents both copies still agree on since this primary diverged from its
+   * peer (./divergence.ts). Present only when valid for these counters. Whoever writes the block
+   * without maintaining the record (every writer but the primary's data path) must drop it.
+   */
+  agreed?: AgreedRecord;
 }
 
 const WHAT = 'Metadata';
@@ -51,6 +59,7 @@ export function encodeMetadata(md: Metadata): Buffer {
       .addUint64('remotecnt', md.remoteCnt)
       .addString('prevrole', md.prevRole);
     if (md.inconsistent === true) nv.addUint8('inconsistent', 1);
+    if (md.agreed !== undefined) addAgreed(nv, md.agreed);
   } catch (err) {
     throw new MetadataError(`Unable to create metadata: ${(err as Error).message}`, EX.DATAERR, { cause: err });
   }
@@ -98,6 +107,8 @@ export function decodeMetadata(buf: Buffer): Metadata {
     const inconsistent = (typeof flag === 'number' || typeof flag === 'bigint') && Number(flag) !== 0;
     const md: Metadata = { resource, dataSize, extentSize, keepDirty, localOff, resuid, localCnt, remoteCnt, prevRole };
     if (inconsistent) md.inconsistent = true;
+    const agreed = readAgreed(nv, { localCnt, remoteCnt, nExtents: Math.ceil(dataSize / extentSize) });
+    if (agreed !== undefined) md.agreed = agreed;
     return md;
   } catch (err) {
     if (err instanceof NvError) throw new MetadataError(err.message, EX.DATAERR, { cause: err });

@@ -243,6 +243,13 @@ export async function connectToSecondary(
         `Extent size differs between nodes (local=${md.extentSize}, remote=${r2.extentSize}).`,
       );
     }
+    // Both copies were written while apart and the secondary answered all the same: it discards its
+    // changes (--discard-my-data). What this side changed is its map less the extents its
+    // divergence record knows both copies hold alike (issue 17); the peer's map is merged after.
+    if (r2.localCnt > md.remoteCnt && md.localCnt > r2.remoteCnt) {
+      const agreed = res.forgetAgreed();
+      if (agreed > 0) log.info(`Split-brain recovery: ${agreed} extent(s) of the divergence record need no resync.`);
+    }
     await res.saveMetadata(
       res.counters.onSyncReply({ localCnt: r2.localCnt, remoteCnt: r2.remoteCnt, virgin: r2.virgin }),
     );

@@ -244,9 +244,9 @@ class Replicator implements Omit<Replication, 'ready'> {
         } else if (res.amap.nextSyncExtent(0) < 0 && !(await this.#markDone())) {
           break;
         }
-        // Equalise the counters (HAST-SPEC §7.1) once everything is copied.
+        // Equalise the counters (HAST-SPEC §7.1) once everything is copied; no divergence left.
         if (res.amap.nextSyncExtent(0) < 0) {
-          await res.saveMetadata(res.counters.onSyncComplete());
+          await res.copiesAgree();
           break;
         }
         direction = 'primary';

@@ -13,6 +13,7 @@ import { Histogram } from '../util/histogram.js';
 import { AsyncBudget } from './async-budget.js';
 import { BitmapWriter } from './bitmap-writer.js';
 import { PrimaryCounters, type Persist } from './counters.js';
+import { FlushCover } from './flush-cover.js';
 import { type LockHandle, RangeLock } from './range-lock.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -77,7 +78,22 @@ export class PrimaryResource {
    * Extents sent to the peer since the last FLUSH the peer completed (one issued after them). If a
    * remote flush fails, the peer's copy of any of them may be lost: all are marked for resync.
    */
-  #unflushed = new Set<number>();
+  readonly #remoteCover = new FlushCover();
+  /** Extents written locally since the last local flush that covered them completed. */
+  readonly #localCover = new FlushCover();
+  /**
+   * The divergence record (issue 17, ../metadata/divergence.ts): extents both copies hold alike
+   * since this primary diverged from its peer, kept in the metadata block; null: no record (the
+   * activemap alone says what a split-brain recovery resyncs).
+   */
+  #agreed: Set<number> | null;
+  /** The record is being dropped (the copies agree): no longer written, still maintained until then. */
+  #agreedDropped = false;
+  /** Extents taken out of the record whose metadata write has not landed yet → the removal's number. */
+  readonly #leaving = new Map<number, number>();
+  #removals = 0;
+  /** The metadata write on its way for the removals numbered up to `upto`. */
+  #agreedWrite: { readonly upto: number; readonly done: Promise<void> } | null = null;
   #warnedFlushUnsupported = false;
   #inFlight = 0;
   #idleWaiters: (() => void)[] = [];
@@ -90,6 +106,7 @@ export class PrimaryResource {
     this.data = new DataArea(comp, md.localOff, md.dataSize);
     this.amap = amap;
     this.counters = new PrimaryCounters(this.md);
+    this.#agreed = md.agreed !== undefined ? new Set(md.agreed.extents) : null;
     this.bitmapWriter = new BitmapWriter({
       image: () => this.amap.bitmap(),
       // metaflush: the bitmap write itself is durable (O_DSYNC on its range), so that a new dirty
@@ -278,6 +295,10 @@ export class PrimaryResource {
     let budgetHeld = -1;
     try {
       const data = build !== undefined ? await build() : given;
+      // Write-ahead record: an extent the write changes is out of the divergence record on disk
+      // first. Checked again after each wait, so that the map's writeStart follows in the same tick
+      // as a check that found nothing to wait for (a record made meanwhile sees the extent dirty).
+      for (let w = this.#leaveAgreed(offset, length); w !== null; w = this.#leaveAgreed(offset, length)) await w;
       // Write-ahead bitmap: the extent's bit is on disk before any data of this write can be.
       if (this.amap.writeStart(offset, length)) {
         this.stats.activemapUpdates++;
@@ -317,6 +338,7 @@ export class PrimaryResource {
         else if (kind === 'trim') await this.data.discard(offset, length);
         else await this.data.writeZeroes(offset, length);
         this.latency.local.since(t0);
+        this.#note(this.#localCover, offset, length);
       } catch (err) {
         localErr = err;
         if (kind === 'trim') this.stats.deleteErrors++;
@@ -324,8 +346,10 @@ export class PrimaryResource {
         log.error(`Local ${kind} request failed`, err);
       }
       if (fua && localErr === null) {
+        const token = this.#localCover.begin();
         try {
           await this.data.flush();
+          this.#localCover.done(token);
         } catch (err) {
           localErr = err;
           localFlushFailed = true;
@@ -447,8 +471,12 @@ export class PrimaryResource {
       // a secondary acknowledged but lost in a power failure before its cache reached the disk, and
       // a secondary that goes away (the usual reason for an unreplicated write) may have done just
       // that. Dropping them at this point made a --discard-my-data recovery smaller and such a
-      // secondary silently stale (found at integration, issue 17); a record of the extents changed
-      // since the divergence, apart from the map, is what a smaller recovery needs.
+      // secondary silently stale (found at integration, issue 17). Instead the divergence record,
+      // written with this bump, names those of them both copies are sure to hold alike.
+      if (this.#agreed === null || this.#agreedDropped) {
+        this.#agreed = this.#agreedNow();
+        this.#agreedDropped = false;
+      }
       log.debug(1, `Increasing localcnt to ${this.md.localCnt}.`);
       this.#bumpDurable = this.saveMetadata(persist).catch((err: unknown) => {
         this.counters.onPersistFailed();
@@ -476,8 +504,10 @@ export class PrimaryResource {
       const remote = this.remote;
       const remoteP = remote !== null ? this.#remoteFlush(remote) : Promise.resolve(false);
       let localErr: unknown = null;
+      const token = this.#localCover.begin();
       try {
         await this.data.flush();
+        this.#localCover.done(token);
       } catch (err) {
         this.stats.flushErrors++;
         localErr = err;
@@ -497,6 +527,7 @@ export class PrimaryResource {
   saveMetadata(persist: Persist = 'write'): Promise<void> {
     if (persist === 'none') return this.#mdChain;
     const run = async (): Promise<void> => {
+      this.#stampAgreed();
       await writeMetadata(this.comp, this.md, persist === 'durable');
     };
     const p = this.#mdChain.then(run, run);
@@ -521,8 +552,136 @@ export class PrimaryResource {
   }
 
   #noteSent(offset: number, length: number): void {
+    this.#note(this.#remoteCover, offset, length);
+  }
+
+  /** A write of the range that the next FLUSH of that side covers. */
+  #note(cover: FlushCover, offset: number, length: number): void {
+    const [first, last] = this.#extents(offset, length);
+    cover.note(first, last);
+  }
+
+  /** First and last extent of a non-empty byte range. */
+  #extents(offset: number, length: number): [number, number] {
     const es = this.md.extentSize;
-    for (let e = Math.floor(offset / es); e * es < offset + length; e++) this.#unflushed.add(e);
+    return [Math.floor(offset / es), Math.floor((offset + Math.max(length, 1) - 1) / es)];
+  }
+
+  // Divergence record (issue 17) -----------------------------------------------------------
+
+  /**
+   * At a divergence, the extents both copies are sure to hold alike: those of the keepdirty LRU
+   * with no write in flight (each write to them finished positively on both sides) and none to
+   * sync, written on neither side since the last FLUSH that covered them completed there (a
+   * volatile cache may still lose them: a power failure), and none the local copy missed. Every
+   * other extent of the map may differ, and stays what a recovery resyncs.
+   */
+  #agreedNow(): Set<number> {
+    const agreed = new Set<number>();
+    if (this.#localFailed) return agreed;
+    for (const e of this.amap.keepDirtyExtents()) {
+      if (this.amap.isDirty(e) || this.#staleExtents.has(e)) continue;
+      if (this.#remoteCover.pending(e) || this.#localCover.pending(e)) continue;
+      agreed.add(e);
+    }
+    return agreed;
+  }
+
+  /** Put the record in the metadata about to be written (tagged with its counters), or take it out. */
+  #stampAgreed(): void {
+    const agreed = this.#agreed;
+    if (agreed === null || agreed.size === 0 || this.#agreedDropped) {
+      delete this.md.agreed;
+      return;
+    }
+    const extents = [...agreed].sort((x, y) => x - y);
+    this.md.agreed = { localCnt: this.md.localCnt, remoteCnt: this.md.remoteCnt, extents };
+  }
+
+  /**
+   * Write-ahead for the record: the extents of a write leave it, on disk before any byte of the
+   * write can be there (a crash must never leave in the record an extent one copy changed). One
+   * metadata write per extent of the record at most, shared by the writes waiting for it; a write
+   * whose metadata write failed fails (EIO) and leaves the extent waiting for the next one.
+   * @returns what to wait for before the write may go on, or null: nothing.
+   */
+  #leaveAgreed(offset: number, length: number): Promise<void> | null {
+    if (this.#agreed === null && this.#leaving.size === 0) return null;
+    const [first, last] = this.#extents(offset, length);
+    let need = 0;
+    for (let e = first; e <= last; e++) {
+      if (this.#agreed?.delete(e) === true) this.#leaving.set(e, ++this.#removals);
+      need = Math.max(need, this.#leaving.get(e) ?? 0);
+    }
+    if (need === 0) return null;
+    const cur = this.#agreedWrite;
+    const job = cur !== null && cur.upto >= need ? cur : this.#writeAgreed(this.cfg.metaFlush ? 'durable' : 'write');
+    return job.done.catch((err: unknown) => {
+      throw new ErrnoError('EIO', `Unable to record the divergence in metadata: ${(err as Error).message}`);
+    });
+  }
+
+  /** A metadata write carrying every removal so far; each is settled once it landed. */
+  #writeAgreed(persist: Persist): { readonly upto: number; readonly done: Promise<void> } {
+    const upto = this.#removals;
+    const done = this.saveMetadata(persist).then(() => {
+      for (const [e, n] of this.#leaving) if (n <= upto) this.#leaving.delete(e);
+    });
+    const job = { upto, done };
+    this.#agreedWrite = job;
+    const clear = (): void => {
+      if (this.#agreedWrite === job) this.#agreedWrite = null;
+    };
+    done.then(clear, clear);
+    return job;
+  }
+
+  /**
+   * A sync finished while connected: the copies agree. The counters are equalised (§7.1) and the
+   * record is dropped, in one metadata write (durable when there was a record: until it lands the
+   * record is still maintained by the writes).
+   */
+  async copiesAgree(): Promise<void> {
+    const persist = this.counters.onSyncComplete();
+    if (this.#agreed === null) {
+      await this.saveMetadata(persist);
+      return;
+    }
+    this.#agreedDropped = true;
+    await this.#writeAgreed('durable').done;
+    if (this.#agreedDropped) this.#agreed = null;
+  }
+
+  /** Extents found to differ between the copies (verify --mark) leave the record, on disk. */
+  async disagree(extents: Iterable<number>): Promise<void> {
+    let removed = false;
+    for (const e of extents) removed = this.#agreed?.delete(e) === true || removed;
+    if (removed) await this.saveMetadata(this.cfg.metaFlush ? 'durable' : 'write');
+  }
+
+  /**
+   * A split-brain recovery (the connecting secondary discards its changes, --discard-my-data): the
+   * extents of the record agree on both copies, so they leave this side's sync; the peer's map,
+   * merged after this, brings back any it changed. Returns how many there were.
+   */
+  forgetAgreed(): number {
+    const agreed = this.#agreed;
+    if (agreed === null || this.#agreedDropped || agreed.size === 0) return 0;
+    this.amap.forgetAgreed(agreed);
+    return agreed.size;
+  }
+
+  /**
+   * `changed extents` of the status (issue 17): the extents waiting for sync, less those of the
+   * record; `by` says whether a record counted.
+   */
+  changedExtents(): { readonly count: number; readonly by: 'record' | 'activemap' } {
+    const agreed = this.#agreed;
+    if (agreed === null || this.#agreedDropped || agreed.size === 0)
+      return { count: this.amap.syncPendingExtents, by: 'activemap' };
+    let count = this.amap.syncPendingExtents;
+    for (const e of agreed) if (this.amap.needsSync(e)) count--;
+    return { count, by: 'record' };
   }
 
   /**
@@ -536,18 +695,21 @@ export class PrimaryResource {
    * counts "either side succeeded".
    */
   async #remoteFlush(remote: RemoteLeg): Promise<boolean> {
-    const covered = this.#unflushed;
-    this.#unflushed = new Set();
+    const token = this.#remoteCover.begin();
     const ok = await remote.flush();
-    if (ok) return true;
+    if (ok) {
+      this.#remoteCover.done(token);
+      return true;
+    }
     if (remote.flushUnsupported === true) {
       if (!this.#warnedFlushUnsupported)
         log.warning('The remote node cannot flush its disk (EOPNOTSUPP); writes there are not made durable by FLUSH.');
       this.#warnedFlushUnsupported = true;
+      // As upstream: a peer without a cache to flush holds what it acknowledged.
+      this.#remoteCover.done(token);
       return false;
     }
-    for (const e of this.#unflushed) covered.add(e);
-    this.#unflushed = new Set();
+    const covered = this.#remoteCover.failed(token);
     let changed = false;
     for (const e of covered) changed = this.amap.markExtentsForSync(e) || changed;
     if (covered.size > 0)

@@ -155,6 +155,8 @@ export async function runVerify(
     let persist = false;
     for (const e of extents) persist = amap.markExtentsForSync(e) || persist;
     if (persist) await res.bitmapWriter.persist();
+    // Found different: whatever a divergence record said of them, they are not agreed.
+    await res.disagree(extents);
     marked = extents.size;
   }
   const seconds = (Date.now() - started) / 1000;

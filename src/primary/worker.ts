@@ -225,7 +225,15 @@ export async function runPrimaryWorker(init: WorkerInit): Promise<void> {
     ...(repl !== null ? { peer: repl.peerStatus() } : {}),
     ...(cfg.replication === 'async' ? { asyncBacklog: res.asyncBudget.snapshot() } : {}),
     ...(repl !== null
-      ? { syncControl: repl.syncControl(), verify: repl.verifyStatus(), changedExtents: res.amap.syncPendingExtents }
+      ? (() => {
+          const changed = res.changedExtents();
+          return {
+            syncControl: repl.syncControl(),
+            verify: repl.verifyStatus(),
+            changedExtents: changed.count,
+            changedExtentsBy: changed.by,
+          };
+        })()
       : {}),
   });
 

@@ -15,6 +15,7 @@ import {
   writeBitmap,
   writeMetadata,
 } from '../metadata/metadata.js';
+import { withoutAgreed } from '../metadata/divergence.js';
 import { PeerConnection } from '../peer/connection.js';
 import { MAXPHYS, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
 import { decideSync } from '../peer/decide.js';
@@ -177,6 +178,11 @@ export class SecondarySession {
       virgin: first.virgin,
     };
     const d = decideSync({ resuid: md.resuid, localCnt: md.localCnt, remoteCnt: md.remoteCnt }, p);
+    // A divergence record belongs to the primary's data path, which alone maintains it: a primary's
+    // writes are about to land here, so it is out of every metadata write from now on, and off the
+    // disk (durably) before the reply (issue 17). A discarded split-brain uses it once, below.
+    const record = md.agreed;
+    delete md.agreed;
     let map: Buffer | null;
     let virgin = false;
     switch (d.kind) {
@@ -188,13 +194,19 @@ export class SecondarySession {
       case 'split-brain':
         if (this.#o.discardMyData !== undefined) {
           // Both copies changed since they last agreed; this node's changes go. Its map holds the
-          // extents it changed (the primary's holds its own): the primary copies their union.
+          // extents it changed (the primary's holds its own): the primary copies their union. Its
+          // divergence record, when valid, names extents of the map both copies hold alike
+          // (issue 17): they are left out.
           log.warning(
             'Split-brain detected; discarding the changes of this node as asked (--discard-my-data): ' +
               'the extents changed on either side are resynchronized from the primary.',
           );
           map = await this.#readMap();
           if (map === null) return false;
+          if (record !== undefined) {
+            log.info(`The divergence record leaves ${record.extents.length} extent(s) of the map out of the resync.`);
+            map = withoutAgreed(map, record.extents);
+          }
           if (first.consistency === true) {
             md.inconsistent = true;
             if (!(await this.#writeMetadata(true))) return false;
@@ -237,6 +249,7 @@ export class SecondarySession {
         if (map === null) return false;
         break;
     }
+    if (record !== undefined && !(await this.#writeMetadata(true))) return false;
     if (map !== null && map.length === 0) map = null;
     const reply = buildSyncReply({
       dataSize: md.dataSize,
