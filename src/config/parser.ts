@@ -14,6 +14,8 @@
 //   syncrate <size>|unlimited   global and resource sections; resource > global. The most bytes
 //   syncminrate <size>          per second a resync copies; syncminrate: what it slows down to (and
 //                               keeps) while the application does I/O. Sizes as hastctl create's.
+//   checksumsync on|off         global and resource sections; resource > global. Offer (primary) or
+//                               accept (secondary) checksum-assisted resync; default off.
 //   metrics <addr>              global and node sections: serve Prometheus metrics over HTTP at
 //                               tcp://host[:port] (default port 8458); node wins.
 import { ConfigError } from './errors.js';
@@ -47,6 +49,7 @@ export const STATEMENT_KEYWORDS = [
   'tlspeer',
   'syncrate',
   'syncminrate',
+  'checksumsync',
   'metrics',
 ] as const;
 export type StatementKeyword = (typeof STATEMENT_KEYWORDS)[number];
@@ -75,6 +78,7 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'tlspeer',
     'syncrate',
     'syncminrate',
+    'checksumsync',
     'metrics',
     'on',
     'resource',
@@ -98,6 +102,7 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'tlspeer',
     'syncrate',
     'syncminrate',
+    'checksumsync',
     'on',
   ],
   'resource-node': [
@@ -129,6 +134,7 @@ const ENUM_VALUES: Partial<Record<StatementKeyword, readonly Keyword[]>> = {
   checksum: ['none', 'crc32', 'sha256'],
   compression: ['none', 'hole', 'lzf'],
   metaflush: ['on', 'off'],
+  checksumsync: ['on', 'off'],
 };
 
 export interface Statement {

@@ -32,6 +32,7 @@ const SAMPLE: Record<(typeof STATEMENT_KEYWORDS)[number], string> = {
   tlspeer: 'ab'.repeat(32),
   syncrate: '10M',
   syncminrate: '1048576',
+  checksumsync: 'on',
   metrics: 'tcp4://127.0.0.1:9100',
 };
 
@@ -84,10 +85,11 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     }
   }
 
-  test('the matrix is the spec table plus export, device, authkey, controlgroup, the tls keywords, syncrate, syncminrate and metrics', () => {
+  test('the matrix is the spec table plus export, device, authkey, controlgroup, the tls keywords, syncrate, syncminrate, checksumsync and metrics', () => {
     assert.deepEqual([...ALLOWED.global].sort(), [
       'authkey',
       'checksum',
+      'checksumsync',
       'compression',
       'control',
       'controlgroup',
@@ -112,6 +114,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     assert.deepEqual([...ALLOWED.resource].sort(), [
       'authkey',
       'checksum',
+      'checksumsync',
       'compression',
       'device',
       'exec',
@@ -286,7 +289,7 @@ describe('parseAst() syntax errors', () => {
         '',
         4,
         "'foo'",
-        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, tlscert, tlskey, tlsca, tlspeer, syncrate, syncminrate, metrics, on or resource$/,
+        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, tlscert, tlskey, tlsca, tlspeer, syncrate, syncminrate, checksumsync, metrics, on or resource$/,
       ),
     );
     assert.throws(
@@ -372,4 +375,29 @@ describe('syncrate and syncminrate (issue 17)', () => {
       );
     });
   }
+});
+
+describe('checksumsync (issue 17)', () => {
+  const resolved = (text: string) => parseConfig(text, 'f', { nodeName: 'a' }).resources[0];
+  const conf = (global: string, res: string): string =>
+    `${global}\nresource r {\n${res}\non a {\nlocal /x\nremote none\n}\n}\n`;
+
+  test('absent or off: not set (off, the default); on: set; the resource wins over the global section', () => {
+    assert.equal(resolved(conf('', ''))?.checksumSync, undefined);
+    assert.equal('checksumSync' in (resolved(conf('checksumsync off', '')) ?? {}), false);
+    assert.equal(resolved(conf('checksumsync on', ''))?.checksumSync, true);
+    assert.equal(resolved(conf('checksumsync on', 'checksumsync off'))?.checksumSync, undefined);
+    assert.equal(resolved(conf('checksumsync off', 'checksumsync on'))?.checksumSync, true);
+  });
+
+  test("a value other than on or off is refused at its line, and not in a resource's on section", () => {
+    assert.throws(
+      () => parseAst('\nchecksumsync sha256\n', 'f'),
+      syntaxError('', 2, "'sha256'", /expected on or off after 'checksumsync'$/),
+    );
+    assert.throws(
+      () => parseAst('resource r {\non a {\nchecksumsync on\n}\n}\n', 'f'),
+      syntaxError('', 3, "'checksumsync'", /is not allowed in a resource node/),
+    );
+  });
 });
