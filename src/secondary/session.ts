@@ -21,7 +21,7 @@ import { decideSync } from '../peer/decide.js';
 import { PeerProtocolError } from '../peer/errors.js';
 import type { PeerMessage } from '../peer/framing.js';
 import { writeMessage } from '../peer/handshake.js';
-import { buildErrorReply, buildReply, buildSyncReply, readRequest } from '../peer/messages.js';
+import { agreeCsums, buildErrorReply, buildReply, buildSyncReply, csumProblem, readRequest } from '../peer/messages.js';
 import { EX } from '../util/sysexits.js';
 import { ApplyEngine, type HioReply } from './apply.js';
 
@@ -78,6 +78,11 @@ export class SecondarySession {
   #dead = false;
   /** Ours: a sync to this copy in this session, as the primary reported it (consistency extension). */
   #sync: { totalBytes: number; leftBytes: number } | null = null;
+  /**
+   * Ours: the checksum-sync algorithm agreed in this session's handshake: offered by the primary and
+   * `checksumsync on` here; undefined otherwise, and then a `csum` request closes the connection.
+   */
+  #csums: number | undefined = undefined;
 
   constructor(opts: SessionOptions) {
     this.#o = opts;
@@ -238,6 +243,10 @@ export class SecondarySession {
         break;
     }
     if (map !== null && map.length === 0) map = null;
+    this.#csums = agreeCsums(this.#cfg.checksumSync === true, first.csums);
+    if (this.#csums !== undefined) {
+      log.info('Checksum-assisted synchronization agreed with the primary (SHA-256).');
+    }
     const reply = buildSyncReply({
       dataSize: md.dataSize,
       extentSize: md.extentSize,
@@ -249,6 +258,8 @@ export class SecondarySession {
       mapSize: map?.length ?? 0,
       consistency: first.consistency === true,
       inconsistent: md.inconsistent === true,
+      // Echoed only when offered and on here: otherwise the reply is the one without the extension.
+      ...(this.#csums !== undefined ? { csums: this.#csums } : {}),
     });
     if (!(await this.#sendHandshake(reply, map))) {
       log.error(`Unable to send activemap to ${this.#peer}`);
@@ -353,7 +364,14 @@ export class SecondarySession {
     while (!this.#dead && !engine.full && !this.#replyBlocked) {
       const msg = this.#backlog.shift();
       if (msg === undefined) break;
-      engine.submit({ ...readRequest(msg.nv), data: msg.payload ?? null });
+      const req = readRequest(msg.nv);
+      const problem = csumProblem(req, this.#csums);
+      if (problem !== null) {
+        // Not a request to refuse with EINVAL: the primary does not speak what was agreed.
+        this.#fatal('Unable to receive request', new PeerProtocolError('EPEER_HEADER', problem));
+        return;
+      }
+      engine.submit({ ...req, data: msg.payload ?? null });
     }
     if (this.#dead) return;
     // Back-pressure: stop reading while blocked; the receive timeout pauses too (the primary is
