@@ -14,8 +14,9 @@
 //   syncrate <size>|unlimited   global and resource sections; resource > global. The most bytes
 //   syncminrate <size>          per second a resync copies; syncminrate: what it slows down to (and
 //                               keeps) while the application does I/O. Sizes as hastctl create's.
-//   checksumsync on|off         global and resource sections; resource > global. Offer (primary) or
-//                               accept (secondary) checksum-assisted resync; default off.
+//   checksumsync on|off         global, resource and resource-node sections; node > resource >
+//                               global. Offer (primary) or accept (secondary) checksum-assisted
+//                               resync; default off. Negotiated, so each node has its own.
 //   metrics <addr>              global and node sections: serve Prometheus metrics over HTTP at
 //                               tcp://host[:port] (default port 8458); node wins.
 import { ConfigError } from './errors.js';
@@ -118,6 +119,7 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'tlskey',
     'tlsca',
     'tlspeer',
+    'checksumsync',
   ],
 };
 

@@ -158,7 +158,7 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
       ...rateField('syncRate', (res.syncrate ?? global.syncrate)?.value),
       ...rateField('syncMinRate', (res.syncminrate ?? global.syncminrate)?.value),
       // Only when on: `checksumsync off` is the default made explicit, not a change at a reload.
-      ...((res.checksumsync ?? global.checksumsync)?.value === 'on' ? { checksumSync: true } : {}),
+      ...((mine.checksumsync ?? res.checksumsync ?? global.checksumsync)?.value === 'on' ? { checksumSync: true } : {}),
     });
   }
 

@@ -134,6 +134,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     ]);
     assert.deepEqual([...ALLOWED['resource-node']].sort(), [
       'authkey',
+      'checksumsync',
       'device',
       'export',
       'local',
@@ -379,10 +380,10 @@ describe('syncrate and syncminrate (issue 17)', () => {
 
 describe('checksumsync (issue 17)', () => {
   const resolved = (text: string) => parseConfig(text, 'f', { nodeName: 'a' }).resources[0];
-  const conf = (global: string, res: string): string =>
-    `${global}\nresource r {\n${res}\non a {\nlocal /x\nremote none\n}\n}\n`;
+  const conf = (global: string, res: string, node = ''): string =>
+    `${global}\nresource r {\n${res}\non a {\n${node}\nlocal /x\nremote none\n}\n}\n`;
 
-  test('absent or off: not set (off, the default); on: set; the resource wins over the global section', () => {
+  test('absent or off: not set (off, the default); on: set; node > resource > global', () => {
     assert.equal(resolved(conf('', ''))?.checksumSync, undefined);
     assert.equal('checksumSync' in (resolved(conf('checksumsync off', '')) ?? {}), false);
     assert.equal(resolved(conf('checksumsync on', ''))?.checksumSync, true);
@@ -390,14 +391,14 @@ describe('checksumsync (issue 17)', () => {
     assert.equal(resolved(conf('checksumsync off', 'checksumsync on'))?.checksumSync, true);
   });
 
-  test("a value other than on or off is refused at its line, and not in a resource's on section", () => {
+  test('a value other than on or off is refused at its line; not in a node section', () => {
     assert.throws(
       () => parseAst('\nchecksumsync sha256\n', 'f'),
       syntaxError('', 2, "'sha256'", /expected on or off after 'checksumsync'$/),
     );
     assert.throws(
-      () => parseAst('resource r {\non a {\nchecksumsync on\n}\n}\n', 'f'),
-      syntaxError('', 3, "'checksumsync'", /is not allowed in a resource node/),
+      () => parseAst('on a {\nchecksumsync on\n}\n', 'f'),
+      syntaxError('', 2, "'checksumsync'", /is not allowed in a node/),
     );
   });
 });
