@@ -337,12 +337,21 @@ export class PeerRemote implements RemoteLeg {
     return this.#read(offset, length, CSUM_SIZE, (seq) => buildCsumRequest(seq, offset, length));
   }
 
-  /** A READ whose reply must carry exactly `expect` bytes. */
+  /**
+   * A READ whose reply must carry exactly `expect` bytes. A checksum reply (`header` given) of
+   * another size is a peer that does not speak what it agreed to: the connection is closed.
+   */
   #read(offset: number, length: number, expect: number, header?: (seq: bigint) => NvList): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       const done: Pending['onDone'] = (ok, data, errno) => {
-        if (ok && data !== null && data.length === expect) resolve(data);
-        else reject(new ErrnoError(errno ?? 'EIO', `Remote request failed (${errno ?? 'EIO'})`));
+        if (ok && data !== null && data.length === expect) {
+          resolve(data);
+          return;
+        }
+        if (ok && data !== null && header !== undefined) {
+          this.disconnect(`Checksum reply of ${data.length} bytes, expected ${expect}`);
+        }
+        reject(new ErrnoError(errno ?? 'EIO', `Remote request failed (${errno ?? 'EIO'})`));
       };
       this.#request(HIO.READ, offset, length, null, false, null, done, header);
     });

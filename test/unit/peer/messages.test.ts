@@ -353,6 +353,17 @@ describe('I/O requests and replies', () => {
 
 // Ours (issue 13): the consistency extension. Golden bytes laid out by hand per HAST-SPEC §3.1: a
 // peer that does not speak it sends and receives exactly FreeBSD's bytes.
+/** A handshake reply without any extension (shared by the extension tests below). */
+const SYNC_REPLY = {
+  dataSize: 1048576,
+  extentSize: 65536,
+  localCnt: 0n,
+  remoteCnt: 1n,
+  virgin: false,
+  syncSrc: 'primary',
+  mapSize: 0,
+} as const;
+
 describe('consistency extension', () => {
   const token = new Uint8Array(16).fill(7);
   const i64 = (v: number) => {
@@ -385,15 +396,7 @@ describe('consistency extension', () => {
     ...el(2, 'syncsrc', [1]),
     ...el(6, 'mapsize', u32(0)),
   ];
-  const reply = {
-    dataSize: 1048576,
-    extentSize: 65536,
-    localCnt: 0n,
-    remoteCnt: 1n,
-    virgin: false,
-    syncSrc: 'primary',
-    mapSize: 0,
-  } as const;
+  const reply = SYNC_REPLY;
 
   test('second connect: FreeBSD bytes without it, `consistency: uint8 1` appended with it', () => {
     const c = { resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: false };
@@ -462,17 +465,7 @@ describe('consistency extension', () => {
 describe('checksum-assisted sync (csums)', () => {
   const token = new Uint8Array(16).fill(7);
   const c = { resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: false, consistency: true };
-  const reply = {
-    dataSize: 1048576,
-    extentSize: 65536,
-    localCnt: 0n,
-    remoteCnt: 1n,
-    virgin: false,
-    syncSrc: 'primary',
-    mapSize: 0,
-    consistency: true,
-    inconsistent: false,
-  } as const;
+  const reply = { ...SYNC_REPLY, consistency: true, inconsistent: false } as const;
 
   test('second connect: `csums: uint8 1` appended only when offered', () => {
     const plain = encodeNv(buildSecondConnect('r', token, c));

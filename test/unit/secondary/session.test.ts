@@ -168,6 +168,24 @@ function send(
   for (const b of encodeMessage(nv, req.data, { compression: 'hole', checksum: 'crc32' })) sock.write(b);
 }
 
+/**
+ * The reply adopting a virgin primary as it was before any extension, laid out in spec order
+ * (HAST-SPEC §6.3 step 7), with the all-ones bitmap: what a FreeBSD-like primary must get.
+ */
+function adoptReplyBefore(): Buffer {
+  const nv = new NvList()
+    .addInt64('datasize', BigInt(DATASIZE))
+    .addInt32('extentsize', EXTENT)
+    .addUint64('localcnt', 0n)
+    .addUint64('remotecnt', 0n)
+    .addInt8('virgin', 1)
+    .addUint8('syncsrc', 1)
+    .addUint32('mapsize', 512);
+  return Buffer.concat(
+    encodeMessage(nv, Buffer.alloc(512, 0xff), { compression: 'hole', checksum: 'crc32', version: 2 }),
+  );
+}
+
 // The §7.2 table itself is test/unit/peer/decide.test.ts; here, what the session does with it.
 describe('SecondarySession', () => {
   test('adopts a virgin primary with its own bitmap when it is not all zero (create --full-sync)', async (t) => {
@@ -317,19 +335,7 @@ describe('SecondarySession', () => {
     r.out.on('data', (c: Buffer) => raw.push(c));
     const reply = await frames(r.out).next();
     assert.equal(await r.started, true);
-    // The old reply laid out in spec order (HAST-SPEC §6.3 step 7), with the all-ones bitmap.
-    const nv = new NvList()
-      .addInt64('datasize', BigInt(DATASIZE))
-      .addInt32('extentsize', EXTENT)
-      .addUint64('localcnt', 0n)
-      .addUint64('remotecnt', 0n)
-      .addInt8('virgin', 1)
-      .addUint8('syncsrc', 1)
-      .addUint32('mapsize', 512);
-    const golden = Buffer.concat(
-      encodeMessage(nv, Buffer.alloc(512, 0xff), { compression: 'hole', checksum: 'crc32', version: 2 }),
-    );
-    assert.deepEqual(Buffer.concat(raw), golden);
+    assert.deepEqual(Buffer.concat(raw), adoptReplyBefore());
     assert.equal(reply.nv.has('consistency'), false);
     assert.equal((await onDisk(t, r.path)).inconsistent, undefined, 'nobody would ever tell it the sync is done');
   });
@@ -433,17 +439,6 @@ describe('SecondarySession checksum sync', () => {
     r.out.on('data', (c: Buffer) => bytes.push(c));
     await frames(r.out).next();
     assert.equal(await r.started, true);
-    const nv = new NvList()
-      .addInt64('datasize', BigInt(DATASIZE))
-      .addInt32('extentsize', EXTENT)
-      .addUint64('localcnt', 0n)
-      .addUint64('remotecnt', 0n)
-      .addInt8('virgin', 1)
-      .addUint8('syncsrc', 1)
-      .addUint32('mapsize', 512);
-    const golden = Buffer.concat(
-      encodeMessage(nv, Buffer.alloc(512, 0xff), { compression: 'hole', checksum: 'crc32', version: 2 }),
-    );
-    assert.deepEqual(Buffer.concat(bytes), golden);
+    assert.deepEqual(Buffer.concat(bytes), adoptReplyBefore());
   });
 });
