@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/metadata/size.js';
 
-const PHASES = ['io', 'device', 'resync', 'reconnect', 'rss', 'recovery'] as const;
+const PHASES = ['io', 'device', 'resync', 'reconnect', 'rss', 'recovery', 'csums'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface BenchOptions {
@@ -42,7 +42,8 @@ plus NBD to nbdkit on 127.0.0.2), a lone hastd primary and memsync/fullsync/asyn
 device = fio libaio O_DIRECT on a loop device over a plain file, nbdfuse + loop over nbdkit, and
 /dev/hast/<name> of a memsync pair with "device fuse" (needs root; skipped, and reported as not run,
 without it); resync, reconnect = full and reconnect resync beside nbdcopy; rss = peak RSS at QD128;
-recovery = split-brain recovery bytes ÷ diverged bytes (--dirty extents each side) and verify MB/s.
+recovery = split-brain recovery bytes ÷ diverged bytes (--dirty extents each side) and verify MB/s;
+csums = checksum-assisted full sync (1 % changed) ÷ a plain full sync of --resync-size, SHA-256 MB/s.
 Needs fio, nbdkit, nbdcopy, qemu-nbd (Debian: fio nbdkit libnbd-bin qemu-utils); the device phase
 also nbdfuse, losetup, fusermount3 (libnbd-bin, mount, fuse3). SIZE takes k/M/G suffixes (powers of
 1024). Backing files go on tmpfs: as root a tmpfs the bench mounts under $TMPDIR, otherwise /dev/shm

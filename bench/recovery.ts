@@ -5,7 +5,7 @@
 //   of them; the bytes the recovery moved are compared with the bytes of the extents written on
 //   either side;
 // - verify: `hastctl verify` of the whole data area of the identical copies; MB/s compared.
-// Checksum-assisted sync (csums) is not implemented, so it has no row.
+// Checksum-assisted sync has its own phase (./csums.ts).
 import { join } from 'node:path';
 import { controlRequest } from '../src/control/client.js';
 import type { VerifyReport, WorkerStatus } from '../src/control/messages.js';

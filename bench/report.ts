@@ -6,6 +6,7 @@ import { IO_TARGETS, type IoPhaseResult, type IoTarget } from './io.js';
 import type { BenchOptions } from './options.js';
 import type { ResyncPhaseResult, FullSample, ReconnectSample } from './resync.js';
 import type { RecoveryPhaseResult } from './recovery.js';
+import type { ChecksumSyncPhaseResult, ChecksumSyncSample } from './csums.js';
 import type { RssRow } from './rss.js';
 import { median } from './stats.js';
 
@@ -127,7 +128,26 @@ export interface BenchReport {
   readonly rss: readonly RssReportRow[];
   /** Issue 17: split-brain recovery bytes ÷ diverged bytes (goal ≤ 1.05) and verify MB/s. */
   readonly recovery: (RecoveryPhaseResult & { readonly goal: Goal }) | null;
+  /** Issue 17: checksum-assisted full sync with 1 % changed ÷ a plain full sync, and SHA-256 MB/s. */
+  readonly checksumSync: ChecksumSyncRow | null;
   readonly errors: readonly PhaseError[];
+}
+
+/** Medians of the csums phase: times, ratio (checksum ÷ plain), bytes moved, throughputs (MB/s). */
+export interface ChecksumSyncRow {
+  readonly bytes: number;
+  readonly changed: number;
+  readonly csumsSeconds: number;
+  readonly plainSeconds: number;
+  /** csumsSeconds ÷ plainSeconds: below 1, the checksum sync is the faster. */
+  readonly ratio: number;
+  readonly transferred: number;
+  readonly skipped: number;
+  /** Bytes compared per second by the checksum sync, and copied per second by the plain one. */
+  readonly csumsMBps: number;
+  readonly plainMBps: number;
+  readonly hashMBps: number;
+  readonly samples: readonly ChecksumSyncSample[];
 }
 
 const IO_GOALS: Record<string, { op: '>=' | '<='; value: number }> = {
@@ -321,6 +341,26 @@ function fullResyncRow(samples: readonly FullSample[]): FullResyncRow | null {
   };
 }
 
+function checksumSyncRow(r: ChecksumSyncPhaseResult): ChecksumSyncRow | null {
+  if (r.samples.length === 0) return null;
+  // Timed in milliseconds by the worker: a tiny run may take 0.
+  const csumsSeconds = Math.max(median(r.samples.map((s) => s.csumsSeconds)), 0.001);
+  const plainSeconds = Math.max(median(r.samples.map((s) => s.plainSeconds)), 0.001);
+  return {
+    bytes: r.bytes,
+    changed: r.changed,
+    csumsSeconds,
+    plainSeconds,
+    ratio: csumsSeconds / plainSeconds,
+    transferred: median(r.samples.map((s) => s.transferred)),
+    skipped: median(r.samples.map((s) => s.skipped)),
+    csumsMBps: r.bytes / csumsSeconds / 1e6,
+    plainMBps: r.bytes / plainSeconds / 1e6,
+    hashMBps: r.hashMBps,
+    samples: r.samples,
+  };
+}
+
 function reconnectRow(samples: readonly ReconnectSample[]): ReconnectRow | null {
   const first = samples[0];
   if (first === undefined) return null;
@@ -352,6 +392,7 @@ export interface PhaseResults {
   readonly rss: readonly RssRow[];
   /** Issue 17: split-brain recovery and verify (null when the phase did not run or failed). */
   readonly recovery: RecoveryPhaseResult | null;
+  readonly checksumSync: ChecksumSyncPhaseResult | null;
   readonly notRun: { io: string; device: string; resync: string; rss: string };
 }
 
@@ -371,6 +412,7 @@ export function buildReport(meta: BenchReport['meta'], r: PhaseResults, errors: 
     reconnect: r.resync === null ? null : reconnectRow(r.resync.reconnect),
     rss,
     recovery: r.recovery === null ? null : { ...r.recovery, goal: goal('<=', 1.05, r.recovery.ratio) },
+    checksumSync: r.checksumSync === null ? null : checksumSyncRow(r.checksumSync),
     errors,
   };
 }
@@ -545,6 +587,32 @@ export function renderTable(rep: BenchReport): string {
             goalText(c.goal),
             num(c.verifyMBps),
             bytes(c.verifyBytes),
+          ],
+        ],
+        0,
+      ),
+    );
+  }
+  if (rep.checksumSync !== null) {
+    const c = rep.checksumSync;
+    out.push('');
+    out.push(
+      `checksum-assisted full sync of a re-created secondary with ${bytes(c.changed)} of ${bytes(c.bytes)} changed ` +
+        '(checksumsync on at both nodes) beside a plain full sync; ratio = checksum time ÷ plain time',
+    );
+    out.push(
+      ...columns(
+        [
+          ['ratio', 'checksum s', 'plain s', 'transferred', 'skipped', 'checksum MB/s', 'plain MB/s', 'SHA-256 MB/s'],
+          [
+            c.ratio.toFixed(3),
+            c.csumsSeconds.toFixed(2),
+            c.plainSeconds.toFixed(2),
+            bytes(c.transferred),
+            bytes(c.skipped),
+            num(c.csumsMBps),
+            num(c.plainMBps),
+            num(c.hashMBps),
           ],
         ],
         0,

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controlRequest } from '../src/control/client.js';
-import type { WorkerStatus } from '../src/control/messages.js';
+import type { LastSync, WorkerStatus } from '../src/control/messages.js';
 import { NbdClient } from '../src/nbd/client.js';
 import { hastctl, type NodeSpec, startRole } from '../test/harness/cluster.js';
 import { fillPattern, sparseFile } from './fill.js';
@@ -66,7 +66,7 @@ async function workerAt(node: NodeSpec, res: string): Promise<WorkerStatus | nul
  * Wait until the primary reports complete, nothing dirty, no sync running and a recorded sync;
  * that sync's figures.
  */
-async function waitSynced(t: PairTarget, timeoutMs: number): Promise<{ bytes: number; seconds: number }> {
+async function waitSynced(t: PairTarget, timeoutMs: number): Promise<LastSync> {
   return waitFor(
     'the resync to complete',
     async () => {
@@ -100,11 +100,19 @@ async function startSecondary(scope: Scope, t: PairTarget): Promise<void> {
   t.daemons.set(b.name, await startRole(scope, t.conf, b, t.pair.res, 'secondary', t.pair.sock(b)));
 }
 
-/** Re-create the secondary's component from scratch and time the full resync that follows. */
-async function fullResync(scope: Scope, t: PairTarget, fileSize: number): Promise<{ bytes: number; seconds: number }> {
+/**
+ * Re-create the secondary's component and time the full resync that follows. `prepare` lays out the
+ * component file before `hastctl create` (default: from scratch, a sparse file of `fileSize` bytes).
+ */
+export async function fullResync(
+  scope: Scope,
+  t: PairTarget,
+  fileSize: number,
+  prepare: (img: string) => void = (img) => sparseFile(img, fileSize),
+): Promise<LastSync> {
   const b = t.pair.b;
   await killSecondary(t);
-  sparseFile(t.pair.img(b), fileSize);
+  prepare(t.pair.img(b));
   const r = await hastctl(t.conf, b.name, ['create', t.pair.res]);
   if (r.code !== 0) throw new Error(`hastctl create on ${b.name} failed (${r.code}): ${r.stderr}`);
   await startSecondary(scope, t);

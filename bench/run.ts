@@ -14,6 +14,7 @@ import { type BenchOptions, parseOptions, USAGE, UsageError } from './options.js
 import { type BenchReport, buildReport, type PhaseError, renderTable } from './report.js';
 import { type ResyncPhaseResult, resyncPhase } from './resync.js';
 import { type RecoveryPhaseResult, recoveryPhase } from './recovery.js';
+import { type ChecksumSyncPhaseResult, checksumSyncPhase } from './csums.js';
 import { type RssRow, rssPhase } from './rss.js';
 import { checkPrerequisites, MissingPrerequisite } from './prerequisites.js';
 import { Scope } from './scope.js';
@@ -68,6 +69,8 @@ async function bench(scope: Scope, opts: BenchOptions, tools: Record<string, str
   if (want.has('rss')) rss = await phase('rss', errors, () => rssPhase(scope, opts));
   let recovery: RecoveryPhaseResult | null = null;
   if (want.has('recovery')) recovery = await phase('recovery', errors, () => recoveryPhase(scope, opts));
+  let checksumSync: ChecksumSyncPhaseResult | null = null;
+  if (want.has('csums')) checksumSync = await phase('csums', errors, () => checksumSyncPhase(scope, opts));
   const why = (p: string, ran: boolean): string =>
     errors.some((e) => e.phase === p) ? 'phase failed' : ran ? 'no rows' : 'phase not chosen';
   const meta = {
@@ -89,7 +92,11 @@ async function bench(scope: Scope, opts: BenchOptions, tools: Record<string, str
     resync: why('resync', want.has('resync')),
     rss: why('rss', want.has('rss')),
   };
-  return buildReport(meta, { io, device, deviceSkipped, resync, rss: rss ?? [], recovery, notRun }, errors);
+  return buildReport(
+    meta,
+    { io, device, deviceSkipped, resync, rss: rss ?? [], recovery, checksumSync, notRun },
+    errors,
+  );
 }
 
 /** Where the JSON goes when --json is not given: bench/results/<timestamp>.json (gitignored). */

@@ -31,6 +31,8 @@ const FIELD_CHANGE = {
   tlsPeer: 'reload',
   syncRate: 'reload',
   syncMinRate: 'reload',
+  // Negotiated at the handshake: a primary offers the new setting at its next connection.
+  checksumSync: 'reload',
 } as const satisfies Record<ResourceField, 'restart' | 'reload'>;
 const FIELDS = Object.keys(FIELD_CHANGE) as ResourceField[];
 

@@ -45,6 +45,8 @@ export const KEYWORDS = [
   // Our extensions: resynchronization rate control (issue 17).
   'syncrate',
   'syncminrate',
+  // Ours: checksum-assisted resynchronization (issue 17).
+  'checksumsync',
   // Ours: the Prometheus metrics listen address.
   'metrics',
 ] as const;

@@ -14,6 +14,9 @@
 //   syncrate <size>|unlimited   global and resource sections; resource > global. The most bytes
 //   syncminrate <size>          per second a resync copies; syncminrate: what it slows down to (and
 //                               keeps) while the application does I/O. Sizes as hastctl create's.
+//   checksumsync on|off         global, resource and resource-node sections; node > resource >
+//                               global. Offer (primary) or accept (secondary) checksum-assisted
+//                               resync; default off. Negotiated, so each node has its own.
 //   metrics <addr>              global and node sections: serve Prometheus metrics over HTTP at
 //                               tcp://host[:port] (default port 8458); node wins.
 import { ConfigError } from './errors.js';
@@ -47,6 +50,7 @@ export const STATEMENT_KEYWORDS = [
   'tlspeer',
   'syncrate',
   'syncminrate',
+  'checksumsync',
   'metrics',
 ] as const;
 export type StatementKeyword = (typeof STATEMENT_KEYWORDS)[number];
@@ -75,6 +79,7 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'tlspeer',
     'syncrate',
     'syncminrate',
+    'checksumsync',
     'metrics',
     'on',
     'resource',
@@ -98,6 +103,7 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'tlspeer',
     'syncrate',
     'syncminrate',
+    'checksumsync',
     'on',
   ],
   'resource-node': [
@@ -113,6 +119,7 @@ export const ALLOWED: Readonly<Record<Section, readonly (StatementKeyword | 'on'
     'tlskey',
     'tlsca',
     'tlspeer',
+    'checksumsync',
   ],
 };
 
@@ -129,6 +136,7 @@ const ENUM_VALUES: Partial<Record<StatementKeyword, readonly Keyword[]>> = {
   checksum: ['none', 'crc32', 'sha256'],
   compression: ['none', 'hole', 'lzf'],
   metaflush: ['on', 'off'],
+  checksumsync: ['on', 'off'],
 };
 
 export interface Statement {

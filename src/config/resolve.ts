@@ -157,6 +157,8 @@ export function resolveConfig(ast: ConfigAst, file: string, nodeNames: readonly 
       // Only when configured: a file without them resolves as before the extension.
       ...rateField('syncRate', (res.syncrate ?? global.syncrate)?.value),
       ...rateField('syncMinRate', (res.syncminrate ?? global.syncminrate)?.value),
+      // Only when on: `checksumsync off` is the default made explicit, not a change at a reload.
+      ...((mine.checksumsync ?? res.checksumsync ?? global.checksumsync)?.value === 'on' ? { checksumSync: true } : {}),
     });
   }
 

@@ -48,6 +48,11 @@ export interface ResourceConfig {
    * (and never below it); 0 = not set: the resync does not slow down for the application.
    */
   readonly syncMinRate?: number;
+  /**
+   * Our extension `checksumsync`: compare chunk hashes during a resync and copy only the chunks
+   * that differ, when the peer agrees (negotiated per connection); set (true) only when on.
+   */
+  readonly checksumSync?: true;
 }
 
 export interface HastConfig {

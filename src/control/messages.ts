@@ -151,6 +151,17 @@ export function syncedPercent(totalBytes: number | null, leftBytes: number | nul
   return Math.max(0, Math.min(99, Math.floor(((totalBytes - leftBytes) * 100) / totalBytes)));
 }
 
+/**
+ * Ours: the last completed resync of a worker. `bytes` synchronized = `transferred` (the data crossed
+ * the network) + `skipped` (checksum sync found both copies identical; 0 without it).
+ */
+export interface LastSync {
+  readonly bytes: number;
+  readonly transferred: number;
+  readonly skipped: number;
+  readonly seconds: number;
+}
+
 /** What a worker answers to a status query. */
 export interface WorkerStatus {
   readonly status: 'complete' | 'degraded';
@@ -159,8 +170,8 @@ export interface WorkerStatus {
   readonly keepDirty: number;
   readonly stats: WorkerStats;
   readonly sync: SyncProgress | null;
-  /** Bytes copied and seconds taken by the last completed resync of this worker (ours). */
-  readonly lastSync: { readonly bytes: number; readonly seconds: number } | null;
+  /** Bytes synchronized and seconds taken by the last completed resync of this worker (ours). */
+  readonly lastSync: LastSync | null;
   /** Path of the NBD export and of /dev/hast/<provname> when attached (primary). */
   readonly exportAddr: string | null;
   readonly device: string | null;

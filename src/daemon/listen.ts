@@ -21,7 +21,7 @@ import {
 } from '../peer/auth.js';
 import { readFirstHeader, sendFirstReply, sendRefusal } from '../peer/handshake.js';
 import { addTlsOffer, offersTls, wantsTls } from '../peer/tls.js';
-import { hasConsistencyExt } from '../peer/messages.js';
+import { csumsOf, hasConsistencyExt } from '../peer/messages.js';
 import { RefusalLog } from './refusal-log.js';
 import type { PeerParent } from './resource-state.js';
 import type { ParentToWorker } from './worker-ipc.js';
@@ -362,6 +362,7 @@ export class PeerAcceptor {
     }
     const child = this.#parent.startWorker(res, 'secondary');
     this.#sessions.set(name, { worker: child, resuid });
+    const offered = csumsOf(msg);
     const first: ParentToWorker = {
       type: 'peer-socket',
       which: 'out',
@@ -375,6 +376,7 @@ export class PeerAcceptor {
         peerAddr: peer,
         // Ours, only when advertised (a FreeBSD primary's handshake is forwarded as before).
         ...(hasConsistencyExt(msg) ? { consistency: true } : {}),
+        ...(offered !== undefined ? { csums: offered } : {}),
         ...(pending.tls ? { tls: true } : {}),
       },
     };

@@ -114,6 +114,18 @@ export function formatMetrics(resources: readonly ResourceStatus[], restarts: Re
     'Rate of the running synchronisation since it started (0 when none runs).',
     per((s) => (s.worker === null || s.worker === undefined ? null : (s.worker.sync?.rate ?? 0))),
   );
+  e.family(
+    'hastd_last_sync_transferred_bytes',
+    'gauge',
+    "Bytes whose data the worker's last completed synchronisation sent over the network; none yet: absent.",
+    per((s) => s.worker?.lastSync?.transferred ?? null),
+  );
+  e.family(
+    'hastd_last_sync_skipped_bytes',
+    'gauge',
+    'Bytes the last completed synchronisation found identical by checksum and did not copy (checksumsync).',
+    per((s) => s.worker?.lastSync?.skipped ?? null),
+  );
   const stat = (s: ResourceStatus, key: string): number | null => {
     const st = s.worker?.stats as unknown as Record<string, number> | undefined;
     return st === undefined ? null : (st[key] ?? 0);

@@ -59,6 +59,8 @@ export interface PeerFirstMessage {
   readonly peerAddr: string;
   /** Ours: the primary advertised the consistency extension (`consistency`). */
   readonly consistency?: boolean;
+  /** Ours: the primary offered checksum-assisted sync with this algorithm (`csums`). */
+  readonly csums?: number;
   /** Ours: TLS was agreed (peer/tls.ts); the worker starts it on both sockets as the TLS client. */
   readonly tls?: boolean;
 }

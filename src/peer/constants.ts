@@ -27,6 +27,17 @@ export const SYNCSRC = { primary: 1, secondary: 2 } as const;
  */
 export const CONSISTENCY_EXT = 1;
 
+/**
+ * Our checksum-assisted sync (issue 17, DRBD's csums-alg). A primary with `checksumsync on` offers
+ * it with `csums` (uint8, the hash algorithm) in its second connect message; a secondary with it on
+ * too echoes the same value in its handshake reply, else nothing (FreeBSD ignores the field). Only
+ * then may the primary send a READ carrying `csum` (uint8, the same value), answered with the hash
+ * of the range instead of its data. 1 = SHA-256, the only algorithm.
+ */
+export const CSUMS_SHA256 = 1;
+/** Bytes of a `csum` READ reply's payload (a SHA-256 digest). */
+export const CSUM_SIZE = 32;
+
 /** `syncstate` values: 1 = you are a sync target (persist inconsistent first), 2 = sync done. */
 export const SYNCSTATE = { target: 1, done: 2 } as const;
 export type SyncState = keyof typeof SYNCSTATE;

@@ -4,6 +4,7 @@ import { NV_TYPE, NvError, NvList, nameOfNvType } from '../nv/codec.js';
 import { PeerProtocolError } from './errors.js';
 import {
   CONSISTENCY_EXT,
+  CSUMS_SHA256,
   HAST_PROTO_VERSION,
   HIO,
   type HioCmd,
@@ -76,23 +77,43 @@ export interface ConnectCounters {
   readonly virgin: boolean;
   /** Ours: the primary speaks the consistency extension (CONSISTENCY_EXT); absent = FreeBSD's bytes. */
   readonly consistency?: boolean;
+  /** Ours: the primary offers checksum-assisted sync with this algorithm (CSUMS_SHA256). */
+  readonly csums?: number;
 }
 
 /**
  * Second message, on "in": `{resource, token: uint8[16], [virgin: int8 1], resuid: uint64,
- * localcnt: uint64, remotecnt: uint64}`, and ours last: `[consistency: uint8 1]`.
+ * localcnt: uint64, remotecnt: uint64}`, and ours last: `[consistency: uint8 1] [csums: uint8]`.
  */
 export function buildSecondConnect(resource: string, token: Uint8Array, c: ConnectCounters): NvList {
   const nv = new NvList().addString('resource', resource).addUint8Array('token', token);
   if (c.virgin) nv.addInt8('virgin', 1);
   nv.addUint64('resuid', c.resuid).addUint64('localcnt', c.localCnt).addUint64('remotecnt', c.remoteCnt);
   if (c.consistency === true) nv.addUint8('consistency', CONSISTENCY_EXT);
+  if (c.csums !== undefined) nv.addUint8('csums', c.csums);
   return nv;
+}
+
+/**
+ * The checksum-sync algorithm a handshake header offers or acknowledges (`csums`), when it is one
+ * we know (CSUMS_SHA256); undefined otherwise, and for a FreeBSD peer, which never sends it.
+ */
+export function csumsOf(nv: NvList): number | undefined {
+  return nv.getUint8('csums') === CSUMS_SHA256 ? CSUMS_SHA256 : undefined;
 }
 
 /** Does a handshake header advertise our consistency extension (any version ≥ 1)? Lenient. */
 export function hasConsistencyExt(nv: NvList): boolean {
   return (nv.getUint8('consistency') ?? 0) >= CONSISTENCY_EXT;
+}
+
+/**
+ * The checksum-sync algorithm of a connection, as each side decides it: on only when this node has
+ * `checksumsync on` and the other side's handshake carried a known algorithm (the primary's offer,
+ * read by the secondary; the secondary's echo, read by the primary). Undefined: a plain sync.
+ */
+export function agreeCsums(mine: boolean, theirs: number | undefined): number | undefined {
+  return mine && theirs === CSUMS_SHA256 ? theirs : undefined;
 }
 
 /** What the secondary's parent reads from any incoming connection's first header. */
@@ -131,6 +152,7 @@ export function readConnectHeader(nv: NvList, from: string): ConnectHeader {
  */
 export function readConnectCounters(nv: NvList, from: string): ConnectCounters {
   const what = `Header from ${from}`;
+  const csums = csumsOf(nv);
   return req(() => ({
     resuid: nv.requireUint64('resuid', what),
     localCnt: nv.requireUint64('localcnt', what),
@@ -138,6 +160,7 @@ export function readConnectCounters(nv: NvList, from: string): ConnectCounters {
     virgin: nv.has('virgin'),
     // Ours, only when advertised: a FreeBSD primary's header reads exactly as before.
     ...(hasConsistencyExt(nv) ? { consistency: true } : {}),
+    ...(csums !== undefined ? { csums } : {}),
   }));
 }
 
@@ -201,12 +224,14 @@ export interface SyncReply {
   readonly consistency?: boolean;
   /** Ours, with `consistency`: the secondary's copy is marked inconsistent (an unfinished sync). */
   readonly inconsistent?: boolean;
+  /** Ours: checksum-assisted sync agreed with this algorithm (only when the primary offered it). */
+  readonly csums?: number;
 }
 
 /**
  * `{datasize: int64, extentsize: int32, localcnt: uint64, remotecnt: uint64, [virgin: int8 1],
- * syncsrc: uint8, mapsize: uint32}`, and ours last: `[consistency: uint8 1, [inconsistent: uint8 1]]`;
- * send it with the bitmap as payload (absent when mapSize 0).
+ * syncsrc: uint8, mapsize: uint32}`, and ours last: `[consistency: uint8 1, [inconsistent: uint8 1]]
+ * [csums: uint8]`; send it with the bitmap as payload (absent when mapSize 0).
  */
 export function buildSyncReply(r: SyncReply): NvList {
   const nv = new NvList()
@@ -220,6 +245,7 @@ export function buildSyncReply(r: SyncReply): NvList {
     nv.addUint8('consistency', CONSISTENCY_EXT);
     if (r.inconsistent === true) nv.addUint8('inconsistent', 1);
   }
+  if (r.csums !== undefined) nv.addUint8('csums', r.csums);
   return nv;
 }
 
@@ -246,7 +272,17 @@ export function readSyncReply(
       throw new PeerProtocolError('EPEER_HEADER', `${what} has invalid 'syncsrc' (${src})`);
     }
     const mapSize = nv.requireUint32('mapsize', what);
-    const r: SyncReply = { dataSize, extentSize, localCnt, remoteCnt, virgin: nv.has('virgin'), syncSrc, mapSize };
+    const csums = csumsOf(nv);
+    const r: SyncReply = {
+      dataSize,
+      extentSize,
+      localCnt,
+      remoteCnt,
+      virgin: nv.has('virgin'),
+      syncSrc,
+      mapSize,
+      ...(csums !== undefined ? { csums } : {}),
+    };
     // Ours, only when acknowledged: a FreeBSD secondary's reply reads exactly as before.
     if (!hasConsistencyExt(nv)) return r;
     return { ...r, consistency: true, inconsistent: (nv.getUint8('inconsistent') ?? 0) !== 0 };
@@ -278,6 +314,14 @@ export function buildRequest(cmd: HioCmd, seq: bigint, offset: number, length: n
     .addUint64('length', BigInt(length));
   if (memsync) nv.addUint8('memsync', 1);
   return nv;
+}
+
+/**
+ * Ours (checksum-assisted sync, negotiated): a READ `{cmd 1, seq, offset, length, csum: uint8}`
+ * answered with the CSUM_SIZE-byte hash of the range as payload instead of its data.
+ */
+export function buildCsumRequest(seq: bigint, offset: number, length: number): NvList {
+  return buildRequest(HIO.READ, seq, offset, length).addUint8('csum', CSUMS_SHA256);
 }
 
 /** KEEPALIVE carries only `cmd`. */
@@ -316,6 +360,8 @@ export interface HioRequest {
   readonly syncState?: number;
   /** Ours: `synctotal` of a sync-target FLUSH, `syncleft` of a progress KEEPALIVE; -1 when absent. */
   readonly syncBytes?: number;
+  /** Ours: `csum` (checksum-assisted sync), the algorithm asked for; -1 when present but not a uint8. */
+  readonly csum?: number;
 }
 
 function u64AsNumber(nv: NvList, name: string): number {
@@ -339,6 +385,7 @@ export function readRequest(nv: NvList): HioRequest {
       : nv.has('syncleft')
         ? { syncBytes: u64AsNumber(nv, 'syncleft') }
         : {}),
+    ...(nv.has('csum') ? { csum: nv.getUint8('csum') ?? -1 } : {}),
   };
 }
 
@@ -380,6 +427,20 @@ export function requestProblem(r: HioRequest, limits: RequestLimits): string | n
   if (r.offset + r.length > limits.dataSize) {
     return `Data offset is too large (${r.offset + r.length} > ${limits.dataSize}).`;
   }
+  return null;
+}
+
+/**
+ * Ours: why a request's `csum` field is a protocol violation, or null (no `csum`, or a valid one).
+ * `negotiated` is the algorithm agreed in this session's handshake, undefined when none was. A
+ * violation is no request to answer EINVAL: the peer does not speak the protocol we agreed on, and
+ * the secondary closes the connection with this reason.
+ */
+export function csumProblem(r: HioRequest, negotiated: number | undefined): string | null {
+  if (r.csum === undefined) return null;
+  if (negotiated === undefined) return "Header contains a 'csum' field, but checksum sync was not negotiated.";
+  if (r.cmd !== HIO.READ) return `Header contains a 'csum' field on ${nameOfHioCmd(r.cmd)}.`;
+  if (r.csum !== negotiated) return `Header contains an unknown 'csum' algorithm (${r.csum}).`;
   return null;
 }
 

@@ -19,9 +19,10 @@ import {
 import { PeerConnection } from '../peer/connection.js';
 import { readFirstHeader, writeMessage } from '../peer/handshake.js';
 import { addTlsOffer, offersTls, startTls, wantsTls } from '../peer/tls.js';
-import { HAST_PROTO_VERSION, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
+import { CSUMS_SHA256, HAST_PROTO_VERSION, SPLIT_BRAIN_ERRMSG } from '../peer/constants.js';
 import type { SyncSrc } from '../peer/decide.js';
 import {
+  agreeCsums,
   buildFirstConnect,
   buildSecondConnect,
   isErrorReply,
@@ -46,6 +47,8 @@ export interface Session {
   readonly consistency: boolean;
   /** Ours, with `consistency`: the secondary's copy is marked inconsistent (an unfinished sync). */
   readonly peerInconsistent: boolean;
+  /** Ours: checksum-assisted sync was offered (`checksumsync on`) and the secondary agreed. */
+  readonly csums: boolean;
 }
 
 /** `busy`: the peer answered that it is still primary (`wait`). */
@@ -204,6 +207,8 @@ export async function connectToSecondary(
       remoteCnt: md.remoteCnt,
       virgin,
       consistency: true,
+      // Ours, only when on: otherwise the message is the one without the extension.
+      ...(cfg.checksumSync === true ? { csums: CSUMS_SHA256 } : {}),
     });
     if (answer !== null) second = addAuthMac(second, answer);
     if (inn !== null) inn.send(second);
@@ -265,6 +270,15 @@ export async function connectToSecondary(
       log.warning('The connected node uses an old protocol version, falling back to fullsync.');
       mode = 'fullsync';
     }
+    // An echo we did not ask for (a misconfigured or hostile peer) is ignored: the sync stays plain.
+    const csums = agreeCsums(cfg.checksumSync === true, r2.csums) !== undefined;
+    if (cfg.checksumSync === true) {
+      log.info(
+        csums
+          ? 'Checksum-assisted synchronization agreed with the secondary (SHA-256).'
+          : 'The secondary did not agree to checksum-assisted synchronization (checksumsync off there, or not ours): plain synchronization.',
+      );
+    }
     return {
       kind: 'connected',
       out,
@@ -274,6 +288,7 @@ export async function connectToSecondary(
       syncSrc: r2.syncSrc,
       consistency: r2.consistency === true,
       peerInconsistent: r2.inconsistent === true,
+      csums,
     };
   } catch (err) {
     out?.close();

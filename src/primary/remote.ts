@@ -4,10 +4,12 @@
 import type { ResourceConfig } from '../config/types.js';
 import { log } from '../log/log.js';
 import { type PeerConnection, PendingMap } from '../peer/connection.js';
-import { HAST_PROTO_VERSION, HIO, type HioCmd, MAXPHYS } from '../peer/constants.js';
+import { CSUM_SIZE, HAST_PROTO_VERSION, HIO, type HioCmd, MAXPHYS } from '../peer/constants.js';
 import { PeerProtocolError } from '../peer/errors.js';
 import type { PeerMessage } from '../peer/framing.js';
+import type { NvList } from '../nv/codec.js';
 import {
+  buildCsumRequest,
   buildKeepalive,
   buildRequest,
   buildSyncProgress,
@@ -44,6 +46,8 @@ export interface RemoteOptions {
   readonly version?: number;
   /** Called once when the leg is gone, before the outstanding requests fail. */
   readonly onDisconnect: (why: string) => void;
+  /** Ours: checksum-assisted sync was agreed in this session's handshake (readHash() may be used). */
+  readonly csums?: boolean;
 }
 
 /** One connected session's remote leg; unusable after disconnect() (a reconnect builds a new one). */
@@ -54,6 +58,7 @@ export class PeerRemote implements RemoteLeg {
   #mode: ResourceConfig['replication'];
   readonly #onDisconnect: (why: string) => void;
   readonly #version: number;
+  readonly #csums: boolean;
   #seq = 0n;
   #flushUnsupported = false;
   readonly #drainWaiters: (() => void)[] = [];
@@ -69,6 +74,7 @@ export class PeerRemote implements RemoteLeg {
     this.#mode = opts.mode;
     this.#version = opts.version ?? HAST_PROTO_VERSION;
     this.#onDisconnect = opts.onDisconnect;
+    this.#csums = opts.csums === true;
     this.#applyConfig();
     this.#in.setMaxPayload(MAX_REPLY_PAYLOAD);
     // Every chunk counts as a sign of life, also one in the middle of a large READ reply.
@@ -90,6 +96,11 @@ export class PeerRemote implements RemoteLeg {
 
   get connected(): boolean {
     return !this.#closed;
+  }
+
+  /** Checksum-assisted sync was agreed for this session. */
+  get csums(): boolean {
+    return this.#csums;
   }
 
   /** Requests awaiting their final reply. */
@@ -224,7 +235,8 @@ export class PeerRemote implements RemoteLeg {
     memsync: boolean,
     onReceived: Pending['onReceived'],
     onDone: Pending['onDone'],
-    sync?: { readonly state: SyncState; readonly totalBytes: number },
+    /** Ours: a request header other than buildRequest()'s (the extensions), given its seq. */
+    header?: (seq: bigint) => NvList,
   ): void {
     if (this.#closed) {
       onReceived?.(false);
@@ -235,10 +247,7 @@ export class PeerRemote implements RemoteLeg {
     // Register before sending: a reply can never find its request missing.
     this.#pending.add(seq, { cmd, sentAt: Date.now(), onReceived, onDone });
     this.#lastSend = Date.now();
-    const nv =
-      sync !== undefined
-        ? buildSyncStateRequest(seq, sync.state, sync.totalBytes)
-        : buildRequest(cmd, seq, offset, length, memsync);
+    const nv = header !== undefined ? header(seq) : buildRequest(cmd, seq, offset, length, memsync);
     this.#out.send(nv, data ?? undefined);
   }
 
@@ -295,7 +304,16 @@ export class PeerRemote implements RemoteLeg {
    */
   syncState(state: SyncState, totalBytes = 0): Promise<boolean> {
     return new Promise((resolve) =>
-      this.#request(HIO.FLUSH, 0, 0, null, false, null, (ok) => resolve(ok), { state, totalBytes }),
+      this.#request(
+        HIO.FLUSH,
+        0,
+        0,
+        null,
+        false,
+        null,
+        (ok) => resolve(ok),
+        (seq) => buildSyncStateRequest(seq, state, totalBytes),
+      ),
     );
   }
 
@@ -307,11 +325,35 @@ export class PeerRemote implements RemoteLeg {
   }
 
   read(offset: number, length: number): Promise<Buffer> {
+    return this.#read(offset, length, length);
+  }
+
+  /**
+   * Ours (checksum-assisted sync, only when agreed): the SHA-256 of the peer's copy of the range,
+   * computed on the peer (a READ carrying `csum`): CSUM_SIZE bytes cross the network, not `length`.
+   */
+  readHash(offset: number, length: number): Promise<Buffer> {
+    if (!this.#csums) return Promise.reject(new Error('checksum-assisted sync was not agreed with the peer'));
+    return this.#read(offset, length, CSUM_SIZE, (seq) => buildCsumRequest(seq, offset, length));
+  }
+
+  /**
+   * A READ whose reply must carry exactly `expect` bytes. A checksum reply (`header` given) of
+   * another size is a peer that does not speak what it agreed to: the connection is closed.
+   */
+  #read(offset: number, length: number, expect: number, header?: (seq: bigint) => NvList): Promise<Buffer> {
     return new Promise((resolve, reject) => {
-      this.#request(HIO.READ, offset, length, null, false, null, (ok, data, errno) => {
-        if (ok && data !== null && data.length === length) resolve(data);
-        else reject(new ErrnoError(errno ?? 'EIO', `Remote request failed (${errno ?? 'EIO'})`));
-      });
+      const done: Pending['onDone'] = (ok, data, errno) => {
+        if (ok && data !== null && data.length === expect) {
+          resolve(data);
+          return;
+        }
+        if (ok && data !== null && header !== undefined) {
+          this.disconnect(`Checksum reply of ${data.length} bytes, expected ${expect}`);
+        }
+        reject(new ErrnoError(errno ?? 'EIO', `Remote request failed (${errno ?? 'EIO'})`));
+      };
+      this.#request(HIO.READ, offset, length, null, false, null, done, header);
     });
   }
 }

@@ -4,6 +4,7 @@
 import type { ResourceConfig } from '../config/types.js';
 import {
   type DiskState,
+  type LastSync,
   type PeerLinkStatus,
   type SyncControlStatus,
   syncedPercent,
@@ -50,7 +51,7 @@ export interface Replication {
   /** The link to the peer for status: why degraded, the peer's role, last (dis)connect. */
   peerStatus(): PeerLinkStatus;
   /** Bytes moved by the last completed sync, for status and tests. */
-  lastSync(): { bytes: number; seconds: number } | null;
+  lastSync(): LastSync | null;
   /** Ours: the peer's copy as far as we know it while connected (null: not connected). */
   peerDisk(): DiskState | null;
   /** Ours (`hastctl sync pause|resume`): hold or release the resync; true when the state changed. */
@@ -75,7 +76,7 @@ class Replicator implements Omit<Replication, 'ready'> {
   #stopped = false;
   #everConnected = false;
   #syncing: Promise<void> | null = null;
-  #lastSync: { bytes: number; seconds: number } | null = null;
+  #lastSync: LastSync | null = null;
   /** The peer speaks the consistency extension (this session). */
   #peerExt = false;
   /** The peer's copy is marked inconsistent, as it said in the handshake or we told it since. */
@@ -165,6 +166,7 @@ class Replicator implements Omit<Replication, 'ready'> {
         cfg: this.#cfg,
         mode: session.mode,
         version: session.version,
+        csums: session.csums,
         onDisconnect: (why) => this.#onDisconnect(remote, why),
       });
       if (!remote.connected) {
@@ -212,6 +214,12 @@ class Replicator implements Omit<Replication, 'ready'> {
     return remote.read(offset, length);
   }
 
+  #readHash(offset: number, length: number): Promise<Buffer> {
+    const remote = this.#remote;
+    if (remote === null) return Promise.reject(new ErrnoError('ENOTCONN', 'Remote request failed (ENOTCONN)'));
+    return remote.readHash(offset, length);
+  }
+
   write(offset: number, data: Buffer): { received: Promise<boolean>; done: Promise<boolean> } {
     const remote = this.#remote;
     if (remote === null) return { received: Promise.resolve(false), done: Promise.resolve(false) };
@@ -223,19 +231,27 @@ class Replicator implements Omit<Replication, 'ready'> {
   #startSync(from: 'primary' | 'secondary'): void {
     if (this.#syncing !== null) return;
     const res = this.#res;
+    const csums = (): boolean => this.#remote?.csums ?? false;
     const peer: SyncPeer = {
       get connected(): boolean {
         return res.remote !== null;
       },
       read: (offset, length) => this.read(offset, length),
       write: (offset, data) => this.write(offset, data).done,
+      get csums(): boolean {
+        return csums();
+      },
+      readHash: (offset, length) => this.#readHash(offset, length),
     };
     this.#syncing = (async () => {
       let direction = from;
       for (;;) {
         if (!(await this.#markTarget(direction))) break;
         const result = await runSync(res, peer, direction, (e) => this.#event(e), this.#throttle);
-        if (result.outcome === 'complete') this.#lastSync = { bytes: result.bytes, seconds: result.seconds };
+        if (result.outcome === 'complete') {
+          const { bytes, transferred, skipped, seconds } = result;
+          this.#lastSync = { bytes, transferred, skipped, seconds };
+        }
         if (result.outcome === 'interrupted' || !this.connected) break;
         if (direction === 'secondary') {
           res.staleLocal = false;
@@ -354,7 +370,7 @@ class Replicator implements Omit<Replication, 'ready'> {
     return this.#link.snapshot(this.#remote?.unwritten.bytes ?? 0);
   }
 
-  lastSync(): { bytes: number; seconds: number } | null {
+  lastSync(): LastSync | null {
     return this.#lastSync;
   }
 

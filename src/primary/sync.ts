@@ -2,7 +2,13 @@
 // MAXPHYS that never cross an extent, copies from the sync source to the target with several chunks
 // in flight (upstream copies one at a time), range-locked against regular writes, and clears each
 // extent only when every one of its chunks was copied. Resumable: the map is on disk.
+//
+// Checksum-assisted (ours, issue 17, DRBD's csums-alg; only when agreed in the handshake): under the
+// same range lock, the peer hashes its copy of the chunk (a READ carrying `csum`) while we read and
+// hash ours; the data crosses the network, either way, only when the hashes differ. The window
+// keeps SYNC_WINDOW chunks at this, so hashing overlaps the disks and the network.
 import { log } from '../log/log.js';
+import { computeHash } from '../peer/checksum.js';
 import { humanizeNumber } from '../metadata/dump.js';
 import { MAXPHYS } from '../peer/constants.js';
 import type { PrimaryResource } from './resource.js';
@@ -17,11 +23,20 @@ export interface SyncPeer {
   read(offset: number, length: number): Promise<Buffer>;
   /** Resolves true when the peer positively wrote the chunk. */
   write(offset: number, data: Buffer): Promise<boolean>;
+  /** Checksum-assisted sync was agreed with the peer: readHash() may be used. */
+  readonly csums: boolean;
+  /** The SHA-256 of the peer's copy of the range, hashed on the peer. */
+  readHash(offset: number, length: number): Promise<Buffer>;
 }
 
 export interface SyncResult {
   readonly outcome: 'in-sync' | 'complete' | 'interrupted';
+  /** Bytes synchronized: transferred + skipped. */
   readonly bytes: number;
+  /** Bytes whose data crossed the network. */
+  readonly transferred: number;
+  /** Bytes found identical on both nodes by checksum and not copied (0 without checksum sync). */
+  readonly skipped: number;
   readonly seconds: number;
 }
 
@@ -53,12 +68,15 @@ export async function runSync(
   const total = amap.syncPendingBytes;
   if (amap.nextSyncExtent(0) < 0) {
     log.info('Nodes are in sync.');
-    return { outcome: 'in-sync', bytes: 0, seconds: 0 };
+    return { outcome: 'in-sync', bytes: 0, transferred: 0, skipped: 0, seconds: 0 };
   }
+  // Fixed for the pass: a lost connection interrupts it, and the next one negotiates again.
+  const csums = peer.csums;
   const started = Date.now();
-  log.info(`Synchronization started. ${humanizeNumber(total)}B to go.`);
+  log.info(`Synchronization started. ${humanizeNumber(total)}B to go${csums ? ', comparing checksums' : ''}.`);
   onEvent('syncstart');
   let done = 0;
+  let skipped = 0;
   const progress = (): void => {
     const secs = Math.max((Date.now() - started) / 1000, 0.001);
     const rate = done / secs;
@@ -108,6 +126,8 @@ export async function runSync(
         // The local copy missed a write the peer has: repair it from the peer instead of pushing it.
         ok = await repairFromPeer(res, peer, c.offset, c.length);
       } else if (from === 'primary') {
+        // Checksum sync: the peer hashes its copy while we read ours.
+        const theirs = csums ? settled(peer.readHash(c.offset, c.length)) : null;
         const buf = Buffer.allocUnsafe(c.length);
         try {
           await res.data.read(buf, c.offset);
@@ -116,9 +136,38 @@ export async function runSync(
           res.stats.readErrors++;
           return;
         }
+        if (theirs !== null) {
+          const same = await matchesPeer(buf, theirs, peer);
+          if (same === null) return;
+          if (same) {
+            skipped += c.length;
+            ok = true;
+            return;
+          }
+        }
         ok = await peer.write(c.offset, buf);
         if (!ok && peer.connected) log.error('Unable to write synchronization data');
       } else {
+        if (csums) {
+          const theirs = settled(peer.readHash(c.offset, c.length));
+          const local = Buffer.allocUnsafe(c.length);
+          let readable = true;
+          try {
+            await res.data.read(local, c.offset);
+          } catch (err) {
+            // Not fatal here: the chunk is copied from the peer over it.
+            log.warning('Unable to read the local copy to compare it', err);
+            res.stats.readErrors++;
+            readable = false;
+          }
+          const same = await matchesPeer(local, theirs, peer);
+          if (same === null) return;
+          if (same && readable) {
+            skipped += c.length;
+            ok = true;
+            return;
+          }
+        }
         let buf: Buffer;
         try {
           buf = await peer.read(c.offset, c.length);
@@ -168,23 +217,45 @@ export async function runSync(
   }
   await Promise.all(lanes);
   const seconds = (Date.now() - started) / 1000;
+  const moved = { bytes: done, transferred: done - skipped, skipped };
+  const skippedNote = csums
+    ? ` ${humanizeNumber(moved.transferred)}B transferred, ${humanizeNumber(skipped)}B identical (not copied).`
+    : '';
   if (!peer.connected || failed) {
     res.sync = null;
     log.info(
-      `Synchronization interrupted after ${formatSeconds(seconds)}. ${humanizeNumber(done)}B synchronized so far.`,
+      `Synchronization interrupted after ${formatSeconds(seconds)}. ${humanizeNumber(done)}B synchronized so far.${skippedNote}`,
     );
     onEvent('syncintr');
-    return { outcome: 'interrupted', bytes: done, seconds };
+    return { outcome: 'interrupted', ...moved, seconds };
   }
   // res.sync stays set (nothing left) until the caller has recorded the result and equalised the
   // counters: a status showing no sync and dirty 0 must already show the completed sync.
   await res.bitmapWriter.persist();
   const rate = seconds > 0 ? Math.round(done / seconds) : done;
   log.info(
-    `Synchronization complete. ${humanizeNumber(done)}B synchronized in ${formatSeconds(seconds)} (${humanizeNumber(rate)}B/sec).`,
+    `Synchronization complete. ${humanizeNumber(done)}B synchronized in ${formatSeconds(seconds)} (${humanizeNumber(rate)}B/sec).${skippedNote}`,
   );
   onEvent('syncdone');
-  return { outcome: 'complete', bytes: done, seconds };
+  return { outcome: 'complete', ...moved, seconds };
+}
+
+/** A promise that never rejects: its error is the value (awaited later, or never). */
+function settled<T>(p: Promise<T>): Promise<T | Error> {
+  return p.catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+}
+
+/**
+ * Does `local` hash as the peer's copy did? Null when the peer's hash could not be had (logged
+ * unless the connection is gone): the chunk is not synchronized in this pass.
+ */
+async function matchesPeer(local: Buffer, theirs: Promise<Buffer | Error>, peer: SyncPeer): Promise<boolean | null> {
+  const hash = await theirs;
+  if (hash instanceof Error) {
+    if (peer.connected) log.error('Unable to read the synchronization checksum', hash);
+    return null;
+  }
+  return computeHash('sha256', local).equals(hash);
 }
 
 /** Rewrite a stale local range from the peer's copy; true when the local write succeeded. */

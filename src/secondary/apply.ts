@@ -4,6 +4,7 @@ import type { Component } from '../component/component.js';
 import { DataArea } from '../component/data-area.js';
 import { emptyStats, type WorkerStats } from '../control/messages.js';
 import { debugLevel, log } from '../log/log.js';
+import { computeHash } from '../peer/checksum.js';
 import { HIO, SYNCSTATE, type SyncState } from '../peer/constants.js';
 import { type HioRequest as HioHeader, requestProblem, writeDataProblem } from '../peer/messages.js';
 import { errnoCodeOf, FREEBSD_ERRNO, toFreeBsdErrno } from '../util/errno.js';
@@ -37,6 +38,11 @@ export interface ValidHio {
   readonly syncState: SyncState | null;
   /** With syncState 'target': bytes the primary is about to copy (-1 unknown). */
   readonly syncBytes: number;
+  /**
+   * Ours: a READ carrying `csum` (checksum-assisted sync), answered with the SHA-256 of the range.
+   * The session has checked it against the handshake (peer/messages csumProblem) before submitting.
+   */
+  readonly csum: boolean;
 }
 
 /** Why a request was refused (logged; the primary gets EINVAL). */
@@ -68,6 +74,7 @@ export function checkHio(req: HioRequest, dataSize: number, sectorSize: number):
           // An unknown syncstate is a plain FLUSH, as it would be on FreeBSD.
           syncState: req.syncState === SYNCSTATE.target ? 'target' : req.syncState === SYNCSTATE.done ? 'done' : null,
           syncBytes: req.syncBytes ?? -1,
+          csum: false,
         },
       };
     case HIO.READ:
@@ -84,6 +91,7 @@ export function checkHio(req: HioRequest, dataSize: number, sectorSize: number):
           data: req.cmd === HIO.WRITE ? req.data : null,
           syncState: null,
           syncBytes: -1,
+          csum: req.cmd === HIO.READ && req.csum !== undefined,
         },
       };
     default:
@@ -287,7 +295,7 @@ export class ApplyEngine {
         case HIO.READ: {
           const buf = Buffer.allocUnsafe(hio.length);
           await data.read(buf, hio.offset);
-          return { seq: hio.seq, data: buf };
+          return { seq: hio.seq, data: hio.csum ? computeHash('sha256', buf) : buf };
         }
         case HIO.WRITE:
           await data.write([hio.data ?? Buffer.alloc(0)], hio.offset);

@@ -22,7 +22,7 @@ import { decideSync } from '../peer/decide.js';
 import { PeerProtocolError } from '../peer/errors.js';
 import type { PeerMessage } from '../peer/framing.js';
 import { writeMessage } from '../peer/handshake.js';
-import { buildErrorReply, buildReply, buildSyncReply, readRequest } from '../peer/messages.js';
+import { agreeCsums, buildErrorReply, buildReply, buildSyncReply, csumProblem, readRequest } from '../peer/messages.js';
 import { EX } from '../util/sysexits.js';
 import { ApplyEngine, type HioReply } from './apply.js';
 
@@ -79,6 +79,11 @@ export class SecondarySession {
   #dead = false;
   /** Ours: a sync to this copy in this session, as the primary reported it (consistency extension). */
   #sync: { totalBytes: number; leftBytes: number } | null = null;
+  /**
+   * Ours: the checksum-sync algorithm agreed in this session's handshake: offered by the primary and
+   * `checksumsync on` here; undefined otherwise, and then a `csum` request closes the connection.
+   */
+  #csums: number | undefined = undefined;
 
   constructor(opts: SessionOptions) {
     this.#o = opts;
@@ -251,6 +256,10 @@ export class SecondarySession {
     }
     if (record !== undefined && !(await this.#writeMetadata(true))) return false;
     if (map !== null && map.length === 0) map = null;
+    this.#csums = agreeCsums(this.#cfg.checksumSync === true, first.csums);
+    if (this.#csums !== undefined) {
+      log.info('Checksum-assisted synchronization agreed with the primary (SHA-256).');
+    }
     const reply = buildSyncReply({
       dataSize: md.dataSize,
       extentSize: md.extentSize,
@@ -262,6 +271,8 @@ export class SecondarySession {
       mapSize: map?.length ?? 0,
       consistency: first.consistency === true,
       inconsistent: md.inconsistent === true,
+      // Echoed only when offered and on here: otherwise the reply is the one without the extension.
+      ...(this.#csums !== undefined ? { csums: this.#csums } : {}),
     });
     if (!(await this.#sendHandshake(reply, map))) {
       log.error(`Unable to send activemap to ${this.#peer}`);
@@ -366,7 +377,14 @@ export class SecondarySession {
     while (!this.#dead && !engine.full && !this.#replyBlocked) {
       const msg = this.#backlog.shift();
       if (msg === undefined) break;
-      engine.submit({ ...readRequest(msg.nv), data: msg.payload ?? null });
+      const req = readRequest(msg.nv);
+      const problem = csumProblem(req, this.#csums);
+      if (problem !== null) {
+        // Not a request to refuse with EINVAL: the primary does not speak what was agreed.
+        this.#fatal('Unable to receive request', new PeerProtocolError('EPEER_HEADER', problem));
+        return;
+      }
+      engine.submit({ ...req, data: msg.payload ?? null });
     }
     if (this.#dead) return;
     // Back-pressure: stop reading while blocked; the receive timeout pauses too (the primary is

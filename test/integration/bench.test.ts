@@ -152,6 +152,21 @@ test('npm run bench on a tiny size reports every row with numbers and cleans up'
   ]);
   assert.match(r.stdout, /split-brain recovery after \d+ extents/);
 
+  // Issue 17: checksum-assisted full sync beside a plain one, and the hashing throughput.
+  assert.ok(rep.checksumSync !== null, 'no checksum-sync row');
+  assertFigures('checksum sync', rep.checksumSync, [
+    'bytes',
+    'changed',
+    'csumsSeconds',
+    'plainSeconds',
+    'ratio',
+    'transferred',
+    'skipped',
+    'hashMBps',
+  ]);
+  assert.ok(rep.checksumSync.transferred < rep.checksumSync.bytes, 'the checksum sync skipped the unchanged chunks');
+  assert.match(r.stdout, /checksum-assisted full sync of a re-created secondary/);
+
   const procs = rep.rss.map((x) => `${x.node}/${x.process}`).sort();
   assert.deepEqual(procs, ['node-a/parent', 'node-a/worker', 'node-b/parent', 'node-b/worker']);
   for (const row of rep.rss) assertFigures(`rss ${row.node}/${row.process}`, row, ['pid', 'peakMiB']);

@@ -4,13 +4,13 @@ import { test } from 'node:test';
 import { parseOptions, UsageError } from '../../../bench/options.js';
 import { median } from '../../../bench/stats.js';
 
-test('defaults follow issue 5: 3 repetitions, 10 s jobs, a 2 GiB resync; every phase (recovery: issue 17)', () => {
+test('defaults follow issue 5: 3 repetitions, 10 s jobs, a 2 GiB resync; every phase (recovery, csums: issue 17)', () => {
   const o = parseOptions([], {});
   assert.ok(o !== 'help');
   assert.equal(o.reps, 3);
   assert.equal(o.runtime, 10);
   assert.equal(o.resyncSize, 2 * 2 ** 30);
-  assert.deepEqual(o.phases, ['io', 'device', 'resync', 'reconnect', 'rss', 'recovery']);
+  assert.deepEqual(o.phases, ['io', 'device', 'resync', 'reconnect', 'rss', 'recovery', 'csums']);
 });
 
 test('flags win over BENCH_* variables, which win over --quick defaults', () => {

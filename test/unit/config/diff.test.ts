@@ -81,6 +81,7 @@ describe('diffConfig()', () => {
     ['timeout', res('r'), res('r', 'timeout 5\n'), 'timeout'],
     ['exec', res('r'), `exec /hook\n${res('r')}`, 'exec'],
     ['metaflush', res('r'), res('r', '', 'metaflush off\n'), 'metaFlush'],
+    ['checksumsync', res('r'), res('r', 'checksumsync on\n'), 'checksumSync'],
   ] as const) {
     test(`a changed ${what} is reloaded live on a primary and restarts init/secondary`, () => {
       const change = diffConfig(cfg(before), cfg(after)).resources.get('r');
@@ -93,7 +94,10 @@ describe('diffConfig()', () => {
   }
 
   test('a default made explicit is not a change', () => {
-    const d = diffConfig(cfg(res('r')), cfg(`replication memsync\ntimeout 20\n${res('r', 'metaflush on\n')}`));
+    const d = diffConfig(
+      cfg(res('r')),
+      cfg(`replication memsync\ntimeout 20\nchecksumsync off\n${res('r', 'metaflush on\n')}`),
+    );
     assert.equal(d.resources.get('r')?.kind, 'unchanged');
   });
 

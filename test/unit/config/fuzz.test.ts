@@ -39,6 +39,7 @@ function valueFor(kw: StatementKeyword): fc.Arbitrary<string> {
     case 'compression':
       return fc.constantFrom('none', 'hole', 'lzf');
     case 'metaflush':
+    case 'checksumsync':
       return fc.constantFrom('on', 'off');
     case 'timeout':
       return fc.integer({ min: 1, max: 1_000_000 }).map(String);

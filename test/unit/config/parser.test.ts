@@ -32,6 +32,7 @@ const SAMPLE: Record<(typeof STATEMENT_KEYWORDS)[number], string> = {
   tlspeer: 'ab'.repeat(32),
   syncrate: '10M',
   syncminrate: '1048576',
+  checksumsync: 'on',
   metrics: 'tcp4://127.0.0.1:9100',
 };
 
@@ -84,10 +85,11 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     }
   }
 
-  test('the matrix is the spec table plus export, device, authkey, controlgroup, the tls keywords, syncrate, syncminrate and metrics', () => {
+  test('the matrix is the spec table plus export, device, authkey, controlgroup, the tls keywords, syncrate, syncminrate, checksumsync and metrics', () => {
     assert.deepEqual([...ALLOWED.global].sort(), [
       'authkey',
       'checksum',
+      'checksumsync',
       'compression',
       'control',
       'controlgroup',
@@ -112,6 +114,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     assert.deepEqual([...ALLOWED.resource].sort(), [
       'authkey',
       'checksum',
+      'checksumsync',
       'compression',
       'device',
       'exec',
@@ -131,6 +134,7 @@ describe('parseAst() statement matrix (HAST-SPEC §1.2)', () => {
     ]);
     assert.deepEqual([...ALLOWED['resource-node']].sort(), [
       'authkey',
+      'checksumsync',
       'device',
       'export',
       'local',
@@ -286,7 +290,7 @@ describe('parseAst() syntax errors', () => {
         '',
         4,
         "'foo'",
-        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, tlscert, tlskey, tlsca, tlspeer, syncrate, syncminrate, metrics, on or resource$/,
+        /expected control, pidfile, listen, replication, checksum, compression, timeout, exec, metaflush, device, authkey, controlgroup, tlscert, tlskey, tlsca, tlspeer, syncrate, syncminrate, checksumsync, metrics, on or resource$/,
       ),
     );
     assert.throws(
@@ -372,4 +376,29 @@ describe('syncrate and syncminrate (issue 17)', () => {
       );
     });
   }
+});
+
+describe('checksumsync (issue 17)', () => {
+  const resolved = (text: string) => parseConfig(text, 'f', { nodeName: 'a' }).resources[0];
+  const conf = (global: string, res: string, node = ''): string =>
+    `${global}\nresource r {\n${res}\non a {\n${node}\nlocal /x\nremote none\n}\n}\n`;
+
+  test('absent or off: not set (off, the default); on: set; node > resource > global', () => {
+    assert.equal(resolved(conf('', ''))?.checksumSync, undefined);
+    assert.equal('checksumSync' in (resolved(conf('checksumsync off', '')) ?? {}), false);
+    assert.equal(resolved(conf('checksumsync on', ''))?.checksumSync, true);
+    assert.equal(resolved(conf('checksumsync on', 'checksumsync off'))?.checksumSync, undefined);
+    assert.equal(resolved(conf('checksumsync off', 'checksumsync on'))?.checksumSync, true);
+  });
+
+  test('a value other than on or off is refused at its line; not in a node section', () => {
+    assert.throws(
+      () => parseAst('\nchecksumsync sha256\n', 'f'),
+      syntaxError('', 2, "'sha256'", /expected on or off after 'checksumsync'$/),
+    );
+    assert.throws(
+      () => parseAst('on a {\nchecksumsync on\n}\n', 'f'),
+      syntaxError('', 2, "'checksumsync'", /is not allowed in a node/),
+    );
+  });
 });

@@ -49,6 +49,19 @@ describe('formatMetrics', () => {
     assert.ok(text.includes(`${bucket('+Inf')} 4\n`));
     assert.ok(text.includes(`hastd_request_duration_seconds_count{${lbl},leg="local"} 4\n`));
     assert.ok(text.includes('# TYPE hastd_request_duration_seconds histogram\n'));
+    assert.ok(!text.includes('hastd_last_sync_transferred_bytes{'), 'no sync yet: absent');
+    const synced = formatMetrics(
+      [
+        {
+          name: 'r',
+          role: 'primary',
+          worker: { ...worker(h), lastSync: { bytes: 8192, transferred: 4096, skipped: 4096, seconds: 1 } },
+        },
+      ],
+      new Map(),
+    );
+    assert.ok(synced.includes('hastd_last_sync_transferred_bytes{resource="r"} 4096\n'), synced);
+    assert.ok(synced.includes('hastd_last_sync_skipped_bytes{resource="r"} 4096\n'), synced);
     for (const line of text.split('\n').filter((l) => l.startsWith('# TYPE ') && l.endsWith(' counter')))
       assert.match(line, /_total counter$/, line);
   });

@@ -14,6 +14,10 @@ import {
   buildSyncProgress,
   buildSyncReply,
   buildSyncStateRequest,
+  agreeCsums,
+  buildCsumRequest,
+  csumProblem,
+  csumsOf,
   HIO,
   isErrorReply,
   nameOfHioCmd,
@@ -349,6 +353,17 @@ describe('I/O requests and replies', () => {
 
 // Ours (issue 13): the consistency extension. Golden bytes laid out by hand per HAST-SPEC §3.1: a
 // peer that does not speak it sends and receives exactly FreeBSD's bytes.
+/** A handshake reply without any extension (shared by the extension tests below). */
+const SYNC_REPLY = {
+  dataSize: 1048576,
+  extentSize: 65536,
+  localCnt: 0n,
+  remoteCnt: 1n,
+  virgin: false,
+  syncSrc: 'primary',
+  mapSize: 0,
+} as const;
+
 describe('consistency extension', () => {
   const token = new Uint8Array(16).fill(7);
   const i64 = (v: number) => {
@@ -381,15 +396,7 @@ describe('consistency extension', () => {
     ...el(2, 'syncsrc', [1]),
     ...el(6, 'mapsize', u32(0)),
   ];
-  const reply = {
-    dataSize: 1048576,
-    extentSize: 65536,
-    localCnt: 0n,
-    remoteCnt: 1n,
-    virgin: false,
-    syncSrc: 'primary',
-    mapSize: 0,
-  } as const;
+  const reply = SYNC_REPLY;
 
   test('second connect: FreeBSD bytes without it, `consistency: uint8 1` appended with it', () => {
     const c = { resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: false };
@@ -450,5 +457,68 @@ describe('consistency extension', () => {
       Buffer.from([...el(2, 'cmd', [HIO.KEEPALIVE]), ...el(8, 'syncleft', u64(777))]),
     );
     assert.equal(progress.has('seq') || progress.has('size'), false, 'no reply, no payload to a FreeBSD secondary');
+  });
+});
+
+// Ours (issue 17): checksum-assisted sync. Golden bytes as above: without `checksumsync on` on both
+// nodes, every handshake byte is the one before the extension.
+describe('checksum-assisted sync (csums)', () => {
+  const token = new Uint8Array(16).fill(7);
+  const c = { resuid: 5n, localCnt: 1n, remoteCnt: 0n, virgin: false, consistency: true };
+  const reply = { ...SYNC_REPLY, consistency: true, inconsistent: false } as const;
+
+  test('second connect: `csums: uint8 1` appended only when offered', () => {
+    const plain = encodeNv(buildSecondConnect('r', token, c));
+    const offered = buildSecondConnect('r', token, { ...c, csums: 1 });
+    assert.deepEqual(encodeNv(offered), Buffer.from([...plain, ...el(2, 'csums', [1])]));
+    assert.equal(readConnectCounters(offered, 'X').csums, 1);
+    assert.equal('csums' in readConnectCounters(buildSecondConnect('r', token, c), 'X'), false);
+    assert.equal(csumsOf(offered), 1);
+  });
+
+  test('sync reply: `csums` echoed only when given; an unknown algorithm reads as not agreed', () => {
+    const plain = encodeNv(buildSyncReply(reply));
+    const agreed = buildSyncReply({ ...reply, csums: 1 });
+    assert.deepEqual(encodeNv(agreed), Buffer.from([...plain, ...el(2, 'csums', [1])]));
+    assert.deepEqual(readSyncReply(agreed, 'X'), { ...reply, csums: 1 });
+    assert.equal('csums' in readSyncReply(buildSyncReply(reply), 'X'), false, 'a FreeBSD-like reply: off');
+    const unknown = buildSyncReply(reply).addUint8('csums', 9);
+    assert.equal('csums' in readSyncReply(unknown, 'X'), false);
+    assert.equal(csumsOf(new NvList().addString('csums', 'sha256')), undefined, 'mistyped: off');
+  });
+
+  test('agreement: on only when on here and the other side sent a known algorithm', () => {
+    assert.equal(agreeCsums(true, 1), 1, 'on/on: on');
+    assert.equal(agreeCsums(true, undefined), undefined, 'on here, off (or FreeBSD) there: off');
+    assert.equal(agreeCsums(false, 1), undefined, 'off here, on there: off');
+    assert.equal(agreeCsums(false, undefined), undefined);
+    assert.equal(agreeCsums(true, 2), undefined, 'an algorithm we do not know: off');
+  });
+
+  test('a checksum READ is a READ with `csum: uint8 1`', () => {
+    const nv = buildCsumRequest(7n, 4096, 8192);
+    assert.deepEqual(
+      encodeNv(nv),
+      Buffer.from([...encodeNv(buildRequest(HIO.READ, 7n, 4096, 8192)), ...el(2, 'csum', [1])]),
+    );
+    const r = readRequest(nv);
+    assert.equal(r.csum, 1);
+    assert.equal(requestProblem(r, { dataSize: 1 << 20, sectorSize: 512 }), null, 'otherwise a valid READ');
+    assert.equal('csum' in readRequest(buildRequest(HIO.READ, 7n, 0, 512)), false);
+  });
+
+  test('csumProblem: refused unless agreed, on READ, with the agreed algorithm', () => {
+    const read = readRequest(buildCsumRequest(1n, 0, 512));
+    assert.equal(csumProblem(read, 1), null);
+    assert.equal(csumProblem(readRequest(buildRequest(HIO.READ, 1n, 0, 512)), undefined), null, 'plain READ');
+    assert.match(csumProblem(read, undefined) ?? '', /checksum sync was not negotiated/);
+    const write = readRequest(buildRequest(HIO.WRITE, 2n, 0, 512).addUint8('csum', 1));
+    assert.match(csumProblem(write, 1) ?? '', /'csum' field on WRITE/);
+    const flush = readRequest(buildRequest(HIO.FLUSH, 3n, 0, 0).addUint8('csum', 1));
+    assert.match(csumProblem(flush, 1) ?? '', /'csum' field on FLUSH/);
+    const other = readRequest(buildRequest(HIO.READ, 4n, 0, 512).addUint8('csum', 2));
+    assert.match(csumProblem(other, 1) ?? '', /unknown 'csum' algorithm \(2\)/);
+    const mistyped = readRequest(buildRequest(HIO.READ, 5n, 0, 512).addString('csum', 'x'));
+    assert.match(csumProblem(mistyped, 1) ?? '', /unknown 'csum' algorithm \(-1\)/);
   });
 });

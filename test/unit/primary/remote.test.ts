@@ -47,7 +47,7 @@ async function pair(t: TestContext): Promise<[Socket, Socket]> {
 
 async function leg(
   t: TestContext,
-  opts: { mode?: ResourceConfig['replication']; version?: number } = {},
+  opts: { mode?: ResourceConfig['replication']; version?: number; csums?: boolean } = {},
 ): Promise<{ remote: PeerRemote; secOut: Socket; secIn: Socket; why: string[] }> {
   const [out, secOut] = await pair(t);
   const [inn, secIn] = await pair(t);
@@ -58,6 +58,7 @@ async function leg(
     cfg: CFG,
     mode: opts.mode ?? 'fullsync',
     ...(opts.version !== undefined ? { version: opts.version } : {}),
+    ...(opts.csums !== undefined ? { csums: opts.csums } : {}),
     onDisconnect: (w) => why.push(w),
   });
   t.after(() => remote.disconnect('test over'));
@@ -203,5 +204,48 @@ describe('PeerRemote', () => {
     // fixed 300 ms failed on a loaded 2-core machine).
     await waitFor('the send queue to drain', () => remote.unwritten.messages === 0, 20_000, 20);
     assert.equal(remote.unwritten.bytes, 0);
+  });
+});
+
+// Ours (issue 17): checksum-assisted sync's hash request.
+describe('PeerRemote readHash', () => {
+  /** A fake secondary answering every READ with `answer(length, csum)` as payload. */
+  const answering = (secOut: Socket, secIn: Socket, answer: (length: number, csum: number | undefined) => Buffer) => {
+    const reader = new MessageReader();
+    const seen: (number | undefined)[] = [];
+    secOut.on('data', (chunk: Buffer) => {
+      for (const msg of reader.push(chunk)) {
+        const req = readRequest(msg.nv);
+        if (req.cmd !== HIO.READ) continue;
+        seen.push(req.csum);
+        for (const b of encodeMessage(buildReply(req.seq), answer(req.length, req.csum), {
+          compression: 'none',
+          checksum: 'none',
+        }))
+          secIn.write(b);
+      }
+    });
+    return seen;
+  };
+
+  test('agreed: a READ carrying csum, resolved with the 32-byte hash the peer sent', async (t) => {
+    const { remote, secOut, secIn } = await leg(t, { csums: true });
+    const seen = answering(secOut, secIn, (length, csum) => Buffer.alloc(csum === 1 ? 32 : length, 0x11));
+    assert.deepEqual(await remote.readHash(0, 1 << 20), Buffer.alloc(32, 0x11));
+    assert.deepEqual(await remote.read(0, 4096), Buffer.alloc(4096, 0x11), 'a plain READ carries no csum');
+    assert.deepEqual(seen, [1, undefined]);
+    assert.equal(remote.connected, true);
+  });
+
+  test('a hash reply of another size closes the connection; not agreed: refused before sending', async (t) => {
+    const { remote, secOut, secIn, why } = await leg(t, { csums: true });
+    answering(secOut, secIn, (length) => Buffer.alloc(length));
+    await assert.rejects(remote.readHash(0, 4096), (e: unknown) => e instanceof ErrnoError);
+    assert.equal(remote.connected, false);
+    assert.match(why.join(), /Checksum reply of 4096 bytes, expected 32/);
+    const plain = await leg(t);
+    const seen = answering(plain.secOut, plain.secIn, (length) => Buffer.alloc(length));
+    await assert.rejects(plain.remote.readHash(0, 4096), /not agreed/);
+    assert.deepEqual(seen, [], 'nothing was sent');
   });
 });

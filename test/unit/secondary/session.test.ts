@@ -1,7 +1,7 @@
 // Secondary session over loopback sockets: handshake reply per HAST-SPEC §6.3 step 7 / §7.2, then
 // framed requests (§6.4) applied to a file component; garbage on the wire ends the session (§8).
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import {
 } from '../../../src/metadata/metadata.js';
 import { HIO, type HioCmd } from '../../../src/peer/constants.js';
 import { encodeMessage, MessageReader, type PeerMessage as Frame } from '../../../src/peer/framing.js';
-import { buildRequest, buildSyncStateRequest } from '../../../src/peer/messages.js';
+import { buildCsumRequest, buildRequest, buildSyncStateRequest } from '../../../src/peer/messages.js';
 import { NvList } from '../../../src/nv/codec.js';
 import { SecondarySession } from '../../../src/secondary/session.js';
 import { tmpDir } from '../../harness/tools.js';
@@ -109,9 +109,17 @@ interface Rig {
 async function rig(
   t: TestContext,
   md: SecondaryMetadata,
-  first: { resuid: bigint; localCnt?: bigint; remoteCnt?: bigint; virgin?: boolean; consistency?: boolean },
+  first: {
+    resuid: bigint;
+    localCnt?: bigint;
+    remoteCnt?: bigint;
+    virgin?: boolean;
+    consistency?: boolean;
+    csums?: number;
+  },
   /** The first byte of the on-disk bitmap (0 = as `hastctl create` leaves it). */
   bitmapByte = 0x81,
+  cfg: Partial<ResourceConfig> = {},
 ): Promise<Rig> {
   const dir = tmpDir(t);
   const path = join(dir, 'disk');
@@ -127,7 +135,7 @@ async function rig(
   const events: HookEvent[] = [];
   const exits: number[] = [];
   const session = new SecondarySession({
-    cfg: { ...CFG, localPath: path },
+    cfg: { ...CFG, ...cfg, localPath: path },
     comp,
     md: await readMd(comp, 'r0'),
     inSock: secIn,
@@ -140,6 +148,7 @@ async function rig(
       remoteCnt: (first.remoteCnt ?? 0n).toString(),
       peerAddr: 'tcp://127.0.0.1:1',
       ...(first.consistency === true ? { consistency: true } : {}),
+      ...(first.csums !== undefined ? { csums: first.csums } : {}),
     },
     emit: async (e) => {
       events.push(e);
@@ -157,6 +166,24 @@ function send(
 ): void {
   const nv = buildRequest(req.cmd, req.seq, req.offset, req.length, req.memsync === true);
   for (const b of encodeMessage(nv, req.data, { compression: 'hole', checksum: 'crc32' })) sock.write(b);
+}
+
+/**
+ * The reply adopting a virgin primary as it was before any extension, laid out in spec order
+ * (HAST-SPEC §6.3 step 7), with the all-ones bitmap: what a FreeBSD-like primary must get.
+ */
+function adoptReplyBefore(): Buffer {
+  const nv = new NvList()
+    .addInt64('datasize', BigInt(DATASIZE))
+    .addInt32('extentsize', EXTENT)
+    .addUint64('localcnt', 0n)
+    .addUint64('remotecnt', 0n)
+    .addInt8('virgin', 1)
+    .addUint8('syncsrc', 1)
+    .addUint32('mapsize', 512);
+  return Buffer.concat(
+    encodeMessage(nv, Buffer.alloc(512, 0xff), { compression: 'hole', checksum: 'crc32', version: 2 }),
+  );
 }
 
 // The §7.2 table itself is test/unit/peer/decide.test.ts; here, what the session does with it.
@@ -308,19 +335,7 @@ describe('SecondarySession', () => {
     r.out.on('data', (c: Buffer) => raw.push(c));
     const reply = await frames(r.out).next();
     assert.equal(await r.started, true);
-    // The old reply laid out in spec order (HAST-SPEC §6.3 step 7), with the all-ones bitmap.
-    const nv = new NvList()
-      .addInt64('datasize', BigInt(DATASIZE))
-      .addInt32('extentsize', EXTENT)
-      .addUint64('localcnt', 0n)
-      .addUint64('remotecnt', 0n)
-      .addInt8('virgin', 1)
-      .addUint8('syncsrc', 1)
-      .addUint32('mapsize', 512);
-    const golden = Buffer.concat(
-      encodeMessage(nv, Buffer.alloc(512, 0xff), { compression: 'hole', checksum: 'crc32', version: 2 }),
-    );
-    assert.deepEqual(Buffer.concat(raw), golden);
+    assert.deepEqual(Buffer.concat(raw), adoptReplyBefore());
     assert.equal(reply.nv.has('consistency'), false);
     assert.equal((await onDisk(t, r.path)).inconsistent, undefined, 'nobody would ever tell it the sync is done');
   });
@@ -355,5 +370,75 @@ describe('SecondarySession', () => {
     assert.deepEqual([done.nv.getUint64('seq'), done.nv.has('error')], [3n, false]);
     assert.equal((await onDisk(t, r.path)).inconsistent, undefined);
     assert.equal(r.session.consistency().inconsistent, false);
+  });
+});
+
+// Ours (issue 17): checksum-assisted sync, agreed in the handshake, refused otherwise.
+describe('SecondarySession checksum sync', () => {
+  const ON = { checksumSync: true } as const;
+  const sendNv = (sock: Socket, nv: NvList, data?: Buffer): void => {
+    for (const b of encodeMessage(nv, data, { compression: 'hole', checksum: 'crc32' })) sock.write(b);
+  };
+
+  test('offered and on here: echoed, and a csum READ is answered with the SHA-256 of the range', async (t) => {
+    const r = await rig(t, baseMd({ resuid: 9n }), { resuid: 9n, consistency: true, csums: 1 }, 0x81, ON);
+    const reply = await frames(r.out).next();
+    assert.equal(await r.started, true);
+    assert.equal(reply.nv.getUint8('csums'), 1);
+    const replies = frames(r.inn);
+    const data = randomBytes(8192);
+    send(r.out, { cmd: HIO.WRITE, seq: 1n, offset: EXTENT, length: 8192, data });
+    await replies.next();
+    sendNv(r.out, buildCsumRequest(2n, EXTENT, 8192));
+    const h = await replies.next();
+    assert.equal(h.nv.getUint64('seq'), 2n);
+    assert.deepEqual(h.payload, createHash('sha256').update(data).digest());
+    send(r.out, { cmd: HIO.READ, seq: 3n, offset: EXTENT, length: 8192 });
+    assert.deepEqual((await replies.next()).payload, data, 'a plain READ still returns the data');
+    assert.deepEqual(r.exits, []);
+  });
+
+  for (const [what, first, cfg] of [
+    ['offered, off here', { resuid: 9n, consistency: true, csums: 1 }, {}],
+    ['on here, not offered (a FreeBSD-like or checksumsync-off primary)', { resuid: 9n, consistency: true }, ON],
+  ] as const) {
+    test(`${what}: the reply has no csums and a csum request closes the connection`, async (t) => {
+      const r = await rig(t, baseMd({ resuid: 9n }), first, 0x81, cfg);
+      const fromOut = frames(r.out);
+      const fromIn = frames(r.inn);
+      const reply = await fromOut.next();
+      assert.equal(await r.started, true);
+      assert.equal(reply.nv.has('csums'), false);
+      sendNv(r.out, buildCsumRequest(1n, 0, 512));
+      await fromIn.closed;
+      while (r.exits.length === 0) await new Promise((res) => setImmediate(res));
+      assert.deepEqual(r.events, ['connect', 'disconnect']);
+      assert.deepEqual(r.exits, [75]);
+    });
+  }
+
+  test('agreed, but csum on a WRITE or with an unknown algorithm: the connection is closed', async (t) => {
+    for (const nv of [
+      buildRequest(HIO.WRITE, 1n, 0, 512).addUint8('csum', 1),
+      buildRequest(HIO.READ, 1n, 0, 512).addUint8('csum', 7),
+    ]) {
+      const r = await rig(t, baseMd({ resuid: 9n }), { resuid: 9n, consistency: true, csums: 1 }, 0x81, ON);
+      const fromIn = frames(r.inn);
+      await frames(r.out).next();
+      assert.equal(await r.started, true);
+      sendNv(r.out, nv, nv.getUint8('cmd') === HIO.WRITE ? Buffer.alloc(512) : undefined);
+      await fromIn.closed;
+      while (r.exits.length === 0) await new Promise((res) => setImmediate(res));
+      assert.deepEqual(r.exits, [75]);
+    }
+  });
+
+  test('a FreeBSD-like primary gets the old reply bytes when checksumsync is on here', async (t) => {
+    const r = await rig(t, baseMd(), { resuid: 77n }, 0x81, ON);
+    const bytes: Buffer[] = [];
+    r.out.on('data', (c: Buffer) => bytes.push(c));
+    await frames(r.out).next();
+    assert.equal(await r.started, true);
+    assert.deepEqual(Buffer.concat(bytes), adoptReplyBefore());
   });
 });
