@@ -57,7 +57,8 @@ export async function ioPhase(parent: Scope, opts: BenchOptions): Promise<IoPhas
       'memsync-tls': memsyncTls.uri,
     };
     const samples: IoSamples = {};
-    for (const job of FIO_JOBS)
+    const jobs = FIO_JOBS.filter((j) => opts.jobs.includes(j.id));
+    for (const job of jobs)
       samples[job.id] = {
         nbdkit: [],
         quorum: [],
@@ -69,7 +70,7 @@ export async function ioPhase(parent: Scope, opts: BenchOptions): Promise<IoPhas
       };
     const out = join(dir, 'fio.json');
     for (let rep = 1; rep <= opts.reps; rep++) {
-      for (const job of FIO_JOBS) {
+      for (const job of jobs) {
         for (const target of IO_TARGETS) {
           progress(`io: rep ${rep}/${opts.reps} ${job.title} → ${target}`);
           const figures = await runFio(uris[target], job, opts.runtime, out);

@@ -1,6 +1,7 @@
 // Command line and environment of `npm run bench`: repetitions, sizes, runtimes, phases, output.
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/metadata/size.js';
+import { FIO_JOBS } from './fio.js';
 
 const PHASES = ['io', 'device', 'resync', 'reconnect', 'rss', 'recovery', 'csums'] as const;
 export type Phase = (typeof PHASES)[number];
@@ -21,6 +22,8 @@ export interface BenchOptions {
   /** A line added to every hastd resource of the benchmark (e.g. "metaflush off"), or null. */
   readonly resourceExtra: string | null;
   readonly phases: readonly Phase[];
+  /** Ids of the io phase's fio jobs to run (default: all of FIO_JOBS), e.g. for a before/after of one job. */
+  readonly jobs: readonly string[];
   /** Where the JSON result goes. */
   readonly json: string | null;
 }
@@ -35,6 +38,7 @@ export const USAGE = `usage: npm run bench -- [options]   (or: node dist/bench/r
   --sparse            leave backing files sparse (default: filled with data first)
   --hast-conf LINE    add LINE to every hastd resource, e.g. "metaflush off" (experiments)
   --phases LIST       comma-separated subset of ${PHASES.join(',')} (default: all)
+  --jobs LIST         the io phase's fio jobs, a subset of ${FIO_JOBS.map((j) => j.id).join(',')} (default: all)
   --json FILE         write the results there (default bench/results/<date>.json)
   -h, --help          this text
 Phases: io = fio --ioengine=nbd against nbdkit file, the C replicator (qemu-nbd quorum: a local file
@@ -73,16 +77,17 @@ function size(name: string, text: string): number {
   }
 }
 
-function phases(text: string): Phase[] {
+/** A comma-separated subset of `known` (what `flag` names, for the error). */
+function subset(flag: string, what: string, text: string, known: readonly string[]): string[] {
   const list = text
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
   for (const p of list) {
-    if (!(PHASES as readonly string[]).includes(p))
-      throw new UsageError(`--phases: unknown phase ${JSON.stringify(p)} (known: ${PHASES.join(', ')})`);
+    if (!known.includes(p))
+      throw new UsageError(`${flag}: unknown ${what} ${JSON.stringify(p)} (known: ${known.join(', ')})`);
   }
-  return list as Phase[];
+  return list;
 }
 
 /** Parse argv (without node and the script) and the BENCH_* environment; flags win over env. */
@@ -103,6 +108,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv = p
         sparse: { type: 'boolean' },
         'hast-conf': { type: 'string' },
         phases: { type: 'string' },
+        jobs: { type: 'string' },
         json: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -134,7 +140,13 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv = p
     dirtyExtents: positive(dirtyFrom, dirty, true),
     sparse: v.sparse === true,
     resourceExtra: v['hast-conf'] ?? null,
-    phases: v.phases !== undefined ? phases(v.phases) : [...PHASES],
+    phases: v.phases !== undefined ? (subset('--phases', 'phase', v.phases, PHASES) as Phase[]) : [...PHASES],
+    jobs: subset(
+      '--jobs',
+      'job',
+      v.jobs ?? FIO_JOBS.map((j) => j.id).join(','),
+      FIO_JOBS.map((j) => j.id),
+    ),
     json: v.json ?? null,
   };
 }

@@ -8,6 +8,8 @@ export interface Component {
   /** Logical sector size: 512 for regular files, BLKSSZGET (or /sys) for block devices. */
   readonly sectorSize: number;
   readonly isBlockDevice: boolean;
+  /** Small reads and writes are done on the calling thread (a file on tmpfs or ramfs). Optional. */
+  readonly inlineIo?: boolean;
   /** Read exactly buf.length bytes at position; a short read rejects with code 'EIO'. */
   read(buf: Buffer, position: number): Promise<void>;
   /** Write all bytes of the buffers, contiguously, starting at position. */

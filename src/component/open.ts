@@ -1,8 +1,8 @@
 // The local component over a regular file or a block device: size, sector size, read, write,
 // flush, discard, write-zeroes, exclusive lock. HAST-SPEC §2.2 (sizes), §3.2 (lock), §8, §12.
 import type { FileHandle } from 'node:fs/promises';
-import { constants } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { constants, readSync, writeSync } from 'node:fs';
+import { open, readFile, statfs } from 'node:fs/promises';
 import { log } from '../log/log.js';
 import { ErrnoError, errnoCodeOf } from '../util/errno.js';
 import type { Component } from './component.js';
@@ -19,6 +19,13 @@ const ZERO_CHUNK = 1024 * 1024;
 const NOWAIT_MAX = 64 * 1024;
 /** Largest request done through the batched thread-pool path (./batch.ts); bigger ones go alone. */
 const BATCH_MAX = 64 * 1024;
+/**
+ * statfs(2) f_type of the file systems whose pages are memory (tmpfs, ramfs): a read or write of a
+ * file there never waits for a disk, so small ones are done on the event-loop thread like an
+ * RWF_NOWAIT hit (these file systems refuse RWF_NOWAIT, and io_uring hands their buffered writes
+ * to a kernel worker thread: a hand-off either way, README "Benchmarks").
+ */
+const MEMORY_FS = new Set([0x01021994, 0x858458f6]);
 /** Buffered NOWAIT writes that failed with EAGAIN, none having succeeded, before we stop trying. */
 const NOWAIT_GIVE_UP = 1024;
 
@@ -35,6 +42,12 @@ export interface OpenOptions {
   readonly readOnly?: boolean;
   /** Override the native addon (tests; null = portable fallbacks). Default: loadNative(). */
   readonly native?: HastIo | null;
+  /**
+   * Do small reads and writes of a file on a memory file system (tmpfs, ramfs) on the calling
+   * thread instead of the thread pool. Default: yes, unless HASTD_NO_INLINE_IO=1. Elsewhere it
+   * has no effect.
+   */
+  readonly inlineIo?: boolean;
 }
 
 /** major/minor of a Linux dev_t (glibc's gnu_dev_major/minor), exact for numbers below 2^53. */
@@ -96,6 +109,8 @@ class LocalComponent implements Component {
   #nowaitMisses = 0;
   /** Small requests that need the thread pool, several to one task (null: addon without ioBatch). */
   readonly #batch: IoBatcher | null;
+  /** A file on a memory file system: small requests are done on this thread (see MEMORY_FS). */
+  readonly inlineIo: boolean;
   #closed = false;
 
   constructor(
@@ -105,8 +120,10 @@ class LocalComponent implements Component {
     sectorSize: number,
     isBlockDevice: boolean,
     native: HastIo | null,
+    inlineIo: boolean,
   ) {
     this.path = path;
+    this.inlineIo = inlineIo;
     this.#fh = fh;
     this.size = size;
     this.sectorSize = sectorSize;
@@ -130,10 +147,27 @@ class LocalComponent implements Component {
     return Math.max(n, 0);
   }
 
+  /**
+   * A small pread/pwrite on this thread (memory file systems only): the bytes it did; 0 after an
+   * error, which the ordinary path then meets again and reports.
+   */
+  #inline(fd: number, buf: Buffer, position: number, write: boolean): number {
+    try {
+      return write ? writeSync(fd, buf, 0, buf.length, position) : readSync(fd, buf, 0, buf.length, position);
+    } catch {
+      return 0;
+    }
+  }
+
   async read(buf: Buffer, position: number): Promise<void> {
     let done = 0;
     let nowaitRefused = false;
-    if (this.#nowaitRead && buf.length <= NOWAIT_MAX) {
+    if (this.inlineIo && buf.length <= NOWAIT_MAX) {
+      done = this.#inline(this.#fh.fd, buf, position, false);
+      if (done === buf.length) return;
+      // End of file or an error: the loop below reports it.
+      nowaitRefused = true;
+    } else if (this.#nowaitRead && buf.length <= NOWAIT_MAX) {
       // Served from the page cache without a thread-pool round trip, or not at all (-1: it would
       // need the disk; 0: end of file) and the loop below does it, reporting any error.
       const n = this.#native?.preadNoWait?.(this.#fh.fd, buf, position) ?? -2;
@@ -159,7 +193,7 @@ class LocalComponent implements Component {
       await writeAllTo(this.#fh, this.path, bufs, position);
       return;
     }
-    if (this.#nowaitWrite) {
+    if (this.#nowaitWrite && !this.inlineIo) {
       // Into the page cache on this thread if that needs no waiting (file systems that support
       // buffered RWF_NOWAIT writes: xfs; ext4 says EOPNOTSUPP and we stop trying; btrfs, which
       // must allocate for every copy-on-write, says EAGAIN every time, so after a long run of
@@ -179,9 +213,15 @@ class LocalComponent implements Component {
     await this.#writeSmall(this.#fh, first, position);
   }
 
-  /** A small write in the batched pool task, finished the ordinary way if it was short or failed. */
+  /**
+   * A small write on this thread (memory file systems) or in the batched pool task, finished the
+   * ordinary way if it was short or failed.
+   */
   async #writeSmall(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-    const n = await this.#batched(fh.fd, buf, position, true);
+    const n =
+      this.inlineIo && buf.length <= NOWAIT_MAX
+        ? this.#inline(fh.fd, buf, position, true)
+        : await this.#batched(fh.fd, buf, position, true);
     if (n === buf.length) return;
     await writeAllTo(fh, this.path, [buf.subarray(n)], position + n);
   }
@@ -329,7 +369,11 @@ export async function openComponent(path: string, opts: OpenOptions): Promise<Co
     }
     if (size === 0) throw new ErrnoError('EINVAL', `Provider ${path} has size 0`);
     if (opts.lock) lockComponent(path, fh.fd, native);
-    return new LocalComponent(path, fh, size, sectorSize, st.isBlockDevice(), native);
+    const inlineIo =
+      st.isFile() &&
+      (opts.inlineIo ?? process.env.HASTD_NO_INLINE_IO !== '1') &&
+      MEMORY_FS.has((await statfs(path)).type);
+    return new LocalComponent(path, fh, size, sectorSize, st.isBlockDevice(), native, inlineIo);
   } catch (err) {
     await fh.close();
     throw err;

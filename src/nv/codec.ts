@@ -148,14 +148,16 @@ function writeValue(buf: Buffer, at: number, p: Prepared): void {
 /**
  * Encode a list in network (little-endian) order, exactly as upstream nv_hton() leaves it:
  * names and data zero-padded to multiples of 8, no trailing padding. `minSize` zero-pads the
- * result to at least that many bytes (the 4096-byte metadata block).
+ * result to at least that many bytes (the 4096-byte metadata block). `headroom` bytes are left
+ * free (zero) before the list, for a caller's own header (one buffer per message instead of two);
+ * the list's length is then `result.length - headroom`.
  */
-export function encodeNv(list: NvList, minSize = 0): Buffer {
+export function encodeNv(list: NvList, minSize = 0, headroom = 0): Buffer {
   const prepared = prepare(list);
   let size = 0;
   for (const p of prepared) size += HEADER_SIZE + roundup8(p.name.length + 1) + roundup8(p.dataSize);
-  const buf = Buffer.alloc(Math.max(size, minSize));
-  let off = 0;
+  const buf = Buffer.alloc(headroom + Math.max(size, minSize));
+  let off = headroom;
   for (const p of prepared) {
     const nameSize = p.name.length + 1;
     buf[off] = p.el.type;

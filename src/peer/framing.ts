@@ -45,11 +45,10 @@ export function encodeMessage(nv: NvList, payload: Buffer | undefined, opts: Enc
     data = c.data;
   }
   const version = opts.version ?? HAST_PROTO_VERSION;
-  const body = encodeNv(nv);
-  const head = Buffer.allocUnsafe(MESSAGE_HEADER_SIZE + body.length);
+  // The nv list is encoded after room for the header: one buffer, no copy.
+  const head = encodeNv(nv, 0, MESSAGE_HEADER_SIZE);
   head.writeUInt8(version, 0);
-  head.writeUInt32LE(body.length, 1);
-  body.copy(head, MESSAGE_HEADER_SIZE);
+  head.writeUInt32LE(head.length - MESSAGE_HEADER_SIZE, 1);
   return data === undefined ? [head] : [head, data];
 }
 

@@ -71,6 +71,21 @@ export class RangeLock {
     return entry;
   }
 
+  /**
+   * The range at once when nothing earlier overlaps it (granted, as acquire() would), else null
+   * and nothing is queued: the caller then waits with lock(). Spares the data path a promise and
+   * its microtask hops for the usual, uncontended write.
+   */
+  tryAcquire(kind: LockKind, offset: number, length: number): LockHandle | null {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new RangeError(`Invalid lock range ${offset}+${length}`);
+    }
+    const entry: Entry = { kind, offset, length, end: offset + length, granted: true, onGranted: null };
+    if (this.#overlapsEarlier(entry, this.#queue.length)) return null;
+    this.#queue.push(entry);
+    return entry;
+  }
+
   /** acquire() as a promise that resolves once the range is granted. */
   lock(kind: LockKind, offset: number, length: number): Promise<LockHandle> {
     return new Promise<LockHandle>((resolve) => {

@@ -254,15 +254,21 @@ export class PeerRemote implements RemoteLeg {
   // RemoteLeg ------------------------------------------------------------------------------
 
   write(offset: number, data: Buffer): { received: Promise<boolean>; done: Promise<boolean> } {
+    if (this.#mode !== 'memsync') {
+      // No early reply to wait for: "received" is the final reply (no second promise per write).
+      const done = new Promise<boolean>((resolve) => {
+        this.#request(HIO.WRITE, offset, data.length, data, false, null, (ok) => resolve(ok));
+      });
+      return { received: done, done };
+    }
     let onReceived: (ok: boolean) => void = () => undefined;
     const received = new Promise<boolean>((r) => {
       onReceived = r;
     });
-    const memsync = this.#mode === 'memsync';
     const done = new Promise<boolean>((resolve) => {
-      this.#request(HIO.WRITE, offset, data.length, data, memsync, onReceived, (ok) => resolve(ok));
+      this.#request(HIO.WRITE, offset, data.length, data, true, onReceived, (ok) => resolve(ok));
     });
-    return { received: memsync ? received : done, done };
+    return { received, done };
   }
 
   async writeZeroes(offset: number, length: number, discard: boolean): Promise<boolean> {

@@ -284,7 +284,7 @@ export class PrimaryResource {
     this.#enter();
     let handle: LockHandle;
     try {
-      handle = await this.lock.lock('regular', offset, length);
+      handle = this.lock.tryAcquire('regular', offset, length) ?? (await this.lock.lock('regular', offset, length));
     } catch (err) {
       this.#leave();
       throw err;

@@ -411,7 +411,11 @@ export class SecondarySession {
    * written at the end of the current tick, once every request of the received chunk and every
    * completion of the pool task have queued theirs: a later turn of the loop (setImmediate) made
    * each reply wait behind the rest of the turn, the memsync early reply behind the disk write's
-   * hand-off to the pool (queue depth 1, README "Benchmarks").
+   * hand-off to the pool (queue depth 1, README "Benchmarks"). "End of the tick" is after the
+   * promise jobs too (a microtask that schedules the flush with nextTick runs after the jobs
+   * queued before it, and the tick after all of them): a write done on the event loop (a tmpfs
+   * component) has then queued its final reply, which leaves in the same segment as the memsync
+   * early reply instead of waking the primary a second time.
    */
   #queueReply(r: HioReply): void {
     if (this.#dead) return;
@@ -419,7 +423,7 @@ export class SecondarySession {
     this.#queuedReplyBytes += r.data?.length ?? 0;
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    process.nextTick(() => this.#flushReplies());
+    queueMicrotask(() => process.nextTick(() => this.#flushReplies()));
   }
 
   #flushReplies(): void {

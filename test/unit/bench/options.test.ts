@@ -29,6 +29,17 @@ test('bad values are usage errors that name the flag', () => {
   assert.throws(() => parseOptions(['--size', '12Q'], {}), UsageError);
   assert.throws(() => parseOptions(['--phases', 'io,bogus'], {}), /unknown phase "bogus"/);
   assert.throws(() => parseOptions(['--frobnicate'], {}), UsageError);
+  assert.throws(() => parseOptions(['--jobs', 'randwrite-4k-qd1,qd7'], {}), /--jobs: unknown job "qd7"/);
+});
+
+test('--jobs picks io jobs by id; the default is every job', () => {
+  const all = parseOptions([], {});
+  assert.ok(all !== 'help');
+  assert.equal(all.jobs.length, 5);
+  assert.ok(all.jobs.includes('randwrite-4k-qd1'));
+  const o = parseOptions(['--jobs', 'randwrite-4k-qd1, randwrite-4k-qd32'], {});
+  assert.ok(o !== 'help');
+  assert.deepEqual(o.jobs, ['randwrite-4k-qd1', 'randwrite-4k-qd32']);
 });
 
 test('median of odd and even counts', () => {

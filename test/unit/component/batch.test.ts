@@ -48,7 +48,7 @@ describe('batched component I/O', () => {
     if (real === null) return;
     const { native, tasks } = counted(real);
     const path = fileOf(t, Buffer.alloc(512 * KiB));
-    const comp = await openComponent(path, { lock: false, native });
+    const comp = await openComponent(path, { lock: false, native, inlineIo: false });
     t.after(() => comp.close());
     const want = Buffer.alloc(512 * KiB);
     const writes: Promise<void>[] = [];
@@ -71,7 +71,7 @@ describe('batched component I/O', () => {
     if (real === null) return;
     const { native, tasks } = counted(real);
     const content = pattern(1024 * KiB, 5);
-    const comp = await openComponent(fileOf(t, content), { lock: false, native });
+    const comp = await openComponent(fileOf(t, content), { lock: false, native, inlineIo: false });
     t.after(() => comp.close());
     const bufs = Array.from({ length: 6 }, () => Buffer.alloc(64 * KiB));
     await Promise.all(bufs.map((b, i) => comp.read(b, i * 100 * KiB + 7)));
@@ -85,7 +85,7 @@ describe('batched component I/O', () => {
     if (real === null) return;
     const { native, tasks } = counted(real);
     const path = fileOf(t, Buffer.alloc(64 * KiB));
-    const comp = await openComponent(path, { lock: false, readOnly: true, native });
+    const comp = await openComponent(path, { lock: false, readOnly: true, native, inlineIo: false });
     t.after(() => comp.close());
     await assert.rejects(comp.write([pattern(4 * KiB, 1)], 0), { code: 'EBADF' });
     assert.deepEqual(tasks, [1]);
@@ -104,7 +104,7 @@ describe('batched component I/O', () => {
         done,
       ),
     );
-    const comp = await openComponent(path, { lock: false, native });
+    const comp = await openComponent(path, { lock: false, native, inlineIo: false });
     t.after(() => comp.close());
     const w = pattern(4 * KiB, 33);
     await comp.write([w], 8 * KiB);
@@ -121,7 +121,7 @@ describe('batched component I/O', () => {
     if (real === null) return;
     const { native, tasks } = counted(real);
     const path = fileOf(t, Buffer.alloc(64 * KiB));
-    const comp = await openComponent(path, { lock: false, native });
+    const comp = await openComponent(path, { lock: false, native, inlineIo: false });
     const w = pattern(8 * KiB, 3);
     const written = comp.write([w], 4 * KiB);
     await comp.close();
@@ -134,7 +134,7 @@ describe('batched component I/O', () => {
     const real = nativeAddon(t);
     if (real === null) return;
     const { native, tasks } = counted(real);
-    const comp = await openComponent(fileOf(t, Buffer.alloc(64 * KiB)), { lock: false, native });
+    const comp = await openComponent(fileOf(t, Buffer.alloc(64 * KiB)), { lock: false, native, inlineIo: false });
     await comp.close();
     await assert.rejects(comp.write([pattern(4 * KiB, 1)], 0), { code: 'EBADF' });
     await assert.rejects(comp.read(Buffer.alloc(4 * KiB), 0), { code: 'EBADF' });
@@ -159,7 +159,7 @@ describe('batched component I/O', () => {
         pwriteNoWait: () => answer,
       };
       const path = fileOf(t, content);
-      const comp = await openComponent(path, { lock: false, native });
+      const comp = await openComponent(path, { lock: false, native, inlineIo: false });
       t.after(() => comp.close());
       const bufs = Array.from({ length: 4 }, () => Buffer.alloc(4 * KiB));
       await Promise.all(bufs.map((b, i) => comp.read(b, i * 8 * KiB)));

@@ -1,14 +1,27 @@
 // Local component over files and block devices (HAST-SPEC §3.2 lock, §8/§12 flush and delete).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { openComponent } from '../../../src/component/open.js';
 import type { HastIo } from '../../../src/component/native.js';
-import { nativeAddon, requires, tmpDir } from '../../harness/tools.js';
+import { nativeAddon, requires, tmpDir, unmet } from '../../harness/tools.js';
 
 const MiB = 1024 * 1024;
+/** statfs f_type of tmpfs. */
+const TMPFS_MAGIC = 0x01021994;
 
 function pattern(len: number, seed: number): Buffer {
   const b = Buffer.alloc(len);
@@ -200,7 +213,7 @@ describe('RWF_NOWAIT fast path', () => {
     if (native === null) return;
     assert.equal(typeof native.preadNoWait, 'function');
     const path = fileOf(t, 0, pattern(MiB, 9));
-    const comp = await openComponent(path, { lock: false });
+    const comp = await openComponent(path, { lock: false, inlineIo: false });
     t.after(() => comp.close());
     const a = Buffer.alloc(4096);
     await comp.read(a, 8192);
@@ -225,7 +238,7 @@ describe('RWF_NOWAIT fast path', () => {
   test('a partial inline read is completed by the pool; "would block" falls back; "unsupported" stops asking', async (t) => {
     const path = fileOf(t, 0, pattern(MiB, 4));
     const fake = scripted([1000, -1, -2], []);
-    const comp = await openComponent(path, { lock: false, native: fake });
+    const comp = await openComponent(path, { lock: false, native: fake, inlineIo: false });
     t.after(() => comp.close());
     for (const at of [0, 4096, 8192, 12288]) {
       const b = Buffer.alloc(4096);
@@ -238,7 +251,7 @@ describe('RWF_NOWAIT fast path', () => {
 
   test('a read past the end still fails with EIO when the inline read returns 0', async (t) => {
     const path = fileOf(t, 0, pattern(8192, 1));
-    const comp = await openComponent(path, { lock: false, native: scripted([0], []) });
+    const comp = await openComponent(path, { lock: false, native: scripted([0], []), inlineIo: false });
     t.after(() => comp.close());
     await assert.rejects(comp.read(Buffer.alloc(4096), 8192), { code: 'EIO' });
   });
@@ -248,7 +261,7 @@ describe('RWF_NOWAIT fast path', () => {
     // 1500 bytes "written" inline: the fake writes nothing, so the pool must write from byte 1500,
     // and the first 1500 bytes must then still be zero (proving the remainder offset is right).
     const fake = scripted([], [1500, -1, -2]);
-    const comp = await openComponent(path, { lock: false, native: fake });
+    const comp = await openComponent(path, { lock: false, native: fake, inlineIo: false });
     t.after(() => comp.close());
     const data = pattern(4096, 3);
     await comp.write([data], 0);
@@ -265,7 +278,7 @@ describe('RWF_NOWAIT fast path', () => {
   test('writes that always "would block" (btrfs) stop being tried inline; one success keeps trying', async (t) => {
     const path = fileOf(t, 0, Buffer.alloc(MiB));
     const never = scripted([], []); // every answer -1
-    const comp = await openComponent(path, { lock: false, native: never });
+    const comp = await openComponent(path, { lock: false, native: never, inlineIo: false });
     t.after(() => comp.close());
     const data = pattern(4096, 5);
     for (let i = 0; i < 1100; i++) await comp.write([data], (i % 256) * 4096);
@@ -274,10 +287,120 @@ describe('RWF_NOWAIT fast path', () => {
 
     const path2 = fileOf(t, 0, Buffer.alloc(MiB));
     const once = scripted([], [4096]); // one success, then -1 for ever
-    const comp2 = await openComponent(path2, { lock: false, native: once });
+    const comp2 = await openComponent(path2, { lock: false, native: once, inlineIo: false });
     t.after(() => comp2.close());
     for (let i = 0; i < 1100; i++) await comp2.write([data], (i % 256) * 4096);
     assert.equal(once.writes, 1100, 'a file system that once accepted a NOWAIT write is always asked');
+  });
+});
+
+describe('memory file system: small requests on the event loop', () => {
+  /** A directory on tmpfs (/dev/shm), or null when the test is skipped (no tmpfs there). */
+  async function shmDir(t: TestContext): Promise<string | null> {
+    const fs = await statfs('/dev/shm').catch(() => null);
+    if (fs?.type !== TMPFS_MAGIC) return unmet(t, 'requires /dev/shm on tmpfs') || null;
+    const dir = mkdtempSync(join('/dev/shm', 'hastd-test-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    return dir;
+  }
+
+  /** An addon that fails the test if a request reaches the thread pool or the NOWAIT path. */
+  function noPool(t: TestContext): HastIo {
+    const native = nativeAddon(t);
+    if (native === null) throw new Error('setup: no addon');
+    return {
+      ...native,
+      flock: native.flock.bind(native),
+      blkGetSize64: native.blkGetSize64.bind(native),
+      blkSszGet: native.blkSszGet.bind(native),
+      preadNoWait: () => assert.fail('a tmpfs read went to the RWF_NOWAIT path'),
+      pwriteNoWait: () => assert.fail('a tmpfs write went to the RWF_NOWAIT path'),
+      ioBatch: () => assert.fail('a small tmpfs request went to the thread pool'),
+    };
+  }
+
+  test('a tmpfs file reads and writes small requests inline (no pool task), big ones as before', async (t) => {
+    if (!requires(t, { native: true })) return;
+    const dir = await shmDir(t);
+    if (dir === null) return;
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, pattern(MiB, 6));
+    const comp = await openComponent(path, { lock: false, native: noPool(t) });
+    t.after(() => comp.close());
+    assert.equal(comp.inlineIo, true);
+    const w = pattern(4096, 42);
+    await comp.write([w], 4608);
+    await comp.writeDurable?.([pattern(512, 43)], 0);
+    const back = Buffer.alloc(4096);
+    await comp.read(back, 4608);
+    assert.deepEqual(back, w);
+    const file = readFileSync(path);
+    assert.deepEqual(file.subarray(4608, 4608 + 4096), w);
+    assert.deepEqual(file.subarray(0, 512), pattern(512, 43));
+    // Over the inline limit: the ordinary fs path (not the batch either: > 64 KiB), same bytes.
+    const big = pattern(64 * 1024 + 1, 44);
+    await comp.write([big], 100_000);
+    const bigBack = Buffer.alloc(big.length);
+    await comp.read(bigBack, 100_000);
+    assert.deepEqual(bigBack, big);
+  });
+
+  test('inline errors are reported as before: end of file is EIO, a read-only file refuses writes', async (t) => {
+    const dir = await shmDir(t);
+    if (dir === null) return;
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, pattern(8192, 1));
+    const comp = await openComponent(path, { lock: false, native: null });
+    t.after(() => comp.close());
+    assert.equal(comp.inlineIo, true);
+    await assert.rejects(comp.read(Buffer.alloc(4096), 8192), { code: 'EIO' });
+    // A read that ends past the end of the file: the first half inline, then EIO.
+    await assert.rejects(comp.read(Buffer.alloc(4096), 6144), { code: 'EIO' });
+    const ro = await openComponent(path, { lock: false, readOnly: true, native: null });
+    t.after(() => ro.close());
+    assert.equal(ro.inlineIo, true);
+    await assert.rejects(ro.write([Buffer.alloc(512)], 0), { code: 'EBADF' });
+    assert.deepEqual(readFileSync(path), pattern(8192, 1));
+  });
+
+  test('inlineIo false (HASTD_NO_INLINE_IO=1) keeps a tmpfs file on the pool; other file systems never inline', async (t) => {
+    const native = nativeAddon(t);
+    if (native === null) return;
+    const dir = await shmDir(t);
+    if (dir === null) return;
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, Buffer.alloc(MiB));
+    let tasks = 0;
+    const counting: HastIo = {
+      ...native,
+      flock: native.flock.bind(native),
+      ioBatch: (ops, bufs, done) => {
+        tasks++;
+        native.ioBatch?.(ops, bufs, done);
+      },
+    };
+    const comp = await openComponent(path, { lock: false, native: counting, inlineIo: false });
+    t.after(() => comp.close());
+    assert.equal(comp.inlineIo, false);
+    await comp.write([pattern(4096, 8)], 0);
+    assert.equal(tasks, 1);
+    assert.deepEqual(readFileSync(path).subarray(0, 4096), pattern(4096, 8));
+    const saved = process.env.HASTD_NO_INLINE_IO;
+    process.env.HASTD_NO_INLINE_IO = '1';
+    try {
+      const viaEnv = await openComponent(path, { lock: false, native: counting });
+      t.after(() => viaEnv.close());
+      assert.equal(viaEnv.inlineIo, false);
+    } finally {
+      if (saved === undefined) delete process.env.HASTD_NO_INLINE_IO;
+      else process.env.HASTD_NO_INLINE_IO = saved;
+    }
+    const other = fileOf(t, MiB);
+    if ((await statfs(other)).type !== TMPFS_MAGIC) {
+      const onDisk = await openComponent(other, { lock: false, native: counting });
+      t.after(() => onDisk.close());
+      assert.equal(onDisk.inlineIo, false);
+    }
   });
 });
 

@@ -27,6 +27,26 @@ describe('RangeLock', () => {
     assert.equal(lock.held, 1);
   });
 
+  test('tryAcquire() grants a free range at once and queues nothing when it is not free', () => {
+    const lock = new RangeLock();
+    const log: string[] = [];
+    const a = lock.tryAcquire('regular', 0, 4096);
+    assert.ok(a !== null);
+    assert.equal(lock.isGranted(a), true);
+    // Overlapping a holder: refused, not queued (a later waiter is not blocked by it).
+    assert.equal(lock.tryAcquire('regular', 2048, 4096), null);
+    assert.equal(lock.held + lock.waiting, 1);
+    const w = take(lock, log, 'w', 'sync', 0, 8192);
+    assert.deepEqual(log, []);
+    // Free of holders but overlapping an earlier waiter: refused too (FIFO, as acquire()).
+    assert.equal(lock.tryAcquire('regular', 6000, 100), null);
+    assert.ok(lock.tryAcquire('regular', 8192, 4096) !== null);
+    lock.release(a);
+    assert.deepEqual(log, ['w']);
+    assert.equal(lock.isGranted(w), true);
+    assert.throws(() => lock.tryAcquire('regular', -1, 1), RangeError);
+  });
+
   test('non-overlapping regular writes proceed concurrently', () => {
     const lock = new RangeLock();
     const log: string[] = [];
