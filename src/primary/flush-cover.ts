@@ -39,10 +39,19 @@ export class FlushCover {
    * here: the caller marks them for resync.
    */
   failed(token: FlushToken): Set<number> {
-    const all = new Set(token);
     this.#flushing.delete(token);
+    const all = this.lost();
+    for (const e of token) all.add(e);
+    return all;
+  }
+
+  /**
+   * The side is gone (the peer's connection ended): as failed(), for every extent noted or covered
+   * by a FLUSH still on its way. A FLUSH that completes later changes nothing.
+   */
+  lost(): Set<number> {
+    const all = new Set(this.#open);
     for (const t of this.#flushing) for (const e of t) all.add(e);
-    for (const e of this.#open) all.add(e);
     this.#flushing.clear();
     this.#open = new Set();
     return all;

@@ -198,6 +198,9 @@ class Replicator implements Omit<Replication, 'ready'> {
     if (this.#remote !== remote) return;
     this.#remote = null;
     this.#res.remote = null;
+    // An outage: what the peer had only in its cache may be gone (not at our own stop, whose
+    // shutdown writes the map last; see ./clean-stop.ts).
+    if (!this.#stopped) this.#res.peerLost();
     // Our own stop is planned; anything else is an outage worth a warning.
     if (this.#stopped) log.info(`Disconnected from ${this.#cfg.remoteAddr} (${why}).`);
     else log.warning(`Disconnected from ${this.#cfg.remoteAddr} (${why}).`);

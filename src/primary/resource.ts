@@ -551,6 +551,23 @@ export class PrimaryResource {
     }
   }
 
+  /**
+   * The peer's connection ended (the replication layer calls this as it drops `remote`). What the
+   * peer acknowledged since the last FLUSH it completed may be only in its volatile write cache,
+   * which a power failure — the usual reason a secondary goes away — loses; those extents are
+   * marked for resync, as at a failed remote FLUSH. The keepdirty extents are in the map already;
+   * this adds the ones that left the keepdirty LRU unflushed, which upstream leaves stale on such
+   * a secondary (a workload that flushes — every file system — keeps the set small).
+   */
+  peerLost(): void {
+    const lost = this.#remoteCover.lost();
+    let changed = false;
+    for (const e of lost) changed = this.amap.markExtentsForSync(e) || changed;
+    if (!changed) return;
+    log.info(`${lost.size} extent(s) written since the peer's last flush are marked for resynchronization.`);
+    void this.bitmapWriter.persist();
+  }
+
   #noteSent(offset: number, length: number): void {
     this.#note(this.#remoteCover, offset, length);
   }

@@ -11,7 +11,7 @@ import { openComponent } from '../../../src/component/open.js';
 import type { Component } from '../../../src/component/component.js';
 import type { ResourceConfig } from '../../../src/config/types.js';
 import { createResource } from '../../../src/metadata/create.js';
-import { readMetadata } from '../../../src/metadata/metadata.js';
+import { readBitmap, readMetadata } from '../../../src/metadata/metadata.js';
 import { FlushCover } from '../../../src/primary/flush-cover.js';
 import { PrimaryResource, type RemoteLeg } from '../../../src/primary/resource.js';
 import { tmpDir } from '../../harness/tools.js';
@@ -58,12 +58,13 @@ class Peer implements RemoteLeg {
 async function rig(
   t: TestContext,
   replication: ResourceConfig['replication'] = 'fullsync',
+  keepDirty = 0,
 ): Promise<{ res: PrimaryResource; comp: Component; cfg: ResourceConfig; peer: Peer }> {
   const path = join(tmpDir(t), 'disk');
   writeFileSync(path, Buffer.alloc(DATASIZE + 1024 * 1024));
   const comp = await openComponent(path, { lock: false });
   t.after(() => comp.close());
-  const md = await createResource({ component: comp, resource: 'r0', extentSize: EXTENT, mediaSize: 0 });
+  const md = await createResource({ component: comp, resource: 'r0', extentSize: EXTENT, mediaSize: 0, keepDirty });
   const cfg = { ...CFG, replication, localPath: path };
   const res = await PrimaryResource.open(cfg, comp, { ...md, dataSize: DATASIZE });
   const peer = new Peer();
@@ -164,4 +165,26 @@ test('a restart keeps the record; a split-brain recovery leaves it out of the sy
   assert.equal(await recordOnDisk(comp), undefined, 'dropped once the copies agree');
   assert.deepEqual(again.changedExtents(), { count: 1, by: 'activemap' });
   await again.close();
+});
+
+test('the peer going away marks what it acknowledged since its last FLUSH, also extents that left the keepdirty LRU', async (t) => {
+  const { res, comp } = await rig(t, 'fullsync', 2);
+  await write(res, 0);
+  await res.flush(); // 0: durable on both sides
+  for (const e of [1, 2, 3, 4]) await write(res, e); // acknowledged, never flushed; 1 and 2 leave the LRU of 2
+  assert.deepEqual(res.amap.keepDirtyExtents(), [4, 3]);
+  assert.equal(res.amap.syncPendingExtents, 0);
+  res.remote = null;
+  res.peerLost(); // the replication layer's disconnect (a secondary's power failure looks like this)
+  assert.deepEqual(
+    [0, 1, 2, 3, 4].map((e) => res.amap.needsSync(e)),
+    [false, true, true, true, true],
+    'everything written since the last remote FLUSH resyncs; the flushed extent does not',
+  );
+  await res.bitmapWriter.drain();
+  const map = await readBitmap(comp, res.md);
+  assert.equal((map[0] ?? 0) & 0x1e, 0x1e, 'on disk: a primary restart still resyncs them');
+  res.peerLost();
+  assert.equal(res.amap.syncPendingExtents, 4, 'a second call finds nothing new');
+  await res.close();
 });
