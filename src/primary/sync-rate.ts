@@ -91,7 +91,7 @@ export class SyncThrottle {
       }
       const end = Math.max(now, this.#next) + (bytes * 1000) / rate;
       this.#next = end;
-      await sleep(end - now);
+      await sleepUntil(end);
       if (cancelled()) return false;
       // Paused while waiting for the slot: the chunk waits for the resume like the others.
       if (!this.#paused) return true;
@@ -101,4 +101,13 @@ export class SyncThrottle {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+/**
+ * Until performance.now() reaches `end`, never before: a timer truncates its delay to whole
+ * milliseconds and is measured from the event loop's cached time, so it can fire a little early,
+ * and a slot that ends early lets the copy run above the rate.
+ */
+async function sleepUntil(end: number): Promise<void> {
+  for (let left = end - performance.now(); left > 0; left = end - performance.now()) await sleep(Math.ceil(left));
 }
