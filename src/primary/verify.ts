@@ -9,12 +9,12 @@
 //
 // The peer's chunk is fetched with a plain READ, so verify works with any peer, FreeBSD's too;
 // hashing on the secondary (moving only the hashes) would need a negotiated request.
-import { createHash } from 'node:crypto';
 import { log } from '../log/log.js';
 import { humanizeNumber } from '../metadata/dump.js';
 import { MAXPHYS } from '../peer/constants.js';
 import type { VerifyProgress, VerifyRange, VerifyReport } from '../control/messages.js';
 import type { PrimaryResource } from './resource.js';
+import { computeHash } from '../peer/checksum.js';
 
 /** Chunks compared at once. */
 const VERIFY_WINDOW = 4;
@@ -31,10 +31,6 @@ export function verifyBounds(dataSize: number, start: number, stop: number | nul
   const s = Math.min(Math.floor(start / VERIFY_BLOCK) * VERIFY_BLOCK, dataSize);
   const e = Math.min(stop === null ? dataSize : Math.ceil(stop / VERIFY_BLOCK) * VERIFY_BLOCK, dataSize);
   return { start: s, stop: Math.max(s, e) };
-}
-
-function sha256(buf: Buffer): Buffer {
-  return createHash('sha256').update(buf).digest();
 }
 
 /** The VERIFY_BLOCK-aligned ranges where a and b (same length, at `offset`) differ. */
@@ -126,7 +122,7 @@ export async function runVerify(
         return;
       }
       compared += c.length;
-      if (remote.length === local.length && sha256(local).equals(sha256(remote))) return;
+      if (remote.length === local.length && computeHash('sha256', local).equals(computeHash('sha256', remote))) return;
       const found = remote.length === local.length ? diffBlocks(c.offset, local, remote) : [c];
       for (const d of found) {
         differing.push(d);

@@ -15,6 +15,7 @@ import { connectToSecondary } from '../../../src/primary/connect.js';
 import { PrimaryResource } from '../../../src/primary/resource.js';
 import { firstReply, PLAIN } from '../../harness/fake-secondary.js';
 import { tmpDir } from '../../harness/tools.js';
+import { resourceConfig } from '../../harness/resource-config.js';
 
 const EXTENT = 65536;
 const DATASIZE = 16 * EXTENT;
@@ -92,22 +93,14 @@ async function primary(t: TestContext, port: number, checksumSync: boolean): Pro
     prevRole: 'init',
   };
   await writeMetadata(comp, md);
-  const cfg: ResourceConfig = {
-    name: 'r0',
-    provName: 'r0',
+  const cfg: ResourceConfig = resourceConfig({
     localPath: path,
     remoteAddr: `tcp4://127.0.0.1:${port}`,
-    sourceAddr: null,
     replication: 'memsync',
-    checksum: 'none',
-    compression: 'none',
     timeout: 5,
-    exec: '',
     metaFlush: true,
-    exportAddr: '',
-    device: 'none',
     ...(checksumSync ? { checksumSync: true } : {}),
-  };
+  });
   const res = await PrimaryResource.open(cfg, comp, md);
   t.after(() => res.close());
   return res;

@@ -15,25 +15,12 @@ import { readBitmap, readMetadata } from '../../../src/metadata/metadata.js';
 import { FlushCover } from '../../../src/primary/flush-cover.js';
 import { PrimaryResource, type RemoteLeg } from '../../../src/primary/resource.js';
 import { tmpDir } from '../../harness/tools.js';
+import { resourceConfig } from '../../harness/resource-config.js';
 
 const EXTENT = 64 * 1024;
 const DATASIZE = 64 * EXTENT;
 
-const CFG: ResourceConfig = {
-  name: 'r0',
-  provName: 'r0',
-  localPath: '',
-  remoteAddr: '127.0.0.1',
-  sourceAddr: null,
-  replication: 'fullsync',
-  checksum: 'none',
-  compression: 'none',
-  timeout: 20,
-  exec: '',
-  metaFlush: false,
-  exportAddr: '',
-  device: 'none',
-};
+const CFG: ResourceConfig = resourceConfig();
 
 /** A peer that confirms every write at once; its FLUSH answers `flushOk`, after `flushGate` if set. */
 class Peer implements RemoteLeg {

@@ -11,22 +11,9 @@ import { buildReply, readRequest } from '../../../src/peer/messages.js';
 import { PeerRemote } from '../../../src/primary/remote.js';
 import { ErrnoError } from '../../../src/util/errno.js';
 import { waitFor } from '../../harness/wait.js';
+import { resourceConfig } from '../../harness/resource-config.js';
 
-const CFG: ResourceConfig = {
-  name: 'r0',
-  provName: 'r0',
-  localPath: '',
-  remoteAddr: '127.0.0.1',
-  sourceAddr: null,
-  replication: 'fullsync',
-  checksum: 'crc32',
-  compression: 'none',
-  timeout: 20,
-  exec: '',
-  metaFlush: true,
-  exportAddr: '',
-  device: 'none',
-};
+const CFG: ResourceConfig = resourceConfig({ checksum: 'crc32', metaFlush: true });
 
 /** A connected loopback pair: [the primary's end, the fake secondary's end]. */
 async function pair(t: TestContext): Promise<[Socket, Socket]> {

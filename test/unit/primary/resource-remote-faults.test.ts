@@ -12,25 +12,12 @@ import { createResource } from '../../../src/metadata/create.js';
 import { ASYNC_MAX_BYTES, ASYNC_MAX_WRITES, AsyncBudget } from '../../../src/primary/async-budget.js';
 import { PrimaryResource, type RemoteLeg } from '../../../src/primary/resource.js';
 import { tmpDir } from '../../harness/tools.js';
+import { resourceConfig } from '../../harness/resource-config.js';
 
 const EXTENT = 64 * 1024;
 const DATASIZE = 512 * EXTENT;
 
-const CFG: ResourceConfig = {
-  name: 'r0',
-  provName: 'r0',
-  localPath: '',
-  remoteAddr: '127.0.0.1',
-  sourceAddr: null,
-  replication: 'async',
-  checksum: 'none',
-  compression: 'none',
-  timeout: 20,
-  exec: '',
-  metaFlush: false,
-  exportAddr: '',
-  device: 'none',
-};
+const CFG: ResourceConfig = resourceConfig({ replication: 'async' });
 
 /** A peer that holds every write until release() and answers flushes with `flushOk`. */
 class StalledPeer implements RemoteLeg {

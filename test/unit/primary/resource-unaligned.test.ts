@@ -13,25 +13,12 @@ import type { ResourceConfig } from '../../../src/config/types.js';
 import { createResource } from '../../../src/metadata/create.js';
 import { PrimaryResource, type RemoteLeg } from '../../../src/primary/resource.js';
 import { tmpDir } from '../../harness/tools.js';
+import { resourceConfig } from '../../harness/resource-config.js';
 
 const SS = 512;
 const DATASIZE = 256 * 1024;
 
-const CFG: ResourceConfig = {
-  name: 'r0',
-  provName: 'r0',
-  localPath: '',
-  remoteAddr: '127.0.0.1',
-  sourceAddr: null,
-  replication: 'fullsync',
-  checksum: 'none',
-  compression: 'none',
-  timeout: 20,
-  exec: '',
-  metaFlush: false,
-  exportAddr: '',
-  device: 'none',
-};
+const CFG: ResourceConfig = resourceConfig();
 
 /** A peer that applies what it is sent to its own buffer and refuses anything not sector-aligned. */
 class RecordingPeer implements RemoteLeg {

@@ -20,25 +20,17 @@ import { buildCsumRequest, buildRequest, buildSyncStateRequest } from '../../../
 import { NvList } from '../../../src/nv/codec.js';
 import { SecondarySession } from '../../../src/secondary/session.js';
 import { tmpDir } from '../../harness/tools.js';
+import { resourceConfig } from '../../harness/resource-config.js';
 
 const EXTENT = 65536;
 const LOCALOFF = 4096 + 512;
 const DATASIZE = 64 * EXTENT;
-const CFG: ResourceConfig = {
-  name: 'r0',
-  provName: 'r0',
-  localPath: '',
-  remoteAddr: '127.0.0.1',
-  sourceAddr: null,
+const CFG: ResourceConfig = resourceConfig({
   replication: 'memsync',
   checksum: 'crc32',
   compression: 'hole',
-  timeout: 20,
-  exec: '',
   metaFlush: true,
-  exportAddr: '',
-  device: 'none',
-};
+});
 
 function baseMd(over: Partial<SecondaryMetadata> = {}): SecondaryMetadata {
   return {
