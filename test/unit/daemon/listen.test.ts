@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import type { HastConfig, ResourceConfig } from '../../../src/config/types.js';
+import type { HastConfig } from '../../../src/config/types.js';
 import type { Role } from '../../../src/control/messages.js';
 import { type AcceptOutcome, normalizeIp, PeerAcceptor } from '../../../src/daemon/listen.js';
 import { type PeerParent, ResourceState } from '../../../src/daemon/resource-state.js';
@@ -15,23 +15,16 @@ import fc from 'fast-check';
 import { RefusalLog } from '../../../src/daemon/refusal-log.js';
 import { addAuthMac, addAuthNonce, authMac, macMatches, newNonce } from '../../../src/peer/auth.js';
 import { encodeMessage, MessageReader, type PeerMessage as Frame } from '../../../src/peer/framing.js';
+import { resourceConfig } from '../../harness/resource-config.js';
 import { tmpDir } from '../../harness/tools.js';
 
-const RES: ResourceConfig = {
-  name: 'r0',
-  provName: 'r0',
+const RES = resourceConfig({
   localPath: '/dev/null',
   remoteAddr: 'tcp://127.0.0.1:8457',
-  sourceAddr: null,
   replication: 'memsync',
-  checksum: 'none',
   compression: 'hole',
-  timeout: 20,
-  exec: '',
   metaFlush: true,
-  exportAddr: '',
-  device: 'none',
-};
+});
 
 interface Fake {
   parent: PeerParent;

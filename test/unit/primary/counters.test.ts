@@ -5,10 +5,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openComponent } from '../../../src/component/open.js';
-import type { ResourceConfig } from '../../../src/config/types.js';
 import { decodeMetadata, type Metadata, writeMetadata } from '../../../src/metadata/metadata.js';
 import { PrimaryCounters } from '../../../src/primary/counters.js';
 import { PrimaryResource, type RemoteLeg } from '../../../src/primary/resource.js';
+import { resourceConfig } from '../../harness/resource-config.js';
 import { tmpDir } from '../../harness/tools.js';
 
 test('the first unreplicated write of a worker bumps once, whatever the last handshake said', () => {
@@ -42,21 +42,7 @@ test('a never-paired primary gets its resuid with its first write, and then send
   assert.equal(fresh.resuid, 5n);
 });
 
-const CFG: ResourceConfig = {
-  name: 'r0',
-  provName: 'r0',
-  localPath: '',
-  remoteAddr: 'none',
-  sourceAddr: null,
-  replication: 'fullsync',
-  checksum: 'none',
-  compression: 'none',
-  timeout: 20,
-  exec: '',
-  metaFlush: true,
-  exportAddr: '',
-  device: 'none',
-};
+const CFG = resourceConfig({ remoteAddr: 'none', metaFlush: true });
 
 test('a write whose remote leg fails is acknowledged only after the bump is in the metadata block', async (t) => {
   const path = join(tmpDir(t), 'disk.img');

@@ -7,9 +7,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openComponent } from '../../../src/component/open.js';
-import type { ResourceConfig } from '../../../src/config/types.js';
 import { encodeMetadata, type Metadata, writeMetadata } from '../../../src/metadata/metadata.js';
 import { PrimaryResource } from '../../../src/primary/resource.js';
+import { resourceConfig } from '../../harness/resource-config.js';
 import { tmpDir } from '../../harness/tools.js';
 
 const EXTENT = 64 * 1024;
@@ -21,21 +21,7 @@ const LOCALOFF = 4096 + 4096;
 const TAIL = 4096;
 const FILESIZE = LOCALOFF + DATASIZE + TAIL;
 
-const CFG: ResourceConfig = {
-  name: 'r0',
-  provName: 'r0',
-  localPath: '',
-  remoteAddr: 'none',
-  sourceAddr: null,
-  replication: 'memsync',
-  checksum: 'none',
-  compression: 'none',
-  timeout: 20,
-  exec: '',
-  metaFlush: true,
-  exportAddr: '',
-  device: 'none',
-};
+const CFG = resourceConfig({ remoteAddr: 'none', replication: 'memsync', metaFlush: true });
 
 function pattern(len: number, seed: number): Buffer {
   const b = Buffer.alloc(len);
